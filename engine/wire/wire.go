@@ -1,0 +1,341 @@
+// Package wire holds the types of the Secure MCP Tunnel control-plane protocol that
+// the agent (sluice run) and the relay (sluice relay) exchange, and the small
+// parsers both halves share. It is wire-compatible with OpenAI's hosted tunnel
+// service; see docs/wire.md and the OpenAPI contract it is tested against.
+//
+// JSON-RPC payloads travel as json.RawMessage: they are never decoded into a map
+// and re-encoded, so ids, key order and numbers survive byte for byte.
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+)
+
+// Command types carried in Command.CommandType.
+const (
+	CommandJSONRPC            = "jsonrpc"
+	CommandSessionTermination = "session_termination"
+)
+
+// Response payload types carried in Response.RespType.
+const (
+	RespJSONRPCResponse    = "jsonrpc_response"
+	RespJSONRPCNotify      = "jsonrpc_notify"
+	RespNotifyAck          = "notify_ack"
+	RespSessionTermination = "session_termination_response"
+)
+
+// DefaultChannel is the channel a command without one belongs to.
+const DefaultChannel = "main"
+
+// MaxPollLimit is the largest limit a poll may ask for.
+const MaxPollLimit = 25
+
+// Header names used on the control plane.
+const (
+	HeaderClientName       = "X-Tunnel-Client-Name"
+	HeaderClientVersion    = "X-Tunnel-Client-Version"
+	HeaderClientInstanceID = "X-Tunnel-Client-Instance-Id"
+	HeaderServerInfo       = "X-Tunnel-MCP-Server-Info"
+	HeaderShardToken       = "X-Tunnel-Shard-Token"
+	HeaderClientRequestID  = "X-Client-Request-Id"
+)
+
+// Error codes of the APIErrorBody.code schema that Sluice produces or reacts to.
+const (
+	CodeInvalidChannelFormat     = "invalid_channel_format"
+	CodeInvalidJSONPayload       = "invalid_json_payload"
+	CodeInvalidTunnelIDFormat    = "invalid_tunnel_id_format"
+	CodeMissingMCPSessionID      = "missing_mcp_session_id"
+	CodePendingRequestNotFound   = "pending_request_not_found"
+	CodeRateLimitExceeded        = "rate_limit_exceeded"
+	CodeRequestBodyTooLarge      = "request_body_too_large"
+	CodeTunnelClientNotConnected = "tunnel_client_not_connected"
+	CodeTunnelQueueFull          = "tunnel_queue_full"
+	CodeTunnelRequestMismatch    = "tunnel_request_mismatch"
+	CodeTunnelTransportUnavail   = "tunnel_transport_unavailable"
+	CodeTunnelUseForbidden       = "tunnel_use_forbidden"
+	CodeTunnelMissingPrincipals  = "tunnel_missing_principals"
+)
+
+// Command is one unit of work handed to an agent by a poll.
+// Unknown fields are ignored when decoding.
+type Command struct {
+	RequestID       string              `json:"request_id"`
+	ShardToken      string              `json:"shard_token"`
+	CommandType     string              `json:"command_type"`
+	Channel         string              `json:"channel,omitempty"`
+	CreatedAt       string              `json:"created_at"`
+	Headers         map[string][]string `json:"headers"`
+	ResponseTimeout *string             `json:"response_timeout,omitempty"`
+	JSONRPC         json.RawMessage     `json:"jsonrpc,omitempty"`
+}
+
+// PollResponse is the 200 body of GET /v1/tunnels/{id}/poll.
+type PollResponse struct {
+	Commands []Command `json:"commands"`
+}
+
+// Response is the body of POST /v1/tunnels/{id}/response: one result or
+// notification for one command. RespJSON is the raw JSON-RPC object or null.
+type Response struct {
+	RequestID   string              `json:"request_id"`
+	Channel     string              `json:"channel,omitempty"`
+	RespJSON    json.RawMessage     `json:"resp_json"`
+	RespHeaders map[string][]string `json:"resp_headers"`
+	RespCode    int                 `json:"resp_code"`
+	RespType    string              `json:"resp_type"`
+}
+
+// Final reports whether a response of this type ends its command.
+func (r *Response) Final() bool { return IsFinalType(r.RespType) }
+
+// IsFinalType reports whether resp_type t ends a command. The empty type
+// defaults to jsonrpc_response, which is final.
+func IsFinalType(t string) bool { return t != RespJSONRPCNotify }
+
+// Ack is the 200 body of a response POST.
+type Ack struct {
+	Status string `json:"status"`
+}
+
+// TunnelMetadata is the body of GET /v1/tunnels/{id}.
+type TunnelMetadata struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+}
+
+// APIError is the OpenAI-style error envelope {"error":{...}}.
+type APIError struct {
+	Error APIErrorBody `json:"error"`
+}
+
+// APIErrorBody is the inner object of APIError.
+type APIErrorBody struct {
+	Message string  `json:"message"`
+	Type    string  `json:"type"`
+	Param   *string `json:"param"`
+	Code    *string `json:"code"`
+}
+
+// NewAPIError builds an error envelope with the given code.
+func NewAPIError(typ, code, msg string) APIError {
+	c := code
+	return APIError{Error: APIErrorBody{Message: msg, Type: typ, Code: &c}}
+}
+
+// TunnelFailure is error.data.tunnel_failure of a synthesized -32603 error: the
+// provenance of a failure the agent could not recover a JSON-RPC error for.
+// It never carries URLs, bodies, exception text or secrets.
+type TunnelFailure struct {
+	Version                  int    `json:"version"`
+	Source                   string `json:"source"`
+	UpstreamResponseReceived bool   `json:"upstream_response_received"`
+	UpstreamStatus           *int   `json:"upstream_status,omitempty"`
+	TransportErrorKind       string `json:"transport_error_kind,omitempty"`
+}
+
+// Tunnel failure sources.
+const (
+	SourceTargetHTTP      = "target_http"
+	SourceDNS             = "dns"
+	SourceTLS             = "tls"
+	SourceConnect         = "connect"
+	SourceTransportClosed = "transport_closed"
+	SourceTimeout         = "timeout"
+	SourceProtocol        = "protocol"
+	SourceClientInternal  = "client_internal"
+)
+
+var (
+	tunnelIDRe = regexp.MustCompile(`^tunnel_[a-z0-9]{32}$`)
+	channelRe  = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
+	keyRe      = regexp.MustCompile(`^[0-9A-Za-z_-]+$`)
+)
+
+// ValidTunnelID reports whether id has the form tunnel_ + 32 lowercase alnum.
+func ValidTunnelID(id string) bool { return len(id) == 39 && tunnelIDRe.MatchString(id) }
+
+// ValidChannel reports whether c is a valid channel name.
+func ValidChannel(c string) bool { return channelRe.MatchString(c) }
+
+// ValidKey reports whether k has the character set runtime keys must have.
+func ValidKey(k string) bool { return k != "" && keyRe.MatchString(k) }
+
+// ErrMalformedTimeout is returned by ParseResponseTimeout for a value that is not
+// ^[0-9]+(ns|us|ms|s|m|h)$ or overflows.
+var ErrMalformedTimeout = errors.New("malformed response_timeout")
+
+// ParseResponseTimeout parses a response_timeout value. It accepts exactly
+// ^[0-9]+(ns|us|ms|s|m|h)$ (one unit, no sign, no fraction) and rejects values
+// that overflow a time.Duration.
+func ParseResponseTimeout(s string) (time.Duration, error) {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	if i == 0 || i == len(s) {
+		return 0, ErrMalformedTimeout
+	}
+	var unit time.Duration
+	switch s[i:] {
+	case "ns":
+		unit = time.Nanosecond
+	case "us":
+		unit = time.Microsecond
+	case "ms":
+		unit = time.Millisecond
+	case "s":
+		unit = time.Second
+	case "m":
+		unit = time.Minute
+	case "h":
+		unit = time.Hour
+	default:
+		return 0, ErrMalformedTimeout
+	}
+	n, err := strconv.ParseUint(s[:i], 10, 63)
+	if err != nil {
+		return 0, ErrMalformedTimeout
+	}
+	if n > uint64(1<<63-1)/uint64(unit) {
+		return 0, ErrMalformedTimeout
+	}
+	return time.Duration(n) * unit, nil
+}
+
+// FormatResponseTimeout renders d in the wire form, in milliseconds when exact.
+func FormatResponseTimeout(d time.Duration) string {
+	if d%time.Millisecond == 0 {
+		return strconv.FormatInt(int64(d/time.Millisecond), 10) + "ms"
+	}
+	return strconv.FormatInt(int64(d), 10) + "ns"
+}
+
+// DecodePoll decodes a poll body. A command that cannot be decoded does not stop
+// the others: it is returned in bad with the error, so the caller can log it and,
+// when a request_id could be recovered, answer it.
+func DecodePoll(body []byte) (cmds []Command, bad []BadCommand, err error) {
+	var raw struct {
+		Commands []json.RawMessage `json:"commands"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, nil, fmt.Errorf("wire: decode poll body: %w", err)
+	}
+	cmds = make([]Command, 0, len(raw.Commands))
+	for _, r := range raw.Commands {
+		var c Command
+		if err := json.Unmarshal(r, &c); err != nil {
+			var id struct {
+				RequestID  string `json:"request_id"`
+				ShardToken string `json:"shard_token"`
+			}
+			_ = json.Unmarshal(r, &id)
+			bad = append(bad, BadCommand{RequestID: id.RequestID, ShardToken: id.ShardToken, Err: err})
+			continue
+		}
+		if err := c.Validate(); err != nil {
+			bad = append(bad, BadCommand{RequestID: c.RequestID, ShardToken: c.ShardToken, Channel: c.Channel, Err: err})
+			continue
+		}
+		if c.Channel == "" {
+			c.Channel = DefaultChannel
+		}
+		cmds = append(cmds, c)
+	}
+	return cmds, bad, nil
+}
+
+// BadCommand is a polled command that could not be decoded or validated.
+type BadCommand struct {
+	RequestID  string
+	ShardToken string
+	Channel    string
+	Err        error
+}
+
+// Validate checks the fields every command needs. Unknown command types are
+// valid here: the agent logs and skips them.
+func (c *Command) Validate() error {
+	switch {
+	case c.RequestID == "":
+		return errors.New("command without request_id")
+	case c.Channel != "" && !ValidChannel(c.Channel):
+		return fmt.Errorf("command %q: invalid channel", c.RequestID)
+	case c.CommandType == CommandJSONRPC:
+		j := bytes.TrimSpace(c.JSONRPC)
+		if len(j) == 0 || j[0] != '{' {
+			return fmt.Errorf("command %q: jsonrpc is not an object", c.RequestID)
+		}
+	}
+	return nil
+}
+
+// AllowedResponseHeaders are the MCP server response headers an agent keeps in
+// resp_headers, in canonical form.
+var AllowedResponseHeaders = []string{
+	"Content-Type",
+	"Mcp-Session-Id",
+	"Mcp-Protocol-Version",
+	"Last-Event-Id",
+	"Access-Control-Expose-Headers",
+	"Www-Authenticate",
+}
+
+// FilterResponseHeaders keeps only AllowedResponseHeaders, minus empty values and
+// anything the Connection header names.
+func FilterResponseHeaders(h http.Header) map[string][]string {
+	out := make(map[string][]string, 4)
+	var conn []string
+	for _, v := range h.Values("Connection") {
+		conn = append(conn, splitTokens(v)...)
+	}
+	for _, name := range AllowedResponseHeaders {
+		vs := h.Values(name)
+		if len(vs) == 0 {
+			continue
+		}
+		skip := false
+		for _, c := range conn {
+			if http.CanonicalHeaderKey(c) == name {
+				skip = true
+			}
+		}
+		if skip {
+			continue
+		}
+		var keep []string
+		for _, v := range vs {
+			if v != "" {
+				keep = append(keep, v)
+			}
+		}
+		if len(keep) > 0 {
+			out[name] = keep
+		}
+	}
+	return out
+}
+
+func splitTokens(v string) []string {
+	var out []string
+	start := 0
+	for i := 0; i <= len(v); i++ {
+		if i == len(v) || v[i] == ',' {
+			t := bytes.TrimSpace([]byte(v[start:i]))
+			if len(t) > 0 {
+				out = append(out, string(t))
+			}
+			start = i + 1
+		}
+	}
+	return out
+}
