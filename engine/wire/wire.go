@@ -339,3 +339,7 @@ func splitTokens(v string) []string {
 	}
 	return out
 }
+
+// responseTimeoutPattern is the wire pattern, kept for tests and documentation;
+// ParseResponseTimeout does not use a regexp.
+var responseTimeoutPattern = regexp.MustCompile(`^[0-9]+(ns|us|ms|s|m|h)$`)
