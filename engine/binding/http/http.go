@@ -1,0 +1,412 @@
+package httpbinding
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/sluicemcp/sluice/engine/binding"
+	"github.com/sluicemcp/sluice/engine/wire"
+)
+
+// DefaultMaxResponseBytes caps one response body (JSON) or one SSE event when
+// Config.MaxResponseBytes is zero.
+const DefaultMaxResponseBytes = 16 << 20
+
+// acceptBoth is the Accept header of every POST: the binding reads both.
+const acceptBoth = "application/json, text/event-stream"
+
+// Config says which MCP server to reach.
+type Config struct {
+	// URL is the MCP endpoint (for example http://10.0.0.5:3000/mcp).
+	URL string
+	// ExtraHeaders are sent to the MCP server on every request; forwarded
+	// client headers with the same name override them.
+	ExtraHeaders http.Header
+	// MaxResponseBytes caps a JSON response body and each SSE event
+	// (0 = DefaultMaxResponseBytes).
+	MaxResponseBytes int64
+}
+
+// Options holds the optional dependencies of a Binding; the zero value is the
+// defaults.
+type Options struct {
+	// Logger receives debug logs (nil = discard). Payloads are never logged.
+	Logger *slog.Logger
+	// HTTPClient sends the requests (nil = a client with a tuned Transport, no
+	// overall Timeout and no redirects: deadlines come from the ctx of Do).
+	HTTPClient *http.Client
+}
+
+// Binding delivers JSON-RPC messages to one MCP server over Streamable HTTP.
+// It is safe for concurrent use.
+type Binding struct {
+	url       string
+	origin    *url.URL
+	extra     http.Header
+	max       int64
+	client    *http.Client
+	transport *http.Transport // owned, closed by Close; nil when injected
+	log       *slog.Logger
+}
+
+// Interface guard.
+var _ binding.Binding = (*Binding)(nil)
+
+// New returns a Binding for cfg.URL.
+func New(cfg Config, opts Options) (*Binding, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("http binding: parse url: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("http binding: url %q: want an absolute http or https URL", u.Redacted())
+	}
+	if cfg.MaxResponseBytes < 0 {
+		return nil, fmt.Errorf("http binding: max response bytes %d: must not be negative", cfg.MaxResponseBytes)
+	}
+	b := &Binding{
+		url:    u.String(),
+		origin: u,
+		extra:  cfg.ExtraHeaders.Clone(),
+		max:    cfg.MaxResponseBytes,
+		client: opts.HTTPClient,
+		log:    opts.Logger,
+	}
+	if b.max == 0 {
+		b.max = DefaultMaxResponseBytes
+	}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	if b.client == nil {
+		b.transport = NewTransport()
+		b.client = &http.Client{
+			Transport: b.transport,
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		}
+	}
+	return b, nil
+}
+
+// NewTransport returns the Transport a Binding uses when Options.HTTPClient is
+// nil: many idle connections per host, no compression (so SSE events are not
+// held back by a gzip writer), proxies from the environment.
+func NewTransport() *http.Transport {
+	return &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: (&net.Dialer{
+			Timeout:   30 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   512,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+	}
+}
+
+// Info describes the binding: HTTP servers hold no per-process state the
+// tunnel must pin.
+func (b *Binding) Info() binding.Info { return binding.Info{ProcAffinity: false} }
+
+// Close releases idle connections of the binding's own transport.
+func (b *Binding) Close() error {
+	if b.transport != nil {
+		b.transport.CloseIdleConnections()
+	}
+	return nil
+}
+
+// Do delivers req to the MCP server and emits each message of its answer as it
+// arrives (see binding.Binding).
+func (b *Binding) Do(ctx context.Context, req *binding.Request, emit func(*binding.Reply) error) error {
+	switch req.Kind {
+	case binding.KindJSONRPC:
+		return b.post(ctx, req, emit)
+	case binding.KindSessionTermination:
+		return b.terminate(ctx, req, emit)
+	default:
+		return fmt.Errorf("http binding: request kind %d: unknown", req.Kind)
+	}
+}
+
+// skipHeader lists forwarded headers the binding never sends on: hop-by-hop
+// headers, those the HTTP client computes itself, and client-identifying ones.
+var skipHeader = map[string]bool{
+	"Host":                true,
+	"Content-Length":      true,
+	"Content-Type":        true,
+	"Accept":              true,
+	"Accept-Encoding":     true,
+	"Connection":          true,
+	"Keep-Alive":          true,
+	"Proxy-Authorization": true,
+	"Proxy-Connection":    true,
+	"Te":                  true,
+	"Trailer":             true,
+	"Transfer-Encoding":   true,
+	"Upgrade":             true,
+	"Cookie":              true,
+	"Forwarded":           true,
+	"X-Real-Ip":           true,
+	"Origin":              true,
+}
+
+// header builds the request header: extra headers, then forwarded ones
+// (overriding), then the binding's own.
+func (b *Binding) header(fwd http.Header) http.Header {
+	h := make(http.Header, len(b.extra)+len(fwd)+2)
+	for k, v := range b.extra {
+		h[k] = v
+	}
+	var conn []string
+	if c := fwd["Connection"]; len(c) > 0 {
+		for _, v := range c {
+			for f := range strings.SplitSeq(v, ",") {
+				conn = append(conn, http.CanonicalHeaderKey(strings.TrimSpace(f)))
+			}
+		}
+	}
+	for k, v := range fwd {
+		ck := http.CanonicalHeaderKey(k)
+		if skipHeader[ck] || strings.HasPrefix(ck, "X-Forwarded-") || len(v) == 0 {
+			continue
+		}
+		if len(conn) > 0 && contains(conn, ck) {
+			continue
+		}
+		h[ck] = v
+	}
+	return h
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *Binding) post(ctx context.Context, req *binding.Request, emit func(*binding.Reply) error) error {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, b.url, bytes.NewReader(req.Body))
+	if err != nil {
+		return fmt.Errorf("http binding: build request: %w", err)
+	}
+	hreq.Header = b.header(req.Header)
+	hreq.Header["Content-Type"] = []string{"application/json"}
+	hreq.Header["Accept"] = []string{acceptBoth}
+
+	resp, err := b.client.Do(hreq)
+	if err != nil {
+		return classify(ctx, err, false)
+	}
+	defer resp.Body.Close()
+
+	status := resp.StatusCode
+	switch {
+	case status == http.StatusAccepted || (req.Notification && status >= 200 && status < 300):
+		// An accepted notification or client response: no body to read.
+		b.drain(resp.Body)
+		return emit(&binding.Reply{Status: status, Header: resp.Header, Final: true})
+	case status >= 400:
+		return b.httpError(ctx, resp, emit)
+	case status < 200 || status >= 300:
+		return protocolError(kindNonProtocol, fmt.Errorf("unexpected status %d", status))
+	}
+
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if mt == "text/event-stream" {
+		return b.stream(ctx, req, resp, emit)
+	}
+	body, err := b.readBody(ctx, resp)
+	if err != nil {
+		return err
+	}
+	if _, err := peekMessage(body); err != nil {
+		return err
+	}
+	return emit(&binding.Reply{Status: status, Header: resp.Header, Body: body, Final: true})
+}
+
+// httpError handles a 4xx/5xx answer: a JSON-RPC error body passes through, as
+// does any 401/403 (OAuth discovery needs the status and WWW-Authenticate).
+func (b *Binding) httpError(ctx context.Context, resp *http.Response, emit func(*binding.Reply) error) error {
+	status := resp.StatusCode
+	body, err := b.readBody(ctx, resp)
+	if err != nil {
+		var be *binding.Error
+		if errors.As(err, &be) && be.Source == wire.SourceProtocol {
+			// Unreadable or oversize error body: the status is what we know.
+			return &binding.Error{Source: wire.SourceTargetHTTP, Kind: kindHTTPStatus, UpstreamStatus: status, Err: err}
+		}
+		return err
+	}
+	p, perr := peekMessage(body)
+	if perr == nil && p.isResponse() {
+		return emit(&binding.Reply{Status: status, Header: resp.Header, Body: body, Final: true})
+	}
+	if status == http.StatusUnauthorized || status == http.StatusForbidden {
+		return emit(&binding.Reply{Status: status, Header: resp.Header, Final: true})
+	}
+	return &binding.Error{
+		Source:         wire.SourceTargetHTTP,
+		Kind:           kindHTTPStatus,
+		UpstreamStatus: status,
+		Err:            fmt.Errorf("http status %d without a JSON-RPC body", status),
+	}
+}
+
+// readBody reads the whole response body, at most b.max bytes.
+func (b *Binding) readBody(ctx context.Context, resp *http.Response) ([]byte, error) {
+	size := 512
+	if n := resp.ContentLength; n > b.max {
+		return nil, protocolError(kindBodyTooLarge, fmt.Errorf("content length %d over limit %d", n, b.max))
+	} else if n >= 0 {
+		size = int(n) + 1 // +1 so that EOF is read without growing
+	}
+	buf := make([]byte, 0, size)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := resp.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > b.max {
+			return nil, protocolError(kindBodyTooLarge, fmt.Errorf("body over limit %d", b.max))
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, classify(ctx, err, true)
+		}
+	}
+}
+
+// drain reads a little of an unwanted body so the connection can be reused.
+func (b *Binding) drain(r io.Reader) {
+	_, _ = io.CopyN(io.Discard, r, 4096)
+}
+
+// stream splits an SSE response into messages and emits each as it arrives,
+// stopping at the response to the request.
+func (b *Binding) stream(ctx context.Context, req *binding.Request, resp *http.Response, emit func(*binding.Reply) error) error {
+	id := req.ID
+	if len(id) == 0 {
+		id = requestID(req.Body)
+	}
+	sr := newSSEReader(resp.Body, int(min(b.max, int64(^uint(0)>>1))))
+	header := resp.Header
+	first := true
+	for {
+		ev, err := sr.next()
+		if err == io.EOF {
+			return &binding.Error{Source: wire.SourceTransportClosed, Kind: kindUnexpectedEOF,
+				Err: errors.New("event stream ended before the response")}
+		}
+		if err != nil {
+			return classify(ctx, err, true)
+		}
+		if len(bytes.TrimSpace(ev.Data)) == 0 {
+			continue // priming or keep-alive event
+		}
+		p, perr := peekMessage(ev.Data)
+		if ev.Type != "" && ev.Type != "message" {
+			if perr != nil {
+				b.log.Debug("http binding: skipped non-message SSE event", "method", ev.Type)
+				continue
+			}
+		} else if perr != nil {
+			return perr
+		}
+		final := p.isResponse() && sameID(p.ID, id)
+		h := header
+		if !first {
+			h = header.Clone()
+		}
+		first = false
+		if err := emit(&binding.Reply{Status: resp.StatusCode, Header: h, Body: ev.Data, Final: final}); err != nil {
+			return err
+		}
+		if final {
+			return nil
+		}
+	}
+}
+
+// terminate ends a session with DELETE and reports the server's status.
+func (b *Binding) terminate(ctx context.Context, req *binding.Request, emit func(*binding.Reply) error) error {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodDelete, b.url, nil)
+	if err != nil {
+		return fmt.Errorf("http binding: build request: %w", err)
+	}
+	hreq.Header = b.header(req.Header)
+	resp, err := b.client.Do(hreq)
+	if err != nil {
+		return classify(ctx, err, false)
+	}
+	defer resp.Body.Close()
+	b.drain(resp.Body)
+	return emit(&binding.Reply{Status: resp.StatusCode, Header: resp.Header, Final: true})
+}
+
+// OAuthMetadata fetches the MCP server's RFC 9728 protected-resource metadata:
+// first /.well-known/oauth-protected-resource followed by the server URL's
+// path, then the root well-known path if that answers 404. It returns the
+// final answer's status, headers and body (whatever its status; the body is
+// not checked to be JSON). h holds headers to forward (filtered like Do's).
+func (b *Binding) OAuthMetadata(ctx context.Context, h http.Header) (*binding.Reply, error) {
+	const wellKnown = "/.well-known/oauth-protected-resource"
+	path := strings.TrimSuffix(b.origin.EscapedPath(), "/")
+	candidates := []string{wellKnown + path}
+	if path != "" {
+		candidates = append(candidates, wellKnown)
+	}
+	var reply *binding.Reply
+	for _, p := range candidates {
+		u := url.URL{Scheme: b.origin.Scheme, Host: b.origin.Host, User: b.origin.User}
+		u.RawPath = p
+		if up, err := url.PathUnescape(p); err == nil {
+			u.Path = up
+		} else {
+			u.Path = p
+		}
+		hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+		if err != nil {
+			return nil, fmt.Errorf("http binding: build metadata request: %w", err)
+		}
+		hreq.Header = b.header(h)
+		hreq.Header["Accept"] = []string{"application/json"}
+		resp, err := b.client.Do(hreq)
+		if err != nil {
+			return nil, classify(ctx, err, false)
+		}
+		body, err := b.readBody(ctx, resp)
+		resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		reply = &binding.Reply{Status: resp.StatusCode, Header: resp.Header, Body: body, Final: true}
+		if resp.StatusCode != http.StatusNotFound {
+			break
+		}
+	}
+	return reply, nil
+}
