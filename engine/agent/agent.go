@@ -1,0 +1,370 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicemcp/sluice/engine"
+	"github.com/sluicemcp/sluice/engine/binding"
+	"github.com/sluicemcp/sluice/engine/wire"
+)
+
+// CommandOAuthMetadata is the Sluice extension command type asking the agent
+// to fetch the MCP server's OAuth protected-resource metadata.
+const CommandOAuthMetadata = "oauth_metadata"
+
+// OAuthMetadataBinding is implemented by bindings that can fetch the MCP
+// server's OAuth protected-resource metadata (RFC 9728) for an
+// oauth_metadata command. header holds the command's forwarded headers.
+type OAuthMetadataBinding interface {
+	OAuthMetadata(ctx context.Context, header http.Header) (*binding.Reply, error)
+}
+
+// Agent is the agent core of `sluice run`. Create it with New and start it
+// with Run; it is single-use.
+type Agent struct {
+	cfg       Config
+	log       *slog.Logger
+	bindings  map[string]binding.Binding
+	pipeline  *engine.Pipeline
+	client    *http.Client
+	rawUnsafe bool
+
+	instanceID string
+	serverInfo string
+	baseHeader http.Header // read-only after New
+	pollURL    string
+	respURL    string
+	metaURL    string
+
+	work chan *task
+	room chan struct{}
+
+	// workCtx bounds MCP calls: cancelled when the shutdown grace ends.
+	// postCtx bounds response POSTs: cancelled abortBudget later.
+	workCtx   context.Context
+	postCtx   context.Context
+	graceOver atomic.Bool
+
+	m        *metrics
+	gatherer prometheus.Gatherer
+	ready    readiness
+	started  atomic.Bool
+}
+
+// abortBudget is how long after the shutdown grace the agent still tries to
+// post the connection_aborted failures of commands it had to give up.
+const abortBudget = 2 * time.Second
+
+// New validates cfg and opts and builds an agent. Errors name the config key.
+func New(cfg Config, opts Options) (*Agent, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if opts.Bindings[wire.DefaultChannel] == nil {
+		return nil, errors.New("mcp.server-url: the main channel is required")
+	}
+	if len(opts.Bindings) > MaxChannels {
+		return nil, fmt.Errorf("mcp.server-url: %d channels, at most %d", len(opts.Bindings), MaxChannels)
+	}
+	for name, b := range opts.Bindings {
+		if !wire.ValidChannel(name) {
+			return nil, fmt.Errorf("mcp.server-url: channel %q does not match [a-z0-9_-]{1,64}", name)
+		}
+		if b == nil {
+			return nil, fmt.Errorf("mcp.server-url: channel %q has no binding", name)
+		}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &Agent{
+		cfg:       cfg,
+		log:       log.With("tunnel", cfg.TunnelID),
+		bindings:  opts.Bindings,
+		pipeline:  opts.Pipeline,
+		client:    opts.HTTPClient,
+		rawUnsafe: opts.LogRawUnsafe,
+		work:      make(chan *task, cfg.MaxInflight),
+		room:      make(chan struct{}, 1),
+	}
+	if a.client == nil {
+		a.client = newHTTPClient(cfg.MaxConcurrent)
+	}
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	a.instanceID = hex.EncodeToString(id[:])
+	a.serverInfo, err = serverInfo(opts.Bindings)
+	if err != nil {
+		return nil, err
+	}
+	base := cfg.BaseURL + cfg.URLPath + "/v1/tunnels/" + cfg.TunnelID
+	a.metaURL, a.pollURL, a.respURL = base, base+"/poll", base+"/response"
+
+	h := make(http.Header, 8+len(cfg.ExtraHeaders))
+	for k, vs := range cfg.ExtraHeaders {
+		if isProtected(k) {
+			a.log.Warn("ignoring extra header that would override an auth or identity header", "header", http.CanonicalHeaderKey(k))
+			continue
+		}
+		h[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
+	}
+	h.Set("Authorization", "Bearer "+cfg.APIKey)
+	h.Set(wire.HeaderClientName, cfg.ClientName)
+	h.Set(wire.HeaderClientVersion, cfg.ClientVersion)
+	h.Set(wire.HeaderClientInstanceID, a.instanceID)
+	h.Set(wire.HeaderServerInfo, a.serverInfo)
+	h.Set("Accept", "application/json")
+	if cfg.OrganizationID != "" {
+		h.Set("OpenAI-Organization", cfg.OrganizationID)
+	}
+	a.baseHeader = h
+
+	a.m, a.gatherer, err = newMetrics(opts.Registerer, cfg.MaxInflight, func() float64 { return float64(len(a.work)) })
+	if err != nil {
+		return nil, fmt.Errorf("agent: register metrics: %w", err)
+	}
+	if opts.LogRawUnsafe {
+		a.log.Warn("log.http-raw-unsafe is on: MCP payloads will appear in debug logs")
+	}
+	return a, nil
+}
+
+// newHTTPClient returns a client whose transport keeps enough idle
+// connections to the relay for every running command plus the poll.
+func newHTTPClient(maxConcurrent int) *http.Client {
+	idle := max(maxConcurrent+2, 64)
+	t := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          idle * 2,
+		MaxIdleConnsPerHost:   idle,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: 0, // polls are long; contexts bound every call
+	}
+	return &http.Client{Transport: t}
+}
+
+type serverInfoChannel struct {
+	Name         string `json:"name"`
+	ProcAffinity bool   `json:"proc_affinity,omitempty"`
+}
+
+// serverInfo renders X-Tunnel-MCP-Server-Info: channels sorted by name, and
+// the sluice extension object only when some binding serves oauth_metadata.
+func serverInfo(bs map[string]binding.Binding) (string, error) {
+	names := make([]string, 0, len(bs))
+	oauth := false
+	for n, b := range bs {
+		names = append(names, n)
+		if _, ok := b.(OAuthMetadataBinding); ok {
+			oauth = true
+		}
+	}
+	sort.Strings(names)
+	v := struct {
+		Version  int                 `json:"version"`
+		Channels []serverInfoChannel `json:"channels"`
+		Sluice   *struct {
+			OAuthMetadata bool `json:"oauth_metadata"`
+		} `json:"sluice,omitempty"`
+	}{Version: 1}
+	for _, n := range names {
+		v.Channels = append(v.Channels, serverInfoChannel{Name: n, ProcAffinity: bs[n].Info().ProcAffinity})
+	}
+	if oauth {
+		v.Sluice = &struct {
+			OAuthMetadata bool `json:"oauth_metadata"`
+		}{true}
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("agent: encode server info: %w", err)
+	}
+	if len(b) > MaxServerInfoBytes {
+		return "", fmt.Errorf("mcp.server-url: server-info header is %d bytes, at most %d", len(b), MaxServerInfoBytes)
+	}
+	return string(b), nil
+}
+
+// task is one polled command waiting in the buffer or running.
+type task struct {
+	cmd      wire.Command
+	receipt  time.Time // monotonic: when the poll response headers arrived
+	deadline time.Time // zero: no deadline
+}
+
+func (t *task) expired(now time.Time) bool {
+	return !t.deadline.IsZero() && !now.Before(t.deadline)
+}
+
+// Run polls and serves until ctx is cancelled, then drains: it stops polling
+// at once, lets buffered and running commands finish within ShutdownGrace,
+// posts their results, and returns nil. Commands that could not finish in
+// time get a connection_aborted tunnel failure (see RATIONALE.md).
+func (a *Agent) Run(ctx context.Context) error {
+	if !a.started.CompareAndSwap(false, true) {
+		return errors.New("agent: Run called twice")
+	}
+	base := context.WithoutCancel(ctx)
+	workCtx, cancelWork := context.WithCancel(base)
+	postCtx, cancelPost := context.WithCancel(base)
+	defer cancelWork()
+	defer cancelPost()
+	a.workCtx, a.postCtx = workCtx, postCtx
+
+	var wg sync.WaitGroup
+	for range a.cfg.MaxConcurrent {
+		wg.Go(a.worker)
+	}
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	defer stopProbe()
+	var pwg sync.WaitGroup
+	pwg.Go(func() { a.probeLoop(probeCtx) })
+
+	a.log.Info("agent polling", "url", a.cfg.BaseURL+a.cfg.URLPath, "max_inflight", a.cfg.MaxInflight,
+		"max_concurrent", a.cfg.MaxConcurrent)
+	a.pollLoop(ctx)
+	close(a.work)
+
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	grace := time.NewTimer(a.cfg.ShutdownGrace)
+	defer grace.Stop()
+	select {
+	case <-done:
+	case <-grace.C:
+		a.log.Warn("shutdown grace over: aborting remaining commands")
+		a.graceOver.Store(true)
+		cancelWork()
+		hard := time.NewTimer(abortBudget)
+		defer hard.Stop()
+		select {
+		case <-done:
+		case <-hard.C:
+			cancelPost()
+			<-done
+		}
+	}
+	stopProbe()
+	pwg.Wait()
+	a.log.Info("agent stopped")
+	return nil
+}
+
+// signalRoom wakes the poll loop after a buffer slot was freed.
+func (a *Agent) signalRoom() {
+	select {
+	case a.room <- struct{}{}:
+	default:
+	}
+}
+
+// waitRoom blocks until the buffer has a free slot and returns how many are
+// free, or 0 when ctx ends.
+func (a *Agent) waitRoom(ctx context.Context) int {
+	for {
+		if free := cap(a.work) - len(a.work); free > 0 {
+			return free
+		}
+		select {
+		case <-a.room:
+		case <-ctx.Done():
+			return 0
+		}
+	}
+}
+
+func (a *Agent) worker() {
+	for t := range a.work {
+		a.signalRoom()
+		a.m.occupancy.Inc()
+		a.runTask(t)
+		a.m.occupancy.Dec()
+		a.m.inflight.Dec()
+	}
+}
+
+// enqueue hands polled commands to the workers. It blocks while the buffer is
+// full (workers always drain it, during shutdown too), so every command the
+// relay sent is processed even if it sent more than asked for.
+func (a *Agent) enqueue(cmds []wire.Command, receipt time.Time) {
+	for i := range cmds {
+		c := &cmds[i]
+		log := a.log.With("request_id", c.RequestID, "channel", c.Channel)
+		switch c.CommandType {
+		case wire.CommandJSONRPC, wire.CommandSessionTermination, CommandOAuthMetadata:
+		default:
+			log.Warn("skipping command of unknown type", "command_type", truncate(c.CommandType, 64))
+			a.m.outcome(outcomeSkipped)
+			continue
+		}
+		t := &task{cmd: *c, receipt: receipt}
+		if c.ResponseTimeout != nil {
+			d, err := wire.ParseResponseTimeout(*c.ResponseTimeout)
+			if err != nil {
+				log.Debug("malformed response_timeout: no deadline")
+			} else {
+				t.deadline = receipt.Add(d)
+			}
+		}
+		if t.expired(time.Now()) {
+			log.Debug("command expired before dispatch: dropped")
+			a.m.outcome(outcomeExpired)
+			continue
+		}
+		a.m.inflight.Inc()
+		a.work <- t
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// canonicalHeader turns the command's headers into canonical form.
+func canonicalHeader(in map[string][]string) http.Header {
+	h := make(http.Header, len(in))
+	for k, vs := range in {
+		ck := http.CanonicalHeaderKey(k)
+		h[ck] = append(h[ck], vs...)
+	}
+	return h
+}
+
+// statusText renders a status for a short reason string.
+func statusText(code int) string { return "status " + strconv.Itoa(code) }
+
+var nullJSON = json.RawMessage("null")
+
+// objectOrNull returns b if it is a JSON object, else null.
+func objectOrNull(b []byte) json.RawMessage {
+	t := bytes.TrimLeft(b, " \t\r\n")
+	if len(t) > 0 && t[0] == '{' {
+		return b
+	}
+	return nullJSON
+}

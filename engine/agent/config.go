@@ -1,0 +1,177 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicemcp/sluice/engine"
+	"github.com/sluicemcp/sluice/engine/binding"
+	"github.com/sluicemcp/sluice/engine/wire"
+)
+
+// Defaults and limits of Config.
+const (
+	DefaultBaseURL       = "https://api.openai.com"
+	DefaultMaxInflight   = 20
+	MaxMaxInflight       = 10000
+	DefaultPollTimeout   = 30 * time.Second
+	DefaultMaxConcurrent = 10
+	DefaultShutdownGrace = 30 * time.Second
+	DefaultClientName    = "sluice"
+	// PollGuardrail is added to PollTimeout to get the poll's HTTP deadline.
+	PollGuardrail = 5 * time.Second
+	// MaxChannels is the most channels the server-info header may declare.
+	MaxChannels = 32
+	// MaxServerInfoBytes bounds the X-Tunnel-MCP-Server-Info header value.
+	MaxServerInfoBytes = 4096
+)
+
+// Config is the agent's typed configuration. The zero value of each field
+// means its default; New validates it.
+type Config struct {
+	// BaseURL is the control plane (control-plane.base-url), default
+	// https://api.openai.com.
+	BaseURL string
+	// URLPath is a prefix inserted before /v1/... (control-plane.url-path).
+	URLPath string
+	// TunnelID is tunnel_ + 32 lowercase alnum (control-plane.tunnel-id).
+	TunnelID string
+	// APIKey is the literal runtime key (control-plane.api-key).
+	APIKey string
+	// OrganizationID is sent as OpenAI-Organization when set.
+	OrganizationID string
+	// MaxInflight is the local buffer of polled commands not yet running
+	// (control-plane.max-inflight): default 20, at most 10000.
+	MaxInflight int
+	// PollTimeout is sent as timeout_ms (control-plane.poll-timeout, default
+	// 30s); the poll's HTTP deadline is PollTimeout + 5s.
+	PollTimeout time.Duration
+	// ExtraHeaders are sent on every control-plane call; they cannot override
+	// the auth or identity headers.
+	ExtraHeaders http.Header
+	// MaxConcurrent bounds running MCP calls (mcp.max-concurrent-requests,
+	// default 10).
+	MaxConcurrent int
+	// ShutdownGrace bounds the drain after Run's context is cancelled
+	// (default 30s).
+	ShutdownGrace time.Duration
+	// ClientName is sent as X-Tunnel-Client-Name (default "sluice").
+	ClientName string
+	// ClientVersion is sent as X-Tunnel-Client-Version.
+	ClientVersion string
+}
+
+// Options are the agent's collaborators. The zero value is valid except for
+// Bindings, which must hold "main".
+type Options struct {
+	// Logger receives the agent's logs; nil discards them.
+	Logger *slog.Logger
+	// Registerer receives the agent's metrics in addition to the agent's own
+	// registry; nil means only the agent's own registry. If it is also a
+	// prometheus.Gatherer, /metrics serves it instead of the own registry.
+	Registerer prometheus.Registerer
+	// Bindings maps channel names to bindings; "main" is required.
+	Bindings map[string]binding.Binding
+	// Pipeline is the agent's plugin chain; nil means no chain.
+	Pipeline *engine.Pipeline
+	// HTTPClient talks to the control plane; nil means a client tuned for
+	// many idle connections to the relay.
+	HTTPClient *http.Client
+	// LogRawUnsafe allows payloads in debug logs (log.http-raw-unsafe).
+	LogRawUnsafe bool
+}
+
+// protectedHeaders may not be set through ExtraHeaders.
+var protectedHeaders = map[string]bool{
+	"Authorization":             true,
+	"Openai-Organization":       true,
+	"Content-Type":              true,
+	"Content-Length":            true,
+	"Host":                      true,
+	wire.HeaderClientName:       true,
+	wire.HeaderClientVersion:    true,
+	wire.HeaderClientInstanceID: true,
+	wire.HeaderServerInfo:       true,
+	wire.HeaderShardToken:       true,
+}
+
+func isProtected(name string) bool {
+	c := http.CanonicalHeaderKey(name)
+	return protectedHeaders[c] || strings.HasPrefix(c, "X-Tunnel-")
+}
+
+// withDefaults fills zero fields and validates; errors name the config key.
+func (c Config) withDefaults() (Config, error) {
+	if c.BaseURL == "" {
+		c.BaseURL = DefaultBaseURL
+	}
+	u, err := url.Parse(c.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return c, errors.New("control-plane.base-url: must be an absolute http or https URL")
+	}
+	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
+	if c.URLPath != "" {
+		p := "/" + strings.Trim(c.URLPath, "/")
+		if p == "/" {
+			p = ""
+		}
+		if strings.ContainsAny(p, "?#") {
+			return c, errors.New("control-plane.url-path: must be a plain path")
+		}
+		c.URLPath = p
+	}
+	if !wire.ValidTunnelID(c.TunnelID) {
+		return c, errors.New("control-plane.tunnel-id: must match ^tunnel_[a-z0-9]{32}$")
+	}
+	if !wire.ValidKey(c.APIKey) {
+		return c, errors.New("control-plane.api-key: missing or not of the form ^[0-9A-Za-z_-]+$")
+	}
+	if strings.ContainsAny(c.OrganizationID, "\r\n") {
+		return c, errors.New("control-plane.organization-id: contains a line break")
+	}
+	switch {
+	case c.MaxInflight == 0:
+		c.MaxInflight = DefaultMaxInflight
+	case c.MaxInflight < 0 || c.MaxInflight > MaxMaxInflight:
+		return c, fmt.Errorf("control-plane.max-inflight: %d is not within 1..%d", c.MaxInflight, MaxMaxInflight)
+	}
+	switch {
+	case c.PollTimeout == 0:
+		c.PollTimeout = DefaultPollTimeout
+	case c.PollTimeout < time.Millisecond:
+		return c, fmt.Errorf("control-plane.poll-timeout: %s is below 1ms", c.PollTimeout)
+	}
+	switch {
+	case c.MaxConcurrent == 0:
+		c.MaxConcurrent = DefaultMaxConcurrent
+	case c.MaxConcurrent < 0:
+		return c, fmt.Errorf("mcp.max-concurrent-requests: %d is negative", c.MaxConcurrent)
+	}
+	switch {
+	case c.ShutdownGrace == 0:
+		c.ShutdownGrace = DefaultShutdownGrace
+	case c.ShutdownGrace < 0:
+		return c, fmt.Errorf("shutdown grace: %s is negative", c.ShutdownGrace)
+	}
+	if c.ClientName == "" {
+		c.ClientName = DefaultClientName
+	}
+	if c.ClientVersion == "" {
+		c.ClientVersion = "dev"
+	}
+	for k, vs := range c.ExtraHeaders {
+		for _, v := range vs {
+			if strings.ContainsAny(k+v, "\r\n") {
+				return c, fmt.Errorf("control-plane.extra-headers: header %q contains a line break", k)
+			}
+		}
+	}
+	return c, nil
+}

@@ -1,0 +1,235 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptrace"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sluicemcp/sluice/engine/wire"
+)
+
+// Response POST retry policy (WIRE.md "Retries").
+const (
+	finalTries      = 3
+	notifyTries     = 3
+	postBackoffBase = 100 * time.Millisecond
+	maxRetryAfter   = 60 * time.Second
+)
+
+// errPostStatus is a POST answered with a status that is not retried.
+type errPostStatus int
+
+func (e errPostStatus) Error() string { return "relay answered " + strconv.Itoa(int(e)) }
+
+// post sends one response POST for t with the retry rules of its kind.
+func (a *Agent) post(ctx context.Context, t *task, typ string, status int, header http.Header, body []byte, final bool) error {
+	payload := encodeResponse(t.cmd.RequestID, t.cmd.Channel, typ, status, header, body)
+	tries := notifyTries
+	if final {
+		tries = finalTries
+	}
+	var lastErr error
+	for i := 0; i < tries; i++ {
+		if i > 0 {
+			if err := sleepCtx(ctx, t.deadline, lastDelay(lastErr, i)); err != nil {
+				return fmt.Errorf("post response: %w (after %w)", err, lastErr)
+			}
+		}
+		retry, err := a.postOnce(ctx, t.cmd.ShardToken, payload, final)
+		if err == nil {
+			return nil
+		}
+		lastErr = err
+		if !retry || ctx.Err() != nil {
+			break
+		}
+	}
+	return fmt.Errorf("post response: %w", lastErr)
+}
+
+// retryAfterError carries a Retry-After minimum delay with a retried status.
+type retryAfterError struct {
+	status int
+	after  time.Duration
+}
+
+func (e *retryAfterError) Error() string { return "relay answered " + strconv.Itoa(e.status) }
+
+// lastDelay is the wait before try i (1-based retries): exponential with
+// jitter, raised to a Retry-After minimum.
+func lastDelay(err error, i int) time.Duration {
+	d := postBackoffBase << (i - 1)
+	d = d/2 + rand.N(d/2+1)
+	var ra *retryAfterError
+	if errors.As(err, &ra) && ra.after > d {
+		d = ra.after
+	}
+	return d
+}
+
+// sleepCtx waits d unless that would pass ctx's end or deadline.
+func sleepCtx(ctx context.Context, deadline time.Time, d time.Duration) error {
+	if !deadline.IsZero() && time.Until(deadline) < d {
+		return errors.New("retry delay passes the command deadline")
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+		return errors.New("retry delay passes the context deadline")
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// postOnce makes one POST attempt; retry says whether the failure may be
+// retried under the rules of a final or a notification POST.
+func (a *Agent) postOnce(ctx context.Context, shard string, payload []byte, final bool) (retry bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.respURL, bytes.NewReader(payload))
+	if err != nil {
+		return false, fmt.Errorf("build request: %w", err)
+	}
+	h := make(http.Header, len(a.baseHeader)+2)
+	for k, v := range a.baseHeader {
+		h[k] = v
+	}
+	h["Content-Type"] = jsonContentType
+	h[wire.HeaderShardToken] = []string{shard}
+	req.Header = h
+	wrote := false
+	if !final {
+		req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			WroteRequest: func(httptrace.WroteRequestInfo) { wrote = true },
+		}))
+	}
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return final || !wrote, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	switch st := resp.StatusCode; {
+	case st >= 200 && st < 300:
+		return false, nil
+	case st == http.StatusNotFound:
+		// pending_request_not_found: already finished or timed out.
+		return false, nil
+	case st == http.StatusTooManyRequests || st == http.StatusServiceUnavailable:
+		e := &retryAfterError{status: st, after: min(parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()), maxRetryAfter)}
+		return final || st == http.StatusTooManyRequests, e
+	case st == http.StatusRequestTimeout || st == http.StatusBadGateway || st == http.StatusGatewayTimeout:
+		return final, errPostStatus(st)
+	case st == http.StatusUnauthorized || st == http.StatusForbidden:
+		a.log.Error("relay rejected a response post: check the runtime key", "status", st)
+		return false, errPostStatus(st)
+	default:
+		return false, errPostStatus(st)
+	}
+}
+
+var jsonContentType = []string{"application/json"}
+
+// parseRetryAfter reads a Retry-After value (delay seconds or an HTTP date)
+// relative to now; anything else, or a past date, is 0.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return time.Duration(n) * time.Second
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0
+	}
+	if d := t.Sub(now); d > 0 {
+		return d
+	}
+	return 0
+}
+
+// encodeResponse writes the response POST body without re-encoding the
+// JSON-RPC message: body is copied as is (or null when empty).
+func encodeResponse(requestID, channel, typ string, status int, header http.Header, body []byte) []byte {
+	n := 96 + len(requestID) + len(channel) + len(typ) + len(body)
+	for k, vs := range header {
+		n += len(k) + 8
+		for _, v := range vs {
+			n += len(v) + 4
+		}
+	}
+	b := make([]byte, 0, n)
+	b = append(b, `{"request_id":`...)
+	b = appendJSONString(b, requestID)
+	b = append(b, `,"channel":`...)
+	b = appendJSONString(b, channel)
+	b = append(b, `,"resp_json":`...)
+	if len(bytes.TrimSpace(body)) == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, body...)
+	}
+	b = append(b, `,"resp_headers":{`...)
+	first := true
+	for k, vs := range wire.FilterResponseHeaders(header) {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendJSONString(b, k)
+		b = append(b, ":["...)
+		for i, v := range vs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, v)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `},"resp_code":`...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, `,"resp_type":`...)
+	b = appendJSONString(b, typ)
+	return append(b, '}')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
