@@ -1,0 +1,92 @@
+package host
+
+import (
+	"runtime"
+	"time"
+
+	"github.com/sluicemcp/sluice/engine"
+)
+
+// Defaults for PluginConfig's zero fields.
+const (
+	// DefaultMemoryPages is 1024 Wasm pages (64 MiB). A standard-Go guest
+	// starts at a few MiB and, handling a 4 MiB message (copied, decoded and
+	// re-encoded in its GC heap), needs several times that; 256 pages is too
+	// tight for it. C, Rust and WAT guests only use what they touch.
+	DefaultMemoryPages = 1024
+	// DefaultCallTimeout bounds one guest call.
+	DefaultCallTimeout = 100 * time.Millisecond
+	// DefaultMaxMessageSize bounds the envelope/message in and the answer out.
+	DefaultMaxMessageSize = 4 << 20
+	// DefaultRecycleAfter is the number of calls after which an instance is
+	// replaced by a fresh one (standard-Go guests leak slowly).
+	DefaultRecycleAfter = 10000
+	// DefaultIdleTimeout is how long an idle instance may wait in the pool
+	// before it is closed (one idle instance is always kept).
+	DefaultIdleTimeout = time.Minute
+	// instantiateTimeout bounds instantiation including _initialize.
+	instantiateTimeout = 10 * time.Second
+)
+
+// PluginConfig configures one plugin stage. The zero value of every field but
+// Name and Path/Module means its default.
+type PluginConfig struct {
+	// Name is the stage name, used in logs and metrics and to key the
+	// plugin's key/value store.
+	Name string
+	// Path is the .wasm file to load (ignored when Module is set).
+	Path string
+	// Module is the module's bytes (built-in plugins).
+	Module []byte
+	// SHA256 optionally pins the module (hex, optionally prefixed "sha256:");
+	// a module that does not match is refused.
+	SHA256 string
+	// Config is passed to the plugin as a JSON object.
+	Config map[string]any
+	// Hooks narrows the hooks the plugin's own description asks for
+	// ("request", "response", "http_response"); empty = all it asks for.
+	Hooks []string
+	// Methods narrows the JSON-RPC methods; empty = all it asks for.
+	Methods []string
+	// MemoryPages is the per-instance memory limit in 64 KiB pages
+	// (default DefaultMemoryPages).
+	MemoryPages uint32
+	// CallTimeout bounds one guest call (default 100ms).
+	CallTimeout time.Duration
+	// MaxMessageSize bounds the message handed to the plugin and the answer
+	// it returns (default 4 MiB).
+	MaxMessageSize int
+	// AllowedHosts lists the hosts an Extism plugin may reach with Extism's
+	// HTTP; none by default. Ignored for native plugins.
+	AllowedHosts []string
+	// OnError is the stage's failure policy (for engine.ChainStage).
+	OnError engine.OnError
+	// Shadow marks the stage as shadow (for engine.ChainStage).
+	Shadow bool
+	// PoolSize is the maximum number of live instances (default
+	// GOMAXPROCS*2). Open blocks when all are checked out.
+	PoolSize int
+	// RecycleAfter is the number of calls after which an instance is
+	// replaced (default 10000).
+	RecycleAfter int
+}
+
+func (c *PluginConfig) withDefaults() PluginConfig {
+	d := *c
+	if d.MemoryPages == 0 {
+		d.MemoryPages = DefaultMemoryPages
+	}
+	if d.CallTimeout <= 0 {
+		d.CallTimeout = DefaultCallTimeout
+	}
+	if d.MaxMessageSize <= 0 {
+		d.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if d.PoolSize <= 0 {
+		d.PoolSize = runtime.GOMAXPROCS(0) * 2
+	}
+	if d.RecycleAfter <= 0 {
+		d.RecycleAfter = DefaultRecycleAfter
+	}
+	return d
+}

@@ -1,0 +1,141 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+)
+
+// Limits of the host functions.
+const (
+	maxLogLine    = 4 << 10  // longer log lines are truncated
+	maxKVKey      = 1 << 10  // bytes
+	maxKVBytes    = 16 << 20 // total keys+values per plugin
+	maxKVValueCap = 4 << 20  // bytes per value
+)
+
+// kvStore is one plugin's key/value store, shared by all its instances.
+type kvStore struct {
+	mu    sync.RWMutex
+	m     map[string][]byte
+	bytes int
+}
+
+func newKVStore() *kvStore { return &kvStore{m: map[string][]byte{}} }
+
+func (s *kvStore) get(k []byte) ([]byte, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	v, ok := s.m[string(k)]
+	return v, ok
+}
+
+func (s *kvStore) set(k, v []byte) error {
+	if len(k) > maxKVKey {
+		return fmt.Errorf("kv key of %d bytes exceeds %d", len(k), maxKVKey)
+	}
+	if len(v) > maxKVValueCap {
+		return fmt.Errorf("kv value of %d bytes exceeds %d", len(v), maxKVValueCap)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, had := s.m[string(k)]
+	nb := s.bytes + len(v) - len(old)
+	if !had {
+		nb += len(k)
+	}
+	if nb > maxKVBytes {
+		return fmt.Errorf("kv store full (%d bytes)", maxKVBytes)
+	}
+	s.m[string(k)] = append([]byte(nil), v...)
+	s.bytes = nb
+	return nil
+}
+
+func (s *kvStore) delete(k []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.m[string(k)]; ok {
+		s.bytes -= len(k) + len(old)
+		delete(s.m, string(k))
+	}
+}
+
+// guestBytes returns guest memory [ptr, ptr+n) or panics, which wazero turns
+// into a trap of the calling guest.
+func guestBytes(mod api.Module, ptr, n uint32, what string) []byte {
+	b, ok := mod.Memory().Read(ptr, n)
+	if !ok {
+		panic(fmt.Errorf("sluice.%s: [%d, +%d) out of bounds", what, ptr, n))
+	}
+	return b
+}
+
+// instantiateHostModule provides the sluice import module for stage s in rt.
+func instantiateHostModule(ctx context.Context, rt wazero.Runtime, s *Stage) error {
+	b := rt.NewHostModuleBuilder(ModuleSluice)
+	fn := func(name string, f api.GoModuleFunc) {
+		sg := hostImports[name]
+		b.NewFunctionBuilder().WithGoModuleFunction(f, sg.params, sg.results).Export(name)
+	}
+	fn(ImportLog, func(ctx context.Context, mod api.Module, st []uint64) {
+		level, ptr, n := int32(st[0]), uint32(st[1]), uint32(st[2])
+		if n > maxLogLine {
+			n = maxLogLine
+		}
+		msg := guestBytes(mod, ptr, n, ImportLog)
+		lv := slog.LevelDebug
+		switch level {
+		case logInfo:
+			lv = slog.LevelInfo
+		case logWarn:
+			lv = slog.LevelWarn
+		case logError:
+			lv = slog.LevelError
+		}
+		if !s.log.Enabled(ctx, lv) {
+			return
+		}
+		attrs := []slog.Attr{slog.String("plugin", s.name)}
+		if i, ok := ctx.Value(instanceKey{}).(*nativeInstance); ok && i.msg != nil {
+			attrs = append(attrs, slog.String("request_id", i.msg.RequestID), slog.String("method", i.msg.Method))
+		}
+		s.log.LogAttrs(context.Background(), lv, string(msg), attrs...)
+	})
+	fn(ImportConfig, func(ctx context.Context, mod api.Module, st []uint64) {
+		ptr, capacity := uint32(st[0]), uint32(st[1])
+		if uint64(len(s.cfgJSON)) <= uint64(capacity) {
+			copy(guestBytes(mod, ptr, uint32(len(s.cfgJSON)), ImportConfig), s.cfgJSON)
+		}
+		st[0] = uint64(uint32(len(s.cfgJSON)))
+	})
+	fn(ImportKVGet, func(ctx context.Context, mod api.Module, st []uint64) {
+		kp, kn, vp, vc := uint32(st[0]), uint32(st[1]), uint32(st[2]), uint32(st[3])
+		v, ok := s.kv.get(guestBytes(mod, kp, kn, ImportKVGet))
+		if !ok {
+			st[0] = uint64(uint32(0xffffffff)) // -1
+			return
+		}
+		if uint64(len(v)) <= uint64(vc) {
+			copy(guestBytes(mod, vp, uint32(len(v)), ImportKVGet), v)
+		}
+		st[0] = uint64(uint32(len(v)))
+	})
+	fn(ImportKVSet, func(ctx context.Context, mod api.Module, st []uint64) {
+		kp, kn, vp, vn := uint32(st[0]), uint32(st[1]), uint32(st[2]), uint32(st[3])
+		k := guestBytes(mod, kp, kn, ImportKVSet)
+		v := guestBytes(mod, vp, vn, ImportKVSet)
+		if err := s.kv.set(k, v); err != nil {
+			panic(fmt.Errorf("sluice.%s: %w", ImportKVSet, err))
+		}
+	})
+	fn(ImportKVDelete, func(ctx context.Context, mod api.Module, st []uint64) {
+		s.kv.delete(guestBytes(mod, uint32(st[0]), uint32(st[1]), ImportKVDelete))
+	})
+	_, err := b.Instantiate(ctx)
+	return err
+}

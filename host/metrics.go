@@ -1,0 +1,97 @@
+package host
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Failure kinds (label kind of sluice_plugin_failures_total).
+const (
+	kindTrap      = "trap"
+	kindTimeout   = "timeout"
+	kindOOM       = "oom"
+	kindMalformed = "malformed"
+	kindTooLarge  = "too_large" // the message exceeds max-message-size before the call
+)
+
+type metrics struct {
+	calls     *prometheus.CounterVec
+	failures  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	instances *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_plugin_calls_total",
+			Help: "Plugin calls by plugin, hook and resulting action.",
+		}, []string{"plugin", "hook", "action"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_plugin_failures_total",
+			Help: "Plugin failures by plugin and kind (trap, timeout, oom, malformed, too_large).",
+		}, []string{"plugin", "kind"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sluice_plugin_call_duration_seconds",
+			Help:    "Duration of one plugin call.",
+			Buckets: []float64{1e-6, 5e-6, 2e-5, 1e-4, 5e-4, 2e-3, 1e-2, 5e-2, 0.25, 1},
+		}, []string{"plugin", "hook"}),
+		instances: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_plugin_instances",
+			Help: "Live plugin instances.",
+		}, []string{"plugin"}),
+	}
+	if reg != nil {
+		m.calls = register(reg, m.calls)
+		m.failures = register(reg, m.failures)
+		m.duration = register(reg, m.duration)
+		m.instances = register(reg, m.instances)
+	}
+	return m
+}
+
+// register registers c, or reuses an identical collector already registered
+// (two Runtimes on one registry).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if old, ok := are.ExistingCollector.(C); ok {
+				return old
+			}
+		}
+	}
+	return c
+}
+
+// stageMetrics are the metric children of one stage, resolved once at load.
+type stageMetrics struct {
+	failures  map[string]prometheus.Counter
+	duration  [4]prometheus.Observer // by hook
+	calls     [4][5]prometheus.Counter
+	instances prometheus.Gauge
+}
+
+func (m *metrics) forStage(name string) *stageMetrics {
+	s := &stageMetrics{failures: map[string]prometheus.Counter{}, instances: m.instances.WithLabelValues(name)}
+	for _, k := range []string{kindTrap, kindTimeout, kindOOM, kindMalformed, kindTooLarge} {
+		s.failures[k] = m.failures.WithLabelValues(name, k)
+	}
+	for h := 1; h <= 3; h++ {
+		hook := hookName(h)
+		s.duration[h] = m.duration.WithLabelValues(name, hook)
+		for a := 0; a < 5; a++ {
+			s.calls[h][a] = m.calls.WithLabelValues(name, hook, actionName(a))
+		}
+	}
+	return s
+}
+
+func hookName(h int) string {
+	return [...]string{"", "request", "response", "http_response"}[h]
+}
+
+func actionName(a int) string {
+	return [...]string{"continue", "replace", "respond", "reject", "drop"}[a]
+}

@@ -1,0 +1,342 @@
+package host
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/sluicemcp/sluice/engine"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// nativeBackend runs native-ABI modules on one wazero runtime per stage.
+type nativeBackend struct {
+	s        *Stage
+	rt       wazero.Runtime
+	compiled wazero.CompiledModule
+	modCfg   wazero.ModuleConfig
+	handlers [4]bool
+	eager    instance
+}
+
+type sig struct{ params, results []api.ValueType }
+
+var (
+	i32 = api.ValueTypeI32
+	i64 = api.ValueTypeI64
+
+	sigABIVersion = sig{nil, []api.ValueType{i32}}
+	sigAlloc      = sig{[]api.ValueType{i32}, []api.ValueType{i32}}
+	sigDescribe   = sig{nil, []api.ValueType{i64}}
+	sigHandler    = sig{[]api.ValueType{i32, i32}, []api.ValueType{i64}}
+	sigInit       = sig{nil, nil}
+
+	hostImports = map[string]sig{
+		ImportLog:      {[]api.ValueType{i32, i32, i32}, nil},
+		ImportConfig:   {[]api.ValueType{i32, i32}, []api.ValueType{i32}},
+		ImportKVGet:    {[]api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}},
+		ImportKVSet:    {[]api.ValueType{i32, i32, i32, i32}, nil},
+		ImportKVDelete: {[]api.ValueType{i32, i32}, nil},
+	}
+)
+
+var nativeHandlers = [4]string{"", ExportOnRequest, ExportOnResponse, ExportOnHTTPResponse}
+
+func (s sig) String() string {
+	f := func(l []api.ValueType) string {
+		n := make([]string, len(l))
+		for i, t := range l {
+			n[i] = api.ValueTypeName(t)
+		}
+		return "(" + strings.Join(n, ", ") + ")"
+	}
+	return f(s.params) + " -> " + f(s.results)
+}
+
+func sigOf(d api.FunctionDefinition) sig { return sig{d.ParamTypes(), d.ResultTypes()} }
+
+func (s sig) equal(o sig) bool {
+	if len(s.params) != len(o.params) || len(s.results) != len(o.results) {
+		return false
+	}
+	for i := range s.params {
+		if s.params[i] != o.params[i] {
+			return false
+		}
+	}
+	for i := range s.results {
+		if s.results[i] != o.results[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func checkExport(exports map[string]api.FunctionDefinition, name string, want sig, required bool) (bool, error) {
+	d, ok := exports[name]
+	if !ok {
+		if required {
+			return false, fmt.Errorf("missing export %s", name)
+		}
+		return false, nil
+	}
+	if got := sigOf(d); !got.equal(want) {
+		return false, fmt.Errorf("export %s has signature %s, want %s", name, got, want)
+	}
+	return true, nil
+}
+
+func newNativeBackend(ctx context.Context, s *Stage, rt wazero.Runtime, c wazero.CompiledModule) (*nativeBackend, *description, error) {
+	exports := c.ExportedFunctions()
+	if _, ok := exports[ExportABIVersion]; !ok {
+		return nil, nil, fmt.Errorf("missing export %s (not a native-ABI module, and no %s import for the Extism ABI)", ExportABIVersion, ModuleExtismEnv)
+	}
+	wasi := false
+	for _, f := range c.ImportedFunctions() {
+		m, n, _ := f.Import()
+		switch m {
+		case ModuleSluice:
+			want, ok := hostImports[n]
+			if !ok {
+				return nil, nil, fmt.Errorf("unknown import %s.%s", m, n)
+			}
+			if got := sigOf(f); !got.equal(want) {
+				return nil, nil, fmt.Errorf("import %s.%s has signature %s, want %s", m, n, got, want)
+			}
+		case ModuleWASI:
+			wasi = true
+		default:
+			return nil, nil, fmt.Errorf("forbidden import %s.%s (a plugin may import only %s and %s)", m, n, ModuleSluice, ModuleWASI)
+		}
+	}
+	for _, mem := range c.ImportedMemories() {
+		m, n, _ := mem.Import()
+		return nil, nil, fmt.Errorf("forbidden memory import %s.%s", m, n)
+	}
+	if _, ok := c.ExportedMemories()[ExportMemory]; !ok {
+		return nil, nil, fmt.Errorf("missing export %s", ExportMemory)
+	}
+	b := &nativeBackend{s: s, rt: rt, compiled: c}
+	for _, e := range []struct {
+		name string
+		sig  sig
+	}{{ExportABIVersion, sigABIVersion}, {ExportAlloc, sigAlloc}} {
+		if _, err := checkExport(exports, e.name, e.sig, true); err != nil {
+			return nil, nil, err
+		}
+	}
+	hasDescribe, err := checkExport(exports, ExportDescribe, sigDescribe, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	hasInit, err := checkExport(exports, ExportInitialize, sigInit, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	for h := engine.HookRequest; h <= engine.HookHTTPResponse; h++ {
+		ok, err := checkExport(exports, nativeHandlers[h], sigHandler, false)
+		if err != nil {
+			return nil, nil, err
+		}
+		b.handlers[h] = ok
+	}
+
+	if err := instantiateHostModule(ctx, rt, s); err != nil {
+		return nil, nil, fmt.Errorf("host module: %w", err)
+	}
+	mc := wazero.NewModuleConfig().WithName("").WithStartFunctions()
+	if hasInit {
+		mc = mc.WithStartFunctions(ExportInitialize)
+	}
+	if wasi {
+		if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+			return nil, nil, fmt.Errorf("wasi: %w", err)
+		}
+		// No filesystem, no environment, no arguments; random and clocks only.
+		mc = mc.WithRandSource(rand.Reader).WithSysWalltime().WithSysNanotime().WithSysNanosleep().
+			WithStdout(io.Discard).WithStderr(io.Discard)
+	}
+	b.modCfg = mc
+
+	inst, err := b.instantiate(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	ni := inst.(*nativeInstance)
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout*10)
+	defer cancel()
+	st := ni.stack[:1]
+	if err := ni.mod.ExportedFunction(ExportABIVersion).CallWithStack(cctx, st); err != nil {
+		ni.close(ctx)
+		return nil, nil, fmt.Errorf("%s: %w", ExportABIVersion, err)
+	}
+	if v := int32(st[0]); v != NativeABIVersion {
+		ni.close(ctx)
+		return nil, nil, fmt.Errorf("unsupported ABI version %d", v)
+	}
+	var desc *description
+	if hasDescribe {
+		if err := ni.mod.ExportedFunction(ExportDescribe).CallWithStack(cctx, st); err != nil {
+			ni.close(ctx)
+			return nil, nil, fmt.Errorf("%s: %w", ExportDescribe, err)
+		}
+		ptr, n := uint32(st[0]>>32), uint32(st[0])
+		raw, ok := ni.mem.Read(ptr, n)
+		if !ok {
+			ni.close(ctx)
+			return nil, nil, fmt.Errorf("%s: answer out of bounds", ExportDescribe)
+		}
+		if desc, err = parseDescription(raw); err != nil {
+			ni.close(ctx)
+			return nil, nil, err
+		}
+	}
+	b.eager = ni
+	return b, desc, nil
+}
+
+func (b *nativeBackend) instantiate(ctx context.Context) (instance, error) {
+	ctx, cancel := context.WithTimeout(ctx, instantiateTimeout)
+	defer cancel()
+	mod, err := b.rt.InstantiateModule(ctx, b.compiled, b.modCfg)
+	if err != nil {
+		return nil, fmt.Errorf("instantiate: %w", err)
+	}
+	i := &nativeInstance{
+		b:     b,
+		mod:   mod,
+		mem:   mod.ExportedMemory(ExportMemory),
+		alloc: mod.ExportedFunction(ExportAlloc),
+	}
+	for h := engine.HookRequest; h <= engine.HookHTTPResponse; h++ {
+		if b.handlers[h] {
+			i.handlers[h] = mod.ExportedFunction(nativeHandlers[h])
+		}
+	}
+	return i, nil
+}
+
+func (b *nativeBackend) newInstance(ctx context.Context) (instance, error) {
+	i, err := b.instantiate(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %q: %w", b.s.name, err)
+	}
+	return i, nil
+}
+
+func (b *nativeBackend) takeEager() instance {
+	i := b.eager
+	b.eager = nil
+	return i
+}
+
+func (b *nativeBackend) handlerName(h engine.Hook) string { return nativeHandlers[h] }
+func (b *nativeBackend) hasHandler(h engine.Hook) bool   { return b.handlers[h] }
+
+func (b *nativeBackend) close(ctx context.Context) error {
+	if b.eager != nil {
+		b.eager.close(ctx)
+	}
+	// Closing the runtime closes every instance, the host modules and the
+	// compiled module.
+	return b.rt.Close(ctx)
+}
+
+// nativeInstance is one instantiated native-ABI module.
+type nativeInstance struct {
+	b        *nativeBackend
+	mod      api.Module
+	mem      api.Memory
+	alloc    api.Function
+	handlers [4]api.Function
+	stack    [2]uint64
+	msg      *engine.Message // the message being handled (for log tags)
+}
+
+type instanceKey struct{}
+
+func (i *nativeInstance) memSize() uint64 { return uint64(i.mem.Size()) }
+
+func (i *nativeInstance) close(ctx context.Context) { _ = i.mod.Close(ctx) }
+
+func (i *nativeInstance) call(ctx context.Context, m *engine.Message) (engine.Result, string, error) {
+	s := i.b.s
+	fn := i.handlers[m.Hook]
+	if fn == nil {
+		return engine.Result{}, kindMalformed, fmt.Errorf("no handler for hook %s", m.Hook)
+	}
+	size := envelopeSize(m)
+	if size > uint64(s.cfg.MaxMessageSize)+envelopeSlack {
+		return engine.Result{}, kindTooLarge, fmt.Errorf("envelope of %d bytes exceeds max-message-size", size)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	defer cancel()
+	ctx = context.WithValue(ctx, instanceKey{}, i)
+	i.msg = m
+	defer func() { i.msg = nil }()
+
+	st := i.stack[:]
+	st[0] = uint64(size)
+	if err := i.alloc.CallWithStack(ctx, st[:1]); err != nil {
+		return engine.Result{}, i.classify(ctx, err), fmt.Errorf("%s: %w", ExportAlloc, err)
+	}
+	ptr := uint32(st[0])
+	if ptr == 0 {
+		return engine.Result{}, kindOOM, fmt.Errorf("%s(%d) returned 0", ExportAlloc, size)
+	}
+	buf, ok := i.mem.Read(ptr, uint32(size))
+	if !ok {
+		return engine.Result{}, kindMalformed, fmt.Errorf("%s(%d) returned %d, out of bounds", ExportAlloc, size, ptr)
+	}
+	encodeEnvelope(buf, m)
+	st[0], st[1] = uint64(ptr), size
+	if err := fn.CallWithStack(ctx, st); err != nil {
+		return engine.Result{}, i.classify(ctx, err), fmt.Errorf("%s: %w", nativeHandlers[m.Hook], err)
+	}
+	ret := st[0]
+	n := uint32(ret)
+	if n == 0 {
+		return engine.Result{}, "", nil
+	}
+	if n > uint32(s.cfg.MaxMessageSize)+envelopeSlack {
+		return engine.Result{}, kindMalformed, fmt.Errorf("answer of %d bytes exceeds max-message-size", n)
+	}
+	ans, ok := i.mem.Read(uint32(ret>>32), n)
+	if !ok {
+		return engine.Result{}, kindMalformed, fmt.Errorf("answer [%d, +%d) out of bounds of memory (%d bytes)", ret>>32, n, i.mem.Size())
+	}
+	r, err := decodeAnswer(ans, m)
+	if err != nil {
+		return engine.Result{}, kindMalformed, err
+	}
+	return r, "", nil
+}
+
+// classify names the failure kind of a guest call error.
+func (i *nativeInstance) classify(ctx context.Context, err error) string {
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		switch exit.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded, sys.ExitCodeContextCanceled:
+			return kindTimeout
+		}
+	}
+	if ctx.Err() != nil {
+		return kindTimeout
+	}
+	// A guest that hits the page limit either gets -1 from memory.grow and
+	// traps, or (Go) exits: call it out-of-memory when memory is at the limit.
+	if !i.mod.IsClosed() || exit != nil {
+		limit := uint64(i.b.s.cfg.MemoryPages) * 65536
+		if uint64(i.mem.Size())+65536*4 > limit {
+			return kindOOM
+		}
+	}
+	return kindTrap
+}

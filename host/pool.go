@@ -1,0 +1,143 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// pooled is an instance with its bookkeeping.
+type pooled struct {
+	inst     instance
+	calls    int
+	recycle  bool
+	lastUsed time.Time
+}
+
+// pool is a bounded set of instances with exclusive checkout: at most size
+// live instances, created lazily, handed to one holder at a time. Idle
+// instances are kept LIFO (the warmest first) and closed after idleTimeout,
+// keeping one.
+type pool struct {
+	slots   chan struct{} // one token per live-or-creatable instance
+	newInst func(context.Context) (instance, error)
+	live    prometheus.Gauge
+
+	mu     sync.Mutex
+	idle   []*pooled
+	closed bool
+
+	idleTimeout time.Duration
+}
+
+var errPoolClosed = errors.New("stage is closed")
+
+func newPool(size int, newInst func(context.Context) (instance, error), live prometheus.Gauge) *pool {
+	return &pool{slots: make(chan struct{}, size), newInst: newInst, live: live, idleTimeout: DefaultIdleTimeout}
+}
+
+// seed adds an already-created instance as idle.
+func (p *pool) seed(i instance) {
+	if i == nil {
+		return
+	}
+	p.live.Inc()
+	p.mu.Lock()
+	p.idle = append(p.idle, &pooled{inst: i, lastUsed: time.Now()})
+	p.mu.Unlock()
+}
+
+// get checks out an instance, creating one when none is idle; it blocks
+// until a slot frees up or ctx is done.
+func (p *pool) get(ctx context.Context) (*pooled, error) {
+	select {
+	case p.slots <- struct{}{}:
+	default:
+		select {
+		case p.slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		<-p.slots
+		return nil, errPoolClosed
+	}
+	if n := len(p.idle); n > 0 {
+		x := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return x, nil
+	}
+	p.mu.Unlock()
+	i, err := p.newInst(ctx)
+	if err != nil {
+		<-p.slots
+		return nil, err
+	}
+	p.live.Inc()
+	return &pooled{inst: i}, nil
+}
+
+// put returns x; discard closes it instead (after a failure or when due for
+// recycling).
+func (p *pool) put(x *pooled, discard bool) {
+	var stale []*pooled
+	p.mu.Lock()
+	if discard || p.closed {
+		p.mu.Unlock()
+		p.closeOne(x)
+		<-p.slots
+		return
+	}
+	now := time.Now()
+	x.lastUsed = now
+	// Close instances idle for too long (the oldest are at the bottom),
+	// always keeping the one being returned.
+	k := 0
+	for k < len(p.idle) && now.Sub(p.idle[k].lastUsed) > p.idleTimeout {
+		k++
+	}
+	if k > 0 {
+		stale = append(stale, p.idle[:k]...)
+		n := copy(p.idle, p.idle[k:])
+		clear(p.idle[n:])
+		p.idle = p.idle[:n]
+	}
+	p.idle = append(p.idle, x)
+	p.mu.Unlock()
+	<-p.slots
+	for _, s := range stale {
+		p.closeOne(s)
+	}
+}
+
+func (p *pool) closeOne(x *pooled) {
+	x.inst.close(context.Background())
+	p.live.Dec()
+}
+
+// close closes every idle instance; checked-out ones close on put.
+func (p *pool) close() {
+	p.mu.Lock()
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, x := range idle {
+		p.closeOne(x)
+	}
+}
+
+// idleCount returns the number of idle instances (tests).
+func (p *pool) idleCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
+}

@@ -1,0 +1,288 @@
+package host
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tetratelabs/wazero"
+)
+
+// RuntimeOptions configure a Runtime. The zero value is valid.
+type RuntimeOptions struct {
+	// CacheDir is the wazero compilation cache directory; "" means
+	// $XDG_CACHE_HOME/sluice/wazero or ~/.cache/sluice/wazero.
+	CacheDir string
+	// Logger receives plugin logs and host events; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the sluice_plugin_* metrics; nil = none.
+	Registerer prometheus.Registerer
+}
+
+// Runtime loads plugins. It owns the file-backed compilation cache shared by
+// every stage it loads and the per-plugin key/value stores (keyed by plugin
+// name, so state survives a reload). It is safe for concurrent use.
+type Runtime struct {
+	cache   wazero.CompilationCache
+	log     *slog.Logger
+	metrics *metrics
+
+	mu     sync.Mutex
+	kv     map[string]*kvStore
+	stages map[*Stage]struct{}
+	closed bool
+}
+
+// NewRuntime creates a Runtime with its compilation cache directory.
+func NewRuntime(ctx context.Context, opts RuntimeOptions) (*Runtime, error) {
+	dir := opts.CacheDir
+	if dir == "" {
+		base := os.Getenv("XDG_CACHE_HOME")
+		if base == "" {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				return nil, fmt.Errorf("host: compilation cache: %w", err)
+			}
+			base = filepath.Join(home, ".cache")
+		}
+		dir = filepath.Join(base, "sluice", "wazero")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("host: compilation cache %s: %w", dir, err)
+	}
+	cache, err := wazero.NewCompilationCacheWithDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("host: compilation cache %s: %w", dir, err)
+	}
+	l := opts.Logger
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	return &Runtime{
+		cache:   cache,
+		log:     l,
+		metrics: newMetrics(opts.Registerer),
+		kv:      map[string]*kvStore{},
+		stages:  map[*Stage]struct{}{},
+	}, nil
+}
+
+// Close closes every stage still open and the compilation cache.
+func (r *Runtime) Close(ctx context.Context) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	stages := make([]*Stage, 0, len(r.stages))
+	for s := range r.stages {
+		stages = append(stages, s)
+	}
+	r.mu.Unlock()
+	var errs []error
+	for _, s := range stages {
+		errs = append(errs, s.Close())
+	}
+	errs = append(errs, r.cache.Close(ctx))
+	return errors.Join(errs...)
+}
+
+func (r *Runtime) kvFor(name string) *kvStore {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.kv[name]
+	if s == nil {
+		s = newKVStore()
+		r.kv[name] = s
+	}
+	return s
+}
+
+// Load compiles a plugin module, checks it against its ABI, instantiates it
+// once eagerly (so a broken guest fails here) and returns its Stage. Errors
+// read `host: load plugin "NAME": reason`.
+func (r *Runtime) Load(ctx context.Context, cfg PluginConfig) (*Stage, error) {
+	s, err := r.load(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("host: load plugin %q: %w", cfg.Name, err)
+	}
+	return s, nil
+}
+
+func (r *Runtime) load(ctx context.Context, c PluginConfig) (*Stage, error) {
+	if c.Name == "" {
+		return nil, errors.New("name is empty")
+	}
+	cfg := c.withDefaults()
+	bin := cfg.Module
+	if bin == nil {
+		if cfg.Path == "" {
+			return nil, errors.New("neither path nor module given")
+		}
+		b, err := os.ReadFile(cfg.Path)
+		if err != nil {
+			return nil, fmt.Errorf("read module: %w", err)
+		}
+		bin = b
+	}
+	if cfg.SHA256 != "" {
+		sum := sha256.Sum256(bin)
+		got := hex.EncodeToString(sum[:])
+		want := strings.ToLower(strings.TrimPrefix(cfg.SHA256, "sha256:"))
+		if got != want {
+			return nil, fmt.Errorf("sha256 mismatch: module is %s, pinned %s", got, want)
+		}
+	}
+	cfgJSON := []byte("{}")
+	if cfg.Config != nil {
+		b, err := json.Marshal(cfg.Config)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		cfgJSON = b
+	}
+	hooks, err := parseHooks(cfg.Hooks)
+	if err != nil {
+		return nil, err
+	}
+
+	r.mu.Lock()
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
+		return nil, errors.New("runtime is closed")
+	}
+
+	s := &Stage{
+		name:    cfg.Name,
+		cfg:     cfg,
+		cfgJSON: cfgJSON,
+		log:     r.log,
+		kv:      r.kvFor(cfg.Name),
+		m:       r.metrics.forStage(cfg.Name),
+		rt:      r,
+	}
+	rc := wazero.NewRuntimeConfig().
+		WithCompilationCache(r.cache).
+		WithCloseOnContextDone(true).
+		WithMemoryLimitPages(cfg.MemoryPages)
+	wrt := wazero.NewRuntimeWithConfig(ctx, rc)
+	compiled, err := wrt.CompileModule(ctx, bin)
+	if err != nil {
+		_ = wrt.Close(ctx)
+		return nil, fmt.Errorf("compile: %w", err)
+	}
+	var desc *description
+	if importsModule(compiled, ModuleExtismEnv) {
+		wasi := importsModule(compiled, ModuleWASI)
+		if err := checkExtismImports(compiled); err != nil {
+			_ = wrt.Close(ctx)
+			return nil, err
+		}
+		_ = wrt.Close(ctx)
+		eb, d, err := newExtismBackend(ctx, s, rc, bin, wasi)
+		if err != nil {
+			return nil, err
+		}
+		s.backend, desc = eb, d
+	} else {
+		nb, d, err := newNativeBackend(ctx, s, wrt, compiled)
+		if err != nil {
+			_ = wrt.Close(ctx)
+			return nil, err
+		}
+		s.backend, desc = nb, d
+	}
+	if err := s.setWants(desc, hooks, cfg.Methods); err != nil {
+		_ = s.backend.close(ctx)
+		return nil, err
+	}
+	s.pool = newPool(cfg.PoolSize, s.backend.newInstance, s.m.instances)
+	// The eager instance becomes the pool's first idle instance.
+	s.pool.seed(s.backend.takeEager())
+
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		_ = s.Close()
+		return nil, errors.New("runtime is closed")
+	}
+	r.stages[s] = struct{}{}
+	r.mu.Unlock()
+	return s, nil
+}
+
+func (r *Runtime) forget(s *Stage) {
+	r.mu.Lock()
+	delete(r.stages, s)
+	r.mu.Unlock()
+}
+
+func importsModule(c wazero.CompiledModule, module string) bool {
+	for _, f := range c.ImportedFunctions() {
+		if m, _, _ := f.Import(); m == module {
+			return true
+		}
+	}
+	return false
+}
+
+func checkExtismImports(c wazero.CompiledModule) error {
+	for _, f := range c.ImportedFunctions() {
+		m, n, _ := f.Import()
+		switch m {
+		case ModuleExtismEnv, ModuleExtismUser, ModuleWASI:
+		default:
+			return fmt.Errorf("forbidden import %s.%s (an Extism plugin may import only %s, %s and %s)",
+				m, n, ModuleExtismEnv, ModuleExtismUser, ModuleWASI)
+		}
+	}
+	for _, mem := range c.ImportedMemories() {
+		m, n, _ := mem.Import()
+		return fmt.Errorf("forbidden memory import %s.%s", m, n)
+	}
+	return nil
+}
+
+// description is a plugin's describe output.
+type description struct {
+	Name    string   `json:"name"`
+	Version string   `json:"version"`
+	Hooks   []string `json:"hooks"`
+	Methods []string `json:"methods"`
+}
+
+func parseDescription(b []byte) (*description, error) {
+	var d description
+	if err := json.Unmarshal(b, &d); err != nil {
+		return nil, fmt.Errorf("describe: %w", err)
+	}
+	return &d, nil
+}
+
+func parseHooks(names []string) (uint8, error) {
+	var m uint8
+	for _, n := range names {
+		switch n {
+		case "request":
+			m |= 1 << 1
+		case "response":
+			m |= 1 << 2
+		case "http_response":
+			m |= 1 << 3
+		default:
+			return 0, fmt.Errorf("unknown hook %q (want request, response or http_response)", n)
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,230 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/sluicemcp/sluice/engine"
+)
+
+// instance is one guest instance. It is used by one goroutine at a time.
+type instance interface {
+	// call runs one message through the guest. On failure it returns the
+	// failure kind and an error; the instance must then be discarded.
+	call(ctx context.Context, m *engine.Message) (engine.Result, string, error)
+	// memSize is the guest's current linear memory in bytes.
+	memSize() uint64
+	close(ctx context.Context)
+}
+
+// backend creates instances of one compiled module.
+type backend interface {
+	newInstance(ctx context.Context) (instance, error)
+	// takeEager hands over the instance created at load.
+	takeEager() instance
+	// handlerName is the export that handles hook h; hasHandler whether it exists.
+	handlerName(h engine.Hook) string
+	hasHandler(h engine.Hook) bool
+	close(ctx context.Context) error
+}
+
+// Stage is one loaded plugin. It implements engine.Stage and is safe for
+// concurrent use; each exchange pins one instance from its pool.
+type Stage struct {
+	name    string
+	cfg     PluginConfig
+	cfgJSON []byte
+	log     *slog.Logger
+	kv      *kvStore
+	m       *stageMetrics
+	rt      *Runtime
+	backend backend
+	pool    *pool
+
+	hooks   uint8               // bit h set = hook h wanted
+	methods map[string]struct{} // nil = every method
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Interface guards.
+var (
+	_ engine.Stage  = (*Stage)(nil)
+	_ engine.Filter = (*filter)(nil)
+)
+
+// Name returns the stage name.
+func (s *Stage) Name() string { return s.name }
+
+// OnError returns the configured failure policy.
+func (s *Stage) OnError() engine.OnError { return s.cfg.OnError }
+
+// Shadow reports whether the stage runs in shadow mode.
+func (s *Stage) Shadow() bool { return s.cfg.Shadow }
+
+// ChainStage returns the stage wrapped with its policy, ready for engine.NewChain.
+func (s *Stage) ChainStage() engine.ChainStage {
+	return engine.ChainStage{Stage: s, OnError: s.cfg.OnError, Shadow: s.cfg.Shadow}
+}
+
+// Wants reports whether the plugin handles hook h for method. The method
+// filter does not apply to http_response.
+func (s *Stage) Wants(h engine.Hook, method string) bool {
+	if h < engine.HookRequest || h > engine.HookHTTPResponse || s.hooks&(1<<h) == 0 {
+		return false
+	}
+	if s.methods == nil || h == engine.HookHTTPResponse {
+		return true
+	}
+	_, ok := s.methods[method]
+	return ok
+}
+
+func (s *Stage) setWants(d *description, cfgHooks uint8, cfgMethods []string) error {
+	var plugin uint8
+	if d != nil && len(d.Hooks) > 0 {
+		m, err := parseHooks(d.Hooks)
+		if err != nil {
+			return fmt.Errorf("describe: %w", err)
+		}
+		plugin = m
+		for h := engine.HookRequest; h <= engine.HookHTTPResponse; h++ {
+			if plugin&(1<<h) != 0 && !s.backend.hasHandler(h) {
+				return fmt.Errorf("missing export %s", s.backend.handlerName(h))
+			}
+		}
+	} else {
+		// No description: every hook the module has a handler for.
+		for h := engine.HookRequest; h <= engine.HookHTTPResponse; h++ {
+			if s.backend.hasHandler(h) {
+				plugin |= 1 << h
+			}
+		}
+		if plugin == 0 {
+			return fmt.Errorf("missing export %s", s.backend.handlerName(engine.HookRequest))
+		}
+	}
+	s.hooks = plugin
+	if cfgHooks != 0 {
+		s.hooks &= cfgHooks
+		for h := engine.HookRequest; h <= engine.HookHTTPResponse; h++ {
+			if cfgHooks&(1<<h) != 0 && !s.backend.hasHandler(h) {
+				return fmt.Errorf("hook %s configured but missing export %s", h, s.backend.handlerName(h))
+			}
+		}
+	}
+	if s.hooks == 0 {
+		return errors.New("configured hooks and the plugin's hooks do not intersect")
+	}
+	var pm []string
+	if d != nil {
+		pm = d.Methods
+	}
+	switch {
+	case len(pm) == 0 && len(cfgMethods) == 0:
+		s.methods = nil
+	case len(pm) == 0:
+		s.methods = setOf(cfgMethods)
+	case len(cfgMethods) == 0:
+		s.methods = setOf(pm)
+	default:
+		own := setOf(pm)
+		s.methods = map[string]struct{}{}
+		for _, m := range cfgMethods {
+			if _, ok := own[m]; ok {
+				s.methods[m] = struct{}{}
+			}
+		}
+		if len(s.methods) == 0 {
+			return errors.New("configured methods and the plugin's methods do not intersect")
+		}
+	}
+	return nil
+}
+
+func setOf(l []string) map[string]struct{} {
+	m := make(map[string]struct{}, len(l))
+	for _, s := range l {
+		m[s] = struct{}{}
+	}
+	return m
+}
+
+// Open checks out one instance for the exchange; it blocks (bounded by ctx)
+// while all PoolSize instances are in use.
+func (s *Stage) Open(ctx context.Context) (engine.Filter, error) {
+	p, err := s.pool.get(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %q: %w", s.name, err)
+	}
+	return &filter{s: s, p: p}, nil
+}
+
+// Close closes every pooled instance and the compiled module. Instances
+// still checked out are closed when their filter closes.
+func (s *Stage) Close() error {
+	s.closeOnce.Do(func() {
+		s.pool.close()
+		s.closeErr = s.backend.close(context.Background())
+		s.rt.forget(s)
+	})
+	return s.closeErr
+}
+
+// filter pins one pooled instance for one exchange.
+type filter struct {
+	s *Stage
+	p *pooled // nil after a failure until the next Handle checks out a fresh one
+}
+
+// Handle runs m through the pinned instance.
+func (f *filter) Handle(ctx context.Context, m *engine.Message) (engine.Result, error) {
+	s := f.s
+	if m.Hook < engine.HookRequest || m.Hook > engine.HookHTTPResponse {
+		return engine.Result{}, fmt.Errorf("plugin %q: unknown hook %d: %w", s.name, m.Hook, engine.ErrPluginFailure)
+	}
+	if f.p == nil {
+		p, err := s.pool.get(ctx)
+		if err != nil {
+			return engine.Result{}, fmt.Errorf("plugin %q: %w: %w", s.name, engine.ErrPluginFailure, err)
+		}
+		f.p = p
+	}
+	if len(m.Body) > s.cfg.MaxMessageSize {
+		s.m.failures[kindTooLarge].Inc()
+		return engine.Result{}, fmt.Errorf("plugin %q: message of %d bytes exceeds max-message-size %d: %w",
+			s.name, len(m.Body), s.cfg.MaxMessageSize, engine.ErrPluginFailure)
+	}
+	start := time.Now()
+	r, kind, err := f.p.inst.call(ctx, m)
+	s.m.duration[m.Hook].Observe(time.Since(start).Seconds())
+	f.p.calls++
+	if err != nil {
+		s.m.failures[kind].Inc()
+		s.pool.put(f.p, true)
+		f.p = nil
+		return engine.Result{}, fmt.Errorf("plugin %q %s: %w: %w", s.name, kind, engine.ErrPluginFailure, err)
+	}
+	s.m.calls[m.Hook][r.Action].Inc()
+	if f.p.calls >= s.cfg.RecycleAfter || f.p.inst.memSize() > s.highWater() {
+		f.p.recycle = true
+	}
+	return r, nil
+}
+
+// highWater is the memory size above which an instance is recycled at the
+// end of its exchange: half the page limit.
+func (s *Stage) highWater() uint64 { return uint64(s.cfg.MemoryPages) * 65536 / 2 }
+
+// Close returns the instance to the pool (or discards it when due for recycling).
+func (f *filter) Close() {
+	if f.p != nil {
+		f.s.pool.put(f.p, f.p.recycle)
+		f.p = nil
+	}
+}
