@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/spf13/pflag"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitConfig  = 2
+)
+
+func main() {
+	c := &cli{stdout: os.Stdout, stderr: os.Stderr, tty: isTerminal(os.Stderr), signals: true}
+	os.Exit(c.main(context.Background(), os.Args[1:]))
+}
+
+// cli is one invocation of the binary. Tests build their own with injected
+// streams, environment and hooks.
+type cli struct {
+	stdout, stderr io.Writer
+	env            envSource // nil = the process environment
+	tty            bool      // stderr is a terminal
+	signals        bool      // handle SIGINT/SIGTERM/SIGHUP (off in tests)
+
+	// reload, when non-nil, triggers a reload like SIGHUP (tests).
+	reload <-chan struct{}
+	// devReady, when non-nil, is called once `sluice dev` is ready (tests).
+	devReady func(devInfo)
+}
+
+const usageText = `Sluice: an outbound-only tunnel for MCP, with a Wasm plugin chain.
+
+Usage:
+  sluice run      [flags]   run the agent inside your network (polls a relay)
+  sluice relay    [flags]   run the self-hosted relay (the public side)
+  sluice dev      [flags]   relay + agent + demo MCP server in one process
+  sluice version            print version, commit and Go version
+  sluice help [command]     show help (flags of a command)
+
+Configuration: flags > environment > --config FILE (or SLUICE_CONFIG) > defaults.
+Secrets in files and flags are references: env:NAME or file:/path.
+Docs: docs/configuration.md
+`
+
+func (c *cli) main(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(c.stderr, usageText)
+		return exitConfig
+	}
+	switch args[0] {
+	case "version", "--version", "-version":
+		printVersion(c.stdout)
+		return exitOK
+	case "help", "-h", "--help", "-help":
+		if len(args) > 1 {
+			switch m := Mode(args[1]); m {
+			case ModeRun, ModeRelay, ModeDev:
+				fs := newFlagSet(m, c.stdout)
+				fmt.Fprintf(c.stdout, "Usage: sluice %s [flags]\n\nFlags:\n", m)
+				fs.PrintDefaults()
+				return exitOK
+			}
+		}
+		fmt.Fprint(c.stdout, usageText)
+		return exitOK
+	case string(ModeRun), string(ModeRelay), string(ModeDev):
+		return c.serve(ctx, Mode(args[0]), args[1:])
+	}
+	fmt.Fprintf(c.stderr, "sluice: unknown command %q\n\n%s", args[0], usageText)
+	return exitConfig
+}
+
+// serve loads and validates the config of mode, then runs it until ctx ends
+// or a signal stops it.
+func (c *cli) serve(ctx context.Context, mode Mode, args []string) int {
+	fs := newFlagSet(mode, c.stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return exitOK
+		}
+		fmt.Fprintf(c.stderr, "sluice %s: %v\n", mode, err)
+		return exitConfig
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(c.stderr, "sluice %s: unexpected argument %q\n", mode, fs.Arg(0))
+		return exitConfig
+	}
+	l := &loader{flags: fs, env: c.env, path: configPath(fs, c.env)}
+	cfg, k, err := l.load()
+	if err == nil {
+		applyModeDefaults(cfg, mode, k)
+		err = cfg.validate(mode)
+	}
+	if err != nil {
+		fmt.Fprintln(c.stderr, "sluice: "+err.Error())
+		return exitConfig
+	}
+	log := newLogger(cfg.Log, c.stderr, c.tty)
+	if cfg.Log.HTTPRawUnsafe {
+		log.Warn("UNSAFE: log.http-raw-unsafe is on: raw MCP payloads, which may hold secrets and personal data, will be written to the logs; turn it off outside debugging")
+	}
+
+	if c.signals {
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+	}
+	if cfg.PID.File != "" {
+		if err := os.WriteFile(cfg.PID.File, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			fmt.Fprintln(c.stderr, "sluice: "+cfgErr("pid.file", "write %s: %v", cfg.PID.File, unwrapPathErr(err)).Error())
+			return exitConfig
+		}
+		defer os.Remove(cfg.PID.File)
+	}
+
+	s := &session{cli: c, mode: mode, loader: l, cfg: cfg, known: k, log: log}
+	switch mode {
+	case ModeRun:
+		err = s.runAgent(ctx)
+	case ModeRelay:
+		err = s.runRelay(ctx)
+	case ModeDev:
+		err = s.runDev(ctx)
+	}
+	var ce *ConfigError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ce):
+		fmt.Fprintln(c.stderr, "sluice: "+err.Error())
+		return exitConfig
+	default:
+		log.Error("sluice "+string(mode)+" failed", "err", err)
+		return exitFailure
+	}
+}
+
+// applyModeDefaults adjusts defaults that differ per subcommand, only where
+// the operator did not set the key.
+func applyModeDefaults(cfg *Config, mode Mode, k interface{ Exists(string) bool }) {
+	if mode != ModeDev {
+		return
+	}
+	// One process on loopback: the agent's health listener must not collide
+	// with anything else on 8080.
+	if !k.Exists("health.listen-addr") {
+		cfg.Health.ListenAddr = "127.0.0.1:0"
+	}
+	cfg.ControlPlane.MaxInflight = max(cfg.ControlPlane.MaxInflight, devMinConcurrency)
+	cfg.MCP.MaxConcurrentRequests = max(cfg.MCP.MaxConcurrentRequests, devMinConcurrency)
+	// A short poll wait keeps shutdown of the in-process pair quick.
+	if !k.Exists("control-plane.poll-timeout") {
+		cfg.ControlPlane.PollTimeout = defaultPollTimeout
+	}
+}
+
+// session is one running subcommand.
+type session struct {
+	cli    *cli
+	mode   Mode
+	loader *loader
+	cfg    *Config
+	known  koanfView
+	log    *slog.Logger
+}
+
+// koanfView is what a session keeps of the loaded koanf instance: the
+// configured (non-default) values, for reload diffs.
+type koanfView interface {
+	Exists(string) bool
+	All() map[string]any
+	Get(string) any
+}
