@@ -1,0 +1,230 @@
+package relay
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/sluicemcp/sluice/engine/wire"
+)
+
+// bodyReadTimeout bounds reading a request body (the server has no
+// ReadTimeout, which would also cut long-polls and SSE).
+const bodyReadTimeout = 30 * time.Second
+
+// handleMetadata serves GET /v1/tunnels/{id}.
+func (r *Relay) handleMetadata(w http.ResponseWriter, req *http.Request) {
+	id := req.PathValue("id")
+	if !wire.ValidTunnelID(id) {
+		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeInvalidTunnelIDFormat, "tunnel id must match ^tunnel_[a-z0-9]{32}$")
+		return
+	}
+	t := r.agentAuth(req, id)
+	if t == nil {
+		// The OpenAPI contract lists 403 for this endpoint.
+		writeAPIError(w, http.StatusForbidden, "invalid_request_error", wire.CodeTunnelUseForbidden, "runtime key not valid for this tunnel")
+		return
+	}
+	c := t.conf.Load()
+	writeJSON(w, http.StatusOK, wire.TunnelMetadata{ID: c.id, Name: c.name, Description: c.description})
+}
+
+// handlePoll serves GET /v1/tunnels/{id}/poll: it holds the request until a
+// command is queued or the wait ends, and hands each command to exactly one
+// poller.
+func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
+	id := req.PathValue("id")
+	if !wire.ValidTunnelID(id) {
+		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeInvalidTunnelIDFormat, "tunnel id must match ^tunnel_[a-z0-9]{32}$")
+		return
+	}
+	t := r.agentAuth(req, id)
+	if t == nil {
+		writeAPIError(w, http.StatusUnauthorized, "invalid_request_error", wire.CodeTunnelUseForbidden, "runtime key not valid for this tunnel")
+		return
+	}
+	if r.closed() {
+		w.Header().Set("Retry-After", "1")
+		writeAPIError(w, http.StatusServiceUnavailable, "server_error", "", "relay is shutting down")
+		return
+	}
+	q := req.URL.Query()
+	limit := 1
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > wire.MaxPollLimit {
+			writeAPIErrorParam(w, http.StatusBadRequest, "limit", "limit must be an integer from 1 to 25")
+			return
+		}
+		limit = n
+	}
+	wait := r.set.maxPollWait
+	if s := q.Get("timeout_ms"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 1 {
+			writeAPIErrorParam(w, http.StatusBadRequest, "timeout_ms", "timeout_ms must be a positive integer")
+			return
+		}
+		if n < int64(wait/time.Millisecond) {
+			wait = time.Duration(n) * time.Millisecond
+		}
+	}
+	instance := req.Header.Get(wire.HeaderClientInstanceID)
+	t.pollStart(time.Now(), instance, req.Header.Get(wire.HeaderServerInfo), r.set.agentTimeout)
+	t.polls.Add(1)
+	defer func() { t.pollEnd(time.Now(), instance) }()
+
+	cmds := r.collect(req, t, limit, wait)
+	if len(cmds) == 0 {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	writeJSON(w, http.StatusOK, wire.PollResponse{Commands: cmds})
+}
+
+// collect waits up to wait for the first live command, then takes whatever
+// else is queued, up to limit.
+func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.Duration) []wire.Command {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	var cmds []wire.Command
+	for len(cmds) == 0 {
+		select {
+		case p := <-t.queue:
+			if c, ok := r.hand(p); ok {
+				cmds = append(cmds, c)
+			}
+		case <-timer.C:
+			return nil
+		case <-req.Context().Done():
+			return nil
+		case <-t.done:
+			return nil
+		case <-r.closing:
+			return nil
+		}
+	}
+	for len(cmds) < limit {
+		select {
+		case p := <-t.queue:
+			if c, ok := r.hand(p); ok {
+				cmds = append(cmds, c)
+			}
+		default:
+			return cmds
+		}
+	}
+	return cmds
+}
+
+// hand turns a queued command into its wire form, with response_timeout set
+// to the time the relay will still wait. Commands whose caller is gone or
+// whose deadline passed are skipped.
+func (r *Relay) hand(p *pending) (wire.Command, bool) {
+	if p.isGone() {
+		return wire.Command{}, false
+	}
+	left := time.Until(p.deadline)
+	if left <= 0 {
+		return wire.Command{}, false
+	}
+	p.polled.Store(true)
+	c := p.cmd
+	rt := wire.FormatResponseTimeout(left.Truncate(time.Millisecond))
+	c.ResponseTimeout = &rt
+	return c, true
+}
+
+// handleResponse serves POST /v1/tunnels/{id}/response.
+func (r *Relay) handleResponse(w http.ResponseWriter, req *http.Request) {
+	id := req.PathValue("id")
+	if !wire.ValidTunnelID(id) {
+		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeInvalidTunnelIDFormat, "tunnel id must match ^tunnel_[a-z0-9]{32}$")
+		return
+	}
+	t := r.agentAuth(req, id)
+	if t == nil {
+		writeAPIError(w, http.StatusUnauthorized, "invalid_request_error", wire.CodeTunnelUseForbidden, "runtime key not valid for this tunnel")
+		return
+	}
+	body, ok := readBody(w, req, r.set.maxResponse)
+	if !ok {
+		return
+	}
+	var resp wire.Response
+	if err := json.Unmarshal(body, &resp); err != nil || resp.RequestID == "" {
+		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeInvalidJSONPayload, "body must be a response object with a request_id")
+		return
+	}
+	if resp.Channel != "" && !wire.ValidChannel(resp.Channel) {
+		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeInvalidChannelFormat, "channel must match ^[a-z0-9_-]{1,64}$")
+		return
+	}
+	if j := bytes.TrimSpace(resp.RespJSON); len(j) > 0 && !bytes.Equal(j, []byte("null")) && j[0] != '{' {
+		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeInvalidJSONPayload, "resp_json must be an object or null")
+		return
+	}
+	switch t.deliver(req.Header.Get(wire.HeaderShardToken), &resp) {
+	case deliverNotFound:
+		writeAPIError(w, http.StatusNotFound, "invalid_request_error", wire.CodePendingRequestNotFound, "no pending request with this id")
+		return
+	case deliverMismatch:
+		writeAPIError(w, http.StatusUnauthorized, "invalid_request_error", wire.CodeTunnelRequestMismatch, "shard token does not match the request")
+		return
+	}
+	writeJSON(w, http.StatusOK, wire.Ack{Status: "ok"})
+}
+
+// readBody reads req's body up to max bytes, answering 413 (and false) above
+// it and 400 on a read error.
+func readBody(w http.ResponseWriter, req *http.Request, max int64) ([]byte, bool) {
+	if req.ContentLength > max {
+		writeAPIError(w, http.StatusRequestEntityTooLarge, "invalid_request_error", wire.CodeRequestBodyTooLarge, "request body too large")
+		return nil, false
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, max))
+	_ = rc.SetReadDeadline(time.Time{})
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			writeAPIError(w, http.StatusRequestEntityTooLarge, "invalid_request_error", wire.CodeRequestBodyTooLarge, "request body too large")
+			return nil, false
+		}
+		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", "", "could not read request body")
+		return nil, false
+	}
+	return body, true
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// writeAPIError writes the {"error":{...}} envelope; an empty code is null.
+func writeAPIError(w http.ResponseWriter, status int, typ, code, msg string) {
+	e := wire.NewAPIError(typ, code, msg)
+	if code == "" {
+		e.Error.Code = nil
+	}
+	writeJSON(w, status, e)
+}
+
+func writeAPIErrorParam(w http.ResponseWriter, status int, param, msg string) {
+	e := wire.NewAPIError("invalid_request_error", "", msg)
+	e.Error.Code = nil
+	e.Error.Param = &param
+	writeJSON(w, status, e)
+}

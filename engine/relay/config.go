@@ -1,0 +1,298 @@
+package relay
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/sluicemcp/sluice/engine/wire"
+)
+
+// Defaults applied to zero fields of Config and Tunnel.
+const (
+	DefaultListenAddr       = "127.0.0.1:8787"
+	DefaultMaxBodyBytes     = 4 << 20
+	DefaultMaxResponseBytes = 16 << 20
+	DefaultMaxPollWait      = 30 * time.Second
+	DefaultQueueSize        = 1024
+	DefaultAgentTimeout     = 45 * time.Second
+	DefaultResponseTimeout  = 120 * time.Second
+)
+
+// Authentication modes of a tunnel's public MCP endpoint.
+const (
+	// AuthClientKey: the relay requires one of the tunnel's client keys as a
+	// Bearer token and strips Authorization before enqueueing.
+	AuthClientKey = "client-key"
+	// AuthOAuth: the relay checks nothing itself and forwards Authorization to
+	// the MCP server (which is the OAuth resource server).
+	AuthOAuth = "oauth"
+	// AuthPublic: no authentication at all (development only).
+	AuthPublic = "public"
+)
+
+// Config configures a Relay. Zero fields take the defaults above.
+type Config struct {
+	// ListenAddr is where Serve's caller should listen ("127.0.0.1:8787").
+	ListenAddr string
+	// PublicURL is the relay's external base URL ("https://relay.example.com"):
+	// the one source for Host/Origin checks and OAuth rewrites. Default:
+	// "http://" + ListenAddr when ListenAddr names a host.
+	PublicURL string
+	// MaxBodyBytes caps an MCP client's POST body (default 4 MiB).
+	MaxBodyBytes int64
+	// MaxResponseBytes caps an agent's response POST body (default 16 MiB).
+	MaxResponseBytes int64
+	// MaxPollWait bounds the timeout_ms an agent may ask for (default 30s).
+	MaxPollWait time.Duration
+	// QueueSize is the per-tunnel bound on queued commands (default 1024).
+	QueueSize int
+	// AgentTimeout is how long after its last poll an agent still counts as
+	// connected (default 45s). An outstanding poll always counts.
+	AgentTimeout time.Duration
+	// Tunnels are the tunnels the relay serves.
+	Tunnels []Tunnel
+}
+
+// Tunnel is one tunnel the relay serves.
+type Tunnel struct {
+	// ID is "tunnel_" + 32 lowercase alphanumerics (NewTunnelID mints one).
+	ID          string
+	Name        string
+	Description string
+	// RuntimeKey is the agent's key (the literal secret, already resolved).
+	RuntimeKey string
+	// ClientKeys are the keys MCP clients may present in client-key mode.
+	ClientKeys []ClientKey
+	// AuthMode is AuthClientKey (default), AuthOAuth or AuthPublic.
+	AuthMode string
+	// ResponseTimeout is how long the relay waits for a command's final
+	// response; it is sent as the command's response_timeout (default 120s).
+	ResponseTimeout time.Duration
+}
+
+// ClientKey is one MCP client key of a tunnel. Name identifies the caller to
+// plugins (engine.Message.Caller) and in logs; Key is the literal secret.
+type ClientKey struct {
+	Name string
+	Key  string
+}
+
+// settings is a validated Config with defaults applied.
+type settings struct {
+	publicURL        *url.URL
+	publicOrigin     string // scheme://host[:port], no trailing slash
+	maxBody          int64
+	maxResponse      int64
+	maxPollWait      time.Duration
+	queueSize        int
+	agentTimeout     time.Duration
+	publicHostIsLoop bool
+}
+
+func (c Config) settings() (settings, error) {
+	s := settings{
+		maxBody:      c.MaxBodyBytes,
+		maxResponse:  c.MaxResponseBytes,
+		maxPollWait:  c.MaxPollWait,
+		queueSize:    c.QueueSize,
+		agentTimeout: c.AgentTimeout,
+	}
+	listen := c.ListenAddr
+	if listen == "" {
+		listen = DefaultListenAddr
+	}
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return s, fmt.Errorf("relay: listen-addr %q: %w", listen, err)
+	}
+	pub := c.PublicURL
+	if pub == "" {
+		if host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() {
+			return s, fmt.Errorf("relay: public-url is required when listen-addr %q names no host", listen)
+		}
+		pub = "http://" + listen
+	}
+	u, err := url.Parse(strings.TrimSuffix(pub, "/"))
+	if err != nil {
+		return s, fmt.Errorf("relay: public-url: %w", err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return s, fmt.Errorf("relay: public-url %q: scheme must be http or https", pub)
+	case u.Host == "":
+		return s, fmt.Errorf("relay: public-url %q: no host", pub)
+	case u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		return s, fmt.Errorf("relay: public-url %q: must be scheme://host[:port] with no path, query or user", pub)
+	}
+	u.Host = strings.ToLower(u.Host)
+	s.publicURL = u
+	s.publicOrigin = u.Scheme + "://" + u.Host
+	s.publicHostIsLoop = isLoopbackName(u.Hostname())
+
+	for _, f := range []struct {
+		name string
+		v    *int64
+		def  int64
+	}{
+		{"max-body-bytes", &s.maxBody, DefaultMaxBodyBytes},
+		{"max-response-bytes", &s.maxResponse, DefaultMaxResponseBytes},
+	} {
+		if *f.v < 0 {
+			return s, fmt.Errorf("relay: %s: must not be negative", f.name)
+		}
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"max-poll-wait", &s.maxPollWait, DefaultMaxPollWait},
+		{"agent-timeout", &s.agentTimeout, DefaultAgentTimeout},
+	} {
+		if *f.v < 0 {
+			return s, fmt.Errorf("relay: %s: must not be negative", f.name)
+		}
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
+	if s.queueSize < 0 {
+		return s, errors.New("relay: queue-size: must not be negative")
+	}
+	if s.queueSize == 0 {
+		s.queueSize = DefaultQueueSize
+	}
+	return s, nil
+}
+
+// tunnelConf is a validated Tunnel with hashed keys.
+type tunnelConf struct {
+	id, name, description string
+	runtimeKey            [32]byte
+	clientKeys            []hashedKey
+	authMode              string
+	responseTimeout       time.Duration
+}
+
+type hashedKey struct {
+	name string
+	sum  [32]byte
+}
+
+// validateTunnels checks ts and returns them in validated, hashed form. Errors
+// name the field, never a key's value.
+func validateTunnels(ts []Tunnel) ([]*tunnelConf, error) {
+	out := make([]*tunnelConf, 0, len(ts))
+	ids := make(map[string]bool, len(ts))
+	runtime := make(map[[32]byte]int, len(ts))
+	clients := make(map[[32]byte]int)
+	for i, t := range ts {
+		field := fmt.Sprintf("relay: tunnels[%d]", i)
+		if !wire.ValidTunnelID(t.ID) {
+			return nil, fmt.Errorf("%s.id: %q does not match ^tunnel_[a-z0-9]{32}$", field, t.ID)
+		}
+		field = fmt.Sprintf("relay: tunnels[%d] (%s)", i, t.ID)
+		if ids[t.ID] {
+			return nil, fmt.Errorf("%s.id: duplicate tunnel id", field)
+		}
+		ids[t.ID] = true
+		if !wire.ValidKey(t.RuntimeKey) {
+			return nil, fmt.Errorf("%s.runtime-key: missing or not matching ^[0-9A-Za-z_-]+$", field)
+		}
+		c := &tunnelConf{
+			id: t.ID, name: t.Name, description: t.Description,
+			runtimeKey:      sha256.Sum256([]byte(t.RuntimeKey)),
+			authMode:        t.AuthMode,
+			responseTimeout: t.ResponseTimeout,
+		}
+		if j, dup := runtime[c.runtimeKey]; dup {
+			return nil, fmt.Errorf("%s.runtime-key: same key as tunnels[%d] (a runtime key is scoped to one tunnel)", field, j)
+		}
+		runtime[c.runtimeKey] = i
+		switch c.authMode {
+		case "":
+			c.authMode = AuthClientKey
+		case AuthClientKey, AuthOAuth, AuthPublic:
+		default:
+			return nil, fmt.Errorf("%s.auth-mode: %q is not one of client-key, oauth, public", field, t.AuthMode)
+		}
+		if c.responseTimeout < 0 {
+			return nil, fmt.Errorf("%s.response-timeout: must not be negative", field)
+		}
+		if c.responseTimeout == 0 {
+			c.responseTimeout = DefaultResponseTimeout
+		}
+		for j, k := range t.ClientKeys {
+			kf := fmt.Sprintf("%s.client-keys[%d]", field, j)
+			if k.Name == "" {
+				return nil, fmt.Errorf("%s.name: required", kf)
+			}
+			if !wire.ValidKey(k.Key) {
+				return nil, fmt.Errorf("%s.key: missing or not matching ^[0-9A-Za-z_-]+$", kf)
+			}
+			h := hashedKey{name: k.Name, sum: sha256.Sum256([]byte(k.Key))}
+			if h.sum == c.runtimeKey {
+				return nil, fmt.Errorf("%s.key: equals the tunnel's runtime key", kf)
+			}
+			clients[h.sum] = i
+			c.clientKeys = append(c.clientKeys, h)
+		}
+		if c.authMode == AuthClientKey && len(c.clientKeys) == 0 {
+			return nil, fmt.Errorf("%s.client-keys: auth-mode client-key needs at least one key", field)
+		}
+		out = append(out, c)
+	}
+	for sum, i := range clients {
+		if j, ok := runtime[sum]; ok {
+			return nil, fmt.Errorf("relay: tunnels[%d].client-keys: a client key equals the runtime key of tunnels[%d]", i, j)
+		}
+	}
+	return out, nil
+}
+
+// NewTunnelID mints a tunnel id: "tunnel_" + 32 lowercase hex digits.
+func NewTunnelID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return "tunnel_" + hex.EncodeToString(b[:])
+}
+
+const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+// NewKey mints a key: prefix + 40 random base62 characters (about 238 bits),
+// e.g. NewKey("sk-sluice-"). The result matches ^[0-9A-Za-z_-]+$ when prefix
+// does.
+func NewKey(prefix string) string {
+	var sb strings.Builder
+	sb.Grow(len(prefix) + 40)
+	sb.WriteString(prefix)
+	max := big.NewInt(int64(len(base62)))
+	for range 40 {
+		n, err := rand.Int(rand.Reader, max)
+		if err != nil {
+			panic("relay: crypto/rand failed: " + err.Error())
+		}
+		sb.WriteByte(base62[n.Int64()])
+	}
+	return sb.String()
+}
+
+func isLoopbackName(h string) bool {
+	h = strings.TrimSuffix(strings.ToLower(h), ".")
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(h, "[]"))
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,526 @@
+package relay
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/sluicemcp/sluice/engine"
+	"github.com/sluicemcp/sluice/engine/wire"
+)
+
+// Request outcomes, the values of the outcome label of
+// sluice_relay_requests_total.
+const (
+	outcomeOK           = "ok"            // final response relayed as JSON
+	outcomeSSE          = "sse"           // final response relayed on an SSE stream
+	outcomeAccepted     = "accepted"      // 202 after notify_ack
+	outcomeTimeout      = "timeout"       // response_timeout expired: 504
+	outcomeClientGone   = "client_gone"   // the MCP client disconnected
+	outcomeUnauthorized = "unauthorized"  // missing or wrong client key
+	outcomeForbidden    = "forbidden"     // Host/Origin mismatch
+	outcomeNoAgent      = "not_connected" // no agent polled recently: 503
+	outcomeQueueFull    = "queue_full"    // 429
+	outcomeBadRequest   = "bad_request"   // malformed, batch, oversize, missing header
+	outcomePlugin       = "plugin"        // answered, rejected or dropped by the chain
+	outcomeUnavailable  = "unavailable"   // relay closing or tunnel removed
+)
+
+// retryAfterNotConnected is the Retry-After (seconds) of a 503
+// tunnel_client_not_connected.
+const retryAfterNotConnected = "5"
+
+// msgKind classifies a client's JSON-RPC message.
+type msgKind uint8
+
+const (
+	kindRequest      msgKind = iota // method and id: expects a response
+	kindNotification                // method, no id: expects notify_ack
+	kindResponse                    // result/error, no method: expects notify_ack
+)
+
+// exchange is one MCP client call in flight.
+type exchange struct {
+	t         *tunnelState
+	conf      *tunnelConf
+	p         *pending
+	x         *engine.Exchange // nil when the chain is empty
+	rpcID     json.RawMessage  // the client's JSON-RPC id (nil for none)
+	method    string
+	sessionID string
+	sse       bool // the client accepts text/event-stream
+	// metadataURL is the relay's protected-resource metadata URL for the
+	// tunnel (WWW-Authenticate rewrites in oauth mode).
+	metadataURL string
+}
+
+// handleMCPPost serves POST /v1/mcp/{id}: one JSON-RPC message per request.
+func (r *Relay) handleMCPPost(w http.ResponseWriter, req *http.Request) {
+	start := time.Now()
+	id := req.PathValue("id")
+	t, conf, caller, ok := r.mcpFrontDoor(w, req, id)
+	if !ok {
+		return
+	}
+	body, ok := readBody(w, req, r.set.maxBody)
+	if !ok {
+		r.met.request(id, outcomeBadRequest, start)
+		return
+	}
+	peek, kind, rpcErr := classify(body)
+	if rpcErr != nil {
+		writeRPC(w, http.StatusBadRequest, engine.ErrorResponse(nil, rpcErr))
+		r.met.request(id, outcomeBadRequest, start)
+		return
+	}
+	headers := forwardHeaders(req.Header, conf.authMode == AuthOAuth)
+	now := time.Now()
+	p := newPending(wire.CommandJSONRPC, wire.DefaultChannel, headers, body, conf.responseTimeout, now)
+	e := &exchange{
+		t: t, conf: conf, p: p,
+		rpcID: peek.ID, method: peek.Method,
+		sessionID:   req.Header.Get("Mcp-Session-Id"),
+		sse:         acceptsSSE(req.Header),
+		metadataURL: r.metadataURL(id),
+	}
+	if r.pipeline != nil && r.pipeline.Chain().Len() > 0 {
+		e.x = r.pipeline.Begin()
+		defer e.x.Close()
+		m := &engine.Message{
+			Hook: engine.HookRequest, Side: engine.SideRelay,
+			Tunnel: id, Channel: wire.DefaultChannel, SessionID: e.sessionID,
+			RequestID: p.cmd.RequestID, Method: peek.Method, Tool: peek.Tool,
+			Caller: caller, Header: http.Header(headers), Body: body,
+			Notification: kind == kindNotification,
+		}
+		out := e.x.Request(req.Context(), m)
+		switch out.Action {
+		case engine.Continue:
+			p.cmd.JSONRPC = out.Body
+			if out.Header != nil {
+				p.cmd.Headers = map[string][]string(out.Header)
+			}
+		case engine.Drop:
+			w.WriteHeader(http.StatusAccepted)
+			r.met.request(id, outcomePlugin, start)
+			return
+		default: // Respond, Reject
+			st := out.Status
+			if st == 0 {
+				st = http.StatusOK
+			}
+			if len(out.Body) == 0 {
+				if kind != kindRequest && st == http.StatusOK {
+					st = http.StatusAccepted
+				}
+				w.WriteHeader(st)
+			} else {
+				writeRPC(w, st, out.Body)
+			}
+			r.met.request(id, outcomePlugin, start)
+			return
+		}
+	}
+	r.met.request(id, r.run(w, req, e), start)
+}
+
+// handleMCPDelete serves DELETE /v1/mcp/{id}: a session_termination command.
+func (r *Relay) handleMCPDelete(w http.ResponseWriter, req *http.Request) {
+	start := time.Now()
+	id := req.PathValue("id")
+	t, conf, _, ok := r.mcpFrontDoor(w, req, id)
+	if !ok {
+		return
+	}
+	sid := req.Header.Get("Mcp-Session-Id")
+	if sid == "" {
+		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeMissingMCPSessionID, "DELETE needs an Mcp-Session-Id header")
+		r.met.request(id, outcomeBadRequest, start)
+		return
+	}
+	headers := forwardHeaders(req.Header, conf.authMode == AuthOAuth)
+	p := newPending(wire.CommandSessionTermination, wire.DefaultChannel, headers, nil, conf.responseTimeout, time.Now())
+	e := &exchange{t: t, conf: conf, p: p, sessionID: sid, metadataURL: r.metadataURL(id)}
+	r.met.request(id, r.run(w, req, e), start)
+}
+
+// handleMCPOther answers every other method on the MCP endpoint: the tunnel
+// wire cannot carry a standalone GET stream.
+func (r *Relay) handleMCPOther(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Allow", "POST, DELETE")
+	writeAPIError(w, http.StatusMethodNotAllowed, "invalid_request_error", "", "method not allowed: use POST (or DELETE to end a session)")
+}
+
+// mcpFrontDoor checks the tunnel id, Host/Origin and the caller. It writes
+// the error response itself and returns ok=false on failure.
+func (r *Relay) mcpFrontDoor(w http.ResponseWriter, req *http.Request, id string) (*tunnelState, *tunnelConf, string, bool) {
+	start := time.Now()
+	if !wire.ValidTunnelID(id) {
+		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeInvalidTunnelIDFormat, "tunnel id must match ^tunnel_[a-z0-9]{32}$")
+		return nil, nil, "", false
+	}
+	if !r.hostAllowed(req) {
+		writeAPIError(w, http.StatusForbidden, "invalid_request_error", "", "Host or Origin does not match the relay's public URL")
+		r.met.request(id, outcomeForbidden, start)
+		return nil, nil, "", false
+	}
+	t := r.tunnel(id)
+	var conf *tunnelConf
+	caller, ok := "", false
+	if t != nil {
+		conf = t.conf.Load()
+		switch conf.authMode {
+		case AuthClientKey:
+			caller, ok = clientAuth(req, conf)
+		default:
+			ok = true
+		}
+	}
+	if !ok {
+		// An unknown tunnel looks like a wrong key: its existence is not leaked.
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		writeAPIError(w, http.StatusUnauthorized, "invalid_request_error", "", "missing or invalid client key")
+		r.met.request(id, outcomeUnauthorized, start)
+		return nil, nil, "", false
+	}
+	if r.closed() {
+		w.Header().Set("Retry-After", "1")
+		writeAPIError(w, http.StatusServiceUnavailable, "server_error", "", "relay is shutting down")
+		r.met.request(id, outcomeUnavailable, start)
+		return nil, nil, "", false
+	}
+	return t, conf, caller, true
+}
+
+// classify checks that body is one JSON-RPC message and says what kind. It
+// returns the JSON-RPC error to answer with (status 400) otherwise.
+func classify(body []byte) (engine.Peek, msgKind, *engine.RPCError) {
+	trim := bytes.TrimLeft(body, " \t\r\n")
+	if !json.Valid(body) {
+		return engine.Peek{}, 0, &engine.RPCError{Code: engine.CodeParseError, Message: "parse error"}
+	}
+	if trim[0] == '[' {
+		return engine.Peek{}, 0, &engine.RPCError{Code: engine.CodeInvalidRequest, Message: "invalid request: JSON-RPC batches are not supported"}
+	}
+	p, err := engine.PeekMessage(body)
+	if err != nil {
+		return engine.Peek{}, 0, &engine.RPCError{Code: engine.CodeInvalidRequest, Message: "invalid request: not a JSON-RPC message object"}
+	}
+	switch {
+	case p.Method != "" && p.ID != nil:
+		return p, kindRequest, nil
+	case p.Method != "":
+		return p, kindNotification, nil
+	case p.HasResult && p.ID != nil:
+		return p, kindResponse, nil
+	}
+	return engine.Peek{}, 0, &engine.RPCError{Code: engine.CodeInvalidRequest, Message: "invalid request: neither a request, a notification nor a response"}
+}
+
+// run enqueues e's command and relays the agent's messages to the client
+// until the final one. It returns the request outcome.
+func (r *Relay) run(w http.ResponseWriter, req *http.Request, e *exchange) string {
+	t, p := e.t, e.p
+	if !t.connected(time.Now(), r.set.agentTimeout) {
+		w.Header().Set("Retry-After", retryAfterNotConnected)
+		writeAPIError(w, http.StatusServiceUnavailable, "server_error", wire.CodeTunnelClientNotConnected, "no tunnel agent is connected for this tunnel")
+		return outcomeNoAgent
+	}
+	if !t.register(p) {
+		w.Header().Set("Retry-After", "1")
+		writeAPIError(w, http.StatusTooManyRequests, "rate_limit_error", wire.CodeTunnelQueueFull, "the tunnel's queue is full")
+		return outcomeQueueFull
+	}
+	timer := time.NewTimer(time.Until(p.deadline))
+	defer timer.Stop()
+	var (
+		streaming bool
+		kaC       <-chan time.Time
+		ka        *time.Ticker
+	)
+	defer func() {
+		if ka != nil {
+			ka.Stop()
+		}
+	}()
+	rc := http.NewResponseController(w)
+	for {
+		select {
+		case <-p.signal:
+			for _, m := range p.take() {
+				if !m.Final() {
+					if !e.sse {
+						continue // the client cannot take a stream: drop notifications
+					}
+					body, ok := r.responseThroughChain(req, e, m, true)
+					if !ok {
+						continue
+					}
+					if !streaming {
+						copyRespHeaders(w.Header(), m.RespHeaders, e)
+						startSSE(w)
+						streaming = true
+						ka = time.NewTicker(r.keepalive)
+						kaC = ka.C
+					}
+					if err := writeEvent(w, rc, body); err != nil {
+						t.forget(p)
+						return outcomeClientGone
+					}
+					continue
+				}
+				return r.final(w, req, rc, e, m, streaming)
+			}
+		case <-kaC:
+			if _, err := w.Write([]byte(": keepalive\n\n")); err != nil || rc.Flush() != nil {
+				t.forget(p)
+				return outcomeClientGone
+			}
+		case <-timer.C:
+			t.forget(p)
+			r.log.Info("response timeout", "tunnel", t.id, "request_id", p.cmd.RequestID, "method", e.method)
+			body := engine.ErrorResponse(e.rpcID, &engine.RPCError{
+				Code: engine.CodeInternalError, Message: "tunnel: response timeout",
+				Data: json.RawMessage(`{"tunnel_failure":{"version":1,"source":"timeout","upstream_response_received":false}}`),
+			})
+			if streaming {
+				_ = writeEvent(w, rc, body)
+			} else {
+				writeRPC(w, http.StatusGatewayTimeout, body)
+			}
+			return outcomeTimeout
+		case <-req.Context().Done():
+			t.forget(p)
+			return outcomeClientGone
+		case <-t.done:
+			t.forget(p)
+			r.unavailable(w, rc, e, streaming, "tunnel removed")
+			return outcomeUnavailable
+		case <-r.closing:
+			t.forget(p)
+			r.unavailable(w, rc, e, streaming, "relay shutting down")
+			return outcomeUnavailable
+		}
+	}
+}
+
+func (r *Relay) unavailable(w http.ResponseWriter, rc *http.ResponseController, e *exchange, streaming bool, why string) {
+	body := engine.ErrorResponse(e.rpcID, &engine.RPCError{Code: engine.CodeInternalError, Message: "tunnel: " + why})
+	if streaming {
+		_ = writeEvent(w, rc, body)
+		return
+	}
+	w.Header().Set("Retry-After", "1")
+	writeRPC(w, http.StatusServiceUnavailable, body)
+}
+
+// final relays the message that ends the exchange.
+func (r *Relay) final(w http.ResponseWriter, req *http.Request, rc *http.ResponseController, e *exchange, m *wire.Response, streaming bool) string {
+	switch m.RespType {
+	case wire.RespNotifyAck:
+		if streaming {
+			return outcomeSSE
+		}
+		copyRespHeaders(w.Header(), m.RespHeaders, e)
+		w.WriteHeader(http.StatusAccepted)
+		return outcomeAccepted
+	case wire.RespSessionTermination:
+		copyRespHeaders(w.Header(), m.RespHeaders, e)
+		w.WriteHeader(mapStatus(m.RespCode))
+		return outcomeOK
+	}
+	body, status, header := []byte(nil), m.RespCode, http.Header(m.RespHeaders)
+	if !isNull(m.RespJSON) {
+		body = m.RespJSON
+		if e.x != nil {
+			out := e.x.Response(req.Context(), r.responseMessage(e, m, false))
+			body, header = out.Body, out.Header
+			if out.Status != 0 {
+				status = out.Status
+			}
+		}
+	}
+	if streaming {
+		if len(body) == 0 {
+			body = engine.ErrorResponse(e.rpcID, &engine.RPCError{Code: engine.CodeInternalError, Message: "tunnel: empty final response"})
+		}
+		_ = writeEvent(w, rc, body)
+		return outcomeSSE
+	}
+	copyRespHeaders(w.Header(), map[string][]string(header), e)
+	st := mapStatus(status)
+	if len(body) == 0 {
+		w.WriteHeader(st)
+		return outcomeOK
+	}
+	writeRPC(w, st, body)
+	return outcomeOK
+}
+
+func (r *Relay) responseMessage(e *exchange, m *wire.Response, notification bool) *engine.Message {
+	return &engine.Message{
+		Hook: engine.HookResponse, Side: engine.SideRelay,
+		Tunnel: e.t.id, Channel: wire.DefaultChannel, SessionID: e.sessionID,
+		RequestID: e.p.cmd.RequestID, Method: e.method,
+		Status: m.RespCode, Header: http.Header(m.RespHeaders), Body: m.RespJSON,
+		Notification: notification,
+	}
+}
+
+// responseThroughChain runs a streamed notification up the chain; ok=false
+// means drop it.
+func (r *Relay) responseThroughChain(req *http.Request, e *exchange, m *wire.Response, notification bool) (json.RawMessage, bool) {
+	if isNull(m.RespJSON) {
+		return nil, false
+	}
+	if e.x == nil {
+		return m.RespJSON, true
+	}
+	out := e.x.Response(req.Context(), r.responseMessage(e, m, notification))
+	if out.Action == engine.Drop || len(out.Body) == 0 {
+		return nil, false
+	}
+	return out.Body, true
+}
+
+// mapStatus maps an agent's resp_code to the status the MCP client sees:
+// 1xx → 502, unknown 2xx → 200, other unknown → 502 (0, absent, is 200).
+func mapStatus(code int) int {
+	switch {
+	case code == 0:
+		return http.StatusOK
+	case code < 200 || code > 599:
+		return http.StatusBadGateway
+	case http.StatusText(code) != "":
+		return code
+	case code < 300:
+		return http.StatusOK
+	}
+	return http.StatusBadGateway
+}
+
+// passedRespHeaders are the agent response headers relayed to the client.
+// Content-Type is not among them: the relay sets its own.
+var passedRespHeaders = []string{"Mcp-Session-Id", "Mcp-Protocol-Version", "Www-Authenticate", "Access-Control-Expose-Headers"}
+
+func copyRespHeaders(dst http.Header, src map[string][]string, e *exchange) {
+	for k, vs := range src {
+		ck := http.CanonicalHeaderKey(k)
+		for _, name := range passedRespHeaders {
+			if ck != name {
+				continue
+			}
+			for _, v := range vs {
+				if v == "" || strings.ContainsAny(v, "\r\n") {
+					continue
+				}
+				if ck == "Www-Authenticate" && e.conf.authMode == AuthOAuth {
+					v = rewriteResourceMetadata(v, e.metadataURL)
+				}
+				dst.Add(ck, v)
+			}
+		}
+	}
+}
+
+// forwardedHeaders is the allow-list of MCP client headers carried into
+// command.headers (Mcp-Param-* is matched by prefix, Authorization only in
+// oauth mode).
+var forwardedHeaders = map[string]bool{
+	"Mcp-Session-Id":       true,
+	"Mcp-Protocol-Version": true,
+	"Accept":               true,
+	"Last-Event-Id":        true,
+	"Mcp-Method":           true,
+	"Mcp-Name":             true,
+	"Traceparent":          true,
+	"Tracestate":           true,
+}
+
+// forwardHeaders builds command.headers from the client's request headers:
+// an allow-list, minus anything Connection names. Keys are canonical.
+func forwardHeaders(h http.Header, withAuth bool) map[string][]string {
+	out := make(map[string][]string, 4)
+	var conn map[string]bool
+	for _, v := range h.Values("Connection") {
+		for _, tok := range strings.Split(v, ",") {
+			if tok = strings.TrimSpace(tok); tok != "" {
+				if conn == nil {
+					conn = make(map[string]bool)
+				}
+				conn[http.CanonicalHeaderKey(tok)] = true
+			}
+		}
+	}
+	for k, vs := range h {
+		ok := forwardedHeaders[k] || strings.HasPrefix(k, "Mcp-Param-") || (withAuth && k == "Authorization")
+		if !ok || conn[k] || len(vs) == 0 {
+			continue
+		}
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}
+
+func acceptsSSE(h http.Header) bool {
+	for _, v := range h.Values("Accept") {
+		for _, part := range strings.Split(v, ",") {
+			mt, _, _ := strings.Cut(part, ";")
+			if strings.EqualFold(strings.TrimSpace(mt), "text/event-stream") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func startSSE(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+}
+
+// writeEvent writes one SSE message event and flushes it.
+func writeEvent(w http.ResponseWriter, rc *http.ResponseController, msg []byte) error {
+	if bytes.ContainsAny(msg, "\r\n") {
+		var b bytes.Buffer
+		if err := json.Compact(&b, msg); err == nil {
+			msg = b.Bytes()
+		} else {
+			msg = stripNewlines(msg)
+		}
+	}
+	buf := make([]byte, 0, len(msg)+24)
+	buf = append(buf, "event: message\ndata: "...)
+	buf = append(buf, msg...)
+	buf = append(buf, "\n\n"...)
+	if _, err := w.Write(buf); err != nil {
+		return err
+	}
+	return rc.Flush()
+}
+
+func stripNewlines(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c != '\r' && c != '\n' {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func writeRPC(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+func isNull(b json.RawMessage) bool {
+	t := bytes.TrimSpace(b)
+	return len(t) == 0 || bytes.Equal(t, []byte("null"))
+}

@@ -1,0 +1,144 @@
+package relay
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the relay's sluice_relay_* metrics. Per-tunnel gauges are read
+// at scrape time by a collector, so removed tunnels disappear by themselves.
+type metrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	gatherer prometheus.Gatherer
+}
+
+func newMetrics(r *Relay, reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_relay_requests_total",
+			Help: "MCP client requests by tunnel and outcome.",
+		}, []string{"tunnel", "outcome"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sluice_relay_request_duration_seconds",
+			Help:    "Time from an MCP client request's arrival to its final answer.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+		}, []string{"tunnel"}),
+	}
+	if reg == nil {
+		priv := prometheus.NewRegistry()
+		reg = priv
+	}
+	if g, ok := reg.(prometheus.Gatherer); ok {
+		m.gatherer = g
+	} else {
+		m.gatherer = prometheus.DefaultGatherer
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.latency, &tunnelCollector{r: r}} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("relay: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) request(tunnel, outcome string, start time.Time) {
+	m.requests.WithLabelValues(tunnel, outcome).Inc()
+	m.latency.WithLabelValues(tunnel).Observe(time.Since(start).Seconds())
+}
+
+var (
+	descQueue = prometheus.NewDesc("sluice_relay_queue_length",
+		"Commands queued for a tunnel and not yet polled.", []string{"tunnel"}, nil)
+	descQueueCap = prometheus.NewDesc("sluice_relay_queue_capacity",
+		"Capacity of a tunnel's queue.", []string{"tunnel"}, nil)
+	descInflight = prometheus.NewDesc("sluice_relay_inflight_requests",
+		"Commands queued or in flight (awaiting a final response) per tunnel.", []string{"tunnel"}, nil)
+	descConnected = prometheus.NewDesc("sluice_relay_agent_connected",
+		"1 when an agent is polling the tunnel or polled within the agent timeout.", []string{"tunnel"}, nil)
+	descPolls = prometheus.NewDesc("sluice_relay_polls_total",
+		"Polls received per tunnel.", []string{"tunnel"}, nil)
+)
+
+type tunnelCollector struct{ r *Relay }
+
+func (c *tunnelCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descQueue
+	ch <- descQueueCap
+	ch <- descInflight
+	ch <- descConnected
+	ch <- descPolls
+}
+
+func (c *tunnelCollector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	for _, t := range c.r.snapshot() {
+		conn := 0.0
+		if t.connected(now, c.r.set.agentTimeout) {
+			conn = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(len(t.queue)), t.id)
+		ch <- prometheus.MustNewConstMetric(descQueueCap, prometheus.GaugeValue, float64(cap(t.queue)), t.id)
+		ch <- prometheus.MustNewConstMetric(descInflight, prometheus.GaugeValue, float64(t.inflight()), t.id)
+		ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, conn, t.id)
+		ch <- prometheus.MustNewConstMetric(descPolls, prometheus.CounterValue, float64(t.polls.Load()), t.id)
+	}
+}
+
+// AdminHandler returns the admin handler: /healthz (the process is up),
+// /readyz (the public handler is being served; the body lists which tunnels
+// have a connected agent) and /metrics. Serve it on loopback.
+func (r *Relay) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", r.handleReadyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(r.met.gatherer, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// Readiness is the /readyz body.
+type Readiness struct {
+	Ready   bool              `json:"ready"`
+	Reason  string            `json:"reason,omitempty"`
+	Tunnels []TunnelReadiness `json:"tunnels"`
+}
+
+// TunnelReadiness is one tunnel's entry in Readiness.
+type TunnelReadiness struct {
+	ID             string `json:"id"`
+	Name           string `json:"name"`
+	AgentConnected bool   `json:"agent_connected"`
+}
+
+func (r *Relay) handleReadyz(w http.ResponseWriter, _ *http.Request) {
+	rd := Readiness{Ready: r.serving.Load(), Tunnels: []TunnelReadiness{}}
+	switch {
+	case r.closed():
+		rd.Reason = "relay closed"
+	case !rd.Ready:
+		rd.Reason = "not listening yet"
+	}
+	now := time.Now()
+	for _, t := range r.snapshot() {
+		rd.Tunnels = append(rd.Tunnels, TunnelReadiness{
+			ID: t.id, Name: t.conf.Load().name,
+			AgentConnected: t.connected(now, r.set.agentTimeout),
+		})
+	}
+	st := http.StatusOK
+	if !rd.Ready {
+		st = http.StatusServiceUnavailable
+	}
+	b, _ := json.Marshal(rd)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(st)
+	_, _ = w.Write(b)
+}

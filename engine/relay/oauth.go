@@ -1,0 +1,324 @@
+package relay
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/sluicemcp/sluice/engine"
+	"github.com/sluicemcp/sluice/engine/wire"
+)
+
+// CommandOAuthMetadata is Sluice's extension command type: fetch the MCP
+// server's protected-resource metadata through the tunnel. The agent answers
+// with resp_type jsonrpc_response, resp_code = the upstream HTTP status and
+// resp_json = the upstream JSON body. The relay only sends it to agents whose
+// X-Tunnel-MCP-Server-Info advertises "sluice":{"oauth_metadata":true}.
+const CommandOAuthMetadata = "oauth_metadata"
+
+// metadataPath is the prefix of the protected-resource metadata route.
+const metadataPath = "/.well-known/oauth-protected-resource"
+
+func (r *Relay) metadataURL(id string) string {
+	return r.set.publicOrigin + metadataPath + "/v1/mcp/" + id
+}
+
+func (r *Relay) resourceURL(id string) string {
+	return r.set.publicOrigin + "/v1/mcp/" + id
+}
+
+// handleOAuthMetadata serves GET
+// /.well-known/oauth-protected-resource/v1/mcp/{id} for oauth-mode tunnels by
+// fetching the MCP server's own metadata through the tunnel and pointing its
+// resource at the relay.
+func (r *Relay) handleOAuthMetadata(w http.ResponseWriter, req *http.Request) {
+	id := req.PathValue("id")
+	if !wire.ValidTunnelID(id) {
+		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeInvalidTunnelIDFormat, "tunnel id must match ^tunnel_[a-z0-9]{32}$")
+		return
+	}
+	if !r.hostAllowed(req) {
+		writeAPIError(w, http.StatusForbidden, "invalid_request_error", "", "Host or Origin does not match the relay's public URL")
+		return
+	}
+	t := r.tunnel(id)
+	if t == nil || t.conf.Load().authMode != AuthOAuth || !advertisesOAuthMetadata(t.latestServerInfo()) {
+		writeAPIError(w, http.StatusNotFound, "invalid_request_error", "", "not found")
+		return
+	}
+	conf := t.conf.Load()
+	if !t.connected(time.Now(), r.set.agentTimeout) {
+		w.Header().Set("Retry-After", retryAfterNotConnected)
+		writeAPIError(w, http.StatusServiceUnavailable, "server_error", wire.CodeTunnelClientNotConnected, "no tunnel agent is connected for this tunnel")
+		return
+	}
+	headers := map[string][]string{"Accept": {"application/json"}}
+	p := newPending(CommandOAuthMetadata, wire.DefaultChannel, headers, nil, conf.responseTimeout, time.Now())
+	if !t.register(p) {
+		w.Header().Set("Retry-After", "1")
+		writeAPIError(w, http.StatusTooManyRequests, "rate_limit_error", wire.CodeTunnelQueueFull, "the tunnel's queue is full")
+		return
+	}
+	m, err := r.waitFinal(req, t, p)
+	if err != nil {
+		if errors.Is(err, errClientGone) {
+			return
+		}
+		w.Header().Set("Retry-After", "1")
+		writeAPIError(w, http.StatusGatewayTimeout, "server_error", "", "metadata fetch through the tunnel failed: "+err.Error())
+		return
+	}
+	status := mapStatus(m.RespCode)
+	body := []byte(nil)
+	if !isNull(m.RespJSON) {
+		body = m.RespJSON
+	}
+	if status/100 == 2 && len(body) > 0 {
+		// Fallback (and baseline) rewrite; an oauthmeta stage below may refine it.
+		if nb, err := setResource(body, r.resourceURL(id)); err == nil {
+			body = nb
+		}
+	}
+	if r.pipeline != nil && r.pipeline.Chain().Len() > 0 {
+		x := r.pipeline.Begin()
+		defer x.Close()
+		out := x.Response(req.Context(), &engine.Message{
+			Hook: engine.HookHTTPResponse, Side: engine.SideRelay, Tunnel: id,
+			Channel: wire.DefaultChannel, RequestID: p.cmd.RequestID,
+			Status: status, Header: http.Header(m.RespHeaders), Body: body,
+		})
+		if out.Action == engine.Reject && len(out.Body) == 0 {
+			writeAPIError(w, http.StatusBadGateway, "server_error", "", "metadata blocked by the relay's plugin chain")
+			return
+		}
+		body = out.Body
+		if out.Status != 0 {
+			status = mapStatus(out.Status)
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if len(body) == 0 {
+		w.WriteHeader(status)
+		return
+	}
+	writeRPC(w, status, body)
+}
+
+var errClientGone = errors.New("client gone")
+
+// waitFinal waits for p's final message, ignoring notifications.
+func (r *Relay) waitFinal(req *http.Request, t *tunnelState, p *pending) (*wire.Response, error) {
+	timer := time.NewTimer(time.Until(p.deadline))
+	defer timer.Stop()
+	for {
+		select {
+		case <-p.signal:
+			for _, m := range p.take() {
+				if m.Final() {
+					return m, nil
+				}
+			}
+		case <-timer.C:
+			t.forget(p)
+			return nil, errors.New("timeout")
+		case <-req.Context().Done():
+			t.forget(p)
+			return nil, errClientGone
+		case <-t.done:
+			t.forget(p)
+			return nil, errors.New("tunnel removed")
+		case <-r.closing:
+			t.forget(p)
+			return nil, errors.New("relay shutting down")
+		}
+	}
+}
+
+// advertisesOAuthMetadata reports whether a server-info header declares
+// "sluice":{"oauth_metadata":true}.
+func advertisesOAuthMetadata(info string) bool {
+	if info == "" {
+		return false
+	}
+	var v struct {
+		Sluice struct {
+			OAuthMetadata bool `json:"oauth_metadata"`
+		} `json:"sluice"`
+	}
+	return json.Unmarshal([]byte(info), &v) == nil && v.Sluice.OAuthMetadata
+}
+
+// setResource sets the top-level "resource" member of the JSON object doc to
+// url by editing only that member's value (or inserting it first when
+// absent): every other byte, key order included, is kept.
+func setResource(doc []byte, url string) ([]byte, error) {
+	val, err := json.Marshal(url)
+	if err != nil {
+		return nil, err
+	}
+	i := skipWS(doc, 0)
+	if i >= len(doc) || doc[i] != '{' {
+		return nil, errors.New("relay: metadata is not a JSON object")
+	}
+	open := i
+	i = skipWS(doc, i+1)
+	if i < len(doc) && doc[i] == '}' {
+		return splice(doc, open+1, open+1, append([]byte(`"resource":`), val...)), nil
+	}
+	for i < len(doc) {
+		var key string
+		n, err := decodeAt(doc, i, &key)
+		if err != nil {
+			return nil, err
+		}
+		i = skipWS(doc, i+n)
+		if i >= len(doc) || doc[i] != ':' {
+			return nil, errors.New("relay: metadata: expected ':'")
+		}
+		i = skipWS(doc, i+1)
+		var raw json.RawMessage
+		n, err = decodeAt(doc, i, &raw)
+		if err != nil {
+			return nil, err
+		}
+		if key == "resource" {
+			return splice(doc, i, i+n, val), nil
+		}
+		i = skipWS(doc, i+n)
+		if i < len(doc) && doc[i] == ',' {
+			i = skipWS(doc, i+1)
+			continue
+		}
+		if i < len(doc) && doc[i] == '}' {
+			ins := append(append([]byte(`"resource":`), val...), ',')
+			return splice(doc, open+1, open+1, ins), nil
+		}
+		return nil, errors.New("relay: metadata: malformed object")
+	}
+	return nil, errors.New("relay: metadata: unterminated object")
+}
+
+func decodeAt(doc []byte, i int, v any) (int, error) {
+	dec := json.NewDecoder(bytes.NewReader(doc[i:]))
+	if err := dec.Decode(v); err != nil {
+		return 0, err
+	}
+	return int(dec.InputOffset()), nil
+}
+
+func splice(doc []byte, from, to int, repl []byte) []byte {
+	out := make([]byte, 0, len(doc)-(to-from)+len(repl))
+	out = append(out, doc[:from]...)
+	out = append(out, repl...)
+	return append(out, doc[to:]...)
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// rewriteResourceMetadata replaces the value of the resource_metadata
+// parameter of a WWW-Authenticate value with url, keeping every other byte
+// (realm, scope, error, error_description) as it was.
+func rewriteResourceMetadata(v, url string) string {
+	const param = "resource_metadata"
+	lower := strings.ToLower(v)
+	from := 0
+	for {
+		k := strings.Index(lower[from:], param)
+		if k < 0 {
+			return v
+		}
+		k += from
+		from = k + len(param)
+		if k > 0 && !strings.ContainsRune(" \t,", rune(v[k-1])) {
+			continue
+		}
+		j := from
+		for j < len(v) && (v[j] == ' ' || v[j] == '\t') {
+			j++
+		}
+		if j >= len(v) || v[j] != '=' {
+			continue
+		}
+		j++
+		for j < len(v) && (v[j] == ' ' || v[j] == '\t') {
+			j++
+		}
+		start, end := j, j
+		if end < len(v) && v[end] == '"' {
+			end++
+			for end < len(v) && v[end] != '"' {
+				if v[end] == '\\' {
+					end++
+				}
+				end++
+			}
+			if end < len(v) {
+				end++
+			}
+		} else {
+			for end < len(v) && v[end] != ',' && v[end] != ' ' && v[end] != '\t' {
+				end++
+			}
+		}
+		if end > len(v) {
+			end = len(v)
+		}
+		return v[:start] + `"` + url + `"` + v[end:]
+	}
+}
+
+// hostAllowed checks Host and Origin against the public URL (DNS-rebinding
+// protection). When the public URL names a loopback host, every loopback name
+// with the same port is accepted. A missing Origin is fine (non-browser
+// clients send none).
+func (r *Relay) hostAllowed(req *http.Request) bool {
+	if !r.sameAuthority(req.Host, r.set.publicURL.Scheme) {
+		return false
+	}
+	origin := req.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	scheme, rest, ok := strings.Cut(origin, "://")
+	if !ok || !strings.EqualFold(scheme, r.set.publicURL.Scheme) || strings.ContainsAny(rest, "/?#@") {
+		return false
+	}
+	return r.sameAuthority(rest, r.set.publicURL.Scheme)
+}
+
+func (r *Relay) sameAuthority(hostport, scheme string) bool {
+	h, p := splitHostPort(strings.ToLower(hostport), scheme)
+	wh, wp := splitHostPort(r.set.publicURL.Host, scheme)
+	if h == "" || p != wp {
+		return false
+	}
+	if h == wh {
+		return true
+	}
+	return r.set.publicHostIsLoop && isLoopbackName(h)
+}
+
+// splitHostPort splits an authority, filling in the scheme's default port.
+func splitHostPort(hp, scheme string) (string, string) {
+	h, p, err := net.SplitHostPort(hp)
+	if err != nil {
+		h, p = hp, ""
+	}
+	if p == "" {
+		if scheme == "https" {
+			p = "443"
+		} else {
+			p = "80"
+		}
+	}
+	return strings.Trim(h, "[]"), p
+}

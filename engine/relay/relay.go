@@ -1,0 +1,274 @@
+package relay
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicemcp/sluice/engine"
+)
+
+// Options are the relay's collaborators. The zero value is valid.
+type Options struct {
+	// Logger receives the relay's logs (nil = discard).
+	Logger *slog.Logger
+	// Registerer receives the relay's sluice_relay_* metrics (nil = none; the
+	// admin /metrics endpoint then serves a private registry).
+	Registerer prometheus.Registerer
+	// Pipeline is the relay's plugin chain (nil = no chain).
+	Pipeline *engine.Pipeline
+}
+
+// Relay is the public side of the tunnel. Create it with New; it is safe for
+// concurrent use.
+type Relay struct {
+	set      settings
+	log      *slog.Logger
+	pipeline *engine.Pipeline
+	met      *metrics
+
+	mu      sync.RWMutex
+	tunnels map[string]*tunnelState
+
+	closing   chan struct{}
+	closeOnce sync.Once
+	serving   atomic.Bool
+
+	// keepalive is the SSE comment interval on long calls (a field so tests
+	// can shorten it).
+	keepalive time.Duration
+}
+
+// New validates cfg and returns a relay serving its tunnels.
+func New(cfg Config, opts Options) (*Relay, error) {
+	set, err := cfg.settings()
+	if err != nil {
+		return nil, err
+	}
+	confs, err := validateTunnels(cfg.Tunnels)
+	if err != nil {
+		return nil, err
+	}
+	l := opts.Logger
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	r := &Relay{
+		set:       set,
+		log:       l,
+		pipeline:  opts.Pipeline,
+		tunnels:   make(map[string]*tunnelState, len(confs)),
+		closing:   make(chan struct{}),
+		keepalive: 15 * time.Second,
+	}
+	for _, c := range confs {
+		r.tunnels[c.id] = newTunnelState(c, set.queueSize)
+	}
+	r.met, err = newMetrics(r, opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// SetTunnels replaces the served tunnels and keys live. Tunnels whose id stays
+// keep their queue, pollers and in-flight work (with the new keys and
+// settings); removed tunnels fail their waiting callers. On error nothing
+// changes.
+func (r *Relay) SetTunnels(ts []Tunnel) error {
+	confs, err := validateTunnels(ts)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	next := make(map[string]*tunnelState, len(confs))
+	for _, c := range confs {
+		if t, ok := r.tunnels[c.id]; ok {
+			t.conf.Store(c)
+			next[c.id] = t
+			continue
+		}
+		next[c.id] = newTunnelState(c, r.set.queueSize)
+	}
+	var removed []*tunnelState
+	for id, t := range r.tunnels {
+		if _, ok := next[id]; !ok {
+			removed = append(removed, t)
+		}
+	}
+	r.tunnels = next
+	r.mu.Unlock()
+	for _, t := range removed {
+		t.close()
+		r.log.Info("tunnel removed", "tunnel", t.id)
+	}
+	return nil
+}
+
+// Close fails every waiting MCP caller (503) and ends outstanding polls. The
+// relay answers 503 afterwards. It does not close listeners: cancel Serve's
+// context for that.
+func (r *Relay) Close() {
+	r.closeOnce.Do(func() {
+		r.serving.Store(false)
+		close(r.closing)
+	})
+}
+
+func (r *Relay) closed() bool {
+	select {
+	case <-r.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// Handler returns the public handler: the MCP endpoint, the OAuth metadata
+// route and the agent endpoints.
+func (r *Relay) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/tunnels/{id}", r.handleMetadata)
+	mux.HandleFunc("GET /v1/tunnels/{id}/poll", r.handlePoll)
+	mux.HandleFunc("POST /v1/tunnels/{id}/response", r.handleResponse)
+	mux.HandleFunc("POST /v1/mcp/{id}", r.handleMCPPost)
+	mux.HandleFunc("DELETE /v1/mcp/{id}", r.handleMCPDelete)
+	mux.HandleFunc("/v1/mcp/{id}", r.handleMCPOther)
+	mux.HandleFunc("GET /.well-known/oauth-protected-resource/v1/mcp/{id}", r.handleOAuthMetadata)
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		writeAPIError(w, http.StatusNotFound, "invalid_request_error", "", "not found")
+	})
+	return mux
+}
+
+// Serve serves Handler on ln until ctx is cancelled, then closes the relay
+// (failing waiting callers) and shuts the server down. It sets server
+// timeouts suited to long-polls and SSE: a header timeout and an idle
+// timeout, but no write timeout.
+func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           r.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	r.serving.Store(!r.closed())
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		r.serving.Store(false)
+		return err
+	case <-ctx.Done():
+	}
+	r.Close()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// MarkServing tells /readyz that the public handler is being served by a
+// server the caller runs itself (Serve does this on its own).
+func (r *Relay) MarkServing() { r.serving.Store(!r.closed()) }
+
+func (r *Relay) tunnel(id string) *tunnelState {
+	r.mu.RLock()
+	t := r.tunnels[id]
+	r.mu.RUnlock()
+	return t
+}
+
+func (r *Relay) snapshot() []*tunnelState {
+	r.mu.RLock()
+	out := make([]*tunnelState, 0, len(r.tunnels))
+	for _, t := range r.tunnels {
+		out = append(out, t)
+	}
+	r.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+// dummyKey keeps the comparison for an unknown tunnel as costly as for a
+// known one.
+var dummyKey = sha256.Sum256([]byte("sluice-relay-no-such-tunnel"))
+
+// agentAuth returns the tunnel when bearer is its runtime key. An unknown
+// tunnel and a wrong key are indistinguishable to the caller.
+func (r *Relay) agentAuth(req *http.Request, id string) *tunnelState {
+	tok, ok := bearer(req)
+	sum := sha256.Sum256([]byte(tok))
+	t := r.tunnel(id)
+	want := dummyKey
+	if t != nil {
+		want = t.conf.Load().runtimeKey
+	}
+	match := subtle.ConstantTimeCompare(sum[:], want[:]) == 1
+	if !ok || t == nil || !match {
+		return nil
+	}
+	return t
+}
+
+// clientAuth checks an MCP client's key in client-key mode and returns the
+// key's name.
+func clientAuth(req *http.Request, c *tunnelConf) (string, bool) {
+	tok, ok := bearer(req)
+	if !ok {
+		return "", false
+	}
+	sum := sha256.Sum256([]byte(tok))
+	name, found := "", false
+	for _, k := range c.clientKeys {
+		if subtle.ConstantTimeCompare(sum[:], k.sum[:]) == 1 && !found {
+			name, found = k.name, true
+		}
+	}
+	return name, found
+}
+
+func bearer(req *http.Request) (string, bool) {
+	h := req.Header.Get("Authorization")
+	const p = "bearer "
+	if len(h) <= len(p) || !equalFoldASCII(h[:len(p)], p) {
+		return "", false
+	}
+	return h[len(p):], true
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}

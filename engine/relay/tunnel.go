@@ -1,0 +1,233 @@
+package relay
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicemcp/sluice/engine/wire"
+)
+
+// maxInstances bounds the per-tunnel table of agent instance ids.
+const maxInstances = 256
+
+// tunnelState is the live state of one tunnel: its queue, its pending
+// commands and its agents' liveness. It survives SetTunnels when the id stays.
+type tunnelState struct {
+	id    string
+	conf  atomic.Pointer[tunnelConf]
+	queue chan *pending
+	done  chan struct{} // closed when the tunnel is removed
+	once  sync.Once
+
+	polls atomic.Uint64 // polls served, for metrics
+
+	mu          sync.Mutex
+	pending     map[string]*pending // request_id → command, queued or in flight
+	outstanding int                 // polls being held right now
+	lastPoll    time.Time
+	instances   map[string]time.Time // X-Tunnel-Client-Instance-Id → last poll
+	serverInfo  string               // latest X-Tunnel-MCP-Server-Info
+}
+
+func newTunnelState(c *tunnelConf, queueSize int) *tunnelState {
+	t := &tunnelState{
+		id:        c.id,
+		queue:     make(chan *pending, queueSize),
+		done:      make(chan struct{}),
+		pending:   make(map[string]*pending),
+		instances: make(map[string]time.Time),
+	}
+	t.conf.Store(c)
+	return t
+}
+
+func (t *tunnelState) close() { t.once.Do(func() { close(t.done) }) }
+
+// connected reports whether an agent is polling or polled within timeout.
+func (t *tunnelState) connected(now time.Time, timeout time.Duration) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.outstanding > 0 || (!t.lastPoll.IsZero() && now.Sub(t.lastPoll) < timeout)
+}
+
+// pollStart records the start of a poll.
+func (t *tunnelState) pollStart(now time.Time, instance, serverInfo string, timeout time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.outstanding++
+	t.lastPoll = now
+	if serverInfo != "" && len(serverInfo) <= 4096 {
+		t.serverInfo = serverInfo
+	}
+	if instance != "" && len(instance) <= 128 {
+		if _, ok := t.instances[instance]; !ok && len(t.instances) >= maxInstances {
+			for k, v := range t.instances {
+				if now.Sub(v) >= timeout {
+					delete(t.instances, k)
+				}
+			}
+			if len(t.instances) >= maxInstances {
+				return
+			}
+		}
+		t.instances[instance] = now
+	}
+}
+
+// pollEnd records the end of a poll: the agent was alive until now.
+func (t *tunnelState) pollEnd(now time.Time, instance string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.outstanding--
+	t.lastPoll = now
+	if _, ok := t.instances[instance]; ok {
+		t.instances[instance] = now
+	}
+}
+
+func (t *tunnelState) latestServerInfo() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.serverInfo
+}
+
+func (t *tunnelState) inflight() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.pending)
+}
+
+// register adds p to the pending table and enqueues it. It reports false when
+// the queue is full (p is then not registered).
+func (t *tunnelState) register(p *pending) bool {
+	t.mu.Lock()
+	t.pending[p.cmd.RequestID] = p
+	t.mu.Unlock()
+	select {
+	case t.queue <- p:
+		return true
+	default:
+		t.forget(p)
+		return false
+	}
+}
+
+// forget removes p: a later response POST for it gets 404.
+func (t *tunnelState) forget(p *pending) {
+	t.mu.Lock()
+	if t.pending[p.cmd.RequestID] == p {
+		delete(t.pending, p.cmd.RequestID)
+	}
+	t.mu.Unlock()
+	p.mu.Lock()
+	p.gone = true
+	p.mu.Unlock()
+}
+
+// deliverResult is what a response POST gets.
+type deliverResult int
+
+const (
+	deliverOK deliverResult = iota
+	deliverNotFound
+	deliverMismatch
+)
+
+// deliver hands one agent message to the waiting caller. A final message
+// ends the command.
+func (t *tunnelState) deliver(token string, resp *wire.Response) deliverResult {
+	final := resp.Final()
+	t.mu.Lock()
+	p := t.pending[resp.RequestID]
+	if p == nil {
+		t.mu.Unlock()
+		return deliverNotFound
+	}
+	if !constantTimeEqual(token, p.cmd.ShardToken) {
+		t.mu.Unlock()
+		return deliverMismatch
+	}
+	if final {
+		delete(t.pending, resp.RequestID)
+	}
+	t.mu.Unlock()
+
+	p.mu.Lock()
+	if p.gone {
+		p.mu.Unlock()
+		return deliverNotFound
+	}
+	p.msgs = append(p.msgs, resp)
+	if final {
+		p.gone = true
+	}
+	p.mu.Unlock()
+	select {
+	case p.signal <- struct{}{}:
+	default:
+	}
+	return deliverOK
+}
+
+// pending is one command from enqueue to its final response.
+type pending struct {
+	cmd      wire.Command
+	deadline time.Time // the relay gives up on the client then
+	signal   chan struct{}
+	polled   atomic.Bool
+
+	mu   sync.Mutex
+	msgs []*wire.Response
+	gone bool // forgotten (client left, timed out) or finished
+}
+
+func newPending(cmdType, channel string, headers map[string][]string, body []byte, timeout time.Duration, now time.Time) *pending {
+	return &pending{
+		cmd: wire.Command{
+			RequestID:   "req_" + randHex(16),
+			ShardToken:  "st_" + randHex(16),
+			CommandType: cmdType,
+			Channel:     channel,
+			CreatedAt:   now.UTC().Format(time.RFC3339Nano),
+			Headers:     headers,
+			JSONRPC:     body,
+		},
+		deadline: now.Add(timeout),
+		signal:   make(chan struct{}, 1),
+	}
+}
+
+// take returns the messages delivered since the last call.
+func (p *pending) take() []*wire.Response {
+	p.mu.Lock()
+	m := p.msgs
+	p.msgs = nil
+	p.mu.Unlock()
+	return m
+}
+
+func (p *pending) isGone() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.gone
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func constantTimeEqual(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	var v byte
+	for i := 0; i < len(a); i++ {
+		v |= a[i] ^ b[i]
+	}
+	return v == 0
+}
