@@ -193,6 +193,9 @@ func checkResult(m *Message, r Result) error {
 // Replace. The outcome's Body is the message to forward (Continue) or the
 // answer to send back (Respond, Reject).
 func (x *Exchange) Request(ctx context.Context, m *Message) Outcome {
+	if x.c.Len() == 0 {
+		return Outcome{Action: Continue, Body: m.Body, Header: m.Header}
+	}
 	if len(x.id) == 0 {
 		if p, err := PeekMessage(m.Body); err == nil {
 			x.id, x.method = p.ID, p.Method
@@ -269,6 +272,9 @@ func apply(m *Message, r Result) {
 // the final response) up the chain through the stages that saw the request, in
 // reverse order. m is updated in place on Replace.
 func (x *Exchange) Response(ctx context.Context, m *Message) Outcome {
+	if x.reached == 0 {
+		return Outcome{Action: Continue, Body: m.Body, Header: m.Header, Status: m.Status}
+	}
 	if m.Method == "" {
 		m.Method = x.method
 	}

@@ -1,0 +1,434 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeStage is a scripted Stage that records every call in a shared log.
+type fakeStage struct {
+	name    string
+	hooks   map[Hook]bool // nil = all
+	methods map[string]bool
+	handle  func(m *Message) (Result, error)
+	log     *[]string
+	mu      *sync.Mutex
+	opens   atomic.Int64
+	closes  atomic.Int64
+	closed  atomic.Bool
+}
+
+func (s *fakeStage) Name() string { return s.name }
+func (s *fakeStage) Wants(h Hook, method string) bool {
+	if s.hooks != nil && !s.hooks[h] {
+		return false
+	}
+	return s.methods == nil || s.methods[method]
+}
+func (s *fakeStage) Open(ctx context.Context) (Filter, error) {
+	s.opens.Add(1)
+	return &fakeFilter{s: s}, nil
+}
+func (s *fakeStage) Close() error { s.closed.Store(true); return nil }
+
+type fakeFilter struct{ s *fakeStage }
+
+func (f *fakeFilter) Handle(ctx context.Context, m *Message) (Result, error) {
+	if f.s.closed.Load() {
+		panic("stage used after Close")
+	}
+	if f.s.log != nil {
+		f.s.mu.Lock()
+		*f.s.log = append(*f.s.log, f.s.name+":"+m.Hook.String())
+		f.s.mu.Unlock()
+	}
+	if f.s.handle == nil {
+		return Result{}, nil
+	}
+	return f.s.handle(m)
+}
+func (f *fakeFilter) Close() { f.s.closes.Add(1) }
+
+func newStages(log *[]string, names ...string) []*fakeStage {
+	mu := &sync.Mutex{}
+	out := make([]*fakeStage, len(names))
+	for i, n := range names {
+		out[i] = &fakeStage{name: n, log: log, mu: mu}
+	}
+	return out
+}
+
+func chainOf(stages ...*fakeStage) *Chain {
+	cs := make([]ChainStage, len(stages))
+	for i, s := range stages {
+		cs[i] = ChainStage{Stage: s}
+	}
+	return NewChain(cs, ChainOptions{})
+}
+
+func req(body string) *Message {
+	p, _ := PeekMessage([]byte(body))
+	return &Message{Hook: HookRequest, Method: p.Method, Body: json.RawMessage(body), Notification: p.ID == nil, Header: http.Header{}}
+}
+
+func resp(body string, notification bool) *Message {
+	return &Message{Hook: HookResponse, Status: 200, Body: json.RawMessage(body), Notification: notification}
+}
+
+func TestChainDirection(t *testing.T) {
+	var log []string
+	s := newStages(&log, "a", "b", "c")
+	x := chainOf(s...).Begin()
+	defer x.Close()
+	if o := x.Request(context.Background(), req(`{"jsonrpc":"2.0","id":1,"method":"tools/call"}`)); o.Action != Continue {
+		t.Fatalf("request outcome %v", o.Action)
+	}
+	x.Response(context.Background(), resp(`{"jsonrpc":"2.0","method":"notifications/progress"}`, true))
+	x.Response(context.Background(), resp(`{"jsonrpc":"2.0","id":1,"result":{}}`, false))
+	want := "a:request b:request c:request c:response b:response a:response c:response b:response a:response"
+	if got := strings.Join(log, " "); got != want {
+		t.Errorf("order:\n got %s\nwant %s", got, want)
+	}
+	x.Close()
+	for _, st := range s {
+		if st.opens.Load() != 1 || st.closes.Load() != 1 {
+			t.Errorf("%s: opened %d closed %d, want 1/1", st.name, st.opens.Load(), st.closes.Load())
+		}
+	}
+}
+
+func TestChainRespondGoesUpThroughEarlierStagesOnly(t *testing.T) {
+	var log []string
+	s := newStages(&log, "a", "b", "c")
+	s[1].handle = func(m *Message) (Result, error) {
+		if m.Hook == HookRequest {
+			return Result{Action: Respond, Body: json.RawMessage(`{"jsonrpc":"2.0","id":1,"result":{"cached":true}}`)}, nil
+		}
+		return Result{}, nil
+	}
+	s[0].handle = func(m *Message) (Result, error) {
+		if m.Hook == HookResponse {
+			return Result{Action: Replace, Body: json.RawMessage(`{"jsonrpc":"2.0","id":1,"result":{"seen_by_a":true}}`)}, nil
+		}
+		return Result{}, nil
+	}
+	x := chainOf(s...).Begin()
+	defer x.Close()
+	o := x.Request(context.Background(), req(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+	if o.Action != Respond || o.Stage != "b" || o.Status != 200 {
+		t.Fatalf("outcome %+v", o)
+	}
+	m := resp(string(o.Body), false)
+	r := x.Response(context.Background(), m)
+	if !bytes.Contains(r.Body, []byte("seen_by_a")) {
+		t.Errorf("response did not pass stage a: %s", r.Body)
+	}
+	if got := strings.Join(log, " "); got != "a:request b:request a:response" {
+		t.Errorf("order: %s", got)
+	}
+}
+
+func TestChainReject(t *testing.T) {
+	s := newStages(nil, "policy", "never")
+	s[0].handle = func(m *Message) (Result, error) {
+		return Result{Action: Reject, Status: 403, Error: &RPCError{Code: -32001, Message: "tool not allowed"}}, nil
+	}
+	x := chainOf(s...).Begin()
+	defer x.Close()
+	o := x.Request(context.Background(), req(`{"jsonrpc":"2.0","id":"abc","method":"tools/call"}`))
+	if o.Action != Reject || o.Status != 403 || o.Stage != "policy" {
+		t.Fatalf("outcome %+v", o)
+	}
+	want := `{"jsonrpc":"2.0","id":"abc","error":{"code":-32001,"message":"tool not allowed"}}`
+	if string(o.Body) != want {
+		t.Errorf("body %s, want %s", o.Body, want)
+	}
+	if s[1].opens.Load() != 0 {
+		t.Error("a stage after the rejecting one was opened")
+	}
+}
+
+func TestChainReplaceAndDrop(t *testing.T) {
+	s := newStages(nil, "a", "b")
+	s[1].handle = func(m *Message) (Result, error) {
+		if m.Hook == HookRequest {
+			h := m.Header.Clone()
+			h.Set("X-Team", "infra")
+			return Result{Action: Replace, Body: json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"x":1}}`), Header: h}, nil
+		}
+		if m.Notification {
+			return Result{Action: Drop}, nil
+		}
+		return Result{}, nil
+	}
+	x := chainOf(s...).Begin()
+	defer x.Close()
+	m := req(`{"jsonrpc":"2.0","id":1,"method":"tools/call"}`)
+	o := x.Request(context.Background(), m)
+	if o.Action != Continue || !bytes.Contains(o.Body, []byte(`"x":1`)) || o.Header.Get("X-Team") != "infra" {
+		t.Fatalf("replace not applied: %+v", o)
+	}
+	if o := x.Response(context.Background(), resp(`{"jsonrpc":"2.0","method":"notifications/message"}`, true)); o.Action != Drop || o.Stage != "b" {
+		t.Errorf("notification not dropped: %+v", o)
+	}
+	// Drop of a final response is a plugin failure: fail_closed turns it into -32603.
+	s[1].handle = func(m *Message) (Result, error) { return Result{Action: Drop}, nil }
+	o = x.Response(context.Background(), resp(`{"jsonrpc":"2.0","id":1,"result":{}}`, false))
+	if o.Action != Reject || !o.Failed || !bytes.Contains(o.Body, []byte(`"code":-32603`)) || !bytes.Contains(o.Body, []byte(`"id":1`)) {
+		t.Errorf("drop of a final response: %+v %s", o, o.Body)
+	}
+}
+
+func TestChainOnError(t *testing.T) {
+	boom := func(m *Message) (Result, error) { return Result{}, fmt.Errorf("trap: %w", ErrPluginFailure) }
+	tests := []struct {
+		name    string
+		policy  OnError
+		msg     *Message
+		hook    Hook
+		action  Action
+		code    bool // a -32603 body
+		visited bool // the stage after it ran
+	}{
+		{"closed request", FailClosed, req(`{"jsonrpc":"2.0","id":7,"method":"tools/call"}`), HookRequest, Reject, true, false},
+		{"open request", FailOpen, req(`{"jsonrpc":"2.0","id":7,"method":"tools/call"}`), HookRequest, Continue, false, true},
+		{"closed notification request", FailClosed, req(`{"jsonrpc":"2.0","method":"notifications/initialized"}`), HookRequest, Drop, false, false},
+		{"closed final response", FailClosed, resp(`{"jsonrpc":"2.0","id":7,"result":{}}`, false), HookResponse, Reject, true, true},
+		{"closed notification response", FailClosed, resp(`{"jsonrpc":"2.0","method":"notifications/progress"}`, true), HookResponse, Drop, false, true},
+		{"open final response", FailOpen, resp(`{"jsonrpc":"2.0","id":7,"result":{}}`, false), HookResponse, Continue, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var log []string
+			s := newStages(&log, "first", "bad", "last")
+			s[1].handle = func(m *Message) (Result, error) {
+				if m.Hook != tt.hook {
+					return Result{}, nil
+				}
+				return boom(m)
+			}
+			c := NewChain([]ChainStage{{Stage: s[0]}, {Stage: s[1], OnError: tt.policy}, {Stage: s[2]}}, ChainOptions{})
+			x := c.Begin()
+			defer x.Close()
+			var o Outcome
+			if tt.hook == HookRequest {
+				o = x.Request(context.Background(), tt.msg)
+			} else {
+				x.Request(context.Background(), req(`{"jsonrpc":"2.0","id":7,"method":"tools/call"}`))
+				log = nil
+				o = x.Response(context.Background(), tt.msg)
+			}
+			if o.Action != tt.action {
+				t.Fatalf("action %v, want %v (%+v)", o.Action, tt.action, o)
+			}
+			if tt.code != bytes.Contains(o.Body, []byte(`"code":-32603`)) {
+				t.Errorf("body %s", o.Body)
+			}
+			if tt.code && !bytes.Contains(o.Body, []byte(`"id":7`)) {
+				t.Errorf("synthesized error lost the id: %s", o.Body)
+			}
+			if tt.policy == FailClosed && !o.Failed {
+				t.Error("outcome not marked as a failure")
+			}
+			ranLast := strings.Contains(strings.Join(log, " "), "last:")
+			if ranLast != tt.visited {
+				t.Errorf("last stage ran = %v, want %v (%v)", ranLast, tt.visited, log)
+			}
+		})
+	}
+}
+
+func TestChainShadow(t *testing.T) {
+	s := newStages(nil, "shadowed")
+	s[0].handle = func(m *Message) (Result, error) {
+		return Result{Action: Reject, Error: &RPCError{Code: -1, Message: "no"}}, nil
+	}
+	var obs countingObserver
+	c := NewChain([]ChainStage{{Stage: s[0], Shadow: true}}, ChainOptions{Observer: &obs})
+	x := c.Begin()
+	defer x.Close()
+	if o := x.Request(context.Background(), req(`{"jsonrpc":"2.0","id":1,"method":"tools/call"}`)); o.Action != Continue {
+		t.Fatalf("shadow verdict applied: %+v", o)
+	}
+	if obs.calls.Load() != 1 || obs.shadow.Load() != 1 {
+		t.Errorf("shadow call not observed: %d/%d", obs.calls.Load(), obs.shadow.Load())
+	}
+}
+
+type countingObserver struct{ calls, failed, shadow atomic.Int64 }
+
+func (o *countingObserver) StageCalled(stage string, h Hook, a Action, failed, shadow bool, d time.Duration) {
+	o.calls.Add(1)
+	if failed {
+		o.failed.Add(1)
+	}
+	if shadow {
+		o.shadow.Add(1)
+	}
+}
+
+func TestChainSkipsUnwantedStages(t *testing.T) {
+	s := newStages(nil, "tools-only", "responses-only")
+	s[0].methods = map[string]bool{"tools/call": true}
+	s[1].hooks = map[Hook]bool{HookResponse: true}
+	x := chainOf(s...).Begin()
+	x.Request(context.Background(), req(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+	x.Response(context.Background(), resp(`{"jsonrpc":"2.0","id":1,"result":{}}`, false))
+	x.Close()
+	if s[0].opens.Load() != 0 {
+		t.Error("a stage that wants only tools/call was opened for ping")
+	}
+	if s[1].opens.Load() != 1 {
+		t.Error("response stage not opened once")
+	}
+}
+
+func TestEmptyChain(t *testing.T) {
+	x := NewChain(nil, ChainOptions{}).Begin()
+	defer x.Close()
+	m := req(`{"jsonrpc":"2.0","id":1,"method":"ping"}`)
+	if o := x.Request(context.Background(), m); o.Action != Continue || string(o.Body) != string(m.Body) {
+		t.Fatalf("%+v", o)
+	}
+	if o := x.Response(context.Background(), resp(`{"jsonrpc":"2.0","id":1,"result":{}}`, false)); o.Action != Continue {
+		t.Fatalf("%+v", o)
+	}
+}
+
+func TestErrorResponseAndPeek(t *testing.T) {
+	for _, id := range []string{`0`, `"0"`, `12345678901234567890`, `"a\"b"`} {
+		body := `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/call","params":{"name":"echo"}}`
+		p, err := PeekMessage([]byte(body))
+		if err != nil || string(p.ID) != id || p.Method != "tools/call" || p.Tool != "echo" {
+			t.Fatalf("Peek(%s) = %+v, %v", body, p, err)
+		}
+		e := ErrorResponse(p.ID, &RPCError{Code: -32603, Message: `say "no"`, Data: json.RawMessage(`{"k":1}`)})
+		if !json.Valid(e) || !bytes.Contains(e, []byte(`"id":`+id+`,`)) {
+			t.Errorf("ErrorResponse = %s", e)
+		}
+	}
+	for _, bad := range []string{`[{"id":1}]`, ``, `nope`, `"x"`} {
+		if _, err := PeekMessage([]byte(bad)); err == nil {
+			t.Errorf("PeekMessage(%q) accepted", bad)
+		}
+	}
+	if p, _ := PeekMessage([]byte(`{"jsonrpc":"2.0","id":null,"method":"x"}`)); p.ID != nil {
+		t.Error("null id should read as absent")
+	}
+}
+
+// TestPipelineSwapUnderLoad swaps chains while many exchanges run and checks
+// that every exchange saw exactly one chain generation from start to end, that
+// no stage was used after its chain closed (fakeFilter panics), and that old
+// chains are closed once drained.
+func TestPipelineSwapUnderLoad(t *testing.T) {
+	gen := func(g int) (*Chain, []*fakeStage) {
+		s := newStages(nil, "a", "b")
+		for _, st := range s {
+			st.handle = func(m *Message) (Result, error) {
+				body := bytes.TrimSuffix(m.Body, []byte("}"))
+				return Result{Action: Replace, Body: append(append([]byte{}, body...), []byte(fmt.Sprintf(`,"g%d":1}`, g))...)}, nil
+			}
+		}
+		return chainOf(s...), s
+	}
+	c0, s0 := gen(0)
+	p := NewPipeline(c0)
+	var all [][]*fakeStage
+	all = append(all, s0)
+	var wg sync.WaitGroup
+	var failures atomic.Int64
+	var served atomic.Int64
+	stop := make(chan struct{})
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				x := p.Begin()
+				o := x.Request(context.Background(), req(`{"jsonrpc":"2.0","id":1,"method":"tools/call"}`))
+				r := x.Response(context.Background(), resp(`{"jsonrpc":"2.0","id":1,"result":{}}`, false))
+				x.Close()
+				// Both stages of one generation, on both hooks.
+				g := -1
+				for k := 0; k < 100; k++ {
+					if bytes.Count(o.Body, []byte(fmt.Sprintf(`"g%d"`, k))) == 2 {
+						g = k
+					}
+				}
+				if g < 0 || bytes.Count(r.Body, []byte(fmt.Sprintf(`"g%d"`, g))) != 2 || bytes.Count(o.Body, []byte(`"g`)) != 2 {
+					failures.Add(1)
+				}
+				served.Add(1)
+			}
+		}()
+	}
+	for g := 1; g <= 20; g++ {
+		c, s := gen(g)
+		all = append(all, s)
+		if err := p.Swap(c, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if failures.Load() != 0 {
+		t.Fatalf("%d of %d exchanges saw a mixed or half-built chain", failures.Load(), served.Load())
+	}
+	for g, s := range all[:len(all)-1] {
+		if !s[0].closed.Load() {
+			t.Errorf("generation %d not closed after swap", g)
+		}
+	}
+	if all[len(all)-1][0].closed.Load() {
+		t.Error("live chain closed")
+	}
+	t.Logf("%d exchanges across 21 generations", served.Load())
+}
+
+func TestPipelineSwapWaitsForDrain(t *testing.T) {
+	c0, s0 := chainOf(newStages(nil, "old")...), []*fakeStage(nil)
+	_ = s0
+	p := NewPipeline(c0)
+	x := p.Begin()
+	done := make(chan error)
+	go func() { done <- p.Swap(NewChain(nil, ChainOptions{}), 5*time.Second) }()
+	select {
+	case <-done:
+		t.Fatal("Swap returned while an exchange on the old chain was open")
+	case <-time.After(50 * time.Millisecond):
+	}
+	x.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	_ = errors.New
+}
+
+func BenchmarkEmptyChainExchange(b *testing.B) {
+	p := NewPipeline(nil)
+	m := req(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}`)
+	r := resp(`{"jsonrpc":"2.0","id":1,"result":{}}`, false)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		x := p.Begin()
+		x.Request(context.Background(), m)
+		x.Response(context.Background(), r)
+		x.Close()
+	}
+}
