@@ -1,0 +1,82 @@
+# Sluice. Two commands on a fresh machine: `make run` and `make test`.
+# Downloads and caches live outside the clone ($HOME/.cache/sluice, the Go
+# module and build caches, npm's cache).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+GO ?= go
+BIN ?= bin/sluice
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+export SLUICE_TOOLS_DIR ?= $(HOME)/.cache/sluice
+
+# Packages whose tests run under -race; the Wasm-executing ones run without it
+# (wazero under the race detector is several times slower and the host's own
+# concurrency tests use their own hammer). Override with RACE_PKGS=./...
+PKGS := $(shell $(GO) list ./... 2>/dev/null)
+NORACE_PKGS := $(filter %/host %/host/% %/plugins %/plugins/% %/examples/%,$(PKGS))
+RACE_PKGS ?= $(filter-out $(NORACE_PKGS),$(PKGS))
+TEST_TIMEOUT ?= 15m
+FUZZTIME ?= 5s
+
+.PHONY: all build run test test-go bench bench-load plugins lint fuzz-smoke clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sluice
+
+# relay + agent + demo MCP server in one process; prints the URL to use.
+run: build
+	$(BIN) dev
+
+# Installs user-level test dependencies (npm packages, Go tools) when the
+# script exists, then runs every test.
+test:
+	@if [[ -x .ci/deps.sh ]]; then .ci/deps.sh; fi
+	$(MAKE) test-go
+
+test-go:
+	@if [[ -n "$(strip $(RACE_PKGS))" ]]; then \
+		echo "go test -race ($(words $(RACE_PKGS)) packages)"; \
+		$(GO) test -race -timeout $(TEST_TIMEOUT) $(RACE_PKGS); fi
+	@if [[ -n "$(strip $(NORACE_PKGS))" ]]; then \
+		echo "go test ($(words $(NORACE_PKGS)) packages with Wasm guests)"; \
+		$(GO) test -timeout $(TEST_TIMEOUT) $(NORACE_PKGS); fi
+
+# Go benchmarks, then the end-to-end load tool.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+	$(MAKE) bench-load
+
+# The end-to-end load run (relay + agent + MCP server, load from a second
+# process on loopback). Filled in when the load tool lands: set BENCH_LOAD to
+# its command, e.g. BENCH_LOAD='go run ./engine/e2e/cmd/load -c 64 -n 20000'.
+BENCH_LOAD ?=
+bench-load:
+	@if [[ -n "$(BENCH_LOAD)" ]]; then $(BENCH_LOAD); \
+	else echo "bench-load: no load tool configured (set BENCH_LOAD)"; fi
+
+# Rebuild the first-party plugins' committed .wasm modules.
+plugins:
+	@if [[ -x plugins/build.sh ]]; then plugins/build.sh; \
+	elif [[ -f plugins/build.sh ]]; then bash plugins/build.sh; \
+	else echo "plugins: plugins/build.sh not present"; fi
+
+lint:
+	$(GO) vet ./...
+	@out="$$(gofmt -l $$(git ls-files '*.go'))"; \
+	if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Each fuzz target for FUZZTIME (corpus and cache stay in GOCACHE).
+fuzz-smoke:
+	@for pkg in $(PKGS); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+clean:
+	rm -rf bin
