@@ -155,3 +155,43 @@ func compareConformance(direct, tunnel confRun) []string {
 	}
 	return diffs
 }
+
+// TestConformanceThroughTunnel runs the official MCP conformance suite
+// against the go-sdk everything-server directly and through relay+agent (a
+// public tunnel: the suite cannot send a client key, and its DNS-rebinding
+// scenario is defined for unauthenticated plain-HTTP localhost servers), and
+// compares the outcomes scenario by scenario.
+func TestConformanceThroughTunnel(t *testing.T) {
+	serverURL := startGoEverythingServer(t)
+	h := newHarness(t, harnessOptions{tunnels: []tunnelSpec{{serverURL: serverURL, authMode: "public"}}})
+	te := h.tunnel(0)
+
+	direct := runConformance(t, serverURL, nil)
+	tunnel := runConformance(t, te.mcpURL, nil)
+	t.Logf("direct %d/%d, tunnel %d/%d (checks); scenarios direct %d/%d, tunnel %d/%d",
+		direct.Passed, direct.Total, tunnel.Passed, tunnel.Total,
+		direct.okScenarios(), len(direct.Scenarios), tunnel.okScenarios(), len(tunnel.Scenarios))
+
+	for name, reason := range tunnelLimits {
+		s, ok := tunnel.Scenarios[name]
+		if !ok {
+			t.Errorf("allowed difference %q is not a scenario of this suite any more: update tunnelLimits", name)
+			continue
+		}
+		if d := direct.Scenarios[name]; d.ok() != s.ok() || d.Warnings != s.Warnings {
+			t.Logf("allowed difference %s (%s): %s", name, reason, strings.Join(s.Failures, "; "))
+		}
+	}
+	for _, d := range compareConformance(direct, tunnel) {
+		t.Errorf("unexpected difference: %s", d)
+	}
+	// The relay must protect itself against DNS rebinding: the scenario
+	// reaches the relay with a foreign Host/Origin, which the go-sdk server
+	// behind it never sees (the agent sends the server its own Host).
+	if s, ok := tunnel.Scenarios["dns-rebinding-protection"]; !ok || !s.ok() || s.Passed == 0 {
+		t.Errorf("dns-rebinding-protection through the relay: %+v", s)
+	}
+	if direct.Total < 40 {
+		t.Errorf("direct run has only %d checks; the suite did not run as expected", direct.Total)
+	}
+}

@@ -195,8 +195,9 @@ func startGoEverythingServer(t testing.TB) string {
 }
 
 // startServerEverything starts the reference TypeScript "everything" server
-// over Streamable HTTP, forced onto 127.0.0.1, and returns its endpoint URL.
-func startServerEverything(t testing.TB) string {
+// over Streamable HTTP, forced onto 127.0.0.1, and returns its endpoint URL
+// and the process (whose output the tests read).
+func startServerEverything(t testing.TB) (string, *proc) {
 	t.Helper()
 	requireFiles(t, serverEverythingJS())
 	node := node20(t)
@@ -209,7 +210,7 @@ func startServerEverything(t testing.TB) string {
 	p := startProc(t, "server-everything", []string{"PORT=" + strconv.Itoa(port)},
 		node, "--require", preload, serverEverythingJS(), "streamableHttp")
 	waitTCP(t, p, addr)
-	return "http://" + addr + "/mcp"
+	return "http://" + addr + "/mcp", p
 }
 
 // runNode runs a Node script to completion with a deadline and returns its
