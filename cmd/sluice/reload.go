@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"reflect"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/knadh/koanf/providers/file"
+)
+
+// liveKey is a config key that reloads without a restart, with the function
+// that applies a new value. apply must leave the running state untouched when
+// it fails.
+type liveKey struct {
+	key   string
+	apply func(ctx context.Context, cfg *Config) error
+	// always applies on every reload even when the value is unchanged
+	// (tunnels: a file: key reference may point at a rotated key).
+	always bool
+}
+
+// reloadLoop waits for SIGHUP, a change of the config file or a test trigger,
+// then reloads: live keys whose value changed are applied, every other
+// changed key logs "restart required: <key>". It returns when ctx ends.
+// reloaded, when non-nil, is called after each reload attempt (tests).
+func (s *session) reloadLoop(ctx context.Context, live []liveKey, reloaded func(error)) {
+	trigger := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case trigger <- struct{}{}:
+		default:
+		}
+	}
+	if s.cli.signals {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-hup:
+					s.log.Info("reload requested", "phase", "reload", "by", "SIGHUP")
+					poke()
+				}
+			}
+		}()
+	}
+	if s.loader.path != "" {
+		f := file.Provider(s.loader.path)
+		if err := f.Watch(func(_ any, err error) {
+			if err != nil {
+				s.log.Warn("config file watch failed; reload with SIGHUP", "err", err)
+				return
+			}
+			poke()
+		}); err != nil {
+			s.log.Warn("cannot watch the config file; reload with SIGHUP", "err", err)
+		} else {
+			defer func() { _ = f.Unwatch() }()
+		}
+	}
+	test := s.cli.reload
+	// applied holds, per live key, the value last applied successfully.
+	applied := map[string]any{}
+	for _, lk := range live {
+		applied[lk.key] = s.known.Get(lk.key)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-trigger:
+		case _, ok := <-test:
+			if !ok {
+				test = nil
+				continue
+			}
+		}
+		err := s.reloadOnce(ctx, live, applied)
+		if reloaded != nil {
+			reloaded(err)
+		}
+	}
+}
+
+func (s *session) reloadOnce(ctx context.Context, live []liveKey, applied map[string]any) error {
+	cfg, k, err := s.loader.load()
+	if err == nil {
+		applyModeDefaults(cfg, s.mode, k)
+		err = cfg.validate(s.mode)
+	}
+	if err != nil {
+		s.log.Error("reload failed: keeping the running configuration", "phase", "reload", "err", err)
+		return err
+	}
+	// Keys that need a restart: compared with what the process started with.
+	liveNames := make([]string, 0, len(live))
+	for _, lk := range live {
+		liveNames = append(liveNames, lk.key)
+	}
+	for _, key := range changedKeys(s.known.All(), k.All()) {
+		if !underAny(key, liveNames) {
+			s.log.Warn("restart required: "+key, "phase", "reload")
+		}
+	}
+	var firstErr error
+	for _, lk := range live {
+		next := k.Get(lk.key)
+		if !lk.always && reflect.DeepEqual(normalize(applied[lk.key]), normalize(next)) {
+			continue
+		}
+		if err := lk.apply(ctx, cfg); err != nil {
+			s.log.Error("reload failed: keeping the running "+lk.key, "phase", "reload", "err", err)
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		applied[lk.key] = next
+		s.log.Info("reloaded "+lk.key, "phase", "reload")
+	}
+	return firstErr
+}
+
+// changedKeys lists the flattened keys whose values differ, sorted.
+func changedKeys(old, cur map[string]any) []string {
+	var out []string
+	for k, v := range cur {
+		if ov, ok := old[k]; !ok || !reflect.DeepEqual(normalize(ov), normalize(v)) {
+			out = append(out, k)
+		}
+	}
+	for k := range old {
+		if _, ok := cur[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func underAny(key string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if key == p || strings.HasPrefix(key, p+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// normalize makes an empty list and an absent value compare equal.
+func normalize(v any) any {
+	if v == nil {
+		return nil
+	}
+	rv := reflect.ValueOf(v)
+	if (rv.Kind() == reflect.Slice || rv.Kind() == reflect.Map) && rv.Len() == 0 {
+		return nil
+	}
+	return v
+}

@@ -1,0 +1,331 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sluicemcp/sluice/engine"
+	"github.com/sluicemcp/sluice/engine/agent"
+	"github.com/sluicemcp/sluice/engine/binding"
+	httpbinding "github.com/sluicemcp/sluice/engine/binding/http"
+	"github.com/sluicemcp/sluice/engine/demo"
+)
+
+// newRegistry returns the process's metrics registry with the Go and process
+// collectors.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+func (s *session) configDir() string {
+	if s.loader.path == "" {
+		return ""
+	}
+	return filepath.Dir(s.loader.path)
+}
+
+// agentParts is what startAgent built; close releases the bindings.
+type agentParts struct {
+	agent     *agent.Agent
+	pipeline  *engine.Pipeline
+	healthURL string
+	bindings  map[string]binding.Binding
+}
+
+func (p *agentParts) close() {
+	for _, b := range p.bindings {
+		_ = b.Close()
+	}
+}
+
+// agentSetup carries what differs between `sluice run` and `sluice dev`.
+type agentSetup struct {
+	baseURL  string
+	tunnelID string
+	apiKey   string
+	mainURL  string // overrides the main channel ("" = from config)
+	chain    *engine.Chain
+}
+
+func (s *session) runAgent(ctx context.Context) error {
+	cfg := s.cfg
+	apiKey, err := cfg.ControlPlane.APIKey.resolve("control-plane.api-key", s.cli.env)
+	if err != nil {
+		return err
+	}
+	reg := newRegistry()
+	pl := &pipelines{log: s.log, reg: reg, baseDir: s.configDir()}
+	defer func() { _ = pl.close(context.WithoutCancel(ctx)) }()
+
+	setup := agentSetup{baseURL: cfg.ControlPlane.BaseURL, tunnelID: cfg.ControlPlane.TunnelID, apiKey: apiKey}
+	if cfg.EmbeddedMCPStub {
+		chans, _ := cfg.channels()
+		if _, ok := chans["main"]; ok {
+			return cfgErr("embedded-mcp-stub", "conflicts with a main channel in mcp.server-url")
+		}
+		u, err := demo.Serve(ctx, "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("embedded MCP stub: %w", err)
+		}
+		s.log.Info("embedded demo MCP server listening", "channel", "main", "url", u)
+		setup.mainURL = u
+	}
+	chain, err := pl.build(ctx, "pipeline", cfg.Pipeline)
+	if err != nil {
+		return asConfigError(err)
+	}
+	setup.chain = chain
+	parts, err := s.startAgent(ctx, reg, setup)
+	if err != nil {
+		_ = chain.Close()
+		return err
+	}
+	defer parts.close()
+
+	live := []liveKey{{key: "pipeline", apply: s.swapPipeline(pl, "pipeline", parts.pipeline,
+		func(c *Config) []PluginConfig { return c.Pipeline })}}
+	rctx, stopReload := context.WithCancel(ctx)
+	defer stopReload()
+	go s.reloadLoop(rctx, live, nil)
+	go s.reportReadiness(rctx, parts.agent, nil)
+
+	err = parts.agent.Run(ctx)
+	_ = parts.pipeline.Close()
+	return err
+}
+
+// startAgent builds the bindings, the agent and its health listener.
+func (s *session) startAgent(ctx context.Context, reg *prometheus.Registry, setup agentSetup) (*agentParts, error) {
+	cfg := s.cfg
+	chans, err := cfg.channels()
+	if err != nil {
+		return nil, err
+	}
+	if setup.mainURL != "" {
+		chans["main"] = Channel{Name: "main", URL: setup.mainURL}
+	}
+	extra, err := parseHeaders("mcp.extra-headers", cfg.MCP.ExtraHeaders, nil)
+	if err != nil {
+		return nil, err
+	}
+	parts := &agentParts{bindings: map[string]binding.Binding{}}
+	for name, ch := range chans {
+		if ch.URL == "" {
+			parts.close()
+			return nil, cfgErr("mcp.command", "channel %s: the stdio binding is not available in this build", name)
+		}
+		b, err := httpbinding.New(httpbinding.Config{URL: ch.URL, ExtraHeaders: toHeader(extra)},
+			httpbinding.Options{Logger: s.log.With("channel", name)})
+		if err != nil {
+			parts.close()
+			return nil, cfgErr("mcp.server-url", "channel %s: %v", name, oneLine(err))
+		}
+		parts.bindings[name] = b
+	}
+	if err := s.waitForMCP(ctx, chans["main"].URL); err != nil {
+		parts.close()
+		return nil, err
+	}
+	cpHeaders, err := parseHeaders("control-plane.extra-headers", cfg.ControlPlane.ExtraHeaders, forbiddenControlHeaders)
+	if err != nil {
+		parts.close()
+		return nil, err
+	}
+	client, err := s.controlPlaneClient()
+	if err != nil {
+		parts.close()
+		return nil, err
+	}
+	v, _ := buildVersion()
+	parts.pipeline = engine.NewPipeline(setup.chain)
+	a, err := agent.New(agent.Config{
+		BaseURL:        setup.baseURL,
+		URLPath:        cfg.ControlPlane.URLPath,
+		TunnelID:       setup.tunnelID,
+		APIKey:         setup.apiKey,
+		OrganizationID: cfg.ControlPlane.OrganizationID,
+		MaxInflight:    cfg.ControlPlane.MaxInflight,
+		PollTimeout:    cfg.ControlPlane.PollTimeout,
+		ExtraHeaders:   toHeader(cpHeaders),
+		MaxConcurrent:  cfg.MCP.MaxConcurrentRequests,
+		ShutdownGrace:  cfg.DrainTimeout,
+		ClientVersion:  v,
+	}, agent.Options{
+		Logger:       s.log,
+		Registerer:   reg,
+		Bindings:     parts.bindings,
+		Pipeline:     parts.pipeline,
+		HTTPClient:   client,
+		LogRawUnsafe: cfg.Log.HTTPRawUnsafe,
+	})
+	if err != nil {
+		parts.close()
+		return nil, &ConfigError{Msg: oneLine(err)}
+	}
+	parts.agent = a
+	healthAddr := cfg.Health.ListenAddr
+	if healthAddr != "" {
+		if h, _, err := net.SplitHostPort(healthAddr); err == nil && !isLoopbackHost(h) && !cfg.AllowRemoteUI {
+			s.log.Warn("health.listen-addr is not loopback: /metrics and /readyz are reachable from the network", "addr", healthAddr)
+		}
+		u, err := agent.ServeHealth(ctx, healthAddr, cfg.Health.URLFile, a.HealthHandler(), s.log)
+		if err != nil {
+			parts.close()
+			return nil, err
+		}
+		parts.healthURL = u
+	}
+	return parts, nil
+}
+
+// swapPipeline returns the reload function of a pipeline key: it builds the
+// new chain while the old one serves, then swaps them.
+func (s *session) swapPipeline(pl *pipelines, key string, p *engine.Pipeline, entries func(*Config) []PluginConfig) func(context.Context, *Config) error {
+	return func(ctx context.Context, cfg *Config) error {
+		c, err := pl.build(ctx, key, entries(cfg))
+		if err != nil {
+			return err
+		}
+		s.log.Info("swapping "+key, "phase", "reload", "stages", c.Stages())
+		return p.Swap(c, cfg.DrainTimeout)
+	}
+}
+
+// waitForMCP waits up to mcp.startup-wait-timeout for the main MCP server's
+// listener to accept a TCP connection.
+func (s *session) waitForMCP(ctx context.Context, rawURL string) error {
+	d := s.cfg.MCP.StartupWaitTimeout
+	if d <= 0 || rawURL == "" {
+		return nil
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), map[string]string{"https": "443"}[u.Scheme]+map[string]string{"http": "80"}[u.Scheme])
+	}
+	deadline := time.Now().Add(d)
+	delay := 100 * time.Millisecond
+	for {
+		var dl net.Dialer
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		conn, err := dl.DialContext(dctx, "tcp", addr)
+		cancel()
+		if err == nil {
+			_ = conn.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("mcp.startup-wait-timeout: the MCP server at %s did not accept a connection within %s", addr, d)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 2*time.Second)
+	}
+}
+
+// controlPlaneClient returns an HTTP client for ca-bundle / http-proxy, or
+// nil for the agent's own tuned default.
+func (s *session) controlPlaneClient() (*http.Client, error) {
+	cfg := s.cfg
+	if cfg.CABundle == "" && cfg.HTTPProxy == "" {
+		return nil, nil
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = cfg.MCP.MaxConcurrentRequests + 4
+	t.MaxIdleConns = 2 * t.MaxIdleConnsPerHost
+	if cfg.CABundle != "" {
+		pem, err := os.ReadFile(cfg.CABundle)
+		if err != nil {
+			return nil, cfgErr("ca-bundle", "read %s: %v", cfg.CABundle, unwrapPathErr(err))
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, cfgErr("ca-bundle", "%s holds no PEM certificate", cfg.CABundle)
+		}
+		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	if cfg.HTTPProxy != "" {
+		pu, err := url.Parse(cfg.HTTPProxy)
+		if err != nil || pu.Host == "" {
+			return nil, cfgErr("http-proxy", "want a proxy URL such as http://proxy:3128")
+		}
+		t.Proxy = http.ProxyURL(pu)
+	}
+	return &http.Client{Transport: t}, nil
+}
+
+// reportReadiness logs readiness changes: "ready" once the agent can serve,
+// and why not while it cannot (after a short grace, so a normal start is
+// quiet). ready, when non-nil, is called the first time the agent is ready.
+func (s *session) reportReadiness(ctx context.Context, a *agent.Agent, ready func()) {
+	const grace = 3 * time.Second
+	start := time.Now()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	var last string
+	wasReady := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ok, reason := a.Ready()
+		switch {
+		case ok && !wasReady:
+			wasReady = true
+			last = ""
+			s.log.Info("ready")
+			if ready != nil {
+				ready()
+				ready = nil
+			}
+		case !ok && reason != last && (wasReady || time.Since(start) > grace):
+			wasReady = false
+			last = reason
+			s.log.Warn("not ready", "reason", reason)
+		}
+	}
+}
+
+func toHeader(m map[string]string) http.Header {
+	if len(m) == 0 {
+		return nil
+	}
+	h := make(http.Header, len(m))
+	for k, v := range m {
+		h.Set(k, v)
+	}
+	return h
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicemcp/sluice/engine"
+	"github.com/sluicemcp/sluice/engine/relay"
+)
+
+// resolveTunnels maps the configured tunnels to relay.Tunnel, resolving
+// their key references.
+func (s *session) resolveTunnels(cfg *Config) ([]relay.Tunnel, error) {
+	out := make([]relay.Tunnel, 0, len(cfg.Relay.Tunnels))
+	for i, t := range cfg.Relay.Tunnels {
+		p := fmt.Sprintf("relay.tunnels[%d]", i)
+		rk, err := t.RuntimeKey.resolve(p+".runtime-key", s.cli.env)
+		if err != nil {
+			return nil, err
+		}
+		rt := relay.Tunnel{ID: t.ID, Name: t.Name, Description: t.Description, RuntimeKey: rk,
+			AuthMode: t.AuthMode, ResponseTimeout: t.ResponseTimeout}
+		if rt.ResponseTimeout == 0 {
+			rt.ResponseTimeout = cfg.Relay.ResponseTimeout
+		}
+		for j, ck := range t.ClientKeys {
+			key, err := ck.Key.resolve(fmt.Sprintf("%s.client-keys[%d].key", p, j), s.cli.env)
+			if err != nil {
+				return nil, err
+			}
+			rt.ClientKeys = append(rt.ClientKeys, relay.ClientKey{Name: ck.Name, Key: key})
+		}
+		out = append(out, rt)
+	}
+	return out, nil
+}
+
+// relayParts is a started relay: its public listener is bound, not yet served.
+type relayParts struct {
+	relay    *relay.Relay
+	pipeline *engine.Pipeline
+	ln       net.Listener
+	url      string // the public base URL
+	adminURL string
+}
+
+// startRelay binds the relay's listeners and builds it. The admin listener
+// serves until ctx ends; the public one is served by serveRelay.
+func (s *session) startRelay(ctx context.Context, reg prometheus.Registerer, tunnels []relay.Tunnel, chain *engine.Chain, adminAddr string) (*relayParts, error) {
+	cfg := s.cfg
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.Relay.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("relay.listen-addr: listen on %s: %w", cfg.Relay.ListenAddr, err)
+	}
+	public := cfg.Relay.PublicURL
+	scheme := "http"
+	if cfg.Relay.TLSCert != "" {
+		scheme = "https"
+		cert, err := tls.LoadX509KeyPair(cfg.Relay.TLSCert, cfg.Relay.TLSKey)
+		if err != nil {
+			_ = ln.Close()
+			return nil, cfgErr("relay.tls-cert", "load certificate and key: %v", unwrapPathErr(err))
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+			NextProtos: []string{"h2", "http/1.1"}})
+	}
+	bound := ln.Addr().String()
+	if public == "" {
+		if h, _, _ := net.SplitHostPort(bound); net.ParseIP(h) != nil && net.ParseIP(h).IsUnspecified() {
+			_ = ln.Close()
+			return nil, cfgErr("relay.public-url", "required when relay.listen-addr %s names no host (clients check it against Host/Origin)", cfg.Relay.ListenAddr)
+		}
+		public = scheme + "://" + bound
+	}
+	p := &relayParts{ln: ln, url: public, pipeline: engine.NewPipeline(chain)}
+	p.relay, err = relay.New(relay.Config{
+		ListenAddr:   bound,
+		PublicURL:    public,
+		MaxBodyBytes: cfg.Relay.MaxBodyBytes,
+		Tunnels:      tunnels,
+	}, relay.Options{Logger: s.log, Registerer: reg, Pipeline: p.pipeline})
+	if err != nil {
+		_ = ln.Close()
+		return nil, &ConfigError{Msg: oneLine(err)}
+	}
+	if adminAddr != "" {
+		if h, _, err := net.SplitHostPort(adminAddr); err == nil && !isLoopbackHost(h) {
+			s.log.Warn("relay.admin-listen-addr is not loopback: health and metrics are reachable from the network", "addr", adminAddr)
+		}
+		aln, err := lc.Listen(ctx, "tcp", adminAddr)
+		if err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("relay.admin-listen-addr: listen on %s: %w", adminAddr, err)
+		}
+		p.adminURL = "http://" + aln.Addr().String()
+		srv := &http.Server{Handler: p.relay.AdminHandler(), ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second}
+		go func() {
+			if err := srv.Serve(aln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("relay admin server stopped", "err", err)
+			}
+		}()
+		go func() {
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+	}
+	return p, nil
+}
+
+func (s *session) runRelay(ctx context.Context) error {
+	cfg := s.cfg
+	if cfg.Relay.AdminKey.IsSet() {
+		if _, err := cfg.Relay.AdminKey.resolve("relay.admin-key", s.cli.env); err != nil {
+			return err
+		}
+		s.log.Warn("relay.admin-key is set but this relay has no admin API yet; tunnels come from relay.tunnels")
+	}
+	tunnels, err := s.resolveTunnels(cfg)
+	if err != nil {
+		return err
+	}
+	reg := newRegistry()
+	pl := &pipelines{log: s.log, reg: reg, baseDir: s.configDir()}
+	defer func() { _ = pl.close(context.WithoutCancel(ctx)) }()
+	chain, err := pl.build(ctx, "relay.pipeline", cfg.Relay.Pipeline)
+	if err != nil {
+		return asConfigError(err)
+	}
+	p, err := s.startRelay(ctx, reg, tunnels, chain, cfg.Relay.AdminListenAddr)
+	if err != nil {
+		_ = chain.Close()
+		return err
+	}
+	defer func() { _ = p.pipeline.Close() }()
+	s.log.Info("relay listening", "url", p.url, "mcp", p.url+"/v1/mcp/{tunnel}", "tunnels", len(tunnels))
+	if p.adminURL != "" {
+		s.log.Info("relay admin listening", "url", p.adminURL, "endpoints", "/healthz /readyz /metrics")
+	}
+	if len(tunnels) == 0 {
+		s.log.Warn("no tunnels configured: add relay.tunnels to the config file (it reloads live)")
+	}
+
+	rctx, stopReload := context.WithCancel(ctx)
+	defer stopReload()
+	go s.reloadLoop(rctx, s.relayLiveKeys(pl, p), nil)
+	return p.relay.Serve(ctx, p.ln)
+}
+
+// relayLiveKeys are the relay's live-reloadable keys.
+func (s *session) relayLiveKeys(pl *pipelines, p *relayParts) []liveKey {
+	return []liveKey{
+		{key: "relay.pipeline", apply: s.swapPipeline(pl, "relay.pipeline", p.pipeline,
+			func(c *Config) []PluginConfig { return c.Relay.Pipeline })},
+		{key: "relay.tunnels", apply: func(_ context.Context, cfg *Config) error {
+			ts, err := s.resolveTunnels(cfg)
+			if err != nil {
+				return err
+			}
+			return p.relay.SetTunnels(ts)
+		}, always: true},
+	}
+}
