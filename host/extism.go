@@ -60,7 +60,7 @@ func newExtismBackend(ctx context.Context, s *Stage, rc wazero.RuntimeConfig, bi
 		if err != nil {
 			ei.close(ctx)
 			_ = cp.Close(ctx)
-			return nil, nil, fmt.Errorf("%s: %w", ExtismDescribe, err)
+			return nil, nil, fmt.Errorf("%s: %w", ExtismDescribe, firstLine(err))
 		}
 		if desc, err = parseDescription(out); err != nil {
 			ei.close(ctx)
@@ -77,7 +77,7 @@ func (b *extismBackend) instantiate(ctx context.Context) (instance, error) {
 	defer cancel()
 	p, err := b.cp.Instance(ctx, extism.PluginInstanceConfig{})
 	if err != nil {
-		return nil, fmt.Errorf("instantiate: %w", err)
+		return nil, fmt.Errorf("instantiate: %w", firstLine(err))
 	}
 	i := &extismInstance{b: b, p: p}
 	p.SetLogger(i.logf)
@@ -99,7 +99,7 @@ func (b *extismBackend) takeEager() instance {
 }
 
 func (b *extismBackend) handlerName(h engine.Hook) string { return extismHandlers[h] }
-func (b *extismBackend) hasHandler(h engine.Hook) bool   { return b.handlers[h] }
+func (b *extismBackend) hasHandler(h engine.Hook) bool    { return b.handlers[h] }
 
 func (b *extismBackend) close(ctx context.Context) error {
 	if b.eager != nil {
@@ -209,9 +209,9 @@ func (i *extismInstance) call(ctx context.Context, m *engine.Message) (engine.Re
 	rc, out, err := i.p.CallWithContext(ctx, extismHandlers[m.Hook], in)
 	if err != nil {
 		if ctx.Err() != nil {
-			return engine.Result{}, kindTimeout, err
+			return engine.Result{}, kindTimeout, firstLine(err)
 		}
-		return engine.Result{}, kindTrap, err
+		return engine.Result{}, kindTrap, firstLine(err)
 	}
 	if rc != 0 {
 		return engine.Result{}, kindTrap, fmt.Errorf("%s returned %d", extismHandlers[m.Hook], rc)

@@ -174,7 +174,7 @@ func newNativeBackend(ctx context.Context, s *Stage, rt wazero.Runtime, c wazero
 	st := ni.stack[:1]
 	if err := ni.mod.ExportedFunction(ExportABIVersion).CallWithStack(cctx, st); err != nil {
 		ni.close(ctx)
-		return nil, nil, fmt.Errorf("%s: %w", ExportABIVersion, err)
+		return nil, nil, fmt.Errorf("%s: %w", ExportABIVersion, firstLine(err))
 	}
 	if v := int32(st[0]); v != NativeABIVersion {
 		ni.close(ctx)
@@ -184,7 +184,7 @@ func newNativeBackend(ctx context.Context, s *Stage, rt wazero.Runtime, c wazero
 	if hasDescribe {
 		if err := ni.mod.ExportedFunction(ExportDescribe).CallWithStack(cctx, st); err != nil {
 			ni.close(ctx)
-			return nil, nil, fmt.Errorf("%s: %w", ExportDescribe, err)
+			return nil, nil, fmt.Errorf("%s: %w", ExportDescribe, firstLine(err))
 		}
 		ptr, n := uint32(st[0]>>32), uint32(st[0])
 		raw, ok := ni.mem.Read(ptr, n)
@@ -206,7 +206,7 @@ func (b *nativeBackend) instantiate(ctx context.Context) (instance, error) {
 	defer cancel()
 	mod, err := b.rt.InstantiateModule(ctx, b.compiled, b.modCfg)
 	if err != nil {
-		return nil, fmt.Errorf("instantiate: %w", err)
+		return nil, fmt.Errorf("instantiate: %w", firstLine(err))
 	}
 	i := &nativeInstance{
 		b:     b,
@@ -237,7 +237,7 @@ func (b *nativeBackend) takeEager() instance {
 }
 
 func (b *nativeBackend) handlerName(h engine.Hook) string { return nativeHandlers[h] }
-func (b *nativeBackend) hasHandler(h engine.Hook) bool   { return b.handlers[h] }
+func (b *nativeBackend) hasHandler(h engine.Hook) bool    { return b.handlers[h] }
 
 func (b *nativeBackend) close(ctx context.Context) error {
 	if b.eager != nil {
@@ -284,7 +284,7 @@ func (i *nativeInstance) call(ctx context.Context, m *engine.Message) (engine.Re
 	st := i.stack[:]
 	st[0] = uint64(size)
 	if err := i.alloc.CallWithStack(ctx, st[:1]); err != nil {
-		return engine.Result{}, i.classify(ctx, err), fmt.Errorf("%s: %w", ExportAlloc, err)
+		return engine.Result{}, i.classify(ctx, err), fmt.Errorf("%s: %w", ExportAlloc, firstLine(err))
 	}
 	ptr := uint32(st[0])
 	if ptr == 0 {
@@ -297,7 +297,7 @@ func (i *nativeInstance) call(ctx context.Context, m *engine.Message) (engine.Re
 	encodeEnvelope(buf, m)
 	st[0], st[1] = uint64(ptr), size
 	if err := fn.CallWithStack(ctx, st); err != nil {
-		return engine.Result{}, i.classify(ctx, err), fmt.Errorf("%s: %w", nativeHandlers[m.Hook], err)
+		return engine.Result{}, i.classify(ctx, err), fmt.Errorf("%s: %w", nativeHandlers[m.Hook], firstLine(err))
 	}
 	ret := st[0]
 	n := uint32(ret)
@@ -334,9 +334,25 @@ func (i *nativeInstance) classify(ctx context.Context, err error) string {
 	// traps, or (Go) exits: call it out-of-memory when memory is at the limit.
 	if !i.mod.IsClosed() || exit != nil {
 		limit := uint64(i.b.s.cfg.MemoryPages) * 65536
-		if uint64(i.mem.Size())+65536*4 > limit {
+		if uint64(i.mem.Size()) > limit/4*3 {
 			return kindOOM
 		}
 	}
 	return kindTrap
 }
+
+// lineError keeps the first line of a wazero error (which appends a
+// multi-line wasm stack trace) and still unwraps to it.
+type lineError struct{ err error }
+
+func (e lineError) Error() string {
+	s := e.err.Error()
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func (e lineError) Unwrap() error { return e.err }
+
+func firstLine(err error) error { return lineError{err} }

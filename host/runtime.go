@@ -114,7 +114,7 @@ func (r *Runtime) kvFor(name string) *kvStore {
 func (r *Runtime) Load(ctx context.Context, cfg PluginConfig) (*Stage, error) {
 	s, err := r.load(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("host: load plugin %q: %w", cfg.Name, err)
+		return nil, fmt.Errorf("host: load plugin %q: %w", cfg.Name, firstLine(err))
 	}
 	return s, nil
 }
@@ -180,7 +180,7 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig) (*Stage, error) {
 	compiled, err := wrt.CompileModule(ctx, bin)
 	if err != nil {
 		_ = wrt.Close(ctx)
-		return nil, fmt.Errorf("compile: %w", err)
+		return nil, fmt.Errorf("compile: %w", firstLine(err))
 	}
 	var desc *description
 	if importsModule(compiled, ModuleExtismEnv) {
