@@ -36,6 +36,8 @@ type harnessOptions struct {
 	tunnels []tunnelSpec
 	// maxBodyBytes is the relay's MCP body cap (0 = default).
 	maxBodyBytes int64
+	// maxResponseBytes is the relay's cap on an agent's response POST (0 = default).
+	maxResponseBytes int64
 	// noRelay leaves the relay stopped; call startRelay later.
 	noRelay bool
 	// noAgent leaves the agents stopped; call startAgent later.
@@ -121,11 +123,12 @@ func newHarness(t testing.TB, opts harnessOptions) *harness {
 		h.tunnels = append(h.tunnels, te)
 	}
 	h.cfg = relay.Config{
-		ListenAddr:   h.addr,
-		PublicURL:    h.baseURL,
-		MaxBodyBytes: opts.maxBodyBytes,
-		MaxPollWait:  5 * time.Second,
-		Tunnels:      tunnels,
+		ListenAddr:       h.addr,
+		PublicURL:        h.baseURL,
+		MaxBodyBytes:     opts.maxBodyBytes,
+		MaxResponseBytes: opts.maxResponseBytes,
+		MaxPollWait:      5 * time.Second,
+		Tunnels:          tunnels,
 	}
 	t.Cleanup(h.close)
 	if !opts.noRelay {

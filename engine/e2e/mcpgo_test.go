@@ -41,11 +41,18 @@ func (s *statusRecorder) Flush() {
 
 // startGoServer starts an mcp-go server with three tools: echo, progress
 // (steps progress notifications, then a result) and sleep (blocks for
-// seconds or until cancelled; announces itself on started).
-func startGoServer(t testing.TB) *goServer {
+// seconds or until cancelled; announces itself on started), plus one tool
+// named after each extra name (so tests can tell servers apart).
+func startGoServer(t testing.TB, extra ...string) *goServer {
 	t.Helper()
 	gs := &goServer{started: make(chan string, 16)}
 	s := server.NewMCPServer("sluice-e2e-go", "1.0.0", server.WithToolCapabilities(false))
+	for _, name := range extra {
+		s.AddTool(mcp.NewTool(name, mcp.WithDescription("identifies this server")),
+			func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+				return mcp.NewToolResultText(name), nil
+			})
+	}
 	s.AddTool(mcp.NewTool("echo", mcp.WithDescription("echo a message"), mcp.WithString("message", mcp.Required())),
 		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			return mcp.NewToolResultText("echo: " + req.GetString("message", "")), nil
