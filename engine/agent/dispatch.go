@@ -219,7 +219,8 @@ func (r *run) postFinal(typ string, status int, header http.Header, body json.Ra
 	}
 	r.final = true
 	if err := r.a.post(r.postCtx, r.t, typ, status, header, body, true); err != nil {
-		if r.t.expired(time.Now()) {
+		if r.t.expired(time.Now()) || errors.Is(err, errPastDeadline) || errors.Is(err, context.DeadlineExceeded) {
+			r.debug("deadline reached while posting: given up", "err", err)
 			r.a.m.outcome(outcomeExpired)
 			return
 		}

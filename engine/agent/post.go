@@ -75,10 +75,13 @@ func lastDelay(err error, i int) time.Duration {
 	return d
 }
 
+// errPastDeadline: a retry would start after the command's deadline.
+var errPastDeadline = errors.New("retry delay passes the command deadline")
+
 // sleepCtx waits d unless that would pass ctx's end or deadline.
 func sleepCtx(ctx context.Context, deadline time.Time, d time.Duration) error {
 	if !deadline.IsZero() && time.Until(deadline) < d {
-		return errors.New("retry delay passes the command deadline")
+		return errPastDeadline
 	}
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 		return errors.New("retry delay passes the context deadline")
