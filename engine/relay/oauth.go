@@ -153,9 +153,13 @@ func advertisesOAuthMetadata(info string) bool {
 }
 
 // setResource sets the top-level "resource" member of the JSON object doc to
-// url by editing only that member's value (or inserting it first when
-// absent): every other byte, key order included, is kept.
+// url by editing only that member's value (every occurrence, should the
+// document repeat the key), or inserting it first when absent: every other
+// byte, key order included, is kept.
 func setResource(doc []byte, url string) ([]byte, error) {
+	if !json.Valid(doc) {
+		return nil, errors.New("relay: metadata is not valid JSON")
+	}
 	val, err := json.Marshal(url)
 	if err != nil {
 		return nil, err
@@ -165,11 +169,9 @@ func setResource(doc []byte, url string) ([]byte, error) {
 		return nil, errors.New("relay: metadata is not a JSON object")
 	}
 	open := i
+	var spans [][2]int // value spans of "resource" members
 	i = skipWS(doc, i+1)
-	if i < len(doc) && doc[i] == '}' {
-		return splice(doc, open+1, open+1, append([]byte(`"resource":`), val...)), nil
-	}
-	for i < len(doc) {
+	for i < len(doc) && doc[i] != '}' {
 		var key string
 		n, err := decodeAt(doc, i, &key)
 		if err != nil {
@@ -186,20 +188,24 @@ func setResource(doc []byte, url string) ([]byte, error) {
 			return nil, err
 		}
 		if key == "resource" {
-			return splice(doc, i, i+n, val), nil
+			spans = append(spans, [2]int{i, i + n})
 		}
 		i = skipWS(doc, i+n)
 		if i < len(doc) && doc[i] == ',' {
 			i = skipWS(doc, i+1)
-			continue
 		}
-		if i < len(doc) && doc[i] == '}' {
-			ins := append(append([]byte(`"resource":`), val...), ',')
-			return splice(doc, open+1, open+1, ins), nil
-		}
-		return nil, errors.New("relay: metadata: malformed object")
 	}
-	return nil, errors.New("relay: metadata: unterminated object")
+	if len(spans) == 0 {
+		ins := append([]byte(`"resource":`), val...)
+		if j := skipWS(doc, open+1); j < len(doc) && doc[j] != '}' {
+			ins = append(ins, ',')
+		}
+		return splice(doc, open+1, open+1, ins), nil
+	}
+	for k := len(spans) - 1; k >= 0; k-- {
+		doc = splice(doc, spans[k][0], spans[k][1], val)
+	}
+	return doc, nil
 }
 
 func decodeAt(doc []byte, i int, v any) (int, error) {
