@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicemcp/sluice/engine/relay"
 )
 
 // scenarioResult is the outcome of one conformance scenario.
@@ -163,7 +165,7 @@ func compareConformance(direct, tunnel confRun) []string {
 // compares the outcomes scenario by scenario.
 func TestConformanceThroughTunnel(t *testing.T) {
 	serverURL := startGoEverythingServer(t)
-	h := newHarness(t, harnessOptions{tunnels: []tunnelSpec{{serverURL: serverURL, authMode: "public"}}})
+	h := newHarness(t, harnessOptions{tunnels: []tunnelSpec{{serverURL: serverURL, authMode: relay.AuthPublic}}})
 	te := h.tunnel(0)
 
 	direct := runConformance(t, serverURL, nil)
