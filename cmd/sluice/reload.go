@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/knadh/koanf/providers/file"
 )
@@ -52,13 +53,21 @@ func (s *session) reloadLoop(ctx context.Context, live []liveKey, reloaded func(
 		}()
 	}
 	if s.loader.path != "" {
+		// Editors and config managers write in several steps (truncate,
+		// write, rename): reload once the file has been quiet for a moment,
+		// never on a half-written file.
+		changed := make(chan struct{}, 1)
+		go debounce(ctx, changed, fileQuiet, poke)
 		f := file.Provider(s.loader.path)
 		if err := f.Watch(func(_ any, err error) {
 			if err != nil {
 				s.log.Warn("config file watch failed; reload with SIGHUP", "err", err)
 				return
 			}
-			poke()
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
 		}); err != nil {
 			s.log.Warn("cannot watch the config file; reload with SIGHUP", "err", err)
 		} else {
@@ -90,6 +99,15 @@ func (s *session) reloadLoop(ctx context.Context, live []liveKey, reloaded func(
 }
 
 func (s *session) reloadOnce(ctx context.Context, live []liveKey, applied map[string]any) error {
+	if s.loader.path != "" {
+		// A file caught between truncate and write reads as empty: never
+		// take that for "remove every key".
+		if b, err := os.ReadFile(s.loader.path); err == nil && len(strings.TrimSpace(string(b))) == 0 {
+			err := &ConfigError{Msg: s.loader.path + " is empty"}
+			s.log.Error("reload failed: keeping the running configuration", "phase", "reload", "err", err)
+			return err
+		}
+	}
 	cfg, k, err := s.loader.load()
 	if err == nil {
 		applyModeDefaults(cfg, s.mode, k)
@@ -126,6 +144,26 @@ func (s *session) reloadOnce(ctx context.Context, live []liveKey, applied map[st
 		s.log.Info("reloaded "+lk.key, "phase", "reload")
 	}
 	return firstErr
+}
+
+// fileQuiet is how long the config file must stay unchanged before a reload.
+const fileQuiet = 300 * time.Millisecond
+
+// debounce calls fire once in stays quiet for d after the last event.
+func debounce(ctx context.Context, in <-chan struct{}, d time.Duration, fire func()) {
+	t := time.NewTimer(d)
+	t.Stop()
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-in:
+			t.Reset(d)
+		case <-t.C:
+			fire()
+		}
+	}
 }
 
 // changedKeys lists the flattened keys whose values differ, sorted.

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// syncBuffer is a bytes.Buffer safe for the logger and the test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		if cond() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// startCLI runs `sluice args…` in process until the test ends.
+func startCLI(t *testing.T, c *cli, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- c.main(ctx, args) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != exitOK {
+				t.Errorf("sluice %s exited %d", args[0], code)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("sluice %s did not stop", args[0])
+		}
+	})
+}
+
+func mcpClient(t *testing.T, url, key string) *client.Client {
+	t.Helper()
+	var opts []transport.StreamableHTTPCOption
+	if key != "" {
+		opts = append(opts, transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + key}))
+	}
+	tr, err := transport.NewStreamableHTTP(url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.NewClient(tr, client.WithProtocolVersion("2025-11-25"))
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func initialize(ctx context.Context, c *client.Client) error {
+	_, err := c.Initialize(ctx, mcp.InitializeRequest{Params: mcp.InitializeParams{
+		ProtocolVersion: "2025-11-25",
+		ClientInfo:      mcp.Implementation{Name: "sluice-cmd-test", Version: "1"},
+	}})
+	return err
+}
+
+func callEcho(t *testing.T, c *client.Client, msg string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := initialize(ctx, c); err != nil {
+		t.Fatalf("initialize: %v", err)
+	}
+	req := mcp.CallToolRequest{}
+	req.Params.Name = "echo"
+	req.Params.Arguments = map[string]any{"message": msg}
+	r, err := c.CallTool(ctx, req)
+	if err != nil {
+		t.Fatalf("tools/call echo: %v", err)
+	}
+	if r.IsError || len(r.Content) != 1 {
+		t.Fatalf("tools/call echo: %+v", r)
+	}
+	tc, ok := r.Content[0].(mcp.TextContent)
+	if !ok {
+		t.Fatalf("content %T", r.Content[0])
+	}
+	return tc.Text
+}
+
+func TestDevEndToEnd(t *testing.T) {
+	tests := []struct {
+		name   string
+		public bool
+	}{
+		{name: "client key"},
+		{name: "public", public: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb syncBuffer
+			ready := make(chan devInfo, 1)
+			c := &cli{stdout: &out, stderr: &errb, env: envOf(nil), devReady: func(i devInfo) { ready <- i }}
+			args := []string{"dev", "--relay.listen-addr", "127.0.0.1:0", "--log.format", "json"}
+			if tc.public {
+				args = append(args, "--public")
+			}
+			startCLI(t, c, args...)
+			var info devInfo
+			select {
+			case info = <-ready:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("dev not ready; stderr:\n%s", errb.String())
+			}
+			if tc.public != (info.Key == "") {
+				t.Fatalf("key %q with public=%v", info.Key, tc.public)
+			}
+			for _, want := range []string{info.MCPURL, `"mcpServers"`, "npx @modelcontextprotocol/inspector", "curl -s", "● ready"} {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("banner lacks %q:\n%s", want, out.String())
+				}
+			}
+			if got := callEcho(t, mcpClient(t, info.MCPURL, info.Key), "through the tunnel"); got != "through the tunnel" {
+				t.Fatalf("echo = %q", got)
+			}
+			if !tc.public {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if err := initialize(ctx, mcpClient(t, info.MCPURL, "sk-wrong")); err == nil {
+					t.Fatal("a wrong client key was accepted")
+				}
+				if strings.Contains(errb.String(), info.Key) {
+					t.Fatal("the client key appears in the logs")
+				}
+			}
+		})
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}
+
+// TestRunAgainstRelay runs `sluice relay` (tunnel from a config file, keys
+// from env: and file: references) and `sluice run --embedded-mcp-stub`
+// (runtime key literal in the environment) as two in-process commands.
+func TestRunAgainstRelay(t *testing.T) {
+	dir := t.TempDir()
+	const runtimeKey = "sk-sluice-rt-test0123456789"
+	const clientKey = "sk-sluice-client-test0123456789"
+	keyFile := filepath.Join(dir, "client.key")
+	if err := os.WriteFile(keyFile, []byte(clientKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	relayAddr := freeAddr(t)
+	relayCfg := filepath.Join(dir, "relay.yaml")
+	yaml := "relay:\n  listen-addr: " + relayAddr + "\n  admin-listen-addr: 127.0.0.1:0\n  tunnels:\n" +
+		"    - id: " + testTunnel + "\n      name: test\n      runtime-key: env:TEST_RUNTIME_KEY\n" +
+		"      client-keys:\n        - name: ci\n          key: file:" + keyFile + "\n"
+	if err := os.WriteFile(relayCfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var relayErr syncBuffer
+	startCLI(t, &cli{stdout: &bytes.Buffer{}, stderr: &relayErr, env: envOf(map[string]string{"TEST_RUNTIME_KEY": runtimeKey})},
+		"relay", "--config", relayCfg, "--log.format", "json")
+	waitFor(t, "relay listening", func() bool { return strings.Contains(relayErr.String(), "relay listening") })
+
+	urlFile := filepath.Join(dir, "health.url")
+	var agentErr syncBuffer
+	startCLI(t, &cli{stdout: &bytes.Buffer{}, stderr: &agentErr, env: envOf(map[string]string{
+		"CONTROL_PLANE_BASE_URL":  "http://" + relayAddr,
+		"CONTROL_PLANE_TUNNEL_ID": testTunnel,
+		"CONTROL_PLANE_API_KEY":   runtimeKey,
+		"HEALTH_LISTEN_ADDR":      "127.0.0.1:0",
+		"HEALTH_URL_FILE":         urlFile,
+	})}, "run", "--embedded-mcp-stub", "--log.format", "json")
+	waitFor(t, "agent ready", func() bool { return strings.Contains(agentErr.String(), `"msg":"ready"`) })
+	if b, err := os.ReadFile(urlFile); err != nil || !strings.HasPrefix(string(b), "http://127.0.0.1:") {
+		t.Fatalf("health url file: %q, %v", b, err)
+	}
+
+	url := "http://" + relayAddr + "/v1/mcp/" + testTunnel
+	if got := callEcho(t, mcpClient(t, url, clientKey), "hello relay"); got != "hello relay" {
+		t.Fatalf("echo = %q", got)
+	}
+	for _, logs := range []string{relayErr.String(), agentErr.String()} {
+		if strings.Contains(logs, runtimeKey) || strings.Contains(logs, clientKey) {
+			t.Fatal("a key appears in the logs")
+		}
+	}
+}
+
+// TestReload changes a live key and a restart-only key of a running relay.
+func TestReload(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "relay.yaml")
+	addr := freeAddr(t)
+	write := func(level, tunnels string) {
+		yaml := "log:\n  level: " + level + "\nrelay:\n  listen-addr: " + addr + "\n  admin-listen-addr: ''\n  tunnels:\n" + tunnels
+		// Write and rename, as config managers do, so neither the watcher
+		// nor the explicit trigger sees a half-written file.
+		tmp := cfgPath + ".tmp"
+		if err := os.WriteFile(tmp, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, cfgPath); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tunnel := "    - id: " + testTunnel + "\n      runtime-key: env:RK\n      auth-mode: public\n"
+	write("info", tunnel)
+	reload := make(chan struct{})
+	var errb syncBuffer
+	startCLI(t, &cli{stdout: &bytes.Buffer{}, stderr: &errb, env: envOf(map[string]string{"RK": "sk-rk-1", "RK2": "sk-rk-2"}), reload: reload},
+		"relay", "--config", cfgPath, "--log.format", "json")
+	waitFor(t, "relay listening", func() bool { return strings.Contains(errb.String(), "relay listening") })
+
+	second := "tunnel_" + strings.Repeat("b", 32)
+	status := func(id string) int {
+		resp, err := http.Post("http://"+addr+"/v1/mcp/"+id, "application/json",
+			strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	unknown := status(second)
+	both := tunnel + "    - id: " + second + "\n      runtime-key: env:RK2\n      auth-mode: public\n"
+	steps := []struct {
+		name    string
+		level   string
+		tunnels string
+		want    string
+	}{
+		{name: "new tunnel served", level: "info", tunnels: both, want: "reloaded relay.tunnels"},
+		{name: "restart-only key", level: "debug", tunnels: both, want: "restart required: log.level"},
+		{name: "tunnels reload live", level: "debug", tunnels: tunnel + "    - id: tunnel_" + strings.Repeat("b", 32) + "\n      runtime-key: env:RK\n      auth-mode: public\n",
+			want: "reload failed: keeping the running relay.tunnels"}, // same runtime key twice: refused, old kept
+		{name: "invalid file keeps running config", level: "loud", tunnels: tunnel, want: "config: log.level"},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			write(st.level, st.tunnels)
+			reload <- struct{}{}
+			waitFor(t, st.want, func() bool { return strings.Contains(errb.String(), st.want) })
+		})
+	}
+	// The second tunnel went live in the first step; the failed reloads after
+	// it kept it. Live, with no agent, it answers 503; unknown, something else.
+	if got := status(second); got != http.StatusServiceUnavailable || unknown == got {
+		t.Fatalf("second tunnel: %d before the reload, %d after\n%s", unknown, got, errb.String())
+	}
+}
