@@ -7,15 +7,15 @@ import (
 
 // Byte classes.
 const (
-	cWord  = 1 << iota // [A-Za-z0-9_]
-	cUpper             // [A-Z]
-	cDigit             // [0-9]
-	cB64               // base64url: [A-Za-z0-9_-]
-	cLocal             // email local part: [A-Za-z0-9._%+-]
-	cHost              // domain label: [A-Za-z0-9-]
-	cBearer            // bearer token: [A-Za-z0-9-._~+/]
-	cAlnum             // [A-Za-z0-9]
-	cStart             // can begin a word-start detector: [A-Z0-9begrsx]
+	cWord   = 1 << iota // [A-Za-z0-9_]
+	cUpper              // [A-Z]
+	cDigit              // [0-9]
+	cB64                // base64url: [A-Za-z0-9_-]
+	cLocal              // email local part: [A-Za-z0-9._%+-]
+	cHost               // domain label: [A-Za-z0-9-]
+	cBearer             // bearer token: [A-Za-z0-9-._~+/]
+	cAlnum              // [A-Za-z0-9]
+	cStart              // can begin a word-start detector: [A-Z0-9begrsx]
 )
 
 var class [256]uint16
@@ -76,8 +76,8 @@ func endsWord(b []byte, j, e int) bool { return j >= e || !is(b[j], cWord) }
 // scanString finds matches in the raw contents b[s:e] of one JSON string. A
 // match range never includes a quote and never splits an escape sequence.
 func (r *Redactor) scanString(b []byte, s, e int) {
-	escEnd := s      // index just past the last escape sequence (a token boundary)
-	matchEnd := s    // index just past the last match
+	escEnd := s   // index just past the last escape sequence (a token boundary)
+	matchEnd := s // index just past the last match
 	for i := s; i < e; {
 		c := b[i]
 		if c == '\\' {
