@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -158,6 +160,73 @@ func TestAgentDiesMidCall(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("client still waiting 60s after the call started: the relay left it hanging")
+	}
+}
+
+// cutTransport fails every request once cut is set: an agent whose host
+// vanished (crash, partition) without posting anything.
+type cutTransport struct {
+	cut  atomic.Bool
+	base http.RoundTripper
+}
+
+func (c *cutTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if c.cut.Load() {
+		return nil, errors.New("e2e: agent cut off")
+	}
+	return c.base.RoundTrip(r)
+}
+
+// TestAgentVanishesMidCall cuts the agent off from the relay while a slow
+// tool runs, so no failure is ever posted: the relay's response timeout (3s)
+// must end the client's call with an error instead of a hang.
+func TestAgentVanishesMidCall(t *testing.T) {
+	gs := startGoServer(t)
+	ct := &cutTransport{base: http.DefaultTransport.(*http.Transport).Clone()}
+	h := newHarness(t, harnessOptions{tunnels: []tunnelSpec{{serverURL: gs.url, responseTimeout: 3 * time.Second, agentHTTP: &http.Client{Transport: ct}}}})
+	te := h.tunnel(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	type answer struct {
+		status int
+		body   []byte
+		err    error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		body := `{"jsonrpc":"2.0","id":43,"method":"tools/call","params":{"name":"sleep","arguments":{"seconds":30},"_meta":` + modernMeta + `}}`
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, te.mcpURL, strings.NewReader(body))
+		for k, v := range mcpHeaders(te) {
+			req.Header.Set(k, v)
+		}
+		req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
+		req.Header.Set("Mcp-Method", "tools/call")
+		req.Header.Set("Mcp-Name", "sleep")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		done <- answer{status: resp.StatusCode, body: b, err: err}
+	}()
+	select {
+	case <-gs.started:
+	case a := <-done:
+		t.Fatalf("call ended before the tool started: %d %s %v", a.status, a.body, a.err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("slow tool never started")
+	}
+	ct.cut.Store(true)
+	select {
+	case a := <-done:
+		t.Logf("client got %d %s (err %v)", a.status, bytes.TrimSpace(a.body), a.err)
+		if a.err == nil && a.status < 500 && !bytes.Contains(a.body, []byte(`"error"`)) {
+			t.Fatalf("client got no error after the agent vanished: %d %s", a.status, a.body)
+		}
+	case <-ctx.Done():
+		t.Fatal("client still waiting 60s after the call started although the relay's response timeout is 3s")
 	}
 }
 

@@ -29,6 +29,8 @@ type tunnelSpec struct {
 	authMode string
 	// responseTimeout is the relay's response_timeout (0 = the relay default).
 	responseTimeout time.Duration
+	// agentHTTP is the agent's control-plane client (nil = the agent's own).
+	agentHTTP *http.Client
 }
 
 // harnessOptions configures a harness.
@@ -216,8 +218,9 @@ func (h *harness) startAgent(te *tunnelEnv) {
 		ShutdownGrace: 2 * time.Second,
 		ClientVersion: "e2e",
 	}, agent.Options{
-		Logger:   testLogger(h.t, "agent"),
-		Bindings: map[string]binding.Binding{"main": b},
+		Logger:     testLogger(h.t, "agent"),
+		Bindings:   map[string]binding.Binding{"main": b},
+		HTTPClient: te.spec.agentHTTP,
 	})
 	if err != nil {
 		h.t.Fatalf("agent.New: %v", err)

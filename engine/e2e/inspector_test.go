@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
@@ -13,7 +14,11 @@ import (
 // TestInspectorCLI makes one tools/call through the tunnel with the MCP
 // inspector CLI (optional npm package: skipped when it did not install).
 func TestInspectorCLI(t *testing.T) {
-	requireFiles(t, inspectorCLIJS())
+	// Optional even in CI: the inspector is deprecated upstream and its
+	// install may be dropped without failing the e2e suite.
+	if _, err := os.Stat(inspectorCLIJS()); err != nil {
+		t.Skipf("optional inspector CLI not installed (%s); .ci/deps.sh installs it when it can", inspectorCLIJS())
+	}
 	node := node20(t)
 	serverURL, _ := startServerEverything(t)
 	h := newHarness(t, harnessOptions{tunnels: []tunnelSpec{{serverURL: serverURL}}})
