@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	extism "github.com/extism/go-sdk"
 	"github.com/sluicemcp/sluice/engine"
@@ -23,7 +24,13 @@ type extismBackend struct {
 	eager    instance
 }
 
+// extismLogLevel sets extism's process-wide log level once: Info, so guest
+// logs at info and above reach the stage's logger, while extism's own
+// per-call debug line ("Calling function") stays off.
+var extismLogLevel sync.Once
+
 func newExtismBackend(ctx context.Context, s *Stage, rc wazero.RuntimeConfig, bin []byte, wasi bool) (*extismBackend, *description, error) {
+	extismLogLevel.Do(func() { extism.SetLogLevel(extism.LogLevelInfo) })
 	conf := map[string]string{ExtismConfigKey: string(s.cfgJSON)}
 	for k, v := range s.cfg.Config {
 		if str, ok := v.(string); ok {
@@ -127,6 +134,9 @@ func (i *extismInstance) logf(level extism.LogLevel, msg string) {
 	}
 	if len(msg) > maxLogLine {
 		msg = msg[:maxLogLine]
+	}
+	if !s.log.Enabled(context.Background(), lv) {
+		return
 	}
 	attrs := []slog.Attr{slog.String("plugin", s.name)}
 	if i.msg != nil {

@@ -1,0 +1,3 @@
+module sluice.test/goguest
+
+go 1.26
