@@ -78,7 +78,19 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 	t.polls.Add(1)
 	defer func() { t.pollEnd(time.Now(), instance) }()
 
-	cmds := r.collect(req, t, limit, wait)
+	cmds, taken := r.collect(req, t, limit, wait)
+	if req.Context().Err() != nil && len(taken) > 0 {
+		// The agent left while we were taking its commands: put them back
+		// for the next poller (they keep their deadline).
+		for _, p := range taken {
+			select {
+			case t.queue <- p:
+			default:
+				r.log.Warn("queue full: command dropped after a poller left", "tunnel", t.id, "request_id", p.cmd.RequestID)
+			}
+		}
+		return
+	}
 	if len(cmds) == 0 {
 		w.WriteHeader(http.StatusNoContent)
 		return
@@ -88,37 +100,40 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 
 // collect waits up to wait for the first live command, then takes whatever
 // else is queued, up to limit.
-func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.Duration) []wire.Command {
+func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.Duration) ([]wire.Command, []*pending) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	var cmds []wire.Command
+	var (
+		cmds  []wire.Command
+		taken []*pending
+	)
 	for len(cmds) == 0 {
 		select {
 		case p := <-t.queue:
 			if c, ok := r.hand(p); ok {
-				cmds = append(cmds, c)
+				cmds, taken = append(cmds, c), append(taken, p)
 			}
 		case <-timer.C:
-			return nil
+			return nil, nil
 		case <-req.Context().Done():
-			return nil
+			return nil, nil
 		case <-t.done:
-			return nil
+			return nil, nil
 		case <-r.closing:
-			return nil
+			return nil, nil
 		}
 	}
 	for len(cmds) < limit {
 		select {
 		case p := <-t.queue:
 			if c, ok := r.hand(p); ok {
-				cmds = append(cmds, c)
+				cmds, taken = append(cmds, c), append(taken, p)
 			}
 		default:
-			return cmds
+			return cmds, taken
 		}
 	}
-	return cmds
+	return cmds, taken
 }
 
 // hand turns a queued command into its wire form, with response_timeout set
@@ -132,7 +147,6 @@ func (r *Relay) hand(p *pending) (wire.Command, bool) {
 	if left <= 0 {
 		return wire.Command{}, false
 	}
-	p.polled.Store(true)
 	c := p.cmd
 	rt := wire.FormatResponseTimeout(left.Truncate(time.Millisecond))
 	c.ResponseTimeout = &rt

@@ -177,7 +177,6 @@ type pending struct {
 	cmd      wire.Command
 	deadline time.Time // the relay gives up on the client then
 	signal   chan struct{}
-	polled   atomic.Bool
 
 	mu   sync.Mutex
 	msgs []*wire.Response
