@@ -311,11 +311,11 @@ func (a *Agent) worker() {
 func (a *Agent) enqueue(cmds []wire.Command, receipt time.Time) {
 	for i := range cmds {
 		c := &cmds[i]
-		log := a.log.With("request_id", c.RequestID, "channel", c.Channel)
 		switch c.CommandType {
 		case wire.CommandJSONRPC, wire.CommandSessionTermination, CommandOAuthMetadata:
 		default:
-			log.Warn("skipping command of unknown type", "command_type", truncate(c.CommandType, 64))
+			a.log.Warn("skipping command of unknown type", "request_id", c.RequestID, "channel", c.Channel,
+				"command_type", truncate(c.CommandType, 64))
 			a.m.outcome(outcomeSkipped)
 			continue
 		}
@@ -323,13 +323,13 @@ func (a *Agent) enqueue(cmds []wire.Command, receipt time.Time) {
 		if c.ResponseTimeout != nil {
 			d, err := wire.ParseResponseTimeout(*c.ResponseTimeout)
 			if err != nil {
-				log.Debug("malformed response_timeout: no deadline")
+				a.log.Debug("malformed response_timeout: no deadline", "request_id", c.RequestID, "channel", c.Channel)
 			} else {
 				t.deadline = receipt.Add(d)
 			}
 		}
 		if t.expired(time.Now()) {
-			log.Debug("command expired before dispatch: dropped")
+			a.log.Debug("command expired before dispatch: dropped", "request_id", c.RequestID, "channel", c.Channel)
 			a.m.outcome(outcomeExpired)
 			continue
 		}

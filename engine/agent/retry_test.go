@@ -102,7 +102,6 @@ func TestFinalPostRetries(t *testing.T) {
 			relay := newFakeRelay(t)
 			var mu sync.Mutex
 			var bodies [][]byte
-			var shards []string
 			var times []time.Time
 			relay.postHook = func(r *wire.Response, attempt int, w http.ResponseWriter) bool {
 				raw, _ := encodeForCompare(r)
@@ -132,7 +131,6 @@ func TestFinalPostRetries(t *testing.T) {
 					t.Errorf("attempt %d body differs", i+1)
 				}
 			}
-			_ = shards
 			if tc.minGap > 0 && len(times) >= 2 && times[1].Sub(times[0]) < tc.minGap {
 				t.Errorf("retried after %s, Retry-After asked for %s", times[1].Sub(times[0]), tc.minGap)
 			}
@@ -193,10 +191,6 @@ func TestReadiness(t *testing.T) {
 			t.Errorf("Ready = %v %q", ok, r)
 		}
 	})
-	probeErr := func(err error) *fakeBinding {
-		return &fakeBinding{}
-	}
-	_ = probeErr
 	tests := []struct {
 		name      string
 		probe     func(ctx context.Context, req *binding.Request, emit func(*binding.Reply) error) error
