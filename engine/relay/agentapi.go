@@ -187,6 +187,7 @@ func (r *Relay) handleResponse(w http.ResponseWriter, req *http.Request) {
 		writeAPIError(w, http.StatusNotFound, "invalid_request_error", wire.CodePendingRequestNotFound, "no pending request with this id")
 		return
 	case deliverMismatch:
+		r.log.Warn("response with a mismatched shard token", "tunnel", t.id, "request_id", resp.RequestID)
 		writeAPIError(w, http.StatusUnauthorized, "invalid_request_error", wire.CodeTunnelRequestMismatch, "shard token does not match the request")
 		return
 	}

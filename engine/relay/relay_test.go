@@ -842,3 +842,24 @@ func TestAdminHandler(t *testing.T) {
 		t.Fatalf("metrics %d", c)
 	}
 }
+
+func TestTimeoutAfterStreamStarted(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Tunnels[0].ResponseTimeout = 300 * time.Millisecond }, Options{})
+	h.connect(tunA, runtimeA)
+	got := h.clientPost(tunA, `{"jsonrpc":"2.0","id":9,"method":"tools/call"}`, nil)
+	cmd := h.next(tunA, runtimeA)
+	h.respond(tunA, runtimeA, cmd.ShardToken, wire.Response{RequestID: cmd.RequestID, RespJSON: json.RawMessage(`{"jsonrpc":"2.0","method":"p"}`), RespType: wire.RespJSONRPCNotify})
+	resp := wait(t, got)
+	defer resp.Body.Close()
+	sr := &sseReader{br: bufio.NewReader(resp.Body)}
+	if ev, err := sr.next(); err != nil || ev != `{"jsonrpc":"2.0","method":"p"}` {
+		t.Fatalf("first event %q %v", ev, err)
+	}
+	ev, err := sr.next()
+	if err != nil || !strings.Contains(ev, `"id":9`) || !strings.Contains(ev, `"source":"timeout"`) {
+		t.Fatalf("timeout event %q %v", ev, err)
+	}
+	if st, _ := h.respond(tunA, runtimeA, cmd.ShardToken, wire.Response{RequestID: cmd.RequestID, RespJSON: json.RawMessage(`{}`)}); st != 404 {
+		t.Fatalf("late POST %d", st)
+	}
+}
