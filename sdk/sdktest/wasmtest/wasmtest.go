@@ -24,13 +24,19 @@ func Load(t testing.TB, path string, cfg map[string]any) *host.Stage {
 	if err != nil {
 		t.Fatalf("wasmtest: read module: %v", err)
 	}
+	return LoadModule(t, filepath.Base(path), mod, cfg)
+}
+
+// LoadModule is Load for a module already in memory (an embedded plugin).
+func LoadModule(t testing.TB, name string, mod []byte, cfg map[string]any) *host.Stage {
+	t.Helper()
 	ctx := context.Background()
 	rt, err := host.NewRuntime(ctx, host.RuntimeOptions{CacheDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("wasmtest: new runtime: %v", err)
 	}
 	t.Cleanup(func() { _ = rt.Close(ctx) })
-	st, err := rt.Load(ctx, host.PluginConfig{Name: filepath.Base(path), Module: mod, Config: cfg})
+	st, err := rt.Load(ctx, host.PluginConfig{Name: name, Module: mod, Config: cfg})
 	if err != nil {
 		t.Fatalf("wasmtest: %v", err)
 	}
