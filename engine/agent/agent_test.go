@@ -456,3 +456,28 @@ func TestGraceExpiryAborts(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestChannelRouting(t *testing.T) {
+	relay := newFakeRelay(t)
+	mainB, auxB := &fakeBinding{}, &fakeBinding{}
+	startAgent(t, relay, mainB, func(_ *Config, o *Options) { o.Bindings["aux"] = auxB })
+	onChannel := func(ch string) func(map[string]any) { return func(c map[string]any) { c["channel"] = ch } }
+	relay.add(
+		cmd("to-aux", `{"jsonrpc":"2.0","id":1,"method":"ping"}`, onChannel("aux")),
+		cmd("to-default", `{"jsonrpc":"2.0","id":2,"method":"ping"}`, func(c map[string]any) { delete(c, "channel") }),
+		cmd("to-nowhere", `{"jsonrpc":"2.0","id":3,"method":"ping"}`, onChannel("nowhere")),
+	)
+	if p := relay.finalFor("to-aux"); p.resp.Channel != "aux" || p.resp.RespCode != 200 {
+		t.Errorf("aux = %+v", p.resp)
+	}
+	if p := relay.finalFor("to-default"); p.resp.Channel != "main" || p.resp.RespCode != 200 {
+		t.Errorf("default = %+v", p.resp)
+	}
+	p := relay.finalFor("to-nowhere")
+	if f := checkFailure(t, p); f.Source != wire.SourceClientInternal || p.resp.RespCode != 502 {
+		t.Errorf("unknown channel = %+v", f)
+	}
+	if auxB.calls.Load() != 1 || mainB.calls.Load() != 1 {
+		t.Errorf("calls main=%d aux=%d", mainB.calls.Load(), auxB.calls.Load())
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -110,15 +111,15 @@ func (a *Agent) postOnce(ctx context.Context, shard string, payload []byte, fina
 	h["Content-Type"] = jsonContentType
 	h[wire.HeaderShardToken] = []string{shard}
 	req.Header = h
-	wrote := false
+	var wrote atomic.Bool
 	if !final {
 		req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-			WroteRequest: func(httptrace.WroteRequestInfo) { wrote = true },
+			WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
 		}))
 	}
 	resp, err := a.client.Do(req)
 	if err != nil {
-		return final || !wrote, err
+		return final || !wrote.Load(), err
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
