@@ -1,0 +1,488 @@
+// Command sluice-bench measures the tunnel end to end on loopback: calls/s and
+// p50/p99 latency of 1 KiB tools/call requests sent directly to an MCP server
+// and through `sluice relay` + `sluice run`, at several concurrencies, in one
+// run, so the ratio between the two survives a noisy machine. It also reports
+// the agent's and the relay's resident memory, idle and after load.
+//
+// It starts every process itself, on 127.0.0.1 only, and stops them by PID:
+//
+//	sluice-bench -sluice bin/sluice -duration 5s -concurrency 1,64
+//
+// The MCP server is a minimal mcp-go echo server that sluice-bench runs in a
+// child process of its own (-serve-echo).
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+)
+
+func main() {
+	var (
+		serveEcho   = flag.String("serve-echo", "", "internal: serve the echo MCP server on this address")
+		sluiceBin   = flag.String("sluice", "bin/sluice", "path to the sluice binary")
+		duration    = flag.Duration("duration", 5*time.Second, "measuring time per scenario")
+		warmup      = flag.Duration("warmup", time.Second, "warm-up time per scenario (not measured)")
+		size        = flag.Int("size", 1024, "bytes of tool argument per call")
+		concurrency = flag.String("concurrency", "1,64", "comma-separated client concurrencies")
+		pipeline    = flag.String("pipeline", "none", "agent chain: none, or a comma-separated list of built-in plugins (e.g. redact)")
+		compare     = flag.Bool("compare-chain", false, "also run the tunnel with -pipeline and report the cost against no chain")
+		jsonOut     = flag.String("json", "", "also write the results as JSON to this file")
+	)
+	flag.Parse()
+	if *serveEcho != "" {
+		if err := runEcho(*serveEcho); err != nil {
+			fmt.Fprintln(os.Stderr, "sluice-bench: echo server:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	var levels []int
+	for _, s := range strings.Split(*concurrency, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fatalf("bad -concurrency %q", *concurrency)
+		}
+		levels = append(levels, n)
+	}
+	b := &bench{bin: *sluiceBin, size: *size, duration: *duration, warmup: *warmup, levels: levels}
+	if err := b.run(*pipeline, *compare); err != nil {
+		b.stopAll()
+		fatalf("%v", err)
+	}
+	b.stopAll()
+	if *jsonOut != "" {
+		out, _ := json.MarshalIndent(b.results, "", "  ")
+		if err := os.WriteFile(*jsonOut, out, 0o644); err != nil {
+			fatalf("%v", err)
+		}
+	}
+}
+
+func fatalf(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "sluice-bench: "+format+"\n", a...)
+	os.Exit(1)
+}
+
+// runEcho serves a minimal mcp-go server with one echo tool.
+func runEcho(addr string) error {
+	s := server.NewMCPServer("bench-echo", "1.0.0")
+	s.AddTool(mcp.NewTool("echo", mcp.WithString("message", mcp.Required())),
+		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return mcp.NewToolResultText(req.GetString("message", "")), nil
+		})
+	h := server.NewStreamableHTTPServer(s)
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", h)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return srv.ListenAndServe()
+}
+
+type result struct {
+	Target      string  `json:"target"`
+	Pipeline    string  `json:"pipeline"`
+	Concurrency int     `json:"concurrency"`
+	Calls       int     `json:"calls"`
+	Errors      int     `json:"errors"`
+	CallsPerSec float64 `json:"calls_per_sec"`
+	P50ms       float64 `json:"p50_ms"`
+	P99ms       float64 `json:"p99_ms"`
+}
+
+type bench struct {
+	bin      string
+	size     int
+	duration time.Duration
+	warmup   time.Duration
+	levels   []int
+	procs    []*exec.Cmd
+	results  []result
+	tmp      string
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fatalf("%v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func (b *bench) start(name string, env []string, args ...string) (*exec.Cmd, error) {
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	logf, err := os.Create(filepath.Join(b.tmp, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	b.procs = append(b.procs, cmd)
+	return cmd, nil
+}
+
+func (b *bench) stopAll() {
+	for i := len(b.procs) - 1; i >= 0; i-- {
+		p := b.procs[i]
+		if p.Process != nil {
+			_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { _ = p.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
+				<-done
+			}
+		}
+	}
+	b.procs = nil
+	if b.tmp != "" {
+		os.RemoveAll(b.tmp)
+	}
+}
+
+func waitTCP(addr string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not listening within %v", addr, within)
+}
+
+var probeClient = &http.Client{Timeout: 2 * time.Second}
+
+func waitHTTP(url string, okStatus func(int) bool, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		resp, err := probeClient.Get(url)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if okStatus(resp.StatusCode) {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not ready within %v", url, within)
+}
+
+func (b *bench) run(pipeline string, compare bool) error {
+	var err error
+	if b.tmp, err = os.MkdirTemp("", "sluice-bench-"); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	echoAddr := freeAddr()
+	if _, err := b.start("echo", nil, self, "-serve-echo", echoAddr); err != nil {
+		return err
+	}
+	echoURL := "http://" + echoAddr + "/mcp"
+	if err := waitTCP(echoAddr, 10*time.Second); err != nil {
+		return err
+	}
+
+	fmt.Printf("sluice-bench: %d-byte tools/call, %v per scenario after %v warm-up, GOMAXPROCS of this loader %s\n",
+		b.size, b.duration, b.warmup, os.Getenv("GOMAXPROCS"))
+	fmt.Printf("%-8s %-10s %5s %10s %9s %9s %7s\n", "target", "pipeline", "conc", "calls/s", "p50 ms", "p99 ms", "errors")
+
+	direct := map[int]result{}
+	for _, c := range b.levels {
+		r, err := b.load("direct", "-", echoURL, "", c)
+		if err != nil {
+			return err
+		}
+		direct[c] = r
+	}
+
+	pipes := []string{pipeline}
+	if compare && pipeline != "none" {
+		pipes = []string{"none", pipeline}
+	}
+	tunnelRes := map[string]map[int]result{}
+	for _, pl := range pipes {
+		mcpURL, relayCmd, agentCmd, err := b.startTunnel(echoURL, pl)
+		if err != nil {
+			return err
+		}
+		idleRelay, idleAgent := rssKiB(relayCmd.Process.Pid), rssKiB(agentCmd.Process.Pid)
+		tunnelRes[pl] = map[int]result{}
+		for _, c := range b.levels {
+			r, err := b.load("tunnel", pl, mcpURL, "", c)
+			if err != nil {
+				return err
+			}
+			tunnelRes[pl][c] = r
+		}
+		fmt.Printf("memory (%s chain): relay RSS idle %.1f MiB, after load %.1f MiB (peak %.1f); agent RSS idle %.1f MiB, after load %.1f MiB (peak %.1f)\n",
+			pl, float64(idleRelay)/1024, float64(rssKiB(relayCmd.Process.Pid))/1024, float64(hwmKiB(relayCmd.Process.Pid))/1024,
+			float64(idleAgent)/1024, float64(rssKiB(agentCmd.Process.Pid))/1024, float64(hwmKiB(agentCmd.Process.Pid))/1024)
+		// Stop this tunnel before the next one.
+		n := len(b.procs)
+		for _, p := range b.procs[n-2:] {
+			_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
+			_ = p.Wait()
+		}
+		b.procs = b.procs[:n-2]
+	}
+	fmt.Println("ratios (same run):")
+	for _, pl := range pipes {
+		for _, c := range b.levels {
+			d, t := direct[c], tunnelRes[pl][c]
+			fmt.Printf("  c=%-3d %s chain: tunnel/direct calls/s %.2f (%.0f vs %.0f), p50 %.3f ms vs %.3f ms\n",
+				c, pl, t.CallsPerSec/d.CallsPerSec, t.CallsPerSec, d.CallsPerSec, t.P50ms, d.P50ms)
+		}
+	}
+	if len(pipes) == 2 {
+		for _, c := range b.levels {
+			a, p := tunnelRes["none"][c], tunnelRes[pipes[1]][c]
+			fmt.Printf("  c=%-3d chain cost: %s keeps %.1f%% of no-chain calls/s (%.0f vs %.0f)\n",
+				c, pipes[1], 100*p.CallsPerSec/a.CallsPerSec, p.CallsPerSec, a.CallsPerSec)
+		}
+	}
+	return nil
+}
+
+func (b *bench) startTunnel(echoURL, pipeline string) (mcpURL string, relay, agent *exec.Cmd, err error) {
+	tunnel := "tunnel_" + strings.Repeat("0123456789abcdef", 2)
+	relayAddr, adminAddr := freeAddr(), freeAddr()
+	cfg := filepath.Join(b.tmp, "sluice-"+strings.ReplaceAll(pipeline, ",", "_")+".yaml")
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "relay:\n  listen-addr: %s\n  admin-listen-addr: %s\n  tunnels:\n", relayAddr, adminAddr)
+	fmt.Fprintf(&sb, "    - id: %s\n      name: bench\n      runtime-key: env:BENCH_RUNTIME_KEY\n      auth-mode: public\n", tunnel)
+	sb.WriteString("pipeline:")
+	if pipeline == "none" || pipeline == "" {
+		sb.WriteString(" []\n")
+	} else {
+		sb.WriteString("\n")
+		for _, p := range strings.Split(pipeline, ",") {
+			fmt.Fprintf(&sb, "  - plugin: %s\n", strings.TrimSpace(p))
+		}
+	}
+	if err := os.WriteFile(cfg, []byte(sb.String()), 0o600); err != nil {
+		return "", nil, nil, err
+	}
+	env := []string{"BENCH_RUNTIME_KEY=sk-bench-runtime", "CONTROL_PLANE_API_KEY=sk-bench-runtime", "LOG_LEVEL=warn", "LOG_FORMAT=json"}
+	relay, err = b.start("relay-"+pipeline, env, b.bin, "relay", "--config", cfg)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if err := waitHTTP("http://"+adminAddr+"/healthz", func(s int) bool { return s == 200 }, 10*time.Second); err != nil {
+		return "", nil, nil, fmt.Errorf("relay: %w (log in %s)", err, b.tmp)
+	}
+	healthAddr := freeAddr()
+	agent, err = b.start("agent-"+pipeline, env, b.bin, "run", "--config", cfg,
+		"--control-plane.base-url", "http://"+relayAddr,
+		"--control-plane.tunnel-id", tunnel,
+		"--control-plane.max-inflight", "128",
+		"--mcp.max-concurrent-requests", "64",
+		"--mcp.server-url", echoURL,
+		"--health.listen-addr", healthAddr)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if err := waitHTTP("http://"+healthAddr+"/readyz", func(s int) bool { return s == 200 }, 15*time.Second); err != nil {
+		log, _ := os.ReadFile(filepath.Join(b.tmp, "agent-"+pipeline+".log"))
+		return "", nil, nil, fmt.Errorf("agent: %w\n%s", err, log)
+	}
+	return "http://" + relayAddr + "/v1/mcp/" + tunnel, relay, agent, nil
+}
+
+// client is one MCP session over plain HTTP, the cheapest client there is, so
+// the loader measures the server side and not a client library.
+type client struct {
+	hc      *http.Client
+	url     string
+	session string
+	proto   string
+}
+
+func newClient(url string, conns int) *client {
+	tr := &http.Transport{MaxIdleConns: conns * 2, MaxIdleConnsPerHost: conns * 2, IdleConnTimeout: time.Minute}
+	return &client{hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}, url: url, proto: "2025-11-25"}
+}
+
+func (c *client) post(body []byte) (int, []byte, http.Header, error) {
+	req, err := http.NewRequest(http.MethodPost, c.url, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if c.session != "" {
+		req.Header.Set("Mcp-Session-Id", c.session)
+		req.Header.Set("Mcp-Protocol-Version", c.proto)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, resp.Header, err
+}
+
+func (c *client) initialize() error {
+	st, body, h, err := c.post([]byte(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"sluice-bench","version":"1"}}}`))
+	if err != nil {
+		return err
+	}
+	if st != 200 {
+		return fmt.Errorf("initialize: HTTP %d: %s", st, trunc(body))
+	}
+	c.session = h.Get("Mcp-Session-Id")
+	st, body, _, err = c.post([]byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`))
+	if err != nil {
+		return err
+	}
+	if st != 202 && st != 200 {
+		return fmt.Errorf("initialized: HTTP %d: %s", st, trunc(body))
+	}
+	return nil
+}
+
+func trunc(b []byte) string {
+	if len(b) > 300 {
+		return string(b[:300]) + "…"
+	}
+	return string(b)
+}
+
+func (b *bench) load(target, pipeline, url, _ string, conc int) (result, error) {
+	c := newClient(url, conc)
+	if err := c.initialize(); err != nil {
+		return result{}, fmt.Errorf("%s: %w", target, err)
+	}
+	msg := strings.Repeat("x", b.size)
+	var measuring atomic.Bool
+	var calls, errs atomic.Int64
+	lat := make([][]time.Duration, conc)
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			lat[w] = make([]time.Duration, 0, 1<<16)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := w*1_000_000_000 + i + 1
+				body := []byte(`{"jsonrpc":"2.0","id":` + strconv.Itoa(id) + `,"method":"tools/call","params":{"name":"echo","arguments":{"message":"` + msg + `"}}}`)
+				t0 := time.Now()
+				st, resp, h, err := c.post(body)
+				d := time.Since(t0)
+				ok := err == nil && st == 200 && validResult(resp, h)
+				if !measuring.Load() {
+					continue
+				}
+				if !ok {
+					errs.Add(1)
+					if err == nil {
+						err = fmt.Errorf("HTTP %d: %s", st, trunc(resp))
+					}
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				calls.Add(1)
+				lat[w] = append(lat[w], d)
+			}
+		}(w)
+	}
+	time.Sleep(b.warmup)
+	measuring.Store(true)
+	start := time.Now()
+	time.Sleep(b.duration)
+	measuring.Store(false)
+	elapsed := time.Since(start)
+	close(stop)
+	wg.Wait()
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	r := result{Target: target, Pipeline: pipeline, Concurrency: conc, Calls: int(calls.Load()), Errors: int(errs.Load()),
+		CallsPerSec: float64(calls.Load()) / elapsed.Seconds()}
+	if n := len(all); n > 0 {
+		r.P50ms = float64(all[n/2].Microseconds()) / 1000
+		r.P99ms = float64(all[n*99/100].Microseconds()) / 1000
+	}
+	b.results = append(b.results, r)
+	fmt.Printf("%-8s %-10s %5d %10.0f %9.3f %9.3f %7d\n", target, pipeline, conc, r.CallsPerSec, r.P50ms, r.P99ms, r.Errors)
+	if e := firstErr.Load(); e != nil {
+		fmt.Printf("         first error: %s\n", e)
+	}
+	if r.Calls == 0 {
+		return r, errors.New(target + ": no successful calls")
+	}
+	return r, nil
+}
+
+// validResult checks the reply is a JSON-RPC result (JSON or one SSE event).
+func validResult(b []byte, h http.Header) bool {
+	if strings.HasPrefix(h.Get("Content-Type"), "text/event-stream") {
+		return bytes.Contains(b, []byte(`"result"`))
+	}
+	return bytes.HasPrefix(bytes.TrimSpace(b), []byte("{")) && bytes.Contains(b, []byte(`"result"`))
+}
+
+func procStatus(pid int, key string) int64 {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, key+":") {
+			fields := strings.Fields(line[len(key)+1:])
+			if len(fields) > 0 {
+				n, _ := strconv.ParseInt(fields[0], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+func rssKiB(pid int) int64 { return procStatus(pid, "VmRSS") }
+func hwmKiB(pid int) int64 { return procStatus(pid, "VmHWM") }
