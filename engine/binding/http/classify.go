@@ -118,17 +118,18 @@ func (p *present) UnmarshalJSON([]byte) error { *p = true; return nil }
 
 // peek is the part of a JSON-RPC message the binding reads.
 type peek struct {
-	ID     json.RawMessage `json:"id"`
-	Method present         `json:"method"`
-	Result present         `json:"result"`
-	Error  present         `json:"error"`
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Method  present         `json:"method"`
+	Result  present         `json:"result"`
+	Error   present         `json:"error"`
 }
 
 // isResponse reports whether the message is a JSON-RPC response.
 func (p *peek) isResponse() bool { return bool(p.Result) || bool(p.Error) }
 
 // peekMessage checks that b is one JSON-RPC message (a JSON object with a
-// method, a result or an error) and reads its id. The error is a protocol
+// jsonrpc "2.0" member and a method, a result or an error) and reads its id. The error is a protocol
 // *binding.Error.
 func peekMessage(b []byte) (peek, error) {
 	var p peek
@@ -145,7 +146,7 @@ func peekMessage(b []byte) (peek, error) {
 	if err := json.Unmarshal(t, &p); err != nil {
 		return p, protocolError(kindMalformedJSON, err)
 	}
-	if !bool(p.Method) && !p.isResponse() {
+	if p.JSONRPC != "2.0" || (!bool(p.Method) && !p.isResponse()) {
 		return p, protocolError(kindInvalidResponse, errors.New("object is not a JSON-RPC message"))
 	}
 	return p, nil
