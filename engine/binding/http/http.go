@@ -135,14 +135,25 @@ func (b *Binding) Close() error {
 // Do delivers req to the MCP server and emits each message of its answer as it
 // arrives (see binding.Binding).
 func (b *Binding) Do(ctx context.Context, req *binding.Request, emit func(*binding.Reply) error) error {
+	var emitErr error
+	tracked := func(r *binding.Reply) error {
+		emitErr = emit(r)
+		return emitErr
+	}
+	var err error
 	switch req.Kind {
 	case binding.KindJSONRPC:
-		return b.post(ctx, req, emit)
+		err = b.post(ctx, req, tracked)
 	case binding.KindSessionTermination:
-		return b.terminate(ctx, req, emit)
+		err = b.terminate(ctx, req, tracked)
 	default:
 		return fmt.Errorf("http binding: request kind %d: unknown", req.Kind)
 	}
+	if err != nil && err != emitErr && ctx.Err() != nil {
+		// Whatever broke, the deadline or the cancellation came first.
+		return classify(ctx, err, true)
+	}
+	return err
 }
 
 // skipHeader lists forwarded headers the binding never sends on: hop-by-hop
