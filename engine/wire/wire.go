@@ -224,6 +224,19 @@ func FormatResponseTimeout(d time.Duration) string {
 // the others: it is returned in bad with the error, so the caller can log it and,
 // when a request_id could be recovered, answer it.
 func DecodePoll(body []byte) (cmds []Command, bad []BadCommand, err error) {
+	cmds, bad, err = decodePollFast(body)
+	if err == nil {
+		return cmds, bad, nil
+	}
+	if err != errFallback {
+		return nil, nil, fmt.Errorf("wire: decode poll body: %w", err)
+	}
+	return decodePollSlow(body)
+}
+
+// decodePollSlow is DecodePoll with encoding/json, for the rare forms the
+// fast codec defers (escaped or case-folded keys).
+func decodePollSlow(body []byte) (cmds []Command, bad []BadCommand, err error) {
 	var raw struct {
 		Commands []json.RawMessage `json:"commands"`
 	}
