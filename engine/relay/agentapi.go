@@ -95,7 +95,10 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	writeJSON(w, http.StatusOK, wire.PollResponse{Commands: cmds})
+	buf := wire.AppendPollResponse(make([]byte, 0, 512+len(cmds)*1024), cmds)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(buf)
 }
 
 // collect waits up to wait for the first live command, then takes whatever
@@ -169,8 +172,8 @@ func (r *Relay) handleResponse(w http.ResponseWriter, req *http.Request) {
 	if !ok {
 		return
 	}
-	var resp wire.Response
-	if err := json.Unmarshal(body, &resp); err != nil || resp.RequestID == "" {
+	resp, err := wire.DecodeResponse(body)
+	if err != nil || resp.RequestID == "" {
 		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeInvalidJSONPayload, "body must be a response object with a request_id")
 		return
 	}
@@ -191,8 +194,12 @@ func (r *Relay) handleResponse(w http.ResponseWriter, req *http.Request) {
 		writeAPIError(w, http.StatusUnauthorized, "invalid_request_error", wire.CodeTunnelRequestMismatch, "shard token does not match the request")
 		return
 	}
-	writeJSON(w, http.StatusOK, wire.Ack{Status: "ok"})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(ackOK)
 }
+
+var ackOK = []byte(`{"status":"ok"}`)
 
 // readBody reads req's body up to max bytes, answering 413 (and false) above
 // it and 400 on a read error.
