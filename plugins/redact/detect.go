@@ -20,6 +20,15 @@ const (
 
 var class [256]uint16
 
+// hot marks the byte pairs scanString must stop at: escapes, the triggers of
+// the punctuation detectors, and the first two bytes of every word-start
+// detector. Pairs rather than single bytes because letters like 'e' and 's'
+// start detectors (eyJ, sk-) and are everywhere in prose, while "ey" and "sk"
+// are rare: in a standard-Go Wasm guest every stop is expensive.
+var hot [1 << 16]uint8
+
+func pair(a, b byte) uint16 { return uint16(a)<<8 | uint16(b) }
+
 func init() {
 	for c := 0; c < 256; c++ {
 		b := byte(c)
@@ -53,6 +62,35 @@ func init() {
 		}
 		class[c] = v
 	}
+	for c := 0; c < 256; c++ {
+		a := byte(c)
+		for d := 0; d < 256; d++ {
+			n := byte(d)
+			upper := func(x byte) bool { return x >= 'A' && x <= 'Z' }
+			digit := func(x byte) bool { return x >= '0' && x <= '9' }
+			var h bool
+			switch {
+			case a == '\\' || a == '@':
+				h = true
+			case a == '-':
+				h = n == '-'
+			case a == '+' || a == '(':
+				h = digit(n)
+			case a == ':' && n == '/':
+				h = true
+			case a >= 'a' && a <= 'z' || upper(a) || digit(a) || a == '_' || a == '.':
+				switch string([]byte{a, n}) {
+				case "sk", "rk", "gh", "gi", "xo", "ey", "be":
+					h = true
+				}
+			default: // a boundary byte: a digit or a capital may start a token
+				h = digit(n) || upper(n)
+			}
+			if h {
+				hot[pair(a, n)] = 1
+			}
+		}
+	}
 }
 
 func is(c byte, m uint16) bool { return class[c]&m != 0 }
@@ -78,7 +116,38 @@ func endsWord(b []byte, j, e int) bool { return j >= e || !is(b[j], cWord) }
 func (r *Redactor) scanString(b []byte, s, e int) {
 	escEnd := s   // index just past the last escape sequence (a token boundary)
 	matchEnd := s // index just past the last match
-	for i := s; i < e; {
+	// try attempts the word-start detectors at t, which must be a token
+	// boundary; it reports the end of a match, or 0.
+	try := func(t int) int {
+		if t < e && plausible(b, t, e) {
+			if z := r.wordStart(b, t, s, e); z > t {
+				return z
+			}
+		}
+		return 0
+	}
+	i := s
+	if z := try(s); z > 0 {
+		i, matchEnd = z, z
+	}
+	for i < e {
+		// Skip to the next hot pair, eight at a time where possible: this
+		// loop is where a clean message spends its time. b[e] is the closing
+		// quote, so b[i+1] is always readable.
+		for i+8 <= e {
+			w := b[i : i+9 : i+9]
+			if hot[pair(w[0], w[1])]|hot[pair(w[1], w[2])]|hot[pair(w[2], w[3])]|hot[pair(w[3], w[4])]|
+				hot[pair(w[4], w[5])]|hot[pair(w[5], w[6])]|hot[pair(w[6], w[7])]|hot[pair(w[7], w[8])] != 0 {
+				break
+			}
+			i += 8
+		}
+		for i < e && hot[pair(b[i], b[i+1])] == 0 {
+			i++
+		}
+		if i >= e {
+			break
+		}
 		c := b[i]
 		if c == '\\' {
 			i += 2
@@ -89,16 +158,19 @@ func (r *Redactor) scanString(b []byte, s, e int) {
 				i = e
 			}
 			escEnd = i
+			if z := try(i); z > 0 {
+				i, matchEnd = z, z
+			}
 			continue
 		}
-		if is(c, cWord) {
-			if is(c, cStart) && (i == escEnd || i == s || !blocksStart(b[i-1])) {
-				if end := r.wordStart(b, i, s, e); end > i {
-					i, matchEnd = end, end
+		if is(c, cWord) { // a letter pair such as "sk" or "ey"
+			if i == escEnd || i == s || !blocksStart(b[i-1]) {
+				if z := try(i); z > 0 {
+					i, matchEnd = z, z
 					continue
 				}
 			}
-			i = run(b, i+1, e, cWord)
+			i++
 			continue
 		}
 		switch c {
@@ -135,11 +207,51 @@ func (r *Redactor) scanString(b []byte, s, e int) {
 				}
 			}
 		}
+		// A boundary byte before a digit or capital: a token may start next.
+		if !blocksStart(c) {
+			if z := try(i + 1); z > 0 {
+				i, matchEnd = z, z
+				continue
+			}
+		}
 		i++
 	}
 	if len(r.custom) > 0 {
 		r.scanCustom(b, s, e)
 	}
+}
+
+// plausible is a cheap filter run before wordStart at a token start t: most
+// numbers and capitalised words are rejected here, without the cost of the
+// detector calls (high in a Wasm guest).
+func plausible(b []byte, t, e int) bool {
+	c := b[t]
+	switch {
+	case c >= '0' && c <= '9':
+		// A card has 13+ digits, ungrouped or grouped from 4; a NANP phone
+		// starts ddd<sep> or 1<sep>.
+		j := t
+		for j < e && j-t < 13 && b[j] >= '0' && b[j] <= '9' {
+			j++
+		}
+		n := j - t
+		if n >= 13 {
+			return true
+		}
+		if j >= e {
+			return false
+		}
+		x := b[j]
+		sep := x == ' ' || x == '-' || x == '.'
+		return sep && (n == 4 || n == 3 || n == 1 && c == '1')
+	case c >= 'A' && c <= 'Z':
+		c2 := b[t+1]
+		if c == 'A' && (c2 == 'K' || c2 == 'S' || c2 == 'I') || c == 'B' && c2 == 'e' {
+			return true
+		}
+		return t+3 < e && c2 >= 'A' && c2 <= 'Z' && b[t+2] >= '0' && b[t+2] <= '9' && b[t+3] >= '0' && b[t+3] <= '9'
+	}
+	return is(c, cWord)
 }
 
 func (r *Redactor) add(a, z, k int) { r.matches = append(r.matches, match{start: a, end: z, kind: k}) }

@@ -1,0 +1,132 @@
+package plugins_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/sluicemcp/sluice/engine"
+	"github.com/sluicemcp/sluice/plugins"
+	"github.com/sluicemcp/sluice/sdk"
+	"github.com/sluicemcp/sluice/sdk/sdktest/wasmtest"
+)
+
+func TestNamesAndLookup(t *testing.T) {
+	if got := plugins.Names(); !reflect.DeepEqual(got, []string{"headers", "oauthmeta", "redact"}) {
+		t.Fatalf("Names = %v", got)
+	}
+	for _, n := range plugins.Names() {
+		b, ok := plugins.Lookup(n)
+		if !ok || !bytes.HasPrefix(b, []byte("\x00asm")) {
+			t.Errorf("Lookup(%q) = %v, not a module", n, ok)
+		}
+	}
+	for _, n := range []string{"", "nope", "../redact", "redact/redact.wasm"} {
+		if _, ok := plugins.Lookup(n); ok {
+			t.Errorf("Lookup(%q) found something", n)
+		}
+	}
+}
+
+func load(t testing.TB, name string, cfg map[string]any) *wasmStage {
+	t.Helper()
+	mod, ok := plugins.Lookup(name)
+	if !ok {
+		t.Fatalf("no plugin %s", name)
+	}
+	return &wasmStage{t: t, st: wasmtest.LoadModule(t, name, mod, cfg)}
+}
+
+type wasmStage struct {
+	t  testing.TB
+	st interface {
+		Open(context.Context) (engine.Filter, error)
+	}
+}
+
+func (w *wasmStage) handle(m sdk.Message) engine.Result {
+	w.t.Helper()
+	f, err := w.st.Open(context.Background())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer f.Close()
+	em := wasmtest.ToEngine(m)
+	r, err := f.Handle(context.Background(), &em)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return r
+}
+
+func toolResult(text string) []byte {
+	b, _ := json.Marshal(text)
+	return []byte(`{"jsonrpc":"2.0","id":"req-1","result":{"content":[{"type":"text","text":` + string(b) + `}]}}`)
+}
+
+func TestRedactInGuest(t *testing.T) {
+	w := load(t, "redact", nil)
+	if r := w.handle(sdk.Message{Hook: sdk.HookResponse, Method: "tools/call", Status: 200, Body: toolResult("nothing to see")}); r.Action != engine.Continue {
+		t.Fatalf("clean: %v", r.Action)
+	}
+	r := w.handle(sdk.Message{Hook: sdk.HookResponse, Method: "tools/call", Status: 200, Body: toolResult("key AKIAIOSFODNN7EXAMPLE mail a@example.com")})
+	want := string(toolResult("key [REDACTED:aws_access_key] mail [REDACTED:email]"))
+	if r.Action != engine.Replace || string(r.Body) != want {
+		t.Fatalf("got %v %s", r.Action, r.Body)
+	}
+	w = load(t, "redact", map[string]any{"action": "reject"})
+	r = w.handle(sdk.Message{Method: "tools/call", Body: []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"k":"AKIAIOSFODNN7EXAMPLE"}}}`)})
+	if r.Action != engine.Reject || r.Error == nil || strings.Contains(r.Error.Message, "AKIA") {
+		t.Fatalf("got %v %+v", r.Action, r.Error)
+	}
+}
+
+func TestHeadersInGuest(t *testing.T) {
+	w := load(t, "headers", map[string]any{"rules": []any{
+		map[string]any{"hook": "request", "op": "set", "name": "X-Team", "value": "infra"},
+		map[string]any{"hook": "request", "op": "rename", "name": "X-Old", "to": "X-New"},
+	}})
+	r := w.handle(sdk.Message{Method: "tools/list", Headers: sdk.Headers{{Name: "X-Old", Value: "v"}}, Body: []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)})
+	if r.Action != engine.Replace || r.Header.Get("X-Team") != "infra" || r.Header.Get("X-New") != "v" || r.Header.Get("X-Old") != "" {
+		t.Fatalf("got %v %v", r.Action, r.Header)
+	}
+}
+
+func TestOAuthMetaInGuest(t *testing.T) {
+	w := load(t, "oauthmeta", map[string]any{
+		"public_resource":     "https://relay.example.com/v1/mcp/{tunnel}",
+		"public_metadata_url": "https://relay.example.com/.well-known/oauth-protected-resource/v1/mcp/{tunnel}",
+	})
+	r := w.handle(sdk.Message{Hook: sdk.HookHTTPResponse, Side: sdk.SideRelay, Status: 200, Tunnel: "tunnel_abc",
+		Headers: sdk.Headers{{Name: "Www-Authenticate", Value: `Bearer realm="r", resource_metadata="http://in/x"`}},
+		Body:    []byte(`{"resource":"http://in/mcp","authorization_servers":["http://as"]}`)})
+	if r.Action != engine.Replace || string(r.Body) != `{"resource":"https://relay.example.com/v1/mcp/tunnel_abc","authorization_servers":["http://as"]}` {
+		t.Fatalf("got %v %s", r.Action, r.Body)
+	}
+	if got := r.Header.Get("Www-Authenticate"); got != `Bearer realm="r", resource_metadata="https://relay.example.com/.well-known/oauth-protected-resource/v1/mcp/tunnel_abc"` {
+		t.Fatalf("WWW-Authenticate = %s", got)
+	}
+}
+
+// BenchmarkRedactInGuest measures redact inside the standard-Go Wasm guest,
+// through the real host, on a tool result without secrets (the common case).
+func BenchmarkRedactInGuest(b *testing.B) {
+	w := load(b, "redact", nil)
+	for _, size := range []int{1 << 10, 16 << 10, 256 << 10, 1 << 20} {
+		var sb strings.Builder
+		for sb.Len() < size-100 {
+			sb.WriteString("The deployment of api-gateway finished at 2024-05-01T10:30:00Z; see https://docs.example.com/x?y=1 (task-sk-list, 3.14159). ")
+		}
+		body := toolResult(sb.String()[:size-100])
+		b.Run(fmt.Sprintf("clean/%dKiB", size>>10), func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				w.handle(sdk.Message{Hook: sdk.HookResponse, Method: "tools/call", Status: 200, Body: body})
+			}
+		})
+	}
+}
