@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -898,6 +899,9 @@ func validatePipeline(key string, p []PluginConfig) error {
 func (e PluginConfig) stageName() string {
 	if e.Name != "" {
 		return e.Name
+	}
+	if isModulePath(e.Plugin) {
+		return strings.TrimSuffix(filepath.Base(e.Plugin), ".wasm")
 	}
 	return e.Plugin
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -287,5 +288,84 @@ func TestReload(t *testing.T) {
 	// it kept it. Live, with no agent, it answers 503; unknown, something else.
 	if got := status(second); got != http.StatusServiceUnavailable || unknown == got {
 		t.Fatalf("second tunnel: %d before the reload, %d after\n%s", unknown, got, errb.String())
+	}
+}
+
+func hostFixture(t *testing.T, name string) string {
+	t.Helper()
+	_, self, _, _ := runtime.Caller(0)
+	p := filepath.Join(filepath.Dir(self), "..", "..", "host", "testdata", name)
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("host fixture %s not present: %v", name, err)
+	}
+	return p
+}
+
+// TestPipelineReload swaps the agent's chain of a running `sluice dev`: a
+// good module goes live, a broken one is refused and the running chain stays.
+func TestPipelineReload(t *testing.T) {
+	good, bad := hostFixture(t, "good.wasm"), hostFixture(t, "noabi.wasm")
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "dev.yaml")
+	write := func(pipeline string) {
+		tmp := cfgPath + ".tmp"
+		if err := os.WriteFile(tmp, []byte("pipeline:"+pipeline+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, cfgPath); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(" []")
+	var out, errb syncBuffer
+	ready := make(chan devInfo, 1)
+	reload := make(chan struct{})
+	startCLI(t, &cli{stdout: &out, stderr: &errb, env: envOf(nil), reload: reload, devReady: func(i devInfo) { ready <- i }},
+		"dev", "--config", cfgPath, "--relay.listen-addr", "127.0.0.1:0", "--log.format", "json")
+	var info devInfo
+	select {
+	case info = <-ready:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("dev not ready; stderr:\n%s", errb.String())
+	}
+	steps := []struct {
+		name, pipeline, want string
+	}{
+		{name: "good module swapped in", pipeline: "\n  - plugin: " + good, want: "reloaded pipeline"},
+		{name: "broken module refused", pipeline: "\n  - plugin: " + good + "\n  - plugin: " + bad + "\n    name: broken", want: "reload failed: keeping the running pipeline"},
+		{name: "sha256 mismatch refused", pipeline: "\n  - plugin: " + good + "\n    name: pinned\n    sha256: '" + strings.Repeat("0", 64) + "'", want: `\"pinned\"`},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			write(st.pipeline)
+			reload <- struct{}{}
+			waitFor(t, st.want, func() bool { return strings.Contains(errb.String(), st.want) })
+		})
+	}
+	if !strings.Contains(errb.String(), `"stages":["good"]`) {
+		t.Errorf("the good chain was not swapped in:\n%s", errb.String())
+	}
+	if got := callEcho(t, mcpClient(t, info.MCPURL, info.Key), "after reloads"); got != "after reloads" {
+		t.Fatalf("echo = %q", got)
+	}
+}
+
+func TestPipelineLoadFailureIsConfigError(t *testing.T) {
+	bad := hostFixture(t, "noabi.wasm")
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "run.yaml")
+	if err := os.WriteFile(cfgPath, []byte("pipeline:\n  - plugin: "+bad+"\n    name: broken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	c := &cli{stdout: &out, stderr: &errb, env: envOf(map[string]string{
+		"CONTROL_PLANE_TUNNEL_ID": testTunnel, "CONTROL_PLANE_API_KEY": "sk-x", "HEALTH_LISTEN_ADDR": "127.0.0.1:0",
+		"CONTROL_PLANE_BASE_URL": "http://127.0.0.1:9"})}
+	code := c.main(t.Context(), []string{"run", "--config", cfgPath, "--embedded-mcp-stub"})
+	if code != exitConfig {
+		t.Fatalf("exit %d, want %d; stderr:\n%s", code, exitConfig, errb.String())
+	}
+	if !strings.Contains(errb.String(), `config: pipeline[0]: `) || !strings.Contains(errb.String(), `"broken"`) {
+		t.Fatalf("stderr does not name the plugin:\n%s", errb.String())
 	}
 }

@@ -65,7 +65,7 @@ func (p *pipelines) build(ctx context.Context, key string, entries []PluginConfi
 		}
 		st, err := rt.Load(ctx, pc)
 		if err != nil {
-			return fail(fmt.Errorf("%s: load plugin %q: %w", k, pc.Name, err))
+			return fail(fmt.Errorf("%s: %w", k, err))
 		}
 		stages = append(stages, st.ChainStage())
 	}
