@@ -67,7 +67,10 @@ func child() {
 		case "echo":
 			reply(map[string]any{"params": params.Params})
 		case "delay":
-			go func() { time.Sleep(time.Duration(m.Params.MS) * time.Millisecond); reply(map[string]any{"ms": m.Params.MS}) }()
+			go func() {
+				time.Sleep(time.Duration(m.Params.MS) * time.Millisecond)
+				reply(map[string]any{"ms": m.Params.MS})
+			}()
 		case "progress":
 			var meta struct {
 				Token json.RawMessage `json:"progressToken"`
