@@ -432,3 +432,69 @@ func BenchmarkEmptyChainExchange(b *testing.B) {
 		x.Close()
 	}
 }
+
+func TestPeekMessageCases(t *testing.T) {
+	tests := []struct {
+		in        string
+		id        string
+		method    string
+		tool      string
+		hasResult bool
+		err       bool
+	}{
+		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"name":"not me"}}}`, `1`, "tools/call", "echo", false, false},
+		{`{"jsonrpc":"2.0","method":"notifications/initialized"}`, ``, "notifications/initialized", "", false, false},
+		{`{"jsonrpc":"2.0","method":"sum","params":[1,2]}`, ``, "sum", "", false, false},
+		{`{"jsonrpc":"2.0","id":"x","result":null}`, `"x"`, "", "", true, false},
+		{`{"jsonrpc":"2.0","id":2,"error":{"code":-1,"message":"m"}}`, `2`, "", "", true, false},
+		{`{"jsonrpc":"2.0","id":null,"method":"x"}`, ``, "x", "", false, false},
+		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a\u00e9"}}`, `1`, "tools/call", "aé", false, false},
+		{`{"jsonrpc":"2.0","id":1,"met\u0068od":"tools/list"}`, `1`, "tools/list", "", false, false},
+		{`{"jsonrpc":"2.0","id":1,"method":5}`, ``, "", "", false, true},
+		{`{"jsonrpc":"2.0","id":1,"method":"x"} trailing`, ``, "", "", false, true},
+		{`{"jsonrpc":"2.0","id":1,"method":"x"`, ``, "", "", false, true},
+		{`[{"id":1}]`, ``, "", "", false, true},
+	}
+	for _, tt := range tests {
+		p, err := PeekMessage([]byte(tt.in))
+		if tt.err {
+			if err == nil {
+				t.Errorf("PeekMessage(%s) accepted", tt.in)
+			}
+			continue
+		}
+		if err != nil || string(p.ID) != tt.id || p.Method != tt.method || p.Tool != tt.tool || p.HasResult != tt.hasResult {
+			t.Errorf("PeekMessage(%s) = %+v, %v", tt.in, p, err)
+		}
+	}
+}
+
+func FuzzPeekMessage(f *testing.F) {
+	f.Add([]byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}`))
+	f.Add([]byte(`{"id":"a","result":{}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := PeekMessage(b)
+		if err != nil {
+			return
+		}
+		// Whatever it accepts is one valid JSON object, and the id it found
+		// is valid JSON taken from it.
+		if !json.Valid(b) || bytes.TrimSpace(b)[0] != '{' {
+			t.Fatalf("accepted %q", b)
+		}
+		if p.ID != nil && (!json.Valid(p.ID) || !bytes.Contains(b, p.ID)) {
+			t.Fatalf("id %q from %q", p.ID, b)
+		}
+	})
+}
+
+func BenchmarkPeekMessage(b *testing.B) {
+	msg := []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"` + strings.Repeat("x", 1024) + `"}}}`)
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := PeekMessage(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+
+	"github.com/sluicemcp/sluice/engine/internal/jsonscan"
 )
 
 // Peek is what the engine reads of a JSON-RPC message without decoding the rest:
@@ -16,35 +18,101 @@ type Peek struct {
 	HasResult bool
 }
 
-type peekDoc struct {
-	ID     json.RawMessage `json:"id"`
-	Method string          `json:"method"`
-	Params *struct {
-		Name json.RawMessage `json:"name"`
-	} `json:"params"`
-	Result json.RawMessage `json:"result"`
-	Error  json.RawMessage `json:"error"`
-}
-
-// PeekMessage reads the routing fields of one JSON-RPC message. It fails on
-// anything that is not a single JSON object (a batch included).
+// PeekMessage reads the routing fields of one JSON-RPC message in one pass
+// without decoding the rest. It fails on anything that is not a single valid
+// JSON object (a batch included). Member names match exactly, as JSON-RPC
+// requires; "method" must be a string when present.
 func PeekMessage(b []byte) (Peek, error) {
-	var d peekDoc
-	t := bytes.TrimLeft(b, " \t\r\n")
-	if len(t) == 0 || t[0] != '{' {
+	s := &jsonscan.Scanner{B: b}
+	if s.Peek() != '{' {
 		return Peek{}, errNotObject
 	}
-	if err := json.Unmarshal(b, &d); err != nil {
+	var p Peek
+	var name []byte
+	err := s.Object(func(key []byte) error {
+		switch string(key) {
+		case "id":
+			v, err := s.Value(0)
+			if err != nil {
+				return err
+			}
+			if string(v) == "null" {
+				p.ID = nil
+			} else {
+				p.ID = json.RawMessage(v)
+			}
+			return nil
+		case "method":
+			if s.Peek() == 'n' {
+				_, err := s.Lit(s.I, "null")
+				return err
+			}
+			if s.Peek() != '"' {
+				return errMethodType
+			}
+			m, err := s.Str()
+			p.Method = m
+			return err
+		case "params":
+			if s.Peek() != '{' {
+				_, err := s.Value(0)
+				return err
+			}
+			return s.Object(func(k []byte) error {
+				v, err := s.Value(1)
+				if err == nil && string(k) == "name" {
+					name = v
+				}
+				return err
+			})
+		case "result", "error":
+			p.HasResult = true
+		}
+		_, err := s.Value(0)
+		return err
+	})
+	if err == jsonscan.ErrFallback {
+		return peekSlow(b)
+	}
+	if err == nil {
+		err = s.End()
+	}
+	if err != nil {
 		return Peek{}, err
 	}
-	p := Peek{Method: d.Method, HasResult: d.Result != nil || d.Error != nil}
-	if len(d.ID) > 0 && !bytes.Equal(d.ID, []byte("null")) {
-		p.ID = d.ID
+	if p.Method == "tools/call" && len(name) > 0 && name[0] == '"' {
+		var n string
+		if json.Unmarshal(name, &n) == nil {
+			p.Tool = n
+		}
 	}
-	if d.Method == "tools/call" && d.Params != nil && len(d.Params.Name) > 0 {
-		var name string
-		if json.Unmarshal(d.Params.Name, &name) == nil {
-			p.Tool = name
+	return p, nil
+}
+
+// peekSlow handles messages with escaped member names.
+func peekSlow(b []byte) (Peek, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return Peek{}, err
+	}
+	var p Peek
+	if id, ok := m["id"]; ok && string(id) != "null" {
+		p.ID = id
+	}
+	if raw, ok := m["method"]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &p.Method); err != nil {
+			return Peek{}, errMethodType
+		}
+	}
+	_, r := m["result"]
+	_, e := m["error"]
+	p.HasResult = r || e
+	if p.Method == "tools/call" {
+		var params struct {
+			Name string `json:"name"`
+		}
+		if json.Unmarshal(m["params"], &params) == nil {
+			p.Tool = params.Name
 		}
 	}
 	return p, nil
@@ -54,7 +122,10 @@ type peekError string
 
 func (e peekError) Error() string { return string(e) }
 
-const errNotObject = peekError("jsonrpc: message is not a JSON object")
+const (
+	errNotObject  = peekError("jsonrpc: message is not a JSON object")
+	errMethodType = peekError("jsonrpc: method is not a string")
+)
 
 // ErrorResponse renders a JSON-RPC error response for id (nil id renders null).
 func ErrorResponse(id json.RawMessage, e *RPCError) json.RawMessage {

@@ -4,7 +4,15 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
-	"unicode/utf8"
+
+	"github.com/sluicemcp/sluice/engine/internal/jsonscan"
+)
+
+type scanner struct{ jsonscan.Scanner }
+
+var (
+	errSyntax   = jsonscan.ErrSyntax
+	errFallback = jsonscan.ErrFallback
 )
 
 // This file holds the hand-written codec for the hot wire messages (poll
@@ -16,284 +24,14 @@ import (
 // encoding/json only for rare forms (escaped object keys, unusual strings).
 // FuzzCodecMatchesEncodingJSON holds it to encoding/json's answers.
 
-var errSyntax = errors.New("wire: invalid JSON")
-
-type scanner struct {
-	b []byte
-	i int
-}
-
-func (s *scanner) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-func (s *scanner) peek() byte {
-	s.ws()
-	if s.i < len(s.b) {
-		return s.b[s.i]
-	}
-	return 0
-}
-
-func (s *scanner) expect(c byte) error {
-	if s.peek() != c {
-		return errSyntax
-	}
-	s.i++
-	return nil
-}
-
-// skipString advances over a JSON string starting at s.i (at the quote) and
-// reports whether it held escapes.
-func (s *scanner) skipString() (escaped bool, err error) {
-	if s.i >= len(s.b) || s.b[s.i] != '"' {
-		return false, errSyntax
-	}
-	s.i++
-	for s.i < len(s.b) {
-		c := s.b[s.i]
-		switch {
-		case c == '"':
-			s.i++
-			return escaped, nil
-		case c == '\\':
-			escaped = true
-			if s.i+1 >= len(s.b) {
-				return false, errSyntax
-			}
-			switch s.b[s.i+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				s.i += 2
-			case 'u':
-				if s.i+6 > len(s.b) {
-					return false, errSyntax
-				}
-				for _, h := range s.b[s.i+2 : s.i+6] {
-					if !isHex(h) {
-						return false, errSyntax
-					}
-				}
-				s.i += 6
-			default:
-				return false, errSyntax
-			}
-		case c < 0x20:
-			return false, errSyntax
-		case c < utf8.RuneSelf:
-			s.i++
-		default:
-			r, n := utf8.DecodeRune(s.b[s.i:])
-			if r == utf8.RuneError && n == 1 {
-				// encoding/json replaces invalid UTF-8; we keep the bytes but
-				// must not accept what it would decode differently in keys.
-				escaped = true
-			}
-			s.i += n
-		}
-	}
-	return false, errSyntax
-}
-
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
-// str reads a JSON string value.
-func (s *scanner) str() (string, error) {
-	s.ws()
-	start := s.i
-	esc, err := s.skipString()
-	if err != nil {
-		return "", err
-	}
-	if !esc {
-		return string(s.b[start+1 : s.i-1]), nil
-	}
-	var v string
-	if err := json.Unmarshal(s.b[start:s.i], &v); err != nil {
-		return "", err
-	}
-	return v, nil
-}
-
-// value skips any JSON value and returns its bytes.
-func (s *scanner) value(depth int) ([]byte, error) {
-	if depth > 10000 {
-		return nil, errSyntax
-	}
-	s.ws()
-	start := s.i
-	if s.i >= len(s.b) {
-		return nil, errSyntax
-	}
-	switch c := s.b[s.i]; {
-	case c == '"':
-		if _, err := s.skipString(); err != nil {
-			return nil, err
-		}
-	case c == '{':
-		s.i++
-		if s.peek() == '}' {
-			s.i++
-			break
-		}
-		for {
-			s.ws()
-			if _, err := s.skipString(); err != nil {
-				return nil, err
-			}
-			if err := s.expect(':'); err != nil {
-				return nil, err
-			}
-			if _, err := s.value(depth + 1); err != nil {
-				return nil, err
-			}
-			c := s.peek()
-			s.i++
-			if c == '}' {
-				break
-			}
-			if c != ',' {
-				return nil, errSyntax
-			}
-		}
-	case c == '[':
-		s.i++
-		if s.peek() == ']' {
-			s.i++
-			break
-		}
-		for {
-			if _, err := s.value(depth + 1); err != nil {
-				return nil, err
-			}
-			c := s.peek()
-			s.i++
-			if c == ']' {
-				break
-			}
-			if c != ',' {
-				return nil, errSyntax
-			}
-		}
-	case c == 't':
-		return s.lit(start, "true")
-	case c == 'f':
-		return s.lit(start, "false")
-	case c == 'n':
-		return s.lit(start, "null")
-	default:
-		if err := s.number(); err != nil {
-			return nil, err
-		}
-	}
-	return s.b[start:s.i], nil
-}
-
-func (s *scanner) lit(start int, w string) ([]byte, error) {
-	if len(s.b)-s.i < len(w) || string(s.b[s.i:s.i+len(w)]) != w {
-		return nil, errSyntax
-	}
-	s.i += len(w)
-	return s.b[start:s.i], nil
-}
-
-func (s *scanner) number() error {
-	b, i := s.b, s.i
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case i < len(b) && b[i] >= '1' && b[i] <= '9':
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-	default:
-		return errSyntax
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		if i >= len(b) || b[i] < '0' || b[i] > '9' {
-			return errSyntax
-		}
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if i >= len(b) || b[i] < '0' || b[i] > '9' {
-			return errSyntax
-		}
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-	}
-	s.i = i
-	return nil
-}
-
-// object calls f for each member of an object; f must consume the value.
-// Keys with escapes fall back to errFallback.
-func (s *scanner) object(f func(key []byte) error) error {
-	if err := s.expect('{'); err != nil {
-		return err
-	}
-	if s.peek() == '}' {
-		s.i++
-		return nil
-	}
-	for {
-		s.ws()
-		start := s.i
-		esc, err := s.skipString()
-		if err != nil {
-			return err
-		}
-		if esc {
-			return errFallback
-		}
-		key := s.b[start+1 : s.i-1]
-		if err := s.expect(':'); err != nil {
-			return err
-		}
-		if err := f(key); err != nil {
-			return err
-		}
-		c := s.peek()
-		s.i++
-		if c == '}' {
-			return nil
-		}
-		if c != ',' {
-			return errSyntax
-		}
-	}
-}
-
-// errFallback asks the caller to decode with encoding/json instead.
-var errFallback = errors.New("wire: fallback")
-
 // setString reads a string into *dst; null leaves *dst as it was (as
 // encoding/json does); any other type is an error.
 func (s *scanner) setString(dst *string) error {
-	if s.peek() == 'n' {
-		_, err := s.lit(s.i, "null")
+	if s.Peek() == 'n' {
+		_, err := s.Lit(s.I, "null")
 		return err
 	}
-	v, err := s.str()
+	v, err := s.Str()
 	if err == nil {
 		*dst = v
 	}
@@ -303,25 +41,25 @@ func (s *scanner) setString(dst *string) error {
 // headers reads {"name":["v",…],…} into h (null = nil), merging into an
 // existing map as encoding/json does.
 func (s *scanner) headers(h map[string][]string) (map[string][]string, error) {
-	if s.peek() == 'n' {
-		_, err := s.lit(s.i, "null")
+	if s.Peek() == 'n' {
+		_, err := s.Lit(s.I, "null")
 		return nil, err
 	}
 	if h == nil {
 		h = map[string][]string{}
 	}
-	err := s.object(func(key []byte) error {
-		if s.peek() == 'n' {
-			_, err := s.lit(s.i, "null")
+	err := s.Object(func(key []byte) error {
+		if s.Peek() == 'n' {
+			_, err := s.Lit(s.I, "null")
 			h[string(key)] = nil
 			return err
 		}
-		if err := s.expect('['); err != nil {
+		if err := s.Expect('['); err != nil {
 			return err
 		}
 		var vs []string
-		if s.peek() == ']' {
-			s.i++
+		if s.Peek() == ']' {
+			s.I++
 			h[string(key)] = []string{}
 			return nil
 		}
@@ -331,8 +69,8 @@ func (s *scanner) headers(h map[string][]string) (map[string][]string, error) {
 				return err
 			}
 			vs = append(vs, v)
-			c := s.peek()
-			s.i++
+			c := s.Peek()
+			s.I++
 			if c == ']' {
 				break
 			}
@@ -346,18 +84,10 @@ func (s *scanner) headers(h map[string][]string) (map[string][]string, error) {
 	return h, err
 }
 
-func (s *scanner) end() error {
-	s.ws()
-	if s.i != len(s.b) {
-		return errSyntax
-	}
-	return nil
-}
-
 // decodeCommand reads one command object. Duplicate keys: the last wins, as
 // in encoding/json.
 func (s *scanner) command(c *Command) error {
-	return s.object(func(key []byte) error {
+	return s.Object(func(key []byte) error {
 		var err error
 		switch string(key) {
 		case "request_id":
@@ -373,8 +103,8 @@ func (s *scanner) command(c *Command) error {
 		case "headers":
 			c.Headers, err = s.headers(c.Headers)
 		case "response_timeout":
-			if s.peek() == 'n' {
-				_, err = s.lit(s.i, "null")
+			if s.Peek() == 'n' {
+				_, err = s.Lit(s.I, "null")
 				c.ResponseTimeout = nil
 				return err
 			}
@@ -384,7 +114,7 @@ func (s *scanner) command(c *Command) error {
 			}
 		case "jsonrpc":
 			var raw []byte
-			raw, err = s.value(0)
+			raw, err = s.Value(0)
 			if string(raw) == "null" {
 				raw = nil
 			}
@@ -393,7 +123,7 @@ func (s *scanner) command(c *Command) error {
 			if keyFolds(key) {
 				return errFallback
 			}
-			_, err = s.value(0)
+			_, err = s.Value(0)
 		}
 		return err
 	})
@@ -431,41 +161,41 @@ func equalFold(a string, b []byte) bool {
 func decodePollFast(body []byte) ([]Command, []BadCommand, error) {
 	b := make([]byte, len(body)) // payloads alias this private copy
 	copy(b, body)
-	s := &scanner{b: b}
+	s := &scanner{jsonscan.Scanner{B: b}}
 	var cmds []Command
 	var bad []BadCommand
-	if s.peek() == 'n' {
-		if _, err := s.lit(s.i, "null"); err == nil && s.end() == nil {
+	if s.Peek() == 'n' {
+		if _, err := s.Lit(s.I, "null"); err == nil && s.End() == nil {
 			return []Command{}, nil, nil
 		}
 	}
-	err := s.object(func(key []byte) error {
+	err := s.Object(func(key []byte) error {
 		if string(key) != "commands" {
 			if len(key) == 8 && equalFold("commands", key) {
 				return errFallback
 			}
-			_, err := s.value(0)
+			_, err := s.Value(0)
 			return err
 		}
-		if s.peek() == 'n' {
-			_, err := s.lit(s.i, "null")
+		if s.Peek() == 'n' {
+			_, err := s.Lit(s.I, "null")
 			cmds = nil
 			return err
 		}
-		if err := s.expect('['); err != nil {
+		if err := s.Expect('['); err != nil {
 			return err
 		}
 		cmds = cmds[:0]
-		if s.peek() == ']' {
-			s.i++
+		if s.Peek() == ']' {
+			s.I++
 			return nil
 		}
 		for {
-			start := s.i
-			s.ws()
+			start := s.I
+			s.WS()
 			var c Command
-			if s.peek() != '{' {
-				if _, err := s.value(0); err != nil {
+			if s.Peek() != '{' {
+				if _, err := s.Value(0); err != nil {
 					return err
 				}
 				bad = append(bad, BadCommand{Err: errors.New("command is not an object")})
@@ -474,15 +204,15 @@ func decodePollFast(body []byte) ([]Command, []BadCommand, error) {
 					return err
 				}
 				// Skip this element if it is valid JSON of the wrong shape.
-				s.i = start
-				if _, verr := s.value(0); verr != nil {
+				s.I = start
+				if _, verr := s.Value(0); verr != nil {
 					return verr
 				}
 				var id struct {
 					RequestID  string `json:"request_id"`
 					ShardToken string `json:"shard_token"`
 				}
-				_ = json.Unmarshal(b[start:s.i], &id)
+				_ = json.Unmarshal(b[start:s.I], &id)
 				bad = append(bad, BadCommand{RequestID: id.RequestID, ShardToken: id.ShardToken, Err: err})
 			} else if verr := c.Validate(); verr != nil {
 				bad = append(bad, BadCommand{RequestID: c.RequestID, ShardToken: c.ShardToken, Channel: c.Channel, Err: verr})
@@ -492,8 +222,8 @@ func decodePollFast(body []byte) ([]Command, []BadCommand, error) {
 				}
 				cmds = append(cmds, c)
 			}
-			ch := s.peek()
-			s.i++
+			ch := s.Peek()
+			s.I++
 			if ch == ']' {
 				return nil
 			}
@@ -503,7 +233,7 @@ func decodePollFast(body []byte) ([]Command, []BadCommand, error) {
 		}
 	})
 	if err == nil {
-		err = s.end()
+		err = s.End()
 	}
 	if err != nil {
 		return nil, nil, err
@@ -520,13 +250,13 @@ func DecodeResponse(body []byte) (Response, error) {
 	var r Response
 	b := make([]byte, len(body))
 	copy(b, body)
-	s := &scanner{b: b}
-	if s.peek() == 'n' {
-		if _, err := s.lit(s.i, "null"); err == nil && s.end() == nil {
+	s := &scanner{jsonscan.Scanner{B: b}}
+	if s.Peek() == 'n' {
+		if _, err := s.Lit(s.I, "null"); err == nil && s.End() == nil {
 			return r, nil
 		}
 	}
-	err := s.object(func(key []byte) error {
+	err := s.Object(func(key []byte) error {
 		var err error
 		switch string(key) {
 		case "request_id":
@@ -539,22 +269,22 @@ func DecodeResponse(body []byte) (Response, error) {
 			r.RespHeaders, err = s.headers(r.RespHeaders)
 		case "resp_json":
 			var raw []byte
-			raw, err = s.value(0)
+			raw, err = s.Value(0)
 			if string(raw) == "null" {
 				raw = nil
 			}
 			r.RespJSON = raw
 		case "resp_code":
-			s.ws()
-			start := s.i
-			if s.peek() == 'n' {
-				_, err = s.lit(s.i, "null")
+			s.WS()
+			start := s.I
+			if s.Peek() == 'n' {
+				_, err = s.Lit(s.I, "null")
 				return err
 			}
-			if err = s.number(); err != nil {
+			if err = s.Number(); err != nil {
 				return err
 			}
-			n, perr := strconv.Atoi(string(b[start:s.i]))
+			n, perr := strconv.Atoi(string(b[start:s.I]))
 			if perr != nil {
 				return errFallback
 			}
@@ -563,12 +293,12 @@ func DecodeResponse(body []byte) (Response, error) {
 			if keyFolds(key) {
 				return errFallback
 			}
-			_, err = s.value(0)
+			_, err = s.Value(0)
 		}
 		return err
 	})
 	if err == nil {
-		err = s.end()
+		err = s.End()
 	}
 	if err == errFallback {
 		var r2 Response
