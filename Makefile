@@ -50,13 +50,14 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
 	$(MAKE) bench-load
 
-# The end-to-end load run (relay + agent + MCP server, load from a second
-# process on loopback). Filled in when the load tool lands: set BENCH_LOAD to
-# its command, e.g. BENCH_LOAD='go run ./engine/e2e/cmd/load -c 64 -n 20000'.
-BENCH_LOAD ?=
-bench-load:
-	@if [[ -n "$(BENCH_LOAD)" ]]; then $(BENCH_LOAD); \
-	else echo "bench-load: no load tool configured (set BENCH_LOAD)"; fi
+# The end-to-end load run: 1 KiB tools/call on loopback, directly against an
+# mcp-go echo server and through relay + agent (separate processes), at
+# concurrency 1 and 64, with and without the default plugin chain, in one run;
+# prints calls/s, p50/p99, the tunnel/direct ratios and the RSS of both halves.
+BENCH_LOAD_FLAGS ?= -duration 5s -concurrency 1,64 -pipeline redact -compare-chain
+bench-load: build
+	$(GO) build -o bin/sluice-bench ./cmd/sluice-bench
+	bin/sluice-bench -sluice $(BIN) $(BENCH_LOAD_FLAGS)
 
 # Rebuild the first-party plugins' committed .wasm modules.
 plugins:

@@ -23,9 +23,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -49,6 +52,9 @@ func main() {
 		pipeline    = flag.String("pipeline", "none", "agent chain: none, or a comma-separated list of built-in plugins (e.g. redact)")
 		compare     = flag.Bool("compare-chain", false, "also run the tunnel with -pipeline and report the cost against no chain")
 		jsonOut     = flag.String("json", "", "also write the results as JSON to this file")
+		inproc      = flag.Bool("inproc", false, "run relay and agent inside this process (for profiling; no RSS figures)")
+		cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the loader (and, with -inproc, relay and agent)")
+		pprofAddr   = flag.String("pprof", "", "serve net/http/pprof on this loopback address while running")
 	)
 	flag.Parse()
 	if *serveEcho != "" {
@@ -66,9 +72,25 @@ func main() {
 		}
 		levels = append(levels, n)
 	}
-	b := &bench{bin: *sluiceBin, size: *size, duration: *duration, warmup: *warmup, levels: levels}
+	b := &bench{bin: *sluiceBin, size: *size, duration: *duration, warmup: *warmup, levels: levels, inproc: *inproc}
+	if *pprofAddr != "" {
+		runtime.SetBlockProfileRate(10000)
+		runtime.SetMutexProfileFraction(10)
+		go http.ListenAndServe(*pprofAddr, nil)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fatalf("%v", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fatalf("%v", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := b.run(*pipeline, *compare); err != nil {
 		b.stopAll()
+		pprof.StopCPUProfile()
 		fatalf("%v", err)
 	}
 	b.stopAll()
@@ -116,6 +138,7 @@ type bench struct {
 	duration time.Duration
 	warmup   time.Duration
 	levels   []int
+	inproc   bool
 	procs    []*exec.Cmd
 	results  []result
 	tmp      string
@@ -233,6 +256,22 @@ func (b *bench) run(pipeline string, compare bool) error {
 		pipes = []string{"none", pipeline}
 	}
 	tunnelRes := map[string]map[int]result{}
+	if b.inproc {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		mcpURL, err := startInproc(ctx, echoURL)
+		if err != nil {
+			return err
+		}
+		for _, c := range b.levels {
+			r, err := b.load("tunnel", "none", mcpURL, "", c)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("  c=%-3d in-process tunnel/direct calls/s %.2f, p50 %.3f ms vs %.3f ms\n", c, r.CallsPerSec/direct[c].CallsPerSec, r.P50ms, direct[c].P50ms)
+		}
+		return nil
+	}
 	for _, pl := range pipes {
 		mcpURL, relayCmd, agentCmd, err := b.startTunnel(echoURL, pl)
 		if err != nil {
