@@ -1,9 +1,10 @@
 package main
 
+import "github.com/sluicemcp/sluice/plugins"
+
 // lookupBuiltin returns the embedded module of a first-party plugin
-// (redact, headers, …). Until the plugins package ships its modules there
-// are none, and `sluice dev` runs with an empty agent pipeline.
-func lookupBuiltin(name string) ([]byte, bool) { return nil, false }
+// (redact, headers, oauthmeta).
+func lookupBuiltin(name string) ([]byte, bool) { return plugins.Lookup(name) }
 
 // builtinNames lists the first-party plugins, for error messages.
-func builtinNames() []string { return nil }
+func builtinNames() []string { return plugins.Names() }

@@ -97,20 +97,25 @@ func initialize(ctx context.Context, c *client.Client) error {
 
 func callEcho(t *testing.T, c *client.Client, msg string) string {
 	t.Helper()
+	return callTool(t, c, "echo", map[string]any{"message": msg})
+}
+
+func callTool(t *testing.T, c *client.Client, name string, args map[string]any) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := initialize(ctx, c); err != nil {
 		t.Fatalf("initialize: %v", err)
 	}
 	req := mcp.CallToolRequest{}
-	req.Params.Name = "echo"
-	req.Params.Arguments = map[string]any{"message": msg}
+	req.Params.Name = name
+	req.Params.Arguments = args
 	r, err := c.CallTool(ctx, req)
 	if err != nil {
-		t.Fatalf("tools/call echo: %v", err)
+		t.Fatalf("tools/call %s: %v", name, err)
 	}
 	if r.IsError || len(r.Content) != 1 {
-		t.Fatalf("tools/call echo: %+v", r)
+		t.Fatalf("tools/call %s: %+v", name, r)
 	}
 	tc, ok := r.Content[0].(mcp.TextContent)
 	if !ok {
@@ -153,6 +158,13 @@ func TestDevEndToEnd(t *testing.T) {
 			}
 			if got := callEcho(t, mcpClient(t, info.MCPURL, info.Key), "through the tunnel"); got != "through the tunnel" {
 				t.Fatalf("echo = %q", got)
+			}
+			if len(info.Agent) > 0 && info.Agent[0] == "redact" {
+				// The default pipeline redacts the demo's fake secrets.
+				text := callTool(t, mcpClient(t, info.MCPURL, info.Key), "fake_secrets", nil)
+				if strings.Contains(text, "AKIAIOSFODNN7EXAMPLE") || !strings.Contains(text, "aws_access_key_id") {
+					t.Fatalf("fake_secrets through the default pipeline:\n%s", text)
+				}
 			}
 			if !tc.public {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
