@@ -357,9 +357,29 @@ func (b *Binding) stream(ctx context.Context, req *binding.Request, resp *http.R
 			return err
 		}
 		if final {
+			finishStream(resp.Body)
 			return nil
 		}
 	}
+}
+
+// finishStream gives a server that ends its event stream right after the
+// response a moment to do so, so the connection goes back to the pool
+// instead of being torn down; a stream that stays open is closed by the
+// caller after the wait. The reply was already emitted: this costs the
+// client nothing.
+func finishStream(body io.Reader) {
+	done := make(chan struct{})
+	go func() {
+		_, _ = io.CopyN(io.Discard, body, 64<<10)
+		close(done)
+	}()
+	t := time.NewTimer(20 * time.Millisecond)
+	select {
+	case <-done:
+	case <-t.C:
+	}
+	t.Stop()
 }
 
 // terminate ends a session with DELETE and reports the server's status.
