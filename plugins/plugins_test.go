@@ -34,6 +34,9 @@ func TestNamesAndLookup(t *testing.T) {
 
 func load(t testing.TB, name string, cfg map[string]any) *wasmStage {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("loading a module through the host compiles it (slow under -race); skipped in -short mode")
+	}
 	mod, ok := plugins.Lookup(name)
 	if !ok {
 		t.Fatalf("no plugin %s", name)
