@@ -15,7 +15,8 @@ export SLUICE_TOOLS_DIR ?= $(HOME)/.cache/sluice
 # (wazero under the race detector is several times slower and the host's own
 # concurrency tests use their own hammer). Override with RACE_PKGS=./...
 PKGS := $(shell $(GO) list ./... 2>/dev/null)
-NORACE_PKGS := $(filter %/host %/host/% %/plugins %/plugins/% %/examples/%,$(PKGS))
+NORACE_RE ?= /host$$|/host/|/plugins$$|/examples/|/wasmtest$$
+NORACE_PKGS := $(shell printf '%s\n' $(PKGS) | grep -E '$(NORACE_RE)')
 RACE_PKGS ?= $(filter-out $(NORACE_PKGS),$(PKGS))
 TEST_TIMEOUT ?= 15m
 FUZZTIME ?= 5s
