@@ -19,6 +19,8 @@ import (
 	"github.com/knadh/koanf/providers/posflag"
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
+
+	"github.com/sluicemcp/sluice/engine/binding/stdio"
 )
 
 // Config is the whole typed configuration of the sluice binary. Its zero value
@@ -600,7 +602,11 @@ func parseChannelEntry(key, field, s string) (Channel, error) {
 		}
 		c.URL = val
 	} else {
-		c.Command = strings.Fields(val)
+		argv, err := stdio.SplitCommand(val)
+		if err != nil || len(argv) == 0 {
+			return c, cfgErr(key, "channel %s: cannot split the command line (quotes?)", c.Name)
+		}
+		c.Command = argv
 	}
 	return c, nil
 }

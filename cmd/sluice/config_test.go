@@ -431,6 +431,20 @@ func TestCLI(t *testing.T) {
 	}
 }
 
+func TestParseCommandEntry(t *testing.T) {
+	c, err := parseChannelEntry("mcp.command", "command", `channel=fs,command=npx -y "@modelcontextprotocol/server-filesystem" '/srv/my docs'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"npx", "-y", "@modelcontextprotocol/server-filesystem", "/srv/my docs"}
+	if c.Name != "fs" || strings.Join(c.Command, "|") != strings.Join(want, "|") {
+		t.Fatalf("got %+v", c)
+	}
+	if _, err := parseChannelEntry("mcp.command", "command", `command=node "unterminated`); err == nil {
+		t.Fatal("an unterminated quote was accepted")
+	}
+}
+
 func FuzzParseChannelEntry(f *testing.F) {
 	for _, s := range []string{"http://a/", "channel=x,url=http://a/b?c,d", "url=", "channel=,url=x", "=,="} {
 		f.Add(s)

@@ -19,6 +19,7 @@ import (
 	"github.com/sluicemcp/sluice/engine/agent"
 	"github.com/sluicemcp/sluice/engine/binding"
 	httpbinding "github.com/sluicemcp/sluice/engine/binding/http"
+	"github.com/sluicemcp/sluice/engine/binding/stdio"
 	"github.com/sluicemcp/sluice/engine/demo"
 )
 
@@ -124,8 +125,13 @@ func (s *session) startAgent(ctx context.Context, reg *prometheus.Registry, setu
 	parts := &agentParts{bindings: map[string]binding.Binding{}}
 	for name, ch := range chans {
 		if ch.URL == "" {
-			parts.close()
-			return nil, cfgErr("mcp.command", "channel %s: the stdio binding is not available in this build", name)
+			b, err := stdio.New(stdio.Config{Command: ch.Command}, stdio.Options{Logger: s.log.With("channel", name)})
+			if err != nil {
+				parts.close()
+				return nil, cfgErr("mcp.command", "channel %s: %v", name, oneLine(err))
+			}
+			parts.bindings[name] = b
+			continue
 		}
 		b, err := httpbinding.New(httpbinding.Config{URL: ch.URL, ExtraHeaders: toHeader(extra)},
 			httpbinding.Options{Logger: s.log.With("channel", name)})
