@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	extism "github.com/extism/go-sdk"
 	"github.com/sluicemcp/sluice/engine"
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 )
 
 var extismHandlers = [4]string{"", ExtismOnRequest, ExtismOnResponse, ExtismOnHTTPResponse}
@@ -82,11 +84,15 @@ func newExtismBackend(ctx context.Context, s *Stage, rc wazero.RuntimeConfig, bi
 func (b *extismBackend) instantiate(ctx context.Context) (instance, error) {
 	ctx, cancel := context.WithTimeout(ctx, instantiateTimeout)
 	defer cancel()
-	p, err := b.cp.Instance(ctx, extism.PluginInstanceConfig{})
+	// extism go-sdk does not expose the guest's memory; a memory allocator
+	// hook sees every memory of the instance (guest and extism kernel), so
+	// the stage can recycle at its high-water mark and tell OOM from a trap.
+	mems := &memWatch{}
+	p, err := b.cp.Instance(experimental.WithMemoryAllocator(ctx, mems), extism.PluginInstanceConfig{})
 	if err != nil {
 		return nil, fmt.Errorf("instantiate: %w", firstLine(err))
 	}
-	i := &extismInstance{b: b, p: p}
+	i := &extismInstance{b: b, p: p, mems: mems}
 	p.SetLogger(i.logf)
 	return i, nil
 }
@@ -116,10 +122,52 @@ func (b *extismBackend) close(ctx context.Context) error {
 }
 
 type extismInstance struct {
-	b   *extismBackend
-	p   *extism.Plugin
-	msg *engine.Message
+	b    *extismBackend
+	p    *extism.Plugin
+	mems *memWatch
+	msg  *engine.Message
 }
+
+// memWatch allocates the linear memories of one instance as plain Go slices
+// and remembers the largest one's size.
+type memWatch struct{ mems []*watchedMemory }
+
+func (w *memWatch) Allocate(capacity, maxSize uint64) experimental.LinearMemory {
+	m := &watchedMemory{max: maxSize, buf: make([]byte, 0, capacity)}
+	w.mems = append(w.mems, m)
+	return m
+}
+
+func (w *memWatch) largest() uint64 {
+	var n uint64
+	for _, m := range w.mems {
+		n = max(n, m.size.Load())
+	}
+	return n
+}
+
+type watchedMemory struct {
+	buf  []byte
+	max  uint64
+	size atomic.Uint64
+}
+
+func (m *watchedMemory) Reallocate(size uint64) []byte {
+	if size > m.max {
+		return nil
+	}
+	if size > uint64(cap(m.buf)) {
+		nb := make([]byte, size, min(max(size, uint64(cap(m.buf))*2), m.max))
+		copy(nb, m.buf)
+		m.buf = nb
+	} else {
+		m.buf = m.buf[:size]
+	}
+	m.size.Store(size)
+	return m.buf
+}
+
+func (m *watchedMemory) Free() { m.buf = nil }
 
 func (i *extismInstance) logf(level extism.LogLevel, msg string) {
 	s := i.b.s
@@ -145,12 +193,7 @@ func (i *extismInstance) logf(level extism.LogLevel, msg string) {
 	s.log.LogAttrs(context.Background(), lv, msg, attrs...)
 }
 
-func (i *extismInstance) memSize() uint64 {
-	if m := i.p.Memory(); m != nil {
-		return uint64(m.Size())
-	}
-	return 0
-}
+func (i *extismInstance) memSize() uint64 { return i.mems.largest() }
 
 func (i *extismInstance) close(ctx context.Context) { _ = i.p.Close(ctx) }
 
@@ -220,6 +263,9 @@ func (i *extismInstance) call(ctx context.Context, m *engine.Message) (engine.Re
 	if err != nil {
 		if ctx.Err() != nil {
 			return engine.Result{}, kindTimeout, firstLine(err)
+		}
+		if i.memSize() > uint64(s.cfg.MemoryPages)*65536/4*3 {
+			return engine.Result{}, kindOOM, firstLine(err)
 		}
 		return engine.Result{}, kindTrap, firstLine(err)
 	}

@@ -533,3 +533,35 @@ func metricValue(c prometheus.Metric) float64 {
 	}
 	return m.Gauge.GetValue()
 }
+
+// TestInChain runs stages through engine.Chain: request down, response up,
+// a rejecting stage, and a failing stage under both policies.
+func TestInChain(t *testing.T) {
+	r := newTestRuntime(t, nil, nil)
+	good := load(t, r, PluginConfig{Name: "good", Path: fixture("good.wasm")})
+	bad := load(t, r, PluginConfig{Name: "bad", Path: fixture("bad.wasm"), OnError: engine.FailOpen})
+	if bad.OnError() != engine.FailOpen || good.Shadow() {
+		t.Fatal("policy accessors")
+	}
+	c := engine.NewChain([]engine.ChainStage{good.ChainStage(), bad.ChainStage()}, engine.ChainOptions{})
+	tests := []struct {
+		method string
+		action engine.Action
+		body   string
+	}{
+		{"continue", engine.Continue, `{"jsonrpc":"2.0","id":1,"method":"continue"}`},
+		{"replace", engine.Continue, `{"replaced":true}`},
+		{"jam", engine.Reject, `{"jsonrpc":"2.0","id":1,"error":{"code":-32001,"message":"denied","data":{"by":"wat"}}}`},
+		{"unreachable", engine.Continue, `{"jsonrpc":"2.0","id":1,"method":"unreachable"}`}, // bad fails open
+	}
+	for _, tt := range tests {
+		t.Run(tt.method, func(t *testing.T) {
+			x := c.Begin()
+			defer x.Close()
+			out := x.Request(context.Background(), request(tt.method))
+			if out.Action != tt.action || string(out.Body) != tt.body {
+				t.Fatalf("outcome %v %s, want %v %s", out.Action, out.Body, tt.action, tt.body)
+			}
+		})
+	}
+}
