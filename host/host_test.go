@@ -191,6 +191,12 @@ func TestWants(t *testing.T) {
 					t.Errorf("Wants(%s, %q) = %v, want %v", k[0], k[1], got, want)
 				}
 			}
+			// Handle skips what the stage does not want: bad.wasm would trap on "unreachable".
+			m := request("unreachable")
+			m.Hook = engine.HookHTTPResponse
+			if res, err := handle(t, s, m); err != nil || res.Action != engine.Continue {
+				t.Errorf("unwanted message: %v %v", res.Action, err)
+			}
 		})
 	}
 }

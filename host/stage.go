@@ -185,8 +185,8 @@ type filter struct {
 // Handle runs m through the pinned instance.
 func (f *filter) Handle(ctx context.Context, m *engine.Message) (engine.Result, error) {
 	s := f.s
-	if m.Hook < engine.HookRequest || m.Hook > engine.HookHTTPResponse {
-		return engine.Result{}, fmt.Errorf("plugin %q: unknown hook %d: %w", s.name, m.Hook, engine.ErrPluginFailure)
+	if !s.Wants(m.Hook, m.Method) {
+		return engine.Result{}, nil // not for this plugin: continue, no guest call
 	}
 	if f.p == nil {
 		p, err := s.pool.get(ctx)
