@@ -12,6 +12,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicemcp/sluice/engine"
 )
@@ -194,4 +197,24 @@ func sharedCacheDir(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return d
+}
+
+func TestExtismTimeout(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	r, err := NewRuntime(context.Background(), RuntimeOptions{CacheDir: sharedCacheDir(t), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close(context.Background()) })
+	s := load(t, r, PluginConfig{Name: "spin", Path: fixture("extism-go.wasm"), CallTimeout: 50 * time.Millisecond, PoolSize: 1})
+	_, err = handle(t, s, request("spin"))
+	if !errors.Is(err, engine.ErrPluginFailure) || !strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("err = %v, want a timeout plugin failure", err)
+	}
+	if got := metricValue(r.metrics.failures.WithLabelValues("spin", kindTimeout)); got != 1 {
+		t.Fatalf("timeouts = %v", got)
+	}
+	if res, err := handle(t, s, request("echo")); err != nil || res.Action != engine.Replace {
+		t.Fatalf("next call: %v %v", res.Action, err)
+	}
 }

@@ -8,7 +8,8 @@
 //
 // Behaviour, by JSON-RPC method: "echo" answers replace with the message
 // unchanged and sets header X-Team to the config value "team"; "tools/call"
-// of tool "forbidden" is rejected; anything else continues (empty output).
+// of tool "forbidden" is rejected; "spin" never returns (the host's call
+// timeout must stop it); anything else continues (empty output).
 package main
 
 import (
@@ -65,6 +66,12 @@ func handle() int32 {
 	}
 	var a answer
 	switch {
+	case e.Method == "spin":
+		for spins := 0; ; spins++ {
+			if spins < 0 {
+				return 2
+			}
+		}
 	case e.Method == "echo":
 		team, _ := pdk.GetConfig("team")
 		pdk.Log(pdk.LogInfo, "echo from extism-go")
