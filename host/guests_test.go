@@ -40,7 +40,7 @@ func TestRealGuests(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.fixture, func(t *testing.T) {
-			s := load(t, r, PluginConfig{Name: tt.fixture, Path: fixture(tt.fixture), Config: map[string]any{"team": "infra"}})
+			s := load(t, r, PluginConfig{Name: tt.fixture, Path: fixture(tt.fixture), Config: map[string]any{"team": "infra"}, CallTimeout: 5 * time.Second})
 			if _, isExtism := s.backend.(*extismBackend); isExtism != (tt.abi == "extism") {
 				t.Fatalf("detected the wrong ABI (want %s)", tt.abi)
 			}
@@ -206,7 +206,7 @@ func TestExtismTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = r.Close(context.Background()) })
-	s := load(t, r, PluginConfig{Name: "spin", Path: fixture("extism-go.wasm"), CallTimeout: 50 * time.Millisecond, PoolSize: 1})
+	s := load(t, r, PluginConfig{Name: "spin", Path: fixture("extism-go.wasm"), CallTimeout: 300 * time.Millisecond, PoolSize: 1})
 	_, err = handle(t, s, request("spin"))
 	if !errors.Is(err, engine.ErrPluginFailure) || !strings.Contains(err.Error(), "timeout") {
 		t.Fatalf("err = %v, want a timeout plugin failure", err)

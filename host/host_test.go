@@ -297,7 +297,11 @@ func TestRuntimeFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.method, func(t *testing.T) {
 			name := "bad-" + tt.method
-			s := load(t, r, PluginConfig{Name: name, Path: fixture("bad.wasm"), MemoryPages: 64, CallTimeout: 50 * time.Millisecond, PoolSize: 1})
+			timeout := 5 * time.Second // generous: -race on a busy machine is slow
+			if tt.kind == kindTimeout {
+				timeout = 50 * time.Millisecond
+			}
+			s := load(t, r, PluginConfig{Name: name, Path: fixture("bad.wasm"), MemoryPages: 64, CallTimeout: timeout, PoolSize: 1})
 			created := countInstances(s)
 			f, err := s.Open(context.Background())
 			if err != nil {
