@@ -15,7 +15,7 @@ import (
 
 // startInproc runs a relay and an agent inside this process (for profiling:
 // one -cpuprofile covers both halves). It returns the MCP URL.
-func startInproc(ctx context.Context, echoURL string) (string, error) {
+func startInproc(ctx context.Context, echoURL string, tl *timeline) (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
@@ -29,8 +29,18 @@ func startInproc(ctx context.Context, echoURL string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	go r.Serve(ctx, ln)
-	b, err := httpbinding.New(httpbinding.Config{URL: echoURL}, httpbinding.Options{})
+	var agentClient, bindingClient *http.Client
+	if tl != nil {
+		srv := &http.Server{Handler: tl.handler(r.Handler())}
+		r.MarkServing()
+		go srv.Serve(ln)
+		go func() { <-ctx.Done(); srv.Close() }()
+		agentClient = &http.Client{Transport: markRT{tl, "agent: response POST", http.DefaultTransport.(*http.Transport).Clone()}}
+		bindingClient = &http.Client{Transport: markRT{tl, "agent: MCP server call", httpbinding.NewTransport()}}
+	} else {
+		go r.Serve(ctx, ln)
+	}
+	b, err := httpbinding.New(httpbinding.Config{URL: echoURL}, httpbinding.Options{HTTPClient: bindingClient})
 	if err != nil {
 		return "", err
 	}
@@ -40,7 +50,7 @@ func startInproc(ctx context.Context, echoURL string) (string, error) {
 		APIKey:        key,
 		MaxInflight:   128,
 		MaxConcurrent: 64,
-	}, agent.Options{Bindings: map[string]binding.Binding{"main": b}})
+	}, agent.Options{Bindings: map[string]binding.Binding{"main": b}, HTTPClient: agentClient})
 	if err != nil {
 		return "", err
 	}
@@ -55,5 +65,3 @@ func startInproc(ctx context.Context, echoURL string) (string, error) {
 	_, why := a.Ready()
 	return "", fmt.Errorf("in-process agent not ready: %s", why)
 }
-
-var _ = http.StatusOK

@@ -55,8 +55,11 @@ func main() {
 		inproc      = flag.Bool("inproc", false, "run relay and agent inside this process (for profiling; no RSS figures)")
 		cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the loader (and, with -inproc, relay and agent)")
 		pprofAddr   = flag.String("pprof", "", "serve net/http/pprof on this loopback address while running")
+		timelineOn  = flag.Bool("timeline", false, "with -inproc: print the mean time between the hops of a call (use -concurrency 1)")
+		skipInit    = flag.Bool("skip-initialized", false, "do not send notifications/initialized (mcp-go serves such sessions faster)")
 	)
 	flag.Parse()
+	skipInitialized = *skipInit
 	if *serveEcho != "" {
 		if err := runEcho(*serveEcho); err != nil {
 			fmt.Fprintln(os.Stderr, "sluice-bench: echo server:", err)
@@ -73,6 +76,9 @@ func main() {
 		levels = append(levels, n)
 	}
 	b := &bench{bin: *sluiceBin, size: *size, duration: *duration, warmup: *warmup, levels: levels, inproc: *inproc}
+	if *timelineOn {
+		b.tl = &timeline{}
+	}
 	if *pprofAddr != "" {
 		runtime.SetBlockProfileRate(10000)
 		runtime.SetMutexProfileFraction(10)
@@ -139,6 +145,7 @@ type bench struct {
 	warmup   time.Duration
 	levels   []int
 	inproc   bool
+	tl       *timeline
 	procs    []*exec.Cmd
 	results  []result
 	tmp      string
@@ -259,7 +266,7 @@ func (b *bench) run(pipeline string, compare bool) error {
 	if b.inproc {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		mcpURL, err := startInproc(ctx, echoURL)
+		mcpURL, err := startInproc(ctx, echoURL, b.tl)
 		if err != nil {
 			return err
 		}
@@ -269,6 +276,9 @@ func (b *bench) run(pipeline string, compare bool) error {
 				return err
 			}
 			fmt.Printf("  c=%-3d in-process tunnel/direct calls/s %.2f, p50 %.3f ms vs %.3f ms\n", c, r.CallsPerSec/direct[c].CallsPerSec, r.P50ms, direct[c].P50ms)
+		}
+		if b.tl != nil {
+			b.tl.report()
 		}
 		return nil
 	}
@@ -394,6 +404,8 @@ func (c *client) post(body []byte) (int, []byte, http.Header, error) {
 	return resp.StatusCode, b, resp.Header, err
 }
 
+var skipInitialized bool
+
 func (c *client) initialize() error {
 	st, body, h, err := c.post([]byte(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"sluice-bench","version":"1"}}}`))
 	if err != nil {
@@ -403,6 +415,9 @@ func (c *client) initialize() error {
 		return fmt.Errorf("initialize: HTTP %d: %s", st, trunc(body))
 	}
 	c.session = h.Get("Mcp-Session-Id")
+	if skipInitialized {
+		return nil
+	}
 	st, body, _, err = c.post([]byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`))
 	if err != nil {
 		return err
