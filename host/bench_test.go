@@ -28,7 +28,7 @@ func benchMessage(size int, method string) *engine.Message {
 
 // BenchmarkStage measures one stage call (continue, the common path) per
 // guest ABI and message size: "exchange" is Open+Handle+Close, "handle" is
-// Handle alone on a pinned instance.
+// Handle alone on an open filter.
 func BenchmarkStage(b *testing.B) {
 	r, err := NewRuntime(context.Background(), RuntimeOptions{CacheDir: sharedCacheDir(b)})
 	if err != nil {

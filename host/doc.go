@@ -8,8 +8,8 @@
 //
 // A Runtime owns the shared compilation cache and the per-plugin key/value
 // stores; Runtime.Load compiles one module once and returns a Stage with a
-// bounded pool of instances. Each exchange pins one instance (Stage.Open)
-// until Filter.Close. Every call runs under a deadline, a memory-page limit
+// bounded pool of instances. Each guest call checks one instance out for the
+// length of the call (see RATIONALE.md). Every call runs under a deadline, a memory-page limit
 // and a message-size limit; an instance that trapped, timed out or ran out of
 // memory is discarded, never reused.
 package host

@@ -360,29 +360,33 @@ func TestMaxMessageSize(t *testing.T) {
 	}
 }
 
+// TestPoolExhaustion: when every instance is in a call, the next call waits
+// for one (bounded by its context) instead of creating more than PoolSize.
 func TestPoolExhaustion(t *testing.T) {
 	r := newTestRuntime(t, nil, nil)
 	s := load(t, r, PluginConfig{Name: "one", Path: fixture("good.wasm"), PoolSize: 1})
-	f1, err := s.Open(context.Background())
+	held, err := s.pool.get(context.Background()) // the only instance, as if mid-call
 	if err != nil {
 		t.Fatal(err)
 	}
+	f, err := s.Open(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if _, err := s.Open(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("second Open = %v, want it to block until the deadline", err)
+	if _, err := f.Handle(ctx, request("continue")); !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, engine.ErrPluginFailure) {
+		t.Fatalf("call on an exhausted pool = %v, want a plugin failure after the deadline", err)
 	}
 	got := make(chan error, 1)
 	go func() {
-		f, err := s.Open(context.Background())
-		if err == nil {
-			f.Close()
-		}
+		_, err := f.Handle(context.Background(), request("continue"))
 		got <- err
 	}()
-	f1.Close()
+	s.pool.put(held, false)
 	if err := <-got; err != nil {
-		t.Fatalf("Open after Close: %v", err)
+		t.Fatalf("call after the instance came back: %v", err)
 	}
 }
 
@@ -417,11 +421,11 @@ func TestCloseStage(t *testing.T) {
 	}
 }
 
-// TestHammer runs many interleaved exchanges on a small pool. pin.wasm traps
-// when an instance sees another exchange between its request and response.
+// TestHammer runs many interleaved exchanges on a small pool. busy.wasm traps
+// when two goroutines enter one instance at once.
 func TestHammer(t *testing.T) {
 	r := newTestRuntime(t, nil, nil)
-	s := load(t, r, PluginConfig{Name: "pin", Path: fixture("pin.wasm"), PoolSize: 3, RecycleAfter: 50})
+	s := load(t, r, PluginConfig{Name: "busy", Path: fixture("busy.wasm"), PoolSize: 3, RecycleAfter: 50})
 	const workers, rounds = 16, 40
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
@@ -459,8 +463,38 @@ func TestHammer(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if n := metricValue(r.metrics.instances.WithLabelValues("pin")); n > 3 {
+	if n := metricValue(r.metrics.instances.WithLabelValues("busy")); n > 3 {
 		t.Fatalf("%v live instances, pool size 3", n)
+	}
+}
+
+// TestLongExchangesDoNotHoldInstances opens more exchanges than the pool has
+// instances and keeps them all open between request and response, as slow
+// tool calls do: instances are checked out per call, so nothing blocks.
+func TestLongExchangesDoNotHoldInstances(t *testing.T) {
+	r := newTestRuntime(t, nil, nil)
+	s := load(t, r, PluginConfig{Name: "busy", Path: fixture("busy.wasm"), PoolSize: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var open []engine.Filter
+	for i := 0; i < 10; i++ {
+		f, err := s.Open(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, f)
+		if _, err := f.Handle(ctx, &engine.Message{Hook: engine.HookRequest, Method: "tools/call", Body: json.RawMessage(`{}`)}); err != nil {
+			t.Fatalf("request %d blocked or failed with %d exchanges open on a pool of 1: %v", i, len(open), err)
+		}
+	}
+	for i, f := range open {
+		if _, err := f.Handle(ctx, &engine.Message{Hook: engine.HookResponse, Method: "tools/call", Body: json.RawMessage(`{}`)}); err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		f.Close()
+	}
+	if n := metricValue(r.metrics.instances.WithLabelValues("busy")); n != 1 {
+		t.Fatalf("%v live instances, want 1", n)
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 type pooled struct {
 	inst     instance
 	calls    int
-	recycle  bool
 	lastUsed time.Time
 }
 
@@ -133,6 +132,13 @@ func (p *pool) close() {
 	for _, x := range idle {
 		p.closeOne(x)
 	}
+}
+
+// isClosed reports whether close was called.
+func (p *pool) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
 }
 
 // idleCount returns the number of idle instances (tests).

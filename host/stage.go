@@ -33,7 +33,7 @@ type backend interface {
 }
 
 // Stage is one loaded plugin. It implements engine.Stage and is safe for
-// concurrent use; each exchange pins one instance from its pool.
+// concurrent use; each guest call checks one instance out of its pool.
 type Stage struct {
 	name    string
 	cfg     PluginConfig
@@ -158,11 +158,10 @@ func setOf(l []string) map[string]struct{} {
 // Open checks out one instance for the exchange; it blocks (bounded by ctx)
 // while all PoolSize instances are in use.
 func (s *Stage) Open(ctx context.Context) (engine.Filter, error) {
-	p, err := s.pool.get(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("plugin %q: %w", s.name, err)
+	if s.pool.isClosed() {
+		return nil, fmt.Errorf("plugin %q: %w", s.name, errPoolClosed)
 	}
-	return &filter{s: s, p: p}, nil
+	return &filter{s: s}, nil
 }
 
 // Close closes every pooled instance and the compiled module. Instances
@@ -176,44 +175,41 @@ func (s *Stage) Close() error {
 	return s.closeErr
 }
 
-// filter pins one pooled instance for one exchange.
+// filter is one exchange's view of a stage. It holds no instance: each
+// Handle checks one out of the pool for the length of the guest call only, so
+// an exchange that waits seconds for a slow tool between its request and its
+// response holds nothing, and a pool of about two instances per core serves
+// any number of concurrent exchanges (see RATIONALE.md).
 type filter struct {
 	s *Stage
-	p *pooled // nil after a failure until the next Handle checks out a fresh one
 }
 
-// Handle runs m through the pinned instance.
+// Handle runs m through a pooled instance.
 func (f *filter) Handle(ctx context.Context, m *engine.Message) (engine.Result, error) {
 	s := f.s
 	if !s.Wants(m.Hook, m.Method) {
 		return engine.Result{}, nil // not for this plugin: continue, no guest call
-	}
-	if f.p == nil {
-		p, err := s.pool.get(ctx)
-		if err != nil {
-			return engine.Result{}, fmt.Errorf("plugin %q: %w: %w", s.name, engine.ErrPluginFailure, err)
-		}
-		f.p = p
 	}
 	if len(m.Body) > s.cfg.MaxMessageSize {
 		s.m.failures[kindTooLarge].Inc()
 		return engine.Result{}, fmt.Errorf("plugin %q: message of %d bytes exceeds max-message-size %d: %w",
 			s.name, len(m.Body), s.cfg.MaxMessageSize, engine.ErrPluginFailure)
 	}
+	p, err := s.pool.get(ctx)
+	if err != nil {
+		return engine.Result{}, fmt.Errorf("plugin %q: %w: %w", s.name, engine.ErrPluginFailure, err)
+	}
 	start := time.Now()
-	r, kind, err := f.p.inst.call(ctx, m)
+	r, kind, err := p.inst.call(ctx, m)
 	s.m.duration[m.Hook].Observe(time.Since(start).Seconds())
-	f.p.calls++
+	p.calls++
 	if err != nil {
 		s.m.failures[kind].Inc()
-		s.pool.put(f.p, true)
-		f.p = nil
+		s.pool.put(p, true)
 		return engine.Result{}, fmt.Errorf("plugin %q %s: %w: %w", s.name, kind, engine.ErrPluginFailure, err)
 	}
 	s.m.calls[m.Hook][r.Action].Inc()
-	if f.p.calls >= s.cfg.RecycleAfter || f.p.inst.memSize() > s.highWater() {
-		f.p.recycle = true
-	}
+	s.pool.put(p, p.calls >= s.cfg.RecycleAfter || p.inst.memSize() > s.highWater())
 	return r, nil
 }
 
@@ -221,10 +217,5 @@ func (f *filter) Handle(ctx context.Context, m *engine.Message) (engine.Result, 
 // end of its exchange: half the page limit.
 func (s *Stage) highWater() uint64 { return uint64(s.cfg.MemoryPages) * 65536 / 2 }
 
-// Close returns the instance to the pool (or discards it when due for recycling).
-func (f *filter) Close() {
-	if f.p != nil {
-		f.s.pool.put(f.p, f.p.recycle)
-		f.p = nil
-	}
-}
+// Close ends the exchange; the filter holds nothing.
+func (f *filter) Close() {}
