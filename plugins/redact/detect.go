@@ -78,6 +78,8 @@ func init() {
 				h = digit(n)
 			case a == ':' && n == '/':
 				h = true
+			case (a == 'y' || a == 'Y') && (n == ':' || n == '='):
+				h = true // "…secret_access_key: <40 chars>"
 			case a >= 'a' && a <= 'z' || upper(a) || digit(a) || a == '_' || a == '.':
 				switch string([]byte{a, n}) {
 				case "sk", "rk", "gh", "gi", "xo", "ey", "be":
@@ -162,6 +164,13 @@ func (r *Redactor) scanString(b []byte, s, e int) {
 				i, matchEnd = z, z
 			}
 			continue
+		}
+		if (c == 'y' || c == 'Y') && (b[i+1] == ':' || b[i+1] == '=') && r.enabled[KindAWSSecretKey] {
+			if a, z := awsSecretAfterKeyword(b, i, s, e); z > 0 {
+				r.add(a, z, int(KindAWSSecretKey))
+				i, matchEnd = z, z
+				continue
+			}
 		}
 		if is(c, cWord) { // a letter pair such as "sk" or "ey"
 			if i == escEnd || i == s || !blocksStart(b[i-1]) {
@@ -834,4 +843,75 @@ func safeEnd(win []byte, z int) int {
 		k++
 	}
 	return z
+}
+
+// secretKeyName reports whether an identifier names an AWS secret access key:
+// it ends, ignoring case and separators, in "secretaccesskey" or "secretkey"
+// (aws_secret_access_key, AWS_SECRET_ACCESS_KEY, SecretAccessKey,
+// aws_secret_key). A 40-character secret has no shape of its own, so only
+// this keyword context marks it.
+func secretKeyName(id []byte) bool {
+	var tail [15]byte
+	n := 0
+	for j := len(id) - 1; j >= 0 && n < len(tail); j-- {
+		c := id[j]
+		if c == '_' || c == '-' {
+			continue
+		}
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			break
+		}
+		tail[len(tail)-1-n] = c
+		n++
+	}
+	t := string(tail[len(tail)-n:])
+	return strings.HasSuffix(t, "secretaccesskey") || strings.HasSuffix(t, "secretkey")
+}
+
+// awsSecretValue returns i+40 when b[i:] starts with exactly 40 characters of
+// the AWS secret key alphabet ([A-Za-z0-9/+]) followed by a boundary, or 0.
+func awsSecretValue(b []byte, i, e int) int {
+	j := i
+	for j < e && j-i <= 40 && awsSecretByte(b[j]) {
+		j++
+	}
+	if j-i != 40 || j < e && (awsSecretByte(b[j]) || b[j] == '=') {
+		return 0
+	}
+	return j
+}
+
+func awsSecretByte(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '/' || c == '+'
+}
+
+// awsSecretAfterKeyword matches "<secret key name>[:=] <40 chars>" where y at
+// i ends the name (the identifier starts at or after s). It returns the
+// secret's bounds, or 0, 0. Between separator and value it allows spaces and
+// one quote, escaped (\") as it appears inside a JSON string, or single.
+func awsSecretAfterKeyword(b []byte, i, s, e int) (int, int) {
+	k := i
+	for k > s && (is(b[k-1], cWord) || b[k-1] == '-') {
+		k--
+	}
+	if !secretKeyName(b[k : i+1]) {
+		return 0, 0
+	}
+	j := i + 2
+	for j < e && b[j] == ' ' {
+		j++
+	}
+	switch {
+	case j+1 < e && b[j] == '\\' && b[j+1] == '"':
+		j += 2
+	case j < e && b[j] == '\'':
+		j++
+	}
+	if z := awsSecretValue(b, j, e); z > 0 {
+		return j, z
+	}
+	return 0, 0
 }

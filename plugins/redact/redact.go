@@ -31,13 +31,14 @@ const (
 	KindPhone
 	KindCard
 	KindIBAN
+	KindAWSSecretKey
 	numBuiltin
 )
 
 var kindNames = [numBuiltin]string{
 	"aws_access_key", "openai_key", "github_token", "slack_token", "google_api_key",
 	"stripe_key", "bearer_token", "private_key", "jwt", "connection_string",
-	"email", "phone", "card", "iban",
+	"email", "phone", "card", "iban", "aws_secret_key",
 }
 
 // KindNames lists the built-in detector names in a stable order.
@@ -395,7 +396,12 @@ func (r *Redactor) scan(b []byte) {
 				r.stack[d-1].expectKey = false
 			} else if d == 0 || !r.stack[d-1].obj || !reservedKey(b[r.stack[d-1].keyS:r.stack[d-1].keyE], d == 1) {
 				before := len(r.matches)
-				r.scanString(b, i+1, end)
+				if d > 0 && r.stack[d-1].obj && r.enabled[KindAWSSecretKey] &&
+					secretKeyName(b[r.stack[d-1].keyS:r.stack[d-1].keyE]) && awsSecretValue(b, i+1, end) == end {
+					r.add(i+1, end, int(KindAWSSecretKey))
+				} else {
+					r.scanString(b, i+1, end)
+				}
 				if len(r.matches) > before && len(r.paths) > 0 && !r.pathAllowed(b) {
 					r.matches = r.matches[:before]
 				}

@@ -122,6 +122,15 @@ func TestDetectors(t *testing.T) {
 		{"iban spaced", "IBAN DE89 3704 0044 0532 0130 00.", "IBAN [REDACTED:iban]."},
 		{"iban compact", "GB82WEST12345698765432", "[REDACTED:iban]"},
 		{"iban bad check", "DE89 3704 0044 0532 0130 01 and GB82WEST12345698765433", ""},
+		// AWS secret access keys: only with their keyword
+		{"aws secret yaml", "aws_secret_access_key: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\nnext", "aws_secret_access_key: [REDACTED:aws_secret_key]\nnext"},
+		{"aws secret env", "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "AWS_SECRET_ACCESS_KEY=[REDACTED:aws_secret_key]"},
+		{"aws secret quoted", `SecretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"`, `SecretAccessKey: "[REDACTED:aws_secret_key]"`},
+		{"aws secret single quoted", "aws_secret_key='wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'", "aws_secret_key='[REDACTED:aws_secret_key]'"},
+		{"aws secret no keyword", "checksum: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", ""},
+		{"aws secret 39 chars", "aws_secret_access_key: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKE", ""},
+		{"aws secret 41 chars", "aws_secret_access_key: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEYS", ""},
+		{"aws public key kept", "public_key: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", ""},
 		// Mixed and escapes
 		{"several", "a@example.com, AKIAIOSFODNN7EXAMPLE", "[REDACTED:email], [REDACTED:aws_access_key]"},
 		{"quotes around", `"AKIAIOSFODNN7EXAMPLE"`, `"[REDACTED:aws_access_key]"`},
@@ -145,6 +154,16 @@ func TestDetectors(t *testing.T) {
 				t.Fatalf("got  %q\nwant %q", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestAWSSecretMember(t *testing.T) {
+	r := mustNew(t, redact.Config{})
+	in := []byte(`{"jsonrpc":"2.0","id":3,"result":{"structuredContent":{"aws_secret_access_key":"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY","other":"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}}}`)
+	out, o := r.Redact(in)
+	want := `{"jsonrpc":"2.0","id":3,"result":{"structuredContent":{"aws_secret_access_key":"[REDACTED:aws_secret_key]","other":"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}}}`
+	if string(out) != want || o.Masked != 1 {
+		t.Fatalf("got %s (%d masked)\nwant %s", out, o.Masked, want)
 	}
 }
 
