@@ -11,9 +11,11 @@ import (
 // Peek is what the engine reads of a JSON-RPC message without decoding the rest:
 // the raw id (nil when absent), the method, and the tool name of a tools/call.
 type Peek struct {
-	ID     json.RawMessage
-	Method string
-	Tool   string
+	// JSONRPC is the "jsonrpc" member when it is a string ("2.0").
+	JSONRPC string
+	ID      json.RawMessage
+	Method  string
+	Tool    string
 	// HasResult is true for a response (it has result or error).
 	HasResult bool
 }
@@ -65,6 +67,12 @@ func PeekMessage(b []byte) (Peek, error) {
 				}
 				return err
 			})
+		case "jsonrpc":
+			if s.Peek() == '"' {
+				v, err := s.Str()
+				p.JSONRPC = v
+				return err
+			}
 		case "result", "error":
 			p.HasResult = true
 		}
@@ -96,6 +104,7 @@ func peekSlow(b []byte) (Peek, error) {
 		return Peek{}, err
 	}
 	var p Peek
+	_ = json.Unmarshal(m["jsonrpc"], &p.JSONRPC)
 	if id, ok := m["id"]; ok && string(id) != "null" {
 		p.ID = id
 	}

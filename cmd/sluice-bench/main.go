@@ -56,6 +56,7 @@ func main() {
 		cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the loader (and, with -inproc, relay and agent)")
 		pprofAddr   = flag.String("pprof", "", "serve net/http/pprof on this loopback address while running")
 		timelineOn  = flag.Bool("timeline", false, "with -inproc: print the mean time between the hops of a call (use -concurrency 1)")
+		loader      = flag.String("loader", "auto", "load generator: wrk (C, light on CPU), go (built in), or auto (wrk when on PATH)")
 		skipInit    = flag.Bool("skip-initialized", false, "do not send notifications/initialized (mcp-go serves such sessions faster)")
 	)
 	flag.Parse()
@@ -76,6 +77,18 @@ func main() {
 		levels = append(levels, n)
 	}
 	b := &bench{bin: *sluiceBin, size: *size, duration: *duration, warmup: *warmup, levels: levels, inproc: *inproc}
+	switch *loader {
+	case "wrk":
+		if !haveWrk() {
+			fatalf("-loader wrk: wrk is not on PATH (Debian/Ubuntu: apt-get install wrk)")
+		}
+		b.wrk = true
+	case "auto":
+		b.wrk = haveWrk() && !*inproc
+	case "go":
+	default:
+		fatalf("-loader must be wrk, go or auto")
+	}
 	if *timelineOn {
 		b.tl = &timeline{}
 	}
@@ -145,6 +158,7 @@ type bench struct {
 	warmup   time.Duration
 	levels   []int
 	inproc   bool
+	wrk      bool
 	tl       *timeline
 	procs    []*exec.Cmd
 	results  []result
@@ -245,8 +259,12 @@ func (b *bench) run(pipeline string, compare bool) error {
 		return err
 	}
 
-	fmt.Printf("sluice-bench: %d-byte tools/call, %v per scenario after %v warm-up, GOMAXPROCS of this loader %s\n",
-		b.size, b.duration, b.warmup, os.Getenv("GOMAXPROCS"))
+	gen := "built-in Go client"
+	if b.wrk {
+		gen = "wrk"
+	}
+	fmt.Printf("sluice-bench: %d-byte tools/call, %v per scenario after warm-up, load from %s, %d CPUs\n",
+		b.size, b.duration, gen, runtime.NumCPU())
 	fmt.Printf("%-8s %-10s %5s %10s %9s %9s %7s\n", "target", "pipeline", "conc", "calls/s", "p50 ms", "p99 ms", "errors")
 
 	direct := map[int]result{}
@@ -436,6 +454,9 @@ func trunc(b []byte) string {
 }
 
 func (b *bench) load(target, pipeline, url, _ string, conc int) (result, error) {
+	if b.wrk {
+		return b.wrkLoad(target, pipeline, url, conc)
+	}
 	c := newClient(url, conc)
 	if err := c.initialize(); err != nil {
 		return result{}, fmt.Errorf("%s: %w", target, err)

@@ -197,15 +197,14 @@ func (r *Relay) mcpFrontDoor(w http.ResponseWriter, req *http.Request, id string
 // classify checks that body is one JSON-RPC message and says what kind. It
 // returns the JSON-RPC error to answer with (status 400) otherwise.
 func classify(body []byte) (engine.Peek, msgKind, *engine.RPCError) {
-	trim := bytes.TrimLeft(body, " \t\r\n")
-	if !json.Valid(body) {
-		return engine.Peek{}, 0, &engine.RPCError{Code: engine.CodeParseError, Message: "parse error"}
-	}
-	if trim[0] == '[' {
-		return engine.Peek{}, 0, &engine.RPCError{Code: engine.CodeInvalidRequest, Message: "invalid request: JSON-RPC batches are not supported"}
-	}
-	p, err := engine.PeekMessage(body)
+	p, err := engine.PeekMessage(body) // validates the whole message in one pass
 	if err != nil {
+		if !json.Valid(body) {
+			return engine.Peek{}, 0, &engine.RPCError{Code: engine.CodeParseError, Message: "parse error"}
+		}
+		if trim := bytes.TrimLeft(body, " \t\r\n"); trim[0] == '[' {
+			return engine.Peek{}, 0, &engine.RPCError{Code: engine.CodeInvalidRequest, Message: "invalid request: JSON-RPC batches are not supported"}
+		}
 		return engine.Peek{}, 0, &engine.RPCError{Code: engine.CodeInvalidRequest, Message: "invalid request: not a JSON-RPC message object"}
 	}
 	switch {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"syscall"
 
+	"github.com/sluicemcp/sluice/engine"
 	"github.com/sluicemcp/sluice/engine/binding"
 	"github.com/sluicemcp/sluice/engine/wire"
 )
@@ -111,22 +112,19 @@ func (e *canceledError) Unwrap() []error {
 	return []error{context.Canceled, e.err}
 }
 
-// present records that a JSON member exists without copying its value.
+// present records that a JSON member exists.
 type present bool
-
-func (p *present) UnmarshalJSON([]byte) error { *p = true; return nil }
 
 // peek is the part of a JSON-RPC message the binding reads.
 type peek struct {
-	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id"`
-	Method  present         `json:"method"`
-	Result  present         `json:"result"`
-	Error   present         `json:"error"`
+	JSONRPC string
+	ID      json.RawMessage // nil when absent or null
+	Method  bool            // a method is present: a notification or request
+	Result  present         // a result or an error is present: a response
 }
 
 // isResponse reports whether the message is a JSON-RPC response.
-func (p *peek) isResponse() bool { return bool(p.Result) || bool(p.Error) }
+func (p *peek) isResponse() bool { return bool(p.Result) }
 
 // peekMessage checks that b is one JSON-RPC message (a JSON object with a
 // jsonrpc "2.0" member and a method, a result or an error) and reads its id. The error is a protocol
@@ -143,10 +141,15 @@ func peekMessage(b []byte) (peek, error) {
 		}
 		return p, protocolError(kindMalformedJSON, errors.New("message is not JSON"))
 	}
-	if err := json.Unmarshal(t, &p); err != nil {
+	ep, err := engine.PeekMessage(t)
+	if err != nil {
+		if json.Valid(t) { // valid JSON of the wrong shape (a non-string method)
+			return p, protocolError(kindInvalidResponse, err)
+		}
 		return p, protocolError(kindMalformedJSON, err)
 	}
-	if p.JSONRPC != "2.0" || (!bool(p.Method) && !p.isResponse()) {
+	p = peek{JSONRPC: ep.JSONRPC, ID: ep.ID, Method: ep.Method != "", Result: present(ep.HasResult)}
+	if p.JSONRPC != "2.0" || (!p.Method && !p.isResponse()) {
 		return p, protocolError(kindInvalidResponse, errors.New("object is not a JSON-RPC message"))
 	}
 	return p, nil
@@ -178,10 +181,8 @@ func sameID(a, b json.RawMessage) bool {
 
 // requestID returns the id of the request body, or nil.
 func requestID(body []byte) json.RawMessage {
-	var p struct {
-		ID json.RawMessage `json:"id"`
-	}
-	if json.Unmarshal(body, &p) != nil || bytes.Equal(bytes.TrimSpace(p.ID), []byte("null")) {
+	p, err := engine.PeekMessage(body)
+	if err != nil {
 		return nil
 	}
 	return p.ID
