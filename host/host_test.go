@@ -498,6 +498,17 @@ func TestLongExchangesDoNotHoldInstances(t *testing.T) {
 	}
 }
 
+// TestTrustedStage: a trusted stage (no loop checks) loads and serves; an
+// untrusted one with the same module interrupts a runaway loop (TestFailures).
+func TestTrustedStage(t *testing.T) {
+	r := newTestRuntime(t, nil, nil)
+	s := load(t, r, PluginConfig{Name: "trusted", Path: fixture("good.wasm"), Trusted: true})
+	res, err := handle(t, s, request("jam"))
+	if err != nil || res.Action != engine.Reject {
+		t.Fatalf("trusted stage: %+v, %v", res, err)
+	}
+}
+
 func TestEnvelopeLayout(t *testing.T) {
 	m := &engine.Message{
 		Hook: engine.HookResponse, Side: engine.SideRelay, Notification: true, Status: 200,

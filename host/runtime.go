@@ -174,7 +174,7 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig) (*Stage, error) {
 	}
 	rc := wazero.NewRuntimeConfig().
 		WithCompilationCache(r.cache).
-		WithCloseOnContextDone(true).
+		WithCloseOnContextDone(!cfg.Trusted).
 		WithMemoryLimitPages(cfg.MemoryPages)
 	wrt := wazero.NewRuntimeWithConfig(ctx, rc)
 	compiled, err := wrt.CompileModule(ctx, bin)

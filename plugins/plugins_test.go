@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/sluicemcp/sluice/host"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluicemcp/sluice/engine"
 	"github.com/sluicemcp/sluice/plugins"
@@ -116,20 +118,34 @@ func TestOAuthMetaInGuest(t *testing.T) {
 }
 
 // BenchmarkRedactInGuest measures redact inside the standard-Go Wasm guest,
-// through the real host, on a tool result without secrets (the common case).
+// through the real host, on a tool result without secrets (the common case),
+// with the loop checks that let call-timeout stop a runaway guest (the
+// default) and without them (limits.trusted).
 func BenchmarkRedactInGuest(b *testing.B) {
-	w := load(b, "redact", nil)
-	for _, size := range []int{1 << 10, 16 << 10, 256 << 10, 1 << 20} {
-		var sb strings.Builder
-		for sb.Len() < size-100 {
-			sb.WriteString("The deployment of api-gateway finished at 2024-05-01T10:30:00Z; see https://docs.example.com/x?y=1 (task-sk-list, 3.14159). ")
-		}
-		body := toolResult(sb.String()[:size-100])
-		b.Run(fmt.Sprintf("clean/%dKiB", size>>10), func(b *testing.B) {
-			b.SetBytes(int64(len(body)))
-			for b.Loop() {
-				w.handle(sdk.Message{Hook: sdk.HookResponse, Method: "tools/call", Status: 200, Body: body})
+	if testing.Short() {
+		b.Skip("compiles the module")
+	}
+	mod, _ := plugins.Lookup("redact")
+	for _, mode := range []struct {
+		name    string
+		trusted bool
+	}{{"checked", false}, {"trusted", true}} {
+		st := wasmtest.LoadConfig(b, host.PluginConfig{Name: "redact", Module: mod, Trusted: mode.trusted, CallTimeout: 10 * time.Second})
+		w := &wasmStage{t: b, st: st}
+		for _, size := range []int{1 << 10, 16 << 10, 256 << 10, 1 << 20} {
+			var sb strings.Builder
+			for sb.Len() < size-100 {
+				sb.WriteString("The deployment of api-gateway finished at 2024-05-01T10:30:00Z; see https://docs.example.com/x?y=1 (task-sk-list, 3.14159). ")
 			}
-		})
+			body := toolResult(sb.String()[:size-100])
+			b.Run(fmt.Sprintf("%s/clean/%dKiB", mode.name, size>>10), func(b *testing.B) {
+				b.SetBytes(int64(len(body)))
+				w.handle(sdk.Message{Hook: sdk.HookResponse, Method: "tools/call", Status: 200, Body: body}) // warm the instance
+				b.ResetTimer()
+				for b.Loop() {
+					w.handle(sdk.Message{Hook: sdk.HookResponse, Method: "tools/call", Status: 200, Body: body})
+				}
+			})
+		}
 	}
 }

@@ -134,6 +134,9 @@ type PluginLimits struct {
 	CallTimeout    time.Duration `koanf:"call-timeout"`
 	MaxMessageSize int           `koanf:"max-message-size"`
 	AllowedHosts   []string      `koanf:"allowed-hosts"`
+	// Trusted drops the loop checks that let call-timeout interrupt a guest
+	// (faster compute; a runaway loop is then not stopped).
+	Trusted bool `koanf:"trusted"`
 }
 
 // Defaults, documented in koanf.yaml and docs/configuration.md.

@@ -83,6 +83,7 @@ func (p *pipelines) pluginConfig(key string, e PluginConfig) (host.PluginConfig,
 		CallTimeout:    e.Limits.CallTimeout,
 		MaxMessageSize: e.Limits.MaxMessageSize,
 		AllowedHosts:   e.Limits.AllowedHosts,
+		Trusted:        e.Limits.Trusted,
 		Shadow:         e.Shadow,
 	}
 	if e.OnError == "fail_open" {

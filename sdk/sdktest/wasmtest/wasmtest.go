@@ -27,13 +27,20 @@ func Load(t testing.TB, path string, cfg map[string]any) *host.Stage {
 // LoadModule is Load for a module already in memory (an embedded plugin).
 func LoadModule(t testing.TB, name string, mod []byte, cfg map[string]any) *host.Stage {
 	t.Helper()
+	return LoadConfig(t, host.PluginConfig{Name: name, Module: mod, Config: cfg})
+}
+
+// LoadConfig loads a module with a full host configuration (limits, trust)
+// in a fresh runtime that is closed when the test ends.
+func LoadConfig(t testing.TB, pc host.PluginConfig) *host.Stage {
+	t.Helper()
 	ctx := context.Background()
 	rt, err := host.NewRuntime(ctx, host.RuntimeOptions{CacheDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("wasmtest: new runtime: %v", err)
 	}
 	t.Cleanup(func() { _ = rt.Close(ctx) })
-	st, err := rt.Load(ctx, host.PluginConfig{Name: name, Module: mod, Config: cfg})
+	st, err := rt.Load(ctx, pc)
 	if err != nil {
 		t.Fatalf("wasmtest: %v", err)
 	}
