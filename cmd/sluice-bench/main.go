@@ -57,6 +57,9 @@ func main() {
 		pprofAddr   = flag.String("pprof", "", "serve net/http/pprof on this loopback address while running")
 		timelineOn  = flag.Bool("timeline", false, "with -inproc: print the mean time between the hops of a call (use -concurrency 1)")
 		loader      = flag.String("loader", "auto", "load generator: wrk (C, light on CPU), go (built in), or auto (wrk when on PATH)")
+		startupOn   = flag.Bool("startup", true, "also measure startup to ready with the -pipeline chain, cold and warm compilation cache")
+		payload     = flag.String("payload", "x", "tool argument text: x (one repeated letter) or text (prose with numbers, paths and capitals, which redact must inspect)")
+		trusted     = flag.Bool("trusted", false, "run the -pipeline plugins with limits.trusted (no loop checks)")
 		skipInit    = flag.Bool("skip-initialized", false, "do not send notifications/initialized (mcp-go serves such sessions faster)")
 	)
 	flag.Parse()
@@ -89,6 +92,9 @@ func main() {
 	default:
 		fatalf("-loader must be wrk, go or auto")
 	}
+	b.payload = *payload
+	b.trusted = *trusted
+	b.startupOn = *startupOn
 	if *timelineOn {
 		b.tl = &timeline{}
 	}
@@ -152,17 +158,22 @@ type result struct {
 }
 
 type bench struct {
-	bin      string
-	size     int
-	duration time.Duration
-	warmup   time.Duration
-	levels   []int
-	inproc   bool
-	wrk      bool
-	tl       *timeline
-	procs    []*exec.Cmd
-	results  []result
-	tmp      string
+	bin       string
+	size      int
+	duration  time.Duration
+	warmup    time.Duration
+	levels    []int
+	inproc    bool
+	startupOn bool
+	trusted   bool
+	tunnelEnv []string
+	agentArgs func(echoURL string) []string
+	payload   string
+	wrk       bool
+	tl        *timeline
+	procs     []*exec.Cmd
+	results   []result
+	tmp       string
 }
 
 func freeAddr() string {
@@ -325,6 +336,11 @@ func (b *bench) run(pipeline string, compare bool) error {
 		}
 		b.procs = b.procs[:n-2]
 	}
+	if b.startupOn && pipeline != "none" {
+		if err := b.startup(echoURL, pipeline); err != nil {
+			return err
+		}
+	}
 	fmt.Println("ratios (same run):")
 	for _, pl := range pipes {
 		for _, c := range b.levels {
@@ -357,12 +373,24 @@ func (b *bench) startTunnel(echoURL, pipeline string) (mcpURL string, relay, age
 		sb.WriteString("\n")
 		for _, p := range strings.Split(pipeline, ",") {
 			fmt.Fprintf(&sb, "  - plugin: %s\n", strings.TrimSpace(p))
+			if b.trusted {
+				sb.WriteString("    limits:\n      trusted: true\n")
+			}
 		}
 	}
 	if err := os.WriteFile(cfg, []byte(sb.String()), 0o600); err != nil {
 		return "", nil, nil, err
 	}
 	env := []string{"BENCH_RUNTIME_KEY=sk-bench-runtime", "CONTROL_PLANE_API_KEY=sk-bench-runtime", "LOG_LEVEL=warn", "LOG_FORMAT=json"}
+	b.tunnelEnv = env
+	b.agentArgs = func(echoURL string) []string {
+		return []string{"--config", cfg,
+			"--control-plane.base-url", "http://" + relayAddr,
+			"--control-plane.tunnel-id", tunnel,
+			"--control-plane.max-inflight", "128",
+			"--mcp.max-concurrent-requests", "64",
+			"--mcp.server-url", echoURL}
+	}
 	relay, err = b.start("relay-"+pipeline, env, b.bin, "relay", "--config", cfg)
 	if err != nil {
 		return "", nil, nil, err
@@ -371,13 +399,7 @@ func (b *bench) startTunnel(echoURL, pipeline string) (mcpURL string, relay, age
 		return "", nil, nil, fmt.Errorf("relay: %w (log in %s)", err, b.tmp)
 	}
 	healthAddr := freeAddr()
-	agent, err = b.start("agent-"+pipeline, env, b.bin, "run", "--config", cfg,
-		"--control-plane.base-url", "http://"+relayAddr,
-		"--control-plane.tunnel-id", tunnel,
-		"--control-plane.max-inflight", "128",
-		"--mcp.max-concurrent-requests", "64",
-		"--mcp.server-url", echoURL,
-		"--health.listen-addr", healthAddr)
+	agent, err = b.start("agent-"+pipeline, env, append([]string{b.bin, "run"}, append(b.agentArgs(echoURL), "--health.listen-addr", healthAddr)...)...)
 	if err != nil {
 		return "", nil, nil, err
 	}
@@ -461,7 +483,7 @@ func (b *bench) load(target, pipeline, url, _ string, conc int) (result, error) 
 	if err := c.initialize(); err != nil {
 		return result{}, fmt.Errorf("%s: %w", target, err)
 	}
-	msg := strings.Repeat("x", b.size)
+	msg := b.message()
 	var measuring atomic.Bool
 	var calls, errs atomic.Int64
 	lat := make([][]time.Duration, conc)
@@ -561,3 +583,18 @@ func procStatus(pid int, key string) int64 {
 
 func rssKiB(pid int) int64 { return procStatus(pid, "VmRSS") }
 func hwmKiB(pid int) int64 { return procStatus(pid, "VmHWM") }
+
+// message returns the tool argument: b.size bytes of the chosen payload, safe
+// to embed in a JSON string as is.
+func (b *bench) message() string {
+	if b.payload != "text" {
+		return strings.Repeat("x", b.size)
+	}
+	const prose = "The deployment of api-gateway v2.14.3 finished at 2026-05-01T10:30:00Z on node-17; " +
+		"see https://docs.example.com/runbooks/Gateway?tab=3 (ticket OPS-4412, 99.95% SLO, 3 retries). "
+	var sb strings.Builder
+	for sb.Len() < b.size {
+		sb.WriteString(prose)
+	}
+	return sb.String()[:b.size]
+}

@@ -25,7 +25,7 @@ func (b *bench) wrkLoad(target, pipeline, url string, conc int) (result, error) 
 	script := filepath.Join(b.tmp, "call.lua")
 	lua := `
 local n = 0
-local msg = string.rep("x", ` + strconv.Itoa(b.size) + `)
+local msg = "` + b.message() + `"
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Accept"] = "application/json, text/event-stream"
