@@ -117,7 +117,7 @@ func readConformance(dir string) (confRun, error) {
 // The relay answers a standalone GET with 405 and emits its own SSE events
 // without ids, so neither a GET stream nor Last-Event-ID resumption crosses.
 var tunnelLimits = map[string]string{
-	"server-sse-polling": "closes the POST SSE stream mid-call and resumes it with Last-Event-ID; needs SSE event ids (priming event, retry field) and resumption, which the tunnel wire does not carry",
+	"server-sse-polling": "the everything-server ends the POST's event stream with no event at all (no response, no event id to resume from, so the agent's GET + Last-Event-ID resumption has nothing to resume); a direct client sees 200 and an empty stream, while through the tunnel the unanswered request is reported as a 502 transport_closed failure, since the wire has no way to say 'empty stream'",
 }
 
 // compareConformance returns one line per unexpected difference.

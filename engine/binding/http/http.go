@@ -323,14 +323,28 @@ func (b *Binding) stream(ctx context.Context, req *binding.Request, resp *http.R
 	if len(id) == 0 {
 		id = requestID(req.Body)
 	}
+	defer func() { resp.Body.Close() }() // the resumed stream, if any (post closes the first)
 	sr := newSSEReader(resp.Body, int(min(b.max, int64(^uint(0)>>1))))
 	header := resp.Header
 	first := true
+	resumes := 0
 	for {
 		ev, err := sr.next()
 		if err == io.EOF {
-			return &binding.Error{Source: wire.SourceTransportClosed, Kind: kindUnexpectedEOF,
-				Err: errors.New("event stream ended before the response")}
+			// The server ended the stream before the response (SSE polling,
+			// SEP-1699). Resume it privately with GET + Last-Event-ID, as a
+			// direct client would: the tunnel wire has no event ids, so the
+			// MCP client cannot do it through the relay.
+			next, rerr := b.resume(ctx, req, sr, resumes)
+			if rerr != nil {
+				return rerr
+			}
+			resumes++
+			resp.Body.Close()
+			resp = next
+			sr = newSSEReader(resp.Body, int(min(b.max, int64(^uint(0)>>1))))
+			sr.lastID = lastIDOf(next.Request)
+			continue
 		}
 		if err != nil {
 			return classify(ctx, err, true)
@@ -361,6 +375,63 @@ func (b *Binding) stream(ctx context.Context, req *binding.Request, resp *http.R
 			return nil
 		}
 	}
+}
+
+// maxResumes bounds how often one request's stream is resumed.
+const maxResumes = 5
+
+// maxResumeWait caps the server's retry hint.
+const maxResumeWait = 5 * time.Second
+
+// resume reopens an event stream that ended before the response: after the
+// server's retry delay (capped), GET the endpoint with Last-Event-ID in the
+// same session. It fails with the transport_closed error the caller would
+// have returned when resumption is impossible (no event id, no session, the
+// server refuses).
+func (b *Binding) resume(ctx context.Context, req *binding.Request, sr *sseReader, n int) (*http.Response, error) {
+	closed := &binding.Error{Source: wire.SourceTransportClosed, Kind: kindUnexpectedEOF,
+		Err: errors.New("event stream ended before the response")}
+	session := req.Header.Get("Mcp-Session-Id")
+	if sr.lastID == "" || session == "" || n >= maxResumes {
+		return nil, closed
+	}
+	if wait := min(sr.retry, maxResumeWait); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, classify(ctx, ctx.Err(), true)
+		}
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, b.url, nil)
+	if err != nil {
+		return nil, closed
+	}
+	hreq.Header = b.header(req.Header)
+	hreq.Header["Accept"] = []string{"text/event-stream"}
+	hreq.Header["Last-Event-Id"] = []string{sr.lastID}
+	resp, err := b.client.Do(hreq)
+	if err != nil {
+		return nil, classify(ctx, err, false)
+	}
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if resp.StatusCode != http.StatusOK || mt != "text/event-stream" {
+		b.drain(resp.Body)
+		resp.Body.Close()
+		b.log.Debug("http binding: server refused to resume an event stream", "status", resp.StatusCode)
+		return nil, closed
+	}
+	return resp, nil
+}
+
+// lastIDOf returns the Last-Event-ID a resumption request carried, so a
+// resumed stream that sends no ids of its own can be resumed again.
+func lastIDOf(r *http.Request) string {
+	if r == nil {
+		return ""
+	}
+	return r.Header.Get("Last-Event-Id")
 }
 
 // finishStream gives a server that ends its event stream right after the

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strconv"
+	"time"
 )
 
 // errTooLarge is returned when one line or one event exceeds the size limit.
@@ -34,6 +36,7 @@ type sseReader struct {
 
 	typ    string
 	lastID string
+	retry  time.Duration // the last "retry:" field, 0 when none
 	data   []byte
 	hasAny bool // a field was seen since the last dispatch
 }
@@ -168,6 +171,10 @@ func (s *sseReader) next() (event, error) {
 		case "id":
 			if bytes.IndexByte(value, 0) < 0 {
 				s.lastID = string(value)
+			}
+		case "retry":
+			if n, err := strconv.Atoi(string(value)); err == nil && n >= 0 {
+				s.retry = time.Duration(n) * time.Millisecond
 			}
 		}
 	}
