@@ -184,24 +184,9 @@ func encodeResponse(requestID, channel, typ string, status int, header http.Head
 	} else {
 		b = append(b, body...)
 	}
-	b = append(b, `,"resp_headers":{`...)
-	first := true
-	for k, vs := range wire.FilterResponseHeaders(header) {
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = appendJSONString(b, k)
-		b = append(b, ":["...)
-		for i, v := range vs {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, v)
-		}
-		b = append(b, ']')
-	}
-	b = append(b, `},"resp_code":`...)
+	b = append(b, `,"resp_headers":`...)
+	b = wire.AppendHeaders(b, wire.FilterResponseHeaders(header))
+	b = append(b, `,"resp_code":`...)
 	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, `,"resp_type":`...)
 	b = appendJSONString(b, typ)

@@ -16,17 +16,26 @@ import (
 // ReadTimeout, which would also cut long-polls and SSE).
 const bodyReadTimeout = 30 * time.Second
 
-// handleMetadata serves GET /v1/tunnels/{id}.
-func (r *Relay) handleMetadata(w http.ResponseWriter, req *http.Request) {
+// agentTunnel checks the tunnel id in the path and the runtime key of an agent
+// call, and answers 400 or authFail itself when either is wrong.
+func (r *Relay) agentTunnel(w http.ResponseWriter, req *http.Request, authFail int) *tunnelState {
 	id := req.PathValue("id")
 	if !wire.ValidTunnelID(id) {
 		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeInvalidTunnelIDFormat, "tunnel id must match ^tunnel_[a-z0-9]{32}$")
-		return
+		return nil
 	}
 	t := r.agentAuth(req, id)
 	if t == nil {
-		// The OpenAPI contract lists 403 for this endpoint.
-		writeAPIError(w, http.StatusForbidden, "invalid_request_error", wire.CodeTunnelUseForbidden, "runtime key not valid for this tunnel")
+		writeAPIError(w, authFail, "invalid_request_error", wire.CodeTunnelUseForbidden, "runtime key not valid for this tunnel")
+	}
+	return t
+}
+
+// handleMetadata serves GET /v1/tunnels/{id}.
+func (r *Relay) handleMetadata(w http.ResponseWriter, req *http.Request) {
+	// The OpenAPI contract lists 403 for this endpoint.
+	t := r.agentTunnel(w, req, http.StatusForbidden)
+	if t == nil {
 		return
 	}
 	c := t.conf.Load()
@@ -37,14 +46,8 @@ func (r *Relay) handleMetadata(w http.ResponseWriter, req *http.Request) {
 // command is queued or the wait ends, and hands each command to exactly one
 // poller.
 func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
-	id := req.PathValue("id")
-	if !wire.ValidTunnelID(id) {
-		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeInvalidTunnelIDFormat, "tunnel id must match ^tunnel_[a-z0-9]{32}$")
-		return
-	}
-	t := r.agentAuth(req, id)
+	t := r.agentTunnel(w, req, http.StatusUnauthorized)
 	if t == nil {
-		writeAPIError(w, http.StatusUnauthorized, "invalid_request_error", wire.CodeTunnelUseForbidden, "runtime key not valid for this tunnel")
 		return
 	}
 	if r.closed() {
@@ -158,14 +161,8 @@ func (r *Relay) hand(p *pending) (wire.Command, bool) {
 
 // handleResponse serves POST /v1/tunnels/{id}/response.
 func (r *Relay) handleResponse(w http.ResponseWriter, req *http.Request) {
-	id := req.PathValue("id")
-	if !wire.ValidTunnelID(id) {
-		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeInvalidTunnelIDFormat, "tunnel id must match ^tunnel_[a-z0-9]{32}$")
-		return
-	}
-	t := r.agentAuth(req, id)
+	t := r.agentTunnel(w, req, http.StatusUnauthorized)
 	if t == nil {
-		writeAPIError(w, http.StatusUnauthorized, "invalid_request_error", wire.CodeTunnelUseForbidden, "runtime key not valid for this tunnel")
 		return
 	}
 	body, ok := readBody(w, req, r.set.maxResponse)
