@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// TestPipelineReloadUnderLoad swaps the agent's chain back and forth while
+// clients call a tool without pause. Each generation is two redact stages
+// masking with the generation's own text (one masks emails, the other phone
+// numbers), so a response masked by stages of two generations would show both
+// texts. No call may fail and none may show a mixed chain; both generations
+// must have served calls.
+func TestPipelineReloadUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles the redact plugin")
+	}
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "dev.yaml")
+	write := func(gen string) {
+		var sb strings.Builder
+		sb.WriteString("pipeline:\n")
+		for _, kind := range []string{"email", "phone"} {
+			fmt.Fprintf(&sb, "  - plugin: redact\n    name: %s-%s\n    config: {only: [%s], mask: fixed, mask_text: %s}\n", kind, gen, kind, gen)
+		}
+		tmp := cfgPath + ".tmp"
+		if err := os.WriteFile(tmp, []byte(sb.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, cfgPath); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("GENA")
+	var out, errb syncBuffer
+	ready := make(chan devInfo, 1)
+	reload := make(chan struct{})
+	startCLI(t, &cli{stdout: &out, stderr: &errb, env: envOf(nil), reload: reload, devReady: func(i devInfo) { ready <- i }},
+		"dev", "--config", cfgPath, "--relay.listen-addr", "127.0.0.1:0", "--log.format", "json")
+	var info devInfo
+	select {
+	case info = <-ready:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("dev not ready; stderr:\n%s", errb.String())
+	}
+
+	const msg = "write to jane.doe@example.com or call +1 415-555-0132"
+	var calls, failures atomic.Int64
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var firstFailure atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		c := mcpClient(t, info.MCPURL, info.Key)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		if err := initialize(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req := mcp.CallToolRequest{}
+				req.Params.Name = "echo"
+				req.Params.Arguments = map[string]any{"message": msg}
+				r, err := c.CallTool(ctx, req)
+				calls.Add(1)
+				text := ""
+				if err == nil && !r.IsError && len(r.Content) == 1 {
+					if tc, ok := r.Content[0].(mcp.TextContent); ok {
+						text = tc.Text
+					}
+				}
+				gen := ""
+				switch text {
+				case "write to GENA or call GENA":
+					gen = "GENA"
+				case "write to GENB or call GENB":
+					gen = "GENB"
+				}
+				if gen == "" {
+					failures.Add(1)
+					firstFailure.CompareAndSwap(nil, fmt.Sprintf("err=%v text=%q", err, text))
+					continue
+				}
+				mu.Lock()
+				seen[gen]++
+				mu.Unlock()
+			}
+		}()
+	}
+	reloaded := func() int { return strings.Count(errb.String(), "reloaded pipeline") }
+	for i := 0; i < 8; i++ {
+		time.Sleep(150 * time.Millisecond)
+		gen := "GENB"
+		if i%2 == 1 {
+			gen = "GENA"
+		}
+		before := reloaded()
+		write(gen)
+		reload <- struct{}{}
+		waitFor(t, "reload "+gen, func() bool { return reloaded() > before })
+	}
+	time.Sleep(150 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d calls across 8 reloads: %v", calls.Load(), seen)
+	if f := failures.Load(); f > 0 {
+		t.Fatalf("%d of %d calls failed or saw a mixed chain; first: %v", f, calls.Load(), firstFailure.Load())
+	}
+	if seen["GENA"] == 0 || seen["GENB"] == 0 {
+		t.Fatalf("both generations should have served calls: %v", seen)
+	}
+}
