@@ -498,3 +498,54 @@ func BenchmarkPeekMessage(b *testing.B) {
 		}
 	}
 }
+
+func TestReplaceKeepsRoutingHeaders(t *testing.T) {
+	replaceWith := func(body string, setParam bool) *fakeStage {
+		s := newStages(nil, "edit")[0]
+		s.handle = func(m *Message) (Result, error) {
+			h := m.Header.Clone()
+			if setParam {
+				h.Set("Mcp-Param-Region", "eu")
+			}
+			return Result{Action: Replace, Body: json.RawMessage(body), Header: h}, nil
+		}
+		return s
+	}
+	newReq := func(h http.Header) *Message {
+		m := req(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deploy","arguments":{"region":"us"}}}`)
+		m.Header = h
+		return m
+	}
+	t.Run("method and name recomputed", func(t *testing.T) {
+		x := chainOf(replaceWith(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deploy_safe","arguments":{}}}`, false)).Begin()
+		defer x.Close()
+		o := x.Request(context.Background(), newReq(http.Header{"Mcp-Method": {"tools/call"}, "Mcp-Name": {"deploy"}}))
+		if o.Action != Continue || o.Header.Get("Mcp-Name") != "deploy_safe" || o.Header.Get("Mcp-Method") != "tools/call" {
+			t.Fatalf("%+v", o)
+		}
+	})
+	t.Run("params not updated: refused", func(t *testing.T) {
+		x := chainOf(replaceWith(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deploy","arguments":{"region":"eu"}}}`, false)).Begin()
+		defer x.Close()
+		o := x.Request(context.Background(), newReq(http.Header{"Mcp-Method": {"tools/call"}, "Mcp-Name": {"deploy"}, "Mcp-Param-Region": {"us"}}))
+		if o.Action != Reject || !bytes.Contains(o.Body, []byte("Mcp-Param")) || !bytes.Contains(o.Body, []byte(`"id":1`)) {
+			t.Fatalf("%+v %s", o, o.Body)
+		}
+	})
+	t.Run("params updated by the plugin: passes", func(t *testing.T) {
+		x := chainOf(replaceWith(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deploy","arguments":{"region":"eu"}}}`, true)).Begin()
+		defer x.Close()
+		o := x.Request(context.Background(), newReq(http.Header{"Mcp-Method": {"tools/call"}, "Mcp-Name": {"deploy"}, "Mcp-Param-Region": {"us"}}))
+		if o.Action != Continue || o.Header.Get("Mcp-Param-Region") != "eu" {
+			t.Fatalf("%+v", o)
+		}
+	})
+	t.Run("2025 traffic untouched", func(t *testing.T) {
+		x := chainOf(replaceWith(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}`, false)).Begin()
+		defer x.Close()
+		o := x.Request(context.Background(), newReq(http.Header{"Mcp-Session-Id": {"s"}}))
+		if o.Action != Continue || o.Header.Get("Mcp-Name") != "" {
+			t.Fatalf("%+v", o)
+		}
+	})
+}

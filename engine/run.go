@@ -1,11 +1,14 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -221,7 +224,13 @@ func (x *Exchange) Request(ctx context.Context, m *Message) Outcome {
 		}
 		switch r.Action {
 		case Replace:
+			before, beforeHeader := m.Body, m.Header
 			apply(m, r)
+			if err := fixRoutingHeaders(m, before, beforeHeader); err != nil {
+				x.reached = i
+				return Outcome{Action: Reject, Stage: s.Stage.Name(), Status: http.StatusOK,
+					Body: ErrorResponse(x.id, &RPCError{Code: CodeInternalError, Message: "request blocked: plugin " + s.Stage.Name() + " " + err.Error()})}
+			}
 		case Respond:
 			x.reached = i
 			st := r.Status
@@ -257,6 +266,60 @@ func (x *Exchange) reject(r Result, stage string, m *Message) Outcome {
 		return Outcome{Action: Reject, Status: st, Stage: stage}
 	}
 	return Outcome{Action: Reject, Body: ErrorResponse(x.id, e), Status: st, Stage: stage}
+}
+
+// fixRoutingHeaders keeps a replaced request consistent with the routing
+// headers of the 2026-07-28 protocol: Mcp-Method and Mcp-Name are recomputed
+// from the new body; Mcp-Param-* headers mirror argument values the engine
+// cannot map back to the schema, so a plugin that changed the body of such a
+// request must have set them itself, or the request is refused (MCP.md).
+func fixRoutingHeaders(m *Message, before json.RawMessage, beforeHeader http.Header) error {
+	h := m.Header
+	if h == nil || bytes.Equal(before, m.Body) {
+		return nil
+	}
+	hasParams, paramsEdited := false, false
+	for k, v := range h {
+		if strings.HasPrefix(k, "Mcp-Param-") {
+			hasParams = true
+			if !slices.Equal(v, beforeHeader[k]) {
+				paramsEdited = true
+			}
+		}
+	}
+	for k := range beforeHeader {
+		if strings.HasPrefix(k, "Mcp-Param-") && h[k] == nil {
+			paramsEdited = true
+		}
+	}
+	if h.Get("Mcp-Method") == "" && h.Get("Mcp-Name") == "" && !hasParams {
+		return nil // not 2026-07-28 traffic
+	}
+	var d struct {
+		Method string `json:"method"`
+		Params struct {
+			Name string `json:"name"`
+			URI  string `json:"uri"`
+		} `json:"params"`
+	}
+	if err := json.Unmarshal(m.Body, &d); err != nil {
+		return errors.New("returned a request that is not a JSON-RPC object")
+	}
+	if d.Method != "" && h.Get("Mcp-Method") != "" {
+		h.Set("Mcp-Method", d.Method)
+	}
+	if h.Get("Mcp-Name") != "" {
+		switch {
+		case d.Params.Name != "":
+			h.Set("Mcp-Name", d.Params.Name)
+		case d.Params.URI != "":
+			h.Set("Mcp-Name", d.Params.URI)
+		}
+	}
+	if hasParams && !paramsEdited {
+		return errors.New("changed a request whose arguments are mirrored in Mcp-Param-* headers without updating them")
+	}
+	return nil
 }
 
 func apply(m *Message, r Result) {
