@@ -115,7 +115,13 @@ func TestPipelineReloadUnderLoad(t *testing.T) {
 		before := reloaded()
 		write(gen)
 		reload <- struct{}{}
-		waitFor(t, "reload "+gen, func() bool { return reloaded() > before })
+		deadline := time.Now().Add(30 * time.Second) // generous: -race on a busy machine
+		for reloaded() <= before {
+			if time.Now().After(deadline) {
+				t.Fatalf("reload %d (%s) not applied within 30s; stderr:\n%s", i, gen, errb.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	time.Sleep(150 * time.Millisecond)
 	close(stop)
