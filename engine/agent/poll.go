@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -167,6 +168,12 @@ func (a *Agent) pollOnce(ctx context.Context, limit int) error {
 	}
 	a.m.polled.Add(float64(len(cmds)))
 	a.enqueue(cmds, receipt)
+	if len(cmds) > 0 {
+		// Let a worker start the command we just handed over before this
+		// goroutine builds and sends the next poll: otherwise the worker
+		// waits in this P's run queue for the whole next request.
+		runtime.Gosched()
+	}
 	return nil
 }
 

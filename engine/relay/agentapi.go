@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -191,6 +192,10 @@ func (r *Relay) handleResponse(w http.ResponseWriter, req *http.Request) {
 		writeAPIError(w, http.StatusUnauthorized, "invalid_request_error", wire.CodeTunnelRequestMismatch, "shard token does not match the request")
 		return
 	}
+	// The MCP client's handler was just woken with this message: let it write
+	// to its client before this goroutine answers the agent (on a busy P it
+	// would otherwise wait for our whole reply).
+	runtime.Gosched()
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(ackOK)
