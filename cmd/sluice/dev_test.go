@@ -329,17 +329,7 @@ func TestPipelineReload(t *testing.T) {
 		}
 	}
 	write(" []")
-	var out, errb syncBuffer
-	ready := make(chan devInfo, 1)
-	reload := make(chan struct{})
-	startCLI(t, &cli{stdout: &out, stderr: &errb, env: envOf(nil), reload: reload, devReady: func(i devInfo) { ready <- i }},
-		"dev", "--config", cfgPath, "--relay.listen-addr", "127.0.0.1:0", "--log.format", "json")
-	var info devInfo
-	select {
-	case info = <-ready:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("dev not ready; stderr:\n%s", errb.String())
-	}
+	info, errb, reload := startDevWithConfig(t, cfgPath)
 	steps := []struct {
 		name, pipeline, want string
 	}{
@@ -380,4 +370,24 @@ func TestPipelineLoadFailureIsConfigError(t *testing.T) {
 	if !strings.Contains(errb.String(), `config: pipeline[0]: `) || !strings.Contains(errb.String(), `"broken"`) {
 		t.Fatalf("stderr does not name the plugin:\n%s", errb.String())
 	}
+}
+
+// startDevWithConfig runs `sluice dev --config cfgPath` in process on a free
+// port until the test ends, waits until it is ready, and returns what it
+// printed for clients, its log, and the channel that triggers a reload.
+func startDevWithConfig(t *testing.T, cfgPath string) (devInfo, *syncBuffer, chan<- struct{}) {
+	t.Helper()
+	var out syncBuffer
+	errb := &syncBuffer{}
+	ready := make(chan devInfo, 1)
+	reload := make(chan struct{})
+	startCLI(t, &cli{stdout: &out, stderr: errb, env: envOf(nil), reload: reload, devReady: func(i devInfo) { ready <- i }},
+		"dev", "--config", cfgPath, "--relay.listen-addr", "127.0.0.1:0", "--log.format", "json")
+	select {
+	case info := <-ready:
+		return info, errb, reload
+	case <-time.After(30 * time.Second):
+		t.Fatalf("dev not ready; stderr:\n%s", errb.String())
+	}
+	return devInfo{}, nil, nil
 }

@@ -41,17 +41,7 @@ func TestPipelineReloadUnderLoad(t *testing.T) {
 		}
 	}
 	write("GENA")
-	var out, errb syncBuffer
-	ready := make(chan devInfo, 1)
-	reload := make(chan struct{})
-	startCLI(t, &cli{stdout: &out, stderr: &errb, env: envOf(nil), reload: reload, devReady: func(i devInfo) { ready <- i }},
-		"dev", "--config", cfgPath, "--relay.listen-addr", "127.0.0.1:0", "--log.format", "json")
-	var info devInfo
-	select {
-	case info = <-ready:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("dev not ready; stderr:\n%s", errb.String())
-	}
+	info, errb, reload := startDevWithConfig(t, cfgPath)
 
 	const msg = "write to jane.doe@example.com or call +1 415-555-0132"
 	var calls, failures atomic.Int64

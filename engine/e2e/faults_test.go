@@ -111,40 +111,11 @@ func TestAgentDiesMidCall(t *testing.T) {
 	h := newHarness(t, harnessOptions{tunnels: []tunnelSpec{{serverURL: gs.url, responseTimeout: 5 * time.Second}}})
 	te := h.tunnel(0)
 
-	type answer struct {
-		status int
-		body   []byte
-		err    error
-	}
 	done := make(chan answer, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	go func() {
-		// 2026-07-28 needs no session: one POST is the whole call.
-		body := `{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"sleep","arguments":{"seconds":60},"_meta":` + modernMeta + `}}`
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, te.mcpURL, strings.NewReader(body))
-		for k, v := range mcpHeaders(te) {
-			req.Header.Set(k, v)
-		}
-		req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
-		req.Header.Set("Mcp-Method", "tools/call")
-		req.Header.Set("Mcp-Name", "sleep")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			done <- answer{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		done <- answer{status: resp.StatusCode, body: b, err: err}
-	}()
-	select {
-	case <-gs.started:
-	case a := <-done:
-		t.Fatalf("call ended before the tool started: %d %s %v", a.status, a.body, a.err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("slow tool never started")
-	}
+	go func() { done <- postSlowCall(ctx, te, 42, 60) }()
+	waitToolStarted(t, gs.started, done)
 	h.stopAgent(te)
 	select {
 	case a := <-done:
@@ -187,37 +158,9 @@ func TestAgentVanishesMidCall(t *testing.T) {
 	te := h.tunnel(0)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	type answer struct {
-		status int
-		body   []byte
-		err    error
-	}
 	done := make(chan answer, 1)
-	go func() {
-		body := `{"jsonrpc":"2.0","id":43,"method":"tools/call","params":{"name":"sleep","arguments":{"seconds":30},"_meta":` + modernMeta + `}}`
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, te.mcpURL, strings.NewReader(body))
-		for k, v := range mcpHeaders(te) {
-			req.Header.Set(k, v)
-		}
-		req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
-		req.Header.Set("Mcp-Method", "tools/call")
-		req.Header.Set("Mcp-Name", "sleep")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			done <- answer{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		done <- answer{status: resp.StatusCode, body: b, err: err}
-	}()
-	select {
-	case <-gs.started:
-	case a := <-done:
-		t.Fatalf("call ended before the tool started: %d %s %v", a.status, a.body, a.err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("slow tool never started")
-	}
+	go func() { done <- postSlowCall(ctx, te, 43, 30) }()
+	waitToolStarted(t, gs.started, done)
 	ct.cut.Store(true)
 	select {
 	case a := <-done:
@@ -541,4 +484,43 @@ func TestOversizeBody(t *testing.T) {
 		t.Errorf("status %d (%.200s), want 413", st, body)
 	}
 	quickCall(t, te)
+}
+
+// answer is what an MCP client got for one call.
+type answer struct {
+	status int
+	body   []byte
+	err    error
+}
+
+// postSlowCall sends one 2026-07-28 tools/call of the sleep tool (no session:
+// one POST is the whole call) and returns what the client got.
+func postSlowCall(ctx context.Context, te *tunnelEnv, id, seconds int) answer {
+	body := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"sleep","arguments":{"seconds":%d},"_meta":%s}}`, id, seconds, modernMeta)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, te.mcpURL, strings.NewReader(body))
+	for k, v := range mcpHeaders(te) {
+		req.Header.Set(k, v)
+	}
+	req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
+	req.Header.Set("Mcp-Method", "tools/call")
+	req.Header.Set("Mcp-Name", "sleep")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return answer{err: err}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return answer{status: resp.StatusCode, body: b, err: err}
+}
+
+// waitToolStarted waits until the slow tool runs, failing if the call ended first.
+func waitToolStarted(t *testing.T, started <-chan string, done <-chan answer) {
+	t.Helper()
+	select {
+	case <-started:
+	case a := <-done:
+		t.Fatalf("call ended before the tool started: %d %s %v", a.status, a.body, a.err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("slow tool never started")
+	}
 }
