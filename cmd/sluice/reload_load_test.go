@@ -30,7 +30,9 @@ func TestPipelineReloadUnderLoad(t *testing.T) {
 		var sb strings.Builder
 		sb.WriteString("pipeline:\n")
 		for _, kind := range []string{"email", "phone"} {
-			fmt.Fprintf(&sb, "  - plugin: redact\n    name: %s-%s\n    config: {only: [%s], mask: fixed, mask_text: %s}\n", kind, gen, kind, gen)
+			// A generous call timeout: this test is about reloads, and -race
+			// on a busy CI machine can stretch a guest call far past the default.
+			fmt.Fprintf(&sb, "  - plugin: redact\n    name: %s-%s\n    config: {only: [%s], mask: fixed, mask_text: %s}\n    limits: {call-timeout: 30s}\n", kind, gen, kind, gen)
 		}
 		tmp := cfgPath + ".tmp"
 		if err := os.WriteFile(tmp, []byte(sb.String()), 0o600); err != nil {
@@ -118,7 +120,13 @@ func TestPipelineReloadUnderLoad(t *testing.T) {
 	wg.Wait()
 	t.Logf("%d calls across 8 reloads: %v", calls.Load(), seen)
 	if f := failures.Load(); f > 0 {
-		t.Fatalf("%d of %d calls failed or saw a mixed chain; first: %v", f, calls.Load(), firstFailure.Load())
+		var why []string
+		for _, line := range strings.Split(errb.String(), "\n") {
+			if strings.Contains(line, "plugin failed") || strings.Contains(line, "reload") {
+				why = append(why, line)
+			}
+		}
+		t.Fatalf("%d of %d calls failed or saw a mixed chain; first: %v\n%s", f, calls.Load(), firstFailure.Load(), strings.Join(why, "\n"))
 	}
 	if seen["GENA"] == 0 || seen["GENB"] == 0 {
 		t.Fatalf("both generations should have served calls: %v", seen)
