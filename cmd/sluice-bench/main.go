@@ -59,6 +59,7 @@ func main() {
 		loader      = flag.String("loader", "auto", "load generator: wrk (C, light on CPU), go (built in), or auto (wrk when on PATH)")
 		startupOn   = flag.Bool("startup", true, "also measure startup to ready with the -pipeline chain, cold and warm compilation cache")
 		payload     = flag.String("payload", "x", "tool argument text: x (one repeated letter) or text (prose with numbers, paths and capitals, which redact must inspect)")
+		sluiceEnv   = flag.String("sluice-env", "", "extra environment for the relay and agent only, e.g. GOMAXPROCS=1 (comma-separated)")
 		trusted     = flag.Bool("trusted", false, "run the -pipeline plugins with limits.trusted (no loop checks)")
 		skipInit    = flag.Bool("skip-initialized", false, "do not send notifications/initialized (mcp-go serves such sessions faster)")
 	)
@@ -94,6 +95,9 @@ func main() {
 	}
 	b.payload = *payload
 	b.trusted = *trusted
+	if *sluiceEnv != "" {
+		b.sluiceEnv = strings.Split(*sluiceEnv, ",")
+	}
 	b.startupOn = *startupOn
 	if *timelineOn {
 		b.tl = &timeline{}
@@ -166,6 +170,7 @@ type bench struct {
 	inproc    bool
 	startupOn bool
 	trusted   bool
+	sluiceEnv []string
 	tunnelEnv []string
 	agentArgs func(echoURL string) []string
 	payload   string
@@ -381,7 +386,7 @@ func (b *bench) startTunnel(echoURL, pipeline string) (mcpURL string, relay, age
 	if err := os.WriteFile(cfg, []byte(sb.String()), 0o600); err != nil {
 		return "", nil, nil, err
 	}
-	env := []string{"BENCH_RUNTIME_KEY=sk-bench-runtime", "CONTROL_PLANE_API_KEY=sk-bench-runtime", "LOG_LEVEL=warn", "LOG_FORMAT=json"}
+	env := append([]string{"BENCH_RUNTIME_KEY=sk-bench-runtime", "CONTROL_PLANE_API_KEY=sk-bench-runtime", "LOG_LEVEL=warn", "LOG_FORMAT=json"}, b.sluiceEnv...)
 	b.tunnelEnv = env
 	b.agentArgs = func(echoURL string) []string {
 		return []string{"--config", cfg,
