@@ -24,6 +24,8 @@ const (
 	DefaultPollTimeout   = 30 * time.Second
 	DefaultMaxConcurrent = 10
 	DefaultShutdownGrace = 30 * time.Second
+	// DefaultProbeInterval is the MCP re-probe period once ready.
+	DefaultProbeInterval = 30 * time.Second
 	DefaultClientName    = "sluice"
 	// PollGuardrail is added to PollTimeout to get the poll's HTTP deadline.
 	PollGuardrail = 5 * time.Second
@@ -62,6 +64,9 @@ type Config struct {
 	// ShutdownGrace bounds the drain after Run's context is cancelled
 	// (default 30s).
 	ShutdownGrace time.Duration
+	// ProbeInterval is how often the MCP server is probed again once it has
+	// answered, so /readyz notices a server that goes away (default 30s).
+	ProbeInterval time.Duration
 	// ClientName is sent as X-Tunnel-Client-Name (default "sluice").
 	ClientName string
 	// ClientVersion is sent as X-Tunnel-Client-Version.
@@ -159,6 +164,12 @@ func (c Config) withDefaults() (Config, error) {
 		c.ShutdownGrace = DefaultShutdownGrace
 	case c.ShutdownGrace < 0:
 		return c, fmt.Errorf("shutdown grace: %s is negative", c.ShutdownGrace)
+	}
+	switch {
+	case c.ProbeInterval == 0:
+		c.ProbeInterval = DefaultProbeInterval
+	case c.ProbeInterval < 0:
+		return c, fmt.Errorf("probe interval: %s is negative", c.ProbeInterval)
 	}
 	if c.ClientName == "" {
 		c.ClientName = DefaultClientName

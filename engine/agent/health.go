@@ -168,22 +168,32 @@ const (
 // probeLoop probes the main binding until it answers, with backoff.
 func (a *Agent) probeLoop(ctx context.Context) {
 	d := probeBackoffMin
+	reachable := false
 	for ctx.Err() == nil {
 		reason := a.probeOnce(ctx)
 		if ctx.Err() != nil {
 			return
 		}
+		wait := a.cfg.ProbeInterval
 		if reason == "" {
+			if !reachable {
+				a.log.Info("mcp server reachable", "channel", wire.DefaultChannel)
+			}
+			reachable, d = true, probeBackoffMin
 			a.ready.setMCP(true, "")
-			a.log.Info("mcp server reachable", "channel", wire.DefaultChannel)
+		} else {
+			a.ready.setMCP(false, reason)
+			if reachable {
+				a.log.Error("mcp server stopped answering: not ready", "channel", wire.DefaultChannel, "err", reason)
+			} else {
+				a.log.Warn("mcp probe failed", "channel", wire.DefaultChannel, "err", reason, "retry_in", d)
+			}
+			reachable, wait = false, d
+			d = min(d*2, probeBackoffMax)
+		}
+		if sleepCtx(ctx, time.Time{}, wait) != nil {
 			return
 		}
-		a.ready.setMCP(false, reason)
-		a.log.Warn("mcp probe failed", "channel", wire.DefaultChannel, "err", reason, "retry_in", d)
-		if sleepCtx(ctx, time.Time{}, d) != nil {
-			return
-		}
-		d = min(d*2, probeBackoffMax)
 	}
 }
 

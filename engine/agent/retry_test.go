@@ -3,12 +3,14 @@ package agent
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -351,4 +353,36 @@ func TestParseRetryAfter(t *testing.T) {
 			}
 		})
 	}
+}
+
+// probeSwitchBinding answers the readiness probe while up is true and
+// refuses it (as a dead server would) while it is false.
+type probeSwitchBinding struct {
+	fakeBinding
+	up atomic.Bool
+}
+
+func (b *probeSwitchBinding) Do(ctx context.Context, req *binding.Request, emit func(*binding.Reply) error) error {
+	if isProbe(req) && !b.up.Load() {
+		return &binding.Error{Source: wire.SourceConnect, Kind: "connection_refused", Err: errors.New("connection refused")}
+	}
+	return b.fakeBinding.Do(ctx, req, emit)
+}
+
+// TestReadinessFollowsMCPServer: once ready, the agent keeps probing, so
+// /readyz turns not ready when the MCP server goes away and ready again when
+// it comes back.
+func TestReadinessFollowsMCPServer(t *testing.T) {
+	relay := newFakeRelay(t)
+	b := &probeSwitchBinding{}
+	b.up.Store(true)
+	a, _, _ := startAgent(t, relay, b, func(c *Config, _ *Options) { c.ProbeInterval = 20 * time.Millisecond })
+	waitFor(t, "ready", func() bool { ok, _ := a.Ready(); return ok })
+	b.up.Store(false)
+	waitFor(t, "not ready after the MCP server went away", func() bool {
+		ok, r := a.Ready()
+		return !ok && strings.HasPrefix(r, "mcp probe failed")
+	})
+	b.up.Store(true)
+	waitFor(t, "ready again", func() bool { ok, _ := a.Ready(); return ok })
 }
