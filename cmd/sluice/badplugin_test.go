@@ -124,3 +124,38 @@ func toJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// TestAuditFile: with log.audit set to a file, each tool call through the
+// tunnel leaves one JSON record there, and none of its arguments.
+func TestAuditFile(t *testing.T) {
+	dir := t.TempDir()
+	auditPath := filepath.Join(dir, "audit.jsonl")
+	cfgPath := filepath.Join(dir, "dev.yaml")
+	if err := os.WriteFile(cfgPath, []byte("log:\n  audit: "+auditPath+"\npipeline: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	info, _, _ := startDevWithConfig(t, cfgPath)
+	s := &rawSession{t: t, url: info.MCPURL, key: info.Key}
+	s.initialize()
+	if st, m := s.post(`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"message":"private words"}}}`); st != 200 || !strings.Contains(toJSON(m), "private words") {
+		t.Fatalf("echo: HTTP %d %v", st, m)
+	}
+	var rec map[string]any
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(auditPath)
+		if line := strings.TrimSpace(string(b)); line != "" {
+			if strings.Contains(line, "private words") {
+				t.Fatalf("audit record holds the arguments: %s", line)
+			}
+			if err := json.Unmarshal([]byte(line), &rec); err != nil {
+				t.Fatalf("audit line not JSON: %s", line)
+			}
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if rec["tool"] != "echo" || rec["outcome"] != "ok" || rec["status"] != float64(200) || rec["msg"] != "tool call" {
+		t.Fatalf("audit record: %v", rec)
+	}
+}

@@ -75,6 +75,10 @@ type Log struct {
 	Level         string `koanf:"level"`
 	Format        string `koanf:"format"`
 	HTTPRawUnsafe bool   `koanf:"http-raw-unsafe"`
+	// Audit is where the one-record-per-tool-call audit trail goes: "log"
+	// (the log stream, at info whatever log.level), "off", or a file path
+	// (JSON lines, appended).
+	Audit string `koanf:"audit"`
 }
 
 // PID configures the pid file.
@@ -165,7 +169,7 @@ func defaults() Config {
 		ControlPlane: ControlPlane{BaseURL: defaultBaseURL, MaxInflight: defaultMaxInflight, PollTimeout: defaultPollTimeout},
 		MCP:          MCP{MaxConcurrentRequests: defaultMaxConcurrent},
 		Health:       Health{ListenAddr: defaultHealthAddr},
-		Log:          Log{Level: defaultLogLevel, Format: defaultLogFormat},
+		Log:          Log{Level: defaultLogLevel, Format: defaultLogFormat, Audit: "log"},
 		DrainTimeout: defaultDrainTimeout,
 		Relay: Relay{
 			ListenAddr:      defaultRelayAddr,
@@ -225,6 +229,7 @@ var envTable = []envVar{
 	{name: "LOG_LEVEL", key: "log.level"},
 	{name: "LOG_FORMAT", key: "log.format"},
 	{name: "LOG_HTTP_RAW_UNSAFE", key: "log.http-raw-unsafe"},
+	{name: "LOG_AUDIT", key: "log.audit"},
 	{name: "CA_BUNDLE", key: "ca-bundle"},
 	{name: "HTTPS_PROXY", key: "http-proxy"},
 	{name: "HTTP_PROXY", key: "http-proxy"}, // fallback
@@ -684,6 +689,9 @@ func (c *Config) validate(mode Mode) error {
 	case "auto", "text", "json":
 	default:
 		return cfgErr("log.format", "want auto, text or json")
+	}
+	if c.Log.Audit == "" {
+		return cfgErr("log.audit", `want "log", "off" or a file path`)
 	}
 	if c.DrainTimeout < 0 {
 		return cfgErr("drain-timeout", "must not be negative")

@@ -139,7 +139,13 @@ func (c *cli) serve(ctx context.Context, mode Mode, args []string) int {
 		defer os.Remove(cfg.PID.File)
 	}
 
-	s := &session{cli: c, mode: mode, loader: l, cfg: cfg, known: k, log: log}
+	audit, closeAudit, err := newAuditLogger(cfg.Log, c.stderr, c.tty)
+	if err != nil {
+		fmt.Fprintln(c.stderr, "sluice: "+err.Error())
+		return exitConfig
+	}
+	defer closeAudit()
+	s := &session{cli: c, mode: mode, loader: l, cfg: cfg, known: k, log: log, audit: audit}
 	switch mode {
 	case ModeRun:
 		err = s.runAgent(ctx)
@@ -188,6 +194,7 @@ type session struct {
 	cfg    *Config
 	known  koanfView
 	log    *slog.Logger
+	audit  *slog.Logger // the tool-call audit trail (nil = off)
 }
 
 // koanfView is what a session keeps of the loaded koanf instance: the

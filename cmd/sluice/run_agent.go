@@ -176,6 +176,7 @@ func (s *session) startAgent(ctx context.Context, reg *prometheus.Registry, setu
 		Pipeline:     parts.pipeline,
 		HTTPClient:   client,
 		LogRawUnsafe: cfg.Log.HTTPRawUnsafe,
+		Audit:        s.audit,
 	})
 	if err != nil {
 		parts.close()

@@ -44,6 +44,7 @@ type Agent struct {
 	pipeline  *engine.Pipeline
 	client    *http.Client
 	rawUnsafe bool
+	audit     *slog.Logger
 
 	instanceID string
 	serverInfo string
@@ -102,6 +103,7 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		pipeline:  opts.Pipeline,
 		client:    opts.HTTPClient,
 		rawUnsafe: opts.LogRawUnsafe,
+		audit:     opts.Audit,
 		work:      make(chan *task, cfg.MaxInflight),
 		room:      make(chan struct{}, 1),
 	}

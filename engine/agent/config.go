@@ -91,6 +91,10 @@ type Options struct {
 	HTTPClient *http.Client
 	// LogRawUnsafe allows payloads in debug logs (log.http-raw-unsafe).
 	LogRawUnsafe bool
+	// Audit, when set, receives one record per tools/call: tunnel, channel,
+	// request id, session, tool, outcome, the plugin that decided it (if
+	// one did), final status and latency. Never arguments or results.
+	Audit *slog.Logger
 }
 
 // protectedHeaders may not be set through ExtraHeaders.

@@ -25,6 +25,26 @@ type run struct {
 	notify  bool // the request is a notification (or a JSON-RPC response)
 	noMore  bool // a notification POST failed: skip later ones
 	final   bool // the final reply was handled
+	oc      outcome
+	status  int    // the final status posted
+	plugin  string // the plugin whose verdict (reject, respond, drop) decided the exchange
+	verdict string // that verdict
+}
+
+// outcome counts the command's outcome and remembers it for the audit record.
+func (r *run) outcome(oc outcome) {
+	r.oc = oc
+	r.a.m.outcome(oc)
+}
+
+// decided remembers a chain outcome that was not a plain pass.
+func (r *run) decided(o engine.Outcome) {
+	if o.Stage != "" && r.plugin == "" {
+		r.plugin, r.verdict = o.Stage, o.Action.String()
+		if o.Failed {
+			r.verdict = "failed"
+		}
+	}
 }
 
 func (a *Agent) runTask(t *task) {
@@ -55,6 +75,11 @@ func (a *Agent) runTask(t *task) {
 		r.oauthMetadata()
 	}
 	a.m.latency("total", r.method, t.cmd.Channel, time.Since(t.receipt))
+	if a.audit != nil && r.method == "tools/call" {
+		a.audit.Info("tool call", "tunnel", a.cfg.TunnelID, "channel", t.cmd.Channel, "request_id", t.cmd.RequestID,
+			"session", r.session, "tool", r.tool, "outcome", string(r.oc), "status", r.status,
+			"plugin", r.plugin, "verdict", r.verdict, "latency_ms", float64(time.Since(t.receipt).Microseconds())/1000)
+	}
 }
 
 func (r *run) binding() binding.Binding { return r.a.bindings[r.t.cmd.Channel] }
@@ -92,6 +117,7 @@ func (r *run) jsonrpc() {
 			Channel: cmd.Channel, SessionID: r.session, RequestID: cmd.RequestID, Method: p.Method, Tool: p.Tool,
 			Header: req.Header, Body: req.Body, Notification: r.notify}
 		o := r.x.Request(r.callCtx, m)
+		r.decided(o)
 		switch o.Action {
 		case engine.Respond, engine.Reject:
 			oc := outcomeOK
@@ -131,7 +157,7 @@ func (r *run) call(req *binding.Request) {
 		return
 	}
 	if r.t.expired(time.Now()) { // the chain may have taken a while
-		r.a.m.outcome(outcomeExpired)
+		r.outcome(outcomeExpired)
 		return
 	}
 	start := time.Now()
@@ -149,7 +175,7 @@ func (r *run) call(req *binding.Request) {
 		r.abort()
 	case r.t.expired(time.Now()):
 		r.debug("deadline passed during the MCP call: nothing posted")
-		r.a.m.outcome(outcomeExpired)
+		r.outcome(outcomeExpired)
 	case err == nil:
 		r.fail(&binding.Error{Source: wire.SourceProtocol, Kind: "response_body_missing", Err: errors.New("binding returned without a final reply")})
 	default:
@@ -174,6 +200,9 @@ func (r *run) reply(req *binding.Request, rep *binding.Reply) {
 			Channel: r.t.cmd.Channel, SessionID: r.session, RequestID: r.t.cmd.RequestID, Method: r.method,
 			Tool: r.tool, Status: status, Header: header, Body: body, Notification: !rep.Final}
 		o := r.x.Response(r.callCtx, m)
+		if rep.Final || o.Action != engine.Continue {
+			r.decided(o)
+		}
 		switch o.Action {
 		case engine.Drop:
 			if !rep.Final {
@@ -218,17 +247,18 @@ func (r *run) postFinal(typ string, status int, header http.Header, body json.Ra
 		status = http.StatusOK
 	}
 	r.final = true
+	r.status = status
 	if err := r.a.post(r.postCtx, r.t, typ, status, header, body, true); err != nil {
 		if r.t.expired(time.Now()) || errors.Is(err, errPastDeadline) || errors.Is(err, context.DeadlineExceeded) {
 			r.debug("deadline reached while posting: given up", "err", err)
-			r.a.m.outcome(outcomeExpired)
+			r.outcome(outcomeExpired)
 			return
 		}
 		r.a.log.Warn("response post failed", "request_id", r.t.cmd.RequestID, "channel", r.t.cmd.Channel, "err", err)
-		r.a.m.outcome(outcomePostFailed)
+		r.outcome(outcomePostFailed)
 		return
 	}
-	r.a.m.outcome(oc)
+	r.outcome(oc)
 }
 
 // fail synthesizes the -32603 tunnel failure for a binding error.
@@ -250,7 +280,7 @@ func (r *run) fail(err error) {
 // cut short, unless its deadline has passed.
 func (r *run) abort() {
 	if r.t.expired(time.Now()) {
-		r.a.m.outcome(outcomeExpired)
+		r.outcome(outcomeExpired)
 		return
 	}
 	f := wire.TunnelFailure{Version: 1, Source: wire.SourceClientInternal, TransportErrorKind: "connection_aborted"}
@@ -261,7 +291,7 @@ func (r *run) abort() {
 	if err := r.a.post(r.postCtx, r.t, typ, http.StatusBadGateway, nil, failureBody(r.requestID(), f), true); err != nil {
 		r.debug("abort post failed", "err", err)
 	}
-	r.a.m.outcome(outcomeAborted)
+	r.outcome(outcomeAborted)
 }
 
 // requestID returns the JSON-RPC id of the command's message, nil if none.
@@ -321,7 +351,7 @@ func (r *run) oauthMetadata() {
 	ob, ok := r.binding().(OAuthMetadataBinding)
 	if !ok {
 		r.debug("binding does not serve oauth_metadata: skipped")
-		r.a.m.outcome(outcomeSkipped)
+		r.outcome(outcomeSkipped)
 		return
 	}
 	rep, err := ob.OAuthMetadata(r.callCtx, canonicalHeader(r.t.cmd.Headers))
@@ -331,7 +361,7 @@ func (r *run) oauthMetadata() {
 	case r.a.graceOver.Load() && r.a.workCtx.Err() != nil:
 		r.abort()
 	case r.t.expired(time.Now()):
-		r.a.m.outcome(outcomeExpired)
+		r.outcome(outcomeExpired)
 	default:
 		if err == nil {
 			err = errors.New("oauth metadata: no reply")

@@ -3,10 +3,12 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sluicemcp/sluice/engine"
 	"github.com/sluicemcp/sluice/engine/binding"
@@ -92,4 +94,69 @@ func TestPipeline(t *testing.T) {
 			t.Errorf("envelope = %+v", m)
 		}
 	}
+}
+
+// TestAuditRecords: one audit record per tools/call, naming the tool, the
+// outcome, the final status and the plugin whose verdict decided it; none for
+// other methods; never the arguments or the result.
+func TestAuditRecords(t *testing.T) {
+	relay := newFakeRelay(t)
+	var buf syncBuf
+	audit := slog.New(slog.NewJSONHandler(&buf, nil))
+	p := engine.NewPipeline(engine.NewChain([]engine.ChainStage{{Stage: &policyStage{}}}, engine.ChainOptions{}))
+	startAgent(t, relay, &fakeBinding{}, func(_ *Config, o *Options) { o.Pipeline, o.Audit = p, audit })
+	relay.add(
+		cmd("blocked", `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"forbidden","arguments":{"secret":"s3cr3t-arg"}}}`),
+		cmd("allowed", `{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"echo","arguments":{"secret":"s3cr3t-arg"}}}`),
+		cmd("listing", `{"jsonrpc":"2.0","id":9,"method":"tools/list"}`),
+	)
+	for _, id := range []string{"blocked", "allowed", "listing"} {
+		relay.finalFor(id)
+	}
+	var recs []map[string]any
+	waitFor(t, "two audit records", func() bool {
+		recs = nil
+		for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil {
+				recs = append(recs, m)
+			}
+		}
+		return len(recs) >= 2
+	})
+	time.Sleep(50 * time.Millisecond) // a third (wrong) record would show up by now
+	if strings.Contains(buf.String(), "s3cr3t-arg") || strings.Contains(buf.String(), "tools/list") {
+		t.Fatalf("audit log holds arguments or non-tool-call records:\n%s", buf.String())
+	}
+	byTool := map[string]map[string]any{}
+	for _, r := range recs {
+		byTool[r["tool"].(string)] = r
+	}
+	if len(recs) != 2 || byTool["forbidden"] == nil || byTool["echo"] == nil {
+		t.Fatalf("records: %v", recs)
+	}
+	if r := byTool["forbidden"]; r["plugin"] != "policy" || r["verdict"] != "reject" || r["outcome"] != "mcp_error" || r["status"] != float64(403) {
+		t.Errorf("rejected call: %v", r)
+	}
+	if r := byTool["echo"]; r["plugin"] != "" || r["outcome"] != "ok" || r["status"] != float64(200) || r["request_id"] != "allowed" {
+		t.Errorf("allowed call: %v", r)
+	}
+}
+
+// syncBuf is a bytes.Buffer safe for concurrent writers.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
