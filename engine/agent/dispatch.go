@@ -76,9 +76,12 @@ func (a *Agent) runTask(t *task) {
 	}
 	a.m.latency("total", r.method, t.cmd.Channel, time.Since(t.receipt))
 	if a.audit != nil && r.method == "tools/call" {
-		a.audit.Info("tool call", "tunnel", a.cfg.TunnelID, "channel", t.cmd.Channel, "request_id", t.cmd.RequestID,
-			"session", r.session, "tool", r.tool, "outcome", string(r.oc), "status", r.status,
-			"plugin", r.plugin, "verdict", r.verdict, "latency_ms", float64(time.Since(t.receipt).Microseconds())/1000)
+		attrs := []any{"tunnel", a.cfg.TunnelID, "channel", t.cmd.Channel, "request_id", t.cmd.RequestID,
+			"session", r.session, "tool", r.tool, "outcome", string(r.oc), "status", r.status}
+		if r.plugin != "" {
+			attrs = append(attrs, "plugin", r.plugin, "verdict", r.verdict)
+		}
+		a.audit.Info("tool call", append(attrs, "latency_ms", float64(time.Since(t.receipt).Microseconds())/1000)...)
 	}
 }
 
