@@ -5,7 +5,9 @@ import (
 )
 
 // Hook says at which point of an exchange a message is seen. The values are
-// part of the ABI.
+// part of the ABI. It mirrors engine.Hook on purpose: sdk is compiled into
+// guests and must not pull in the engine (net/http and all); host's
+// TestSDKMirrorsEngine keeps the two in step.
 type Hook uint8
 
 // Hooks.

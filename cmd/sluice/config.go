@@ -778,25 +778,23 @@ var forbiddenControlHeaders = []string{
 // channels parses mcp.server-url and mcp.command into channel → Channel.
 func (c *Config) channels() (map[string]Channel, error) {
 	out := map[string]Channel{}
-	for _, e := range c.MCP.ServerURL {
-		ch, err := parseChannelEntry("mcp.server-url", "url", e)
-		if err != nil {
-			return nil, err
+	for _, src := range []struct {
+		key, field string
+		entries    []string
+	}{
+		{"mcp.server-url", "url", c.MCP.ServerURL},
+		{"mcp.command", "command", c.MCP.Command},
+	} {
+		for _, e := range src.entries {
+			ch, err := parseChannelEntry(src.key, src.field, e)
+			if err != nil {
+				return nil, err
+			}
+			if _, dup := out[ch.Name]; dup {
+				return nil, cfgErr(src.key, "channel %s configured twice", ch.Name)
+			}
+			out[ch.Name] = ch
 		}
-		if _, dup := out[ch.Name]; dup {
-			return nil, cfgErr("mcp.server-url", "channel %s configured twice", ch.Name)
-		}
-		out[ch.Name] = ch
-	}
-	for _, e := range c.MCP.Command {
-		ch, err := parseChannelEntry("mcp.command", "command", e)
-		if err != nil {
-			return nil, err
-		}
-		if _, dup := out[ch.Name]; dup {
-			return nil, cfgErr("mcp.command", "channel %s configured twice", ch.Name)
-		}
-		out[ch.Name] = ch
 	}
 	return out, nil
 }
