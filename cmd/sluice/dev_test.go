@@ -48,6 +48,11 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Fatalf("timed out waiting for %s", what)
 }
 
+// devStartTimeout bounds how long a test waits for `sluice dev` to be ready.
+// It is long because the first start on a fresh machine compiles the redact
+// plugin into an empty compilation cache, which takes over 20 s under -race.
+const devStartTimeout = 3 * time.Minute
+
 // startCLI runs `sluice args…` in process until the test ends.
 func startCLI(t *testing.T, c *cli, args ...string) {
 	t.Helper()
@@ -145,7 +150,7 @@ func TestDevEndToEnd(t *testing.T) {
 			var info devInfo
 			select {
 			case info = <-ready:
-			case <-time.After(20 * time.Second):
+			case <-time.After(devStartTimeout):
 				t.Fatalf("dev not ready; stderr:\n%s", errb.String())
 			}
 			if tc.public != (info.Key == "") {
@@ -386,7 +391,7 @@ func startDevWithConfig(t *testing.T, cfgPath string) (devInfo, *syncBuffer, cha
 	select {
 	case info := <-ready:
 		return info, errb, reload
-	case <-time.After(30 * time.Second):
+	case <-time.After(devStartTimeout):
 		t.Fatalf("dev not ready; stderr:\n%s", errb.String())
 	}
 	return devInfo{}, nil, nil
