@@ -55,12 +55,12 @@ type PluginConfig struct {
 	MemoryPages uint32
 	// CallTimeout bounds one guest call (default DefaultCallTimeout).
 	CallTimeout time.Duration
-	// Trusted turns off the loop-header checks wazero compiles into a module
-	// so that CallTimeout can interrupt a guest stuck in a loop. Compute-heavy
-	// guests run several times faster without them (measured 4× on redact
-	// with a 1 MiB message), but a trusted module that loops forever holds its
-	// instance, and a pool slot, forever: only for modules you vouch for.
-	// Native ABI only.
+	// Trusted turns off the checks that let CallTimeout interrupt a guest
+	// stuck in a loop: for a native-ABI module the interrupt flag the host
+	// compiles into every loop (a few percent of compute, see interrupt.go),
+	// for an Extism module wazero's own checks (several times that). A
+	// trusted module that loops forever holds its instance, and a pool slot,
+	// forever: only for modules you vouch for.
 	Trusted bool
 	// MaxMessageSize bounds the message handed to the plugin and the answer
 	// it returns (default 4 MiB).

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/sluicemcp/sluice/engine"
 	"github.com/tetratelabs/wazero"
@@ -23,6 +24,10 @@ type nativeBackend struct {
 	modCfg   wazero.ModuleConfig
 	handlers [4]bool
 	eager    instance
+	// interruptible: the module was instrumented by instrumentLoops, so calls
+	// are bounded by setting its interrupt global, not by wazero's checks.
+	interruptible bool
+	hasInit       bool
 }
 
 type sig struct{ params, results []api.ValueType }
@@ -92,7 +97,7 @@ func checkExport(exports map[string]api.FunctionDefinition, name string, want si
 	return true, nil
 }
 
-func newNativeBackend(ctx context.Context, s *Stage, rt wazero.Runtime, c wazero.CompiledModule) (*nativeBackend, *description, error) {
+func newNativeBackend(ctx context.Context, s *Stage, rt wazero.Runtime, c wazero.CompiledModule, interruptible bool) (*nativeBackend, *description, error) {
 	exports := c.ExportedFunctions()
 	if _, ok := exports[ExportABIVersion]; !ok {
 		return nil, nil, fmt.Errorf("missing export %s (not a native-ABI module, and no %s import for the Extism ABI)", ExportABIVersion, ModuleExtismEnv)
@@ -122,7 +127,7 @@ func newNativeBackend(ctx context.Context, s *Stage, rt wazero.Runtime, c wazero
 	if _, ok := c.ExportedMemories()[ExportMemory]; !ok {
 		return nil, nil, fmt.Errorf("missing export %s", ExportMemory)
 	}
-	b := &nativeBackend{s: s, rt: rt, compiled: c}
+	b := &nativeBackend{s: s, rt: rt, compiled: c, interruptible: interruptible}
 	for _, e := range []struct {
 		name string
 		sig  sig
@@ -151,7 +156,8 @@ func newNativeBackend(ctx context.Context, s *Stage, rt wazero.Runtime, c wazero
 		return nil, nil, fmt.Errorf("host module: %w", err)
 	}
 	mc := wazero.NewModuleConfig().WithName("").WithStartFunctions()
-	if hasInit {
+	b.hasInit = hasInit
+	if hasInit && !interruptible { // else instantiate calls it, under a deadline
 		mc = mc.WithStartFunctions(ExportInitialize)
 	}
 	if wasi {
@@ -169,12 +175,10 @@ func newNativeBackend(ctx context.Context, s *Stage, rt wazero.Runtime, c wazero
 		return nil, nil, err
 	}
 	ni := inst.(*nativeInstance)
-	cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout*10)
-	defer cancel()
 	st := ni.stack[:1]
-	if err := ni.mod.ExportedFunction(ExportABIVersion).CallWithStack(cctx, st); err != nil {
+	if err := ni.callExport(ctx, ExportABIVersion, s.cfg.CallTimeout*10, st); err != nil {
 		ni.close(ctx)
-		return nil, nil, fmt.Errorf("%s: %w", ExportABIVersion, firstLine(err))
+		return nil, nil, err
 	}
 	if v := int32(st[0]); v != NativeABIVersion {
 		ni.close(ctx)
@@ -182,9 +186,9 @@ func newNativeBackend(ctx context.Context, s *Stage, rt wazero.Runtime, c wazero
 	}
 	var desc *description
 	if hasDescribe {
-		if err := ni.mod.ExportedFunction(ExportDescribe).CallWithStack(cctx, st); err != nil {
+		if err := ni.callExport(ctx, ExportDescribe, s.cfg.CallTimeout*10, st); err != nil {
 			ni.close(ctx)
-			return nil, nil, fmt.Errorf("%s: %w", ExportDescribe, firstLine(err))
+			return nil, nil, err
 		}
 		ptr, n := uint32(st[0]>>32), uint32(st[0])
 		raw, ok := ni.mem.Read(ptr, n)
@@ -219,7 +223,42 @@ func (b *nativeBackend) instantiate(ctx context.Context) (instance, error) {
 			i.handlers[h] = mod.ExportedFunction(nativeHandlers[h])
 		}
 	}
+	if b.interruptible {
+		g, ok := mod.ExportedGlobal(ExportInterrupt).(api.MutableGlobal)
+		if !ok {
+			_ = mod.Close(ctx)
+			return nil, fmt.Errorf("instantiate: no %s global", ExportInterrupt)
+		}
+		i.timer = time.AfterFunc(time.Hour, func() { g.Set(1) })
+		i.timer.Stop()
+		if b.hasInit {
+			if err := i.callExport(ctx, ExportInitialize, instantiateTimeout, nil); err != nil {
+				_ = mod.Close(ctx)
+				return nil, fmt.Errorf("instantiate: %w", err)
+			}
+		}
+	}
 	return i, nil
+}
+
+// callExport calls the export name with stack st, bounded by d.
+func (i *nativeInstance) callExport(ctx context.Context, name string, d time.Duration, st []uint64) error {
+	var err error
+	if i.timer != nil {
+		i.timer.Reset(d)
+		err = i.mod.ExportedFunction(name).CallWithStack(ctx, st)
+		if !i.timer.Stop() {
+			return fmt.Errorf("%s: did not return within %s", name, d)
+		}
+	} else {
+		cctx, cancel := context.WithTimeout(ctx, d)
+		err = i.mod.ExportedFunction(name).CallWithStack(cctx, st)
+		cancel()
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, firstLine(err))
+	}
+	return nil
 }
 
 func (b *nativeBackend) newInstance(ctx context.Context) (instance, error) {
@@ -257,13 +296,21 @@ type nativeInstance struct {
 	handlers [4]api.Function
 	stack    [2]uint64
 	msg      *engine.Message // the message being handled (for log tags)
+	// timer sets the module's interrupt global when a call overruns (nil
+	// unless the backend is interruptible).
+	timer *time.Timer
 }
 
 type instanceKey struct{}
 
 func (i *nativeInstance) memSize() uint64 { return uint64(i.mem.Size()) }
 
-func (i *nativeInstance) close(ctx context.Context) { _ = i.mod.Close(ctx) }
+func (i *nativeInstance) close(ctx context.Context) {
+	if i.timer != nil {
+		i.timer.Stop()
+	}
+	_ = i.mod.Close(ctx)
+}
 
 func (i *nativeInstance) call(ctx context.Context, m *engine.Message) (engine.Result, string, error) {
 	s := i.b.s
@@ -275,9 +322,25 @@ func (i *nativeInstance) call(ctx context.Context, m *engine.Message) (engine.Re
 	if size > uint64(s.cfg.MaxMessageSize)+envelopeSlack {
 		return engine.Result{}, kindTooLarge, fmt.Errorf("envelope of %d bytes exceeds max-message-size", size)
 	}
+	if i.timer != nil {
+		i.timer.Reset(s.cfg.CallTimeout)
+		r, kind, err := i.callGuest(context.WithValue(ctx, instanceKey{}, i), m, size)
+		if !i.timer.Stop() {
+			// The interrupt fired: the guest trapped on it, or finished just as
+			// it was set. Either way the instance is spent.
+			return engine.Result{}, kindTimeout, fmt.Errorf("%s: did not return within call-timeout %s", nativeHandlers[m.Hook], s.cfg.CallTimeout)
+		}
+		return r, kind, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
-	ctx = context.WithValue(ctx, instanceKey{}, i)
+	return i.callGuest(context.WithValue(ctx, instanceKey{}, i), m, size)
+}
+
+// callGuest hands m to the guest: alloc, envelope, handler, answer.
+func (i *nativeInstance) callGuest(ctx context.Context, m *engine.Message, size uint64) (engine.Result, string, error) {
+	s := i.b.s
+	fn := i.handlers[m.Hook]
 	i.msg = m
 	defer func() { i.msg = nil }()
 

@@ -176,11 +176,9 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig) (*Stage, error) {
 		WithCompilationCache(r.cache).
 		WithCloseOnContextDone(!cfg.Trusted).
 		WithMemoryLimitPages(cfg.MemoryPages)
-	wrt := wazero.NewRuntimeWithConfig(ctx, rc)
-	compiled, err := wrt.CompileModule(ctx, bin)
+	wrt, compiled, interruptible, err := r.compile(ctx, cfg, rc, bin)
 	if err != nil {
-		_ = wrt.Close(ctx)
-		return nil, fmt.Errorf("compile: %w", firstLine(err))
+		return nil, err
 	}
 	var desc *description
 	if importsModule(compiled, ModuleExtismEnv) {
@@ -196,7 +194,7 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig) (*Stage, error) {
 		}
 		s.backend, desc = eb, d
 	} else {
-		nb, d, err := newNativeBackend(ctx, s, wrt, compiled)
+		nb, d, err := newNativeBackend(ctx, s, wrt, compiled, interruptible)
 		if err != nil {
 			_ = wrt.Close(ctx)
 			return nil, err
@@ -220,6 +218,33 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig) (*Stage, error) {
 	r.stages[s] = struct{}{}
 	r.mu.Unlock()
 	return s, nil
+}
+
+// compile compiles bin on a new wazero runtime. A native-ABI module that is
+// not trusted is compiled with instrumentLoops' interrupt checks (and without
+// wazero's far costlier ones) when the instrumenter understands it; otherwise,
+// and for Extism modules, rc's checks apply.
+func (r *Runtime) compile(ctx context.Context, cfg PluginConfig, rc wazero.RuntimeConfig, bin []byte) (wazero.Runtime, wazero.CompiledModule, bool, error) {
+	if !cfg.Trusted && !importsFrom(bin, ModuleExtismEnv) {
+		ib, err := instrumentLoops(bin)
+		if err == nil {
+			wrt := wazero.NewRuntimeWithConfig(ctx, rc.WithCloseOnContextDone(false))
+			compiled, cerr := wrt.CompileModule(ctx, ib)
+			if cerr == nil {
+				return wrt, compiled, true, nil
+			}
+			_ = wrt.Close(ctx)
+			err = cerr
+		}
+		r.log.Debug("plugin: using wazero's loop checks", "plugin", cfg.Name, "reason", firstLine(err).Error())
+	}
+	wrt := wazero.NewRuntimeWithConfig(ctx, rc)
+	compiled, err := wrt.CompileModule(ctx, bin)
+	if err != nil {
+		_ = wrt.Close(ctx)
+		return nil, nil, false, fmt.Errorf("compile: %w", firstLine(err))
+	}
+	return wrt, compiled, false, nil
 }
 
 func (r *Runtime) forget(s *Stage) {

@@ -5,8 +5,9 @@
 //
 //	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -buildvcs=false -ldflags=-buildid= -o goguest.wasm . && mv goguest.wasm ..
 //
-// Method "echo" answers replace with the message unchanged; anything else
-// continues (len 0, the cheap path).
+// Method "echo" answers replace with the message unchanged; "spin" never
+// returns (call-timeout must stop it); anything else continues (len 0, the
+// cheap path).
 package main
 
 import (
@@ -48,6 +49,9 @@ func handle(n int32) int64 {
 		}
 		o += 4 + l
 	}
+	if string(method) == "spin" {
+		spin()
+	}
 	if string(method) != "echo" {
 		return 0
 	}
@@ -62,6 +66,15 @@ func handle(n int32) int64 {
 	out = append(out, body...)
 	p := uint64(uintptr(unsafe.Pointer(unsafe.SliceData(out))))
 	return int64(p<<32 | uint64(len(out)))
+}
+
+var spins int
+
+//go:noinline
+func spin() {
+	for {
+		spins++
+	}
 }
 
 func main() {}

@@ -1,0 +1,488 @@
+package host
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ExportInterrupt is the mutable i32 global that instrumentLoops adds to a
+// module and exports. The host sets it to 1 when a call's deadline passes;
+// the next loop iteration in the guest then traps.
+const ExportInterrupt = "sluice_interrupt"
+
+// errUninstrumentable means the module uses something the instruction walker
+// does not know; the caller falls back to wazero's own termination checks.
+var errUninstrumentable = errors.New("module not instrumentable")
+
+// instrumentLoops returns a copy of the Wasm binary bin in which every loop
+// body begins with
+//
+//	global.get $sluice_interrupt
+//	if
+//	  unreachable
+//	end
+//
+// and which defines and exports that global (a mutable i32, initially 0).
+//
+// This is how CallTimeout stops a guest stuck in a loop. wazero's own
+// mechanism (RuntimeConfig.WithCloseOnContextDone) compiles an indirect call
+// into every loop header; a standard-Go guest, whose code is one dispatch loop
+// per function, then runs 4–5× slower. A load and a branch cost a few percent
+// (RATIONALE.md). Function entries need no check: recursion without a loop
+// ends in a stack-overflow trap.
+//
+// Function and global indices do not shift: the global is appended after
+// every existing one. Any error leaves bin to be compiled as it is.
+func instrumentLoops(bin []byte) ([]byte, error) {
+	secs, err := splitSections(bin)
+	if err != nil {
+		return nil, err
+	}
+	var importedGlobals, definedGlobals uint32
+	var codeIdx, globalIdx, exportIdx = -1, -1, -1
+	for k, s := range secs {
+		switch s.id {
+		case secImport:
+			if importedGlobals, err = countImportedGlobals(s.body); err != nil {
+				return nil, err
+			}
+		case secGlobal:
+			globalIdx = k
+			r := reader{b: s.body}
+			definedGlobals = r.u32()
+			if r.err != nil {
+				return nil, r.err
+			}
+		case secExport:
+			exportIdx = k
+			if err := checkExportName(s.body, ExportInterrupt); err != nil {
+				return nil, err
+			}
+		case secCode:
+			codeIdx = k
+		}
+	}
+	if codeIdx < 0 {
+		return nil, fmt.Errorf("%w: no code section", errUninstrumentable)
+	}
+	g := importedGlobals + definedGlobals // the new global's index
+
+	code, err := instrumentCode(secs[codeIdx].body, g)
+	if err != nil {
+		return nil, err
+	}
+	secs[codeIdx].body = code
+
+	// The global: (global (mut i32) (i32.const 0)).
+	newGlobal := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}
+	if globalIdx >= 0 {
+		secs[globalIdx].body = appendToVec(secs[globalIdx].body, newGlobal)
+	} else {
+		secs = insertSection(secs, section{id: secGlobal, body: append([]byte{1}, newGlobal...)})
+	}
+	// The export: "sluice_interrupt" global g.
+	exp := appendName(nil, ExportInterrupt)
+	exp = append(exp, 0x03)
+	exp = appendU32(exp, g)
+	if exportIdx >= 0 {
+		for k := range secs { // indices may have shifted with an inserted section
+			if secs[k].id == secExport {
+				secs[k].body = appendToVec(secs[k].body, exp)
+			}
+		}
+	} else {
+		secs = insertSection(secs, section{id: secExport, body: append([]byte{1}, exp...)})
+	}
+
+	out := make([]byte, 0, len(bin)+len(bin)/8+64)
+	out = append(out, bin[:8]...)
+	for _, s := range secs {
+		out = append(out, s.id)
+		out = appendU32(out, uint32(len(s.body)))
+		out = append(out, s.body...)
+	}
+	return out, nil
+}
+
+// Section ids.
+const (
+	secCustom    = 0
+	secImport    = 2
+	secGlobal    = 6
+	secExport    = 7
+	secCode      = 10
+	secDataCount = 12
+	secTag       = 13
+)
+
+// sectionRank is the order sections must appear in (custom sections go
+// anywhere; tag sits between memory and global).
+func sectionRank(id byte) int {
+	switch id {
+	case secTag:
+		return 55
+	case secDataCount:
+		return 95
+	}
+	return int(id) * 10
+}
+
+type section struct {
+	id   byte
+	body []byte
+}
+
+func splitSections(bin []byte) ([]section, error) {
+	if len(bin) < 8 || string(bin[:4]) != "\x00asm" || string(bin[4:8]) != "\x01\x00\x00\x00" {
+		return nil, fmt.Errorf("%w: not a Wasm 1.0 binary", errUninstrumentable)
+	}
+	r := reader{b: bin, i: 8}
+	var secs []section
+	for r.i < len(r.b) && r.err == nil {
+		id := r.byte()
+		n := r.u32()
+		body := r.bytes(int(n))
+		if r.err != nil {
+			break
+		}
+		if id > secTag {
+			return nil, fmt.Errorf("%w: unknown section %d", errUninstrumentable, id)
+		}
+		secs = append(secs, section{id: id, body: body})
+	}
+	return secs, r.err
+}
+
+// insertSection puts s before the first non-custom section that must follow it.
+func insertSection(secs []section, s section) []section {
+	at := len(secs)
+	for k, x := range secs {
+		if x.id != secCustom && sectionRank(x.id) > sectionRank(s.id) {
+			at = k
+			break
+		}
+	}
+	return append(secs[:at], append([]section{s}, secs[at:]...)...)
+}
+
+// appendToVec returns vec (a LEB count followed by items) with item appended.
+func appendToVec(vec, item []byte) []byte {
+	r := reader{b: vec}
+	n := r.u32()
+	out := appendU32(make([]byte, 0, len(vec)+len(item)+5), n+1)
+	out = append(out, vec[r.i:]...)
+	return append(out, item...)
+}
+
+func appendName(b []byte, s string) []byte { return append(appendU32(b, uint32(len(s))), s...) }
+
+func appendU32(b []byte, v uint32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v == 0 {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
+
+// walkImports calls fn for each import in an import section body.
+func walkImports(body []byte, fn func(module, name string, kind byte)) error {
+	r := reader{b: body}
+	for n := r.u32(); n > 0 && r.err == nil; n-- {
+		module, name := r.name(), r.name()
+		kind := r.byte()
+		switch kind {
+		case 0x00: // func: type index
+			r.u32()
+		case 0x01: // table: reftype, limits
+			r.byte()
+			r.limits()
+		case 0x02: // memory: limits
+			r.limits()
+		case 0x03: // global: valtype, mutability
+			r.byte()
+			r.byte()
+		case 0x04: // tag: attribute, type index
+			r.byte()
+			r.u32()
+		default:
+			return fmt.Errorf("%w: import kind %d", errUninstrumentable, kind)
+		}
+		if r.err == nil {
+			fn(module, name, kind)
+		}
+	}
+	return r.err
+}
+
+func countImportedGlobals(body []byte) (uint32, error) {
+	var globals uint32
+	err := walkImports(body, func(_, _ string, kind byte) {
+		if kind == 0x03 {
+			globals++
+		}
+	})
+	return globals, err
+}
+
+// importsFrom reports whether the binary bin imports anything from module
+// (false when it cannot tell).
+func importsFrom(bin []byte, module string) bool {
+	secs, err := splitSections(bin)
+	if err != nil {
+		return false
+	}
+	found := false
+	for _, s := range secs {
+		if s.id == secImport {
+			_ = walkImports(s.body, func(m, _ string, _ byte) { found = found || m == module })
+		}
+	}
+	return found
+}
+
+func checkExportName(body []byte, want string) error {
+	r := reader{b: body}
+	for n := r.u32(); n > 0 && r.err == nil; n-- {
+		if r.name() == want {
+			return fmt.Errorf("%w: already exports %s", errUninstrumentable, want)
+		}
+		r.byte()
+		r.u32()
+	}
+	return r.err
+}
+
+// instrumentCode rewrites the code section body.
+func instrumentCode(body []byte, global uint32) ([]byte, error) {
+	check := []byte{0x23} // global.get g; if (empty); unreachable; end
+	check = appendU32(check, global)
+	check = append(check, 0x04, 0x40, 0x00, 0x0b)
+
+	r := reader{b: body}
+	n := r.u32()
+	out := appendU32(make([]byte, 0, len(body)+len(body)/8), n)
+	var fn []byte
+	for ; n > 0 && r.err == nil; n-- {
+		size := r.u32()
+		f := r.bytes(int(size))
+		if r.err != nil {
+			break
+		}
+		var err error
+		if fn, err = instrumentFunc(fn[:0], f, check); err != nil {
+			return nil, err
+		}
+		out = appendU32(out, uint32(len(fn)))
+		out = append(out, fn...)
+	}
+	if r.err == nil && r.i != len(r.b) {
+		r.err = fmt.Errorf("%w: trailing bytes in the code section", errUninstrumentable)
+	}
+	return out, r.err
+}
+
+// instrumentFunc appends the body f (locals, then instructions) to out with
+// check inserted after every loop's block type.
+func instrumentFunc(out, f, check []byte) ([]byte, error) {
+	r := reader{b: f}
+	for n := r.u32(); n > 0 && r.err == nil; n-- { // local declarations
+		r.u32()
+		r.byte()
+	}
+	last := 0 // f[last:r.i] is not yet copied
+	for r.i < len(f) && r.err == nil {
+		op := r.byte()
+		switch {
+		case op == 0x03: // loop bt
+			r.blockType()
+			out = append(out, f[last:r.i]...)
+			out = append(out, check...)
+			last = r.i
+		case op == 0x02 || op == 0x04: // block, if: bt
+			r.blockType()
+		case op == 0x0c || op == 0x0d: // br, br_if: label
+			r.u32()
+		case op == 0x0e: // br_table: vec(label) label
+			for k := r.u32(); k > 0 && r.err == nil; k-- {
+				r.u32()
+			}
+			r.u32()
+		case op == 0x10 || op == 0x12: // call, return_call: func
+			r.u32()
+		case op == 0x11 || op == 0x13: // call_indirect, return_call_indirect: type, table
+			r.u32()
+			r.u32()
+		case op == 0x1c: // select t*: vec(valtype)
+			for k := r.u32(); k > 0 && r.err == nil; k-- {
+				r.byte()
+			}
+		case op >= 0x20 && op <= 0x26: // local.*, global.*, table.get/set: index
+			r.u32()
+		case op >= 0x28 && op <= 0x3e: // loads and stores: memarg
+			r.memarg()
+		case op == 0x3f || op == 0x40: // memory.size, memory.grow: memory index
+			r.u32()
+		case op == 0x41: // i32.const
+			r.sleb()
+		case op == 0x42: // i64.const
+			r.sleb()
+		case op == 0x43: // f32.const
+			r.bytes(4)
+		case op == 0x44: // f64.const
+			r.bytes(8)
+		case op == 0xd0: // ref.null t
+			r.byte()
+		case op == 0xd2: // ref.func f
+			r.u32()
+		case op == 0xfc:
+			r.prefixFC()
+		case op == 0xfd:
+			r.prefixFD()
+		case op == 0xfe:
+			r.prefixFE()
+		case op == 0x00 || op == 0x01 || op == 0x05 || op == 0x0b || op == 0x0f || // unreachable nop else end return
+			op == 0x1a || op == 0x1b || // drop select
+			op >= 0x45 && op <= 0xc4 || // numeric
+			op == 0xd1: // ref.is_null
+		default: // exceptions, GC, and anything newer
+			return nil, fmt.Errorf("%w: opcode 0x%02x", errUninstrumentable, op)
+		}
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	return append(out, f[last:]...), nil
+}
+
+// reader decodes the Wasm binary format; the first error sticks.
+type reader struct {
+	b   []byte
+	i   int
+	err error
+}
+
+var errTruncated = fmt.Errorf("%w: truncated", errUninstrumentable)
+
+func (r *reader) byte() byte {
+	if r.err != nil {
+		return 0
+	}
+	if r.i >= len(r.b) {
+		r.err = errTruncated
+		return 0
+	}
+	c := r.b[r.i]
+	r.i++
+	return c
+}
+
+func (r *reader) bytes(n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || n > len(r.b)-r.i {
+		r.err = errTruncated
+		return nil
+	}
+	s := r.b[r.i : r.i+n]
+	r.i += n
+	return s
+}
+
+// leb skips an LEB128 number of at most max bytes, returning its low 32 bits.
+func (r *reader) leb(max int) uint32 {
+	var v uint32
+	for k := 0; k < max; k++ {
+		c := r.byte()
+		if r.err != nil {
+			return 0
+		}
+		if k < 5 {
+			v |= uint32(c&0x7f) << (7 * k)
+		}
+		if c&0x80 == 0 {
+			return v
+		}
+	}
+	r.err = fmt.Errorf("%w: LEB128 too long", errUninstrumentable)
+	return 0
+}
+
+func (r *reader) u32() uint32 { return r.leb(5) }
+func (r *reader) sleb()       { r.leb(10) }
+
+func (r *reader) name() string { return string(r.bytes(int(r.u32()))) }
+
+func (r *reader) limits() {
+	flags := r.byte()
+	r.leb(10)
+	if flags&1 != 0 {
+		r.leb(10)
+	}
+}
+
+// blockType: 0x40, a value type (one byte each), or an s33 type index.
+func (r *reader) blockType() { r.leb(5) }
+
+func (r *reader) memarg() {
+	align := r.u32()
+	if align&0x40 != 0 { // multi-memory: a memory index follows
+		r.u32()
+	}
+	r.leb(10) // offset (u64 for memory64)
+}
+
+func (r *reader) prefixFC() {
+	switch sub := r.u32(); {
+	case sub <= 7: // saturating truncations
+	case sub == 8: // memory.init data mem
+		r.u32()
+		r.u32()
+	case sub == 9 || sub == 13: // data.drop, elem.drop
+		r.u32()
+	case sub == 10 || sub == 12 || sub == 14: // memory.copy, table.init, table.copy
+		r.u32()
+		r.u32()
+	case sub == 11 || sub >= 15 && sub <= 17: // memory.fill, table.grow/size/fill
+		r.u32()
+	default:
+		r.fail("0xfc", sub)
+	}
+}
+
+func (r *reader) prefixFD() {
+	switch sub := r.u32(); {
+	case sub <= 11 || sub == 92 || sub == 93: // loads, stores: memarg
+		r.memarg()
+	case sub == 12 || sub == 13: // v128.const, i8x16.shuffle: 16 bytes
+		r.bytes(16)
+	case sub >= 21 && sub <= 34: // extract/replace lane: lane
+		r.byte()
+	case sub >= 84 && sub <= 91: // load/store lane: memarg, lane
+		r.memarg()
+		r.byte()
+	case sub <= 0x113: // everything else, relaxed SIMD included, has no immediate
+	default:
+		r.fail("0xfd", sub)
+	}
+}
+
+func (r *reader) prefixFE() {
+	switch sub := r.u32(); {
+	case sub == 3: // atomic.fence: a zero byte
+		r.byte()
+	case sub <= 2 || sub >= 0x10 && sub <= 0x4e:
+		r.memarg()
+	default:
+		r.fail("0xfe", sub)
+	}
+}
+
+func (r *reader) fail(prefix string, sub uint32) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: opcode %s %d", errUninstrumentable, prefix, sub)
+	}
+}
