@@ -16,9 +16,15 @@ const (
 	cBearer             // bearer token: [A-Za-z0-9-._~+/]
 	cAlnum              // [A-Za-z0-9]
 	cStart              // can begin a word-start detector: [A-Z0-9begrsx]
+	cScheme             // URL scheme: [A-Za-z0-9+.-]
 )
 
 var class [256]uint16
+
+// authority classifies the bytes connString looks at after "://": 0 for
+// bytes it skips, so its scan is one table look-up per byte (a switch per
+// byte costs several times more in a standard-Go Wasm guest).
+var authority = [256]uint8{':': 1, '@': 2, '/': 3, '?': 3, '#': 3, ' ': 3, '\\': 3, '"': 3}
 
 // hot marks the byte pairs scanString must stop at: escapes, the triggers of
 // the punctuation detectors, and the first two bytes of every word-start
@@ -59,6 +65,9 @@ func init() {
 		switch b {
 		case '_', '~', '+', '/':
 			v |= cBearer
+		}
+		if alnum || b == '+' || b == '.' || b == '-' {
+			v |= cScheme
 		}
 		class[c] = v
 	}
@@ -165,7 +174,8 @@ func (r *Redactor) scanString(b []byte, s, e int) {
 			}
 			continue
 		}
-		if (c == 'y' || c == 'Y') && (b[i+1] == ':' || b[i+1] == '=') && r.enabled[KindAWSSecretKey] {
+		if (c == 'y' || c == 'Y') && (b[i+1] == ':' || b[i+1] == '=') && i-2 >= s && // "…key:"
+			b[i-1]|0x20 == 'e' && b[i-2]|0x20 == 'k' && r.enabled[KindAWSSecretKey] {
 			if a, z := awsSecretAfterKeyword(b, i, s, e); z > 0 {
 				r.add(a, z, int(KindAWSSecretKey))
 				i, matchEnd = z, z
@@ -250,9 +260,13 @@ func plausible(b []byte, t, e int) bool {
 		if j >= e {
 			return false
 		}
+		// Grouped cards (4-4…, 4-6-5) and NANP phones (ddd-ddd-dddd,
+		// 1-ddd-ddd-dddd) all go on with three digits after the separator,
+		// which dates (2024-05-01) and versions (1.2.3) do not.
 		x := b[j]
 		sep := x == ' ' || x == '-' || x == '.'
-		return sep && (n == 4 || n == 3 || n == 1 && c == '1')
+		return sep && (n == 4 || n == 3 || n == 1 && c == '1') && j+3 < e &&
+			is(b[j+1], cDigit) && is(b[j+2], cDigit) && is(b[j+3], cDigit)
 	case c >= 'A' && c <= 'Z':
 		c2 := b[t+1]
 		if c == 'A' && (c2 == 'K' || c2 == 'S' || c2 == 'I') || c == 'B' && c2 == 'e' {
@@ -563,26 +577,33 @@ func connString(b []byte, colon, lo, e int) (int, int) {
 		return 0, 0
 	}
 	a := colon
-	for a > lo && (is(b[a-1], cAlnum) || b[a-1] == '+' || b[a-1] == '-' || b[a-1] == '.') {
+	for a > lo && class[b[a-1]]&cScheme != 0 {
 		a--
 	}
 	if colon-a < 2 || !(b[a] >= 'a' && b[a] <= 'z' || b[a] >= 'A' && b[a] <= 'Z') {
 		return 0, 0
 	}
 	u := colon + 3
+	lim := min(e, u+512)
 	pw := -1
-	for j := u; j < e && j < u+512; j++ {
-		switch c := b[j]; c {
-		case ':':
+	for j := u; j < lim; j++ {
+		for j < lim && authority[b[j]] == 0 {
+			j++
+		}
+		if j == lim {
+			break
+		}
+		switch authority[b[j]] {
+		case 1: // ':'
 			if pw < 0 {
 				pw = j + 1
 			}
-		case '@':
+		case 2: // '@'
 			if pw < 0 || pw == j {
 				return 0, 0
 			}
 			return pw, j
-		case '/', '?', '#', ' ', '\\', '"':
+		default:
 			return 0, 0
 		}
 	}

@@ -110,12 +110,16 @@ func TestDetectors(t *testing.T) {
 		{"phone parens", "(415) 555-0132", "[REDACTED:phone]"},
 		{"phone dashes", "at 415-555-0132.", "at [REDACTED:phone]."},
 		{"phone leading one", "1-415-555-0132", "[REDACTED:phone]"},
+		{"phone dots", "415.555.0132", "[REDACTED:phone]"},
+		{"phone leading one spaced", "dial 1 415 555 0132", "dial [REDACTED:phone]"},
 		{"phone near", "2024-01-15 10:30, 192.168.100.200, v1.2.3, +12, 415-555-01324, 12345678", ""},
 		// Cards
 		{"card spaced", "card 4111 1111 1111 1111 exp", "card [REDACTED:card] exp"},
 		{"card dashed", "4111-1111-1111-1111", "[REDACTED:card]"},
 		{"card plain", "4111111111111111", "[REDACTED:card]"},
 		{"card amex", "378282246310005", "[REDACTED:card]"},
+		{"card amex grouped", "amex 3782 822463 10005.", "amex [REDACTED:card]."},
+		{"card near", "2024-05-01T10:30:00Z, 4111-11-1111, 1 (415), y=1 (x), 3.14159", ""},
 		{"card luhn fail", "4111111111111112 and 4111 1111 1111 1112", ""},
 		{"card decimal", "pi=3.1415926535897932 x=4111111111111111.5", ""},
 		// IBAN
