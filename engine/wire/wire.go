@@ -155,20 +155,33 @@ const (
 	SourceClientInternal  = "client_internal"
 )
 
-var (
-	tunnelIDRe = regexp.MustCompile(`^tunnel_[a-z0-9]{32}$`)
-	channelRe  = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
-	keyRe      = regexp.MustCompile(`^[0-9A-Za-z_-]+$`)
-)
+// ValidTunnelID reports whether id has the form tunnel_ + 32 lowercase alnum
+// (^tunnel_[a-z0-9]{32}$). It runs on every request, so no regexp.
+func ValidTunnelID(id string) bool {
+	return len(id) == 39 && id[:7] == "tunnel_" && all(id[7:], func(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' })
+}
 
-// ValidTunnelID reports whether id has the form tunnel_ + 32 lowercase alnum.
-func ValidTunnelID(id string) bool { return len(id) == 39 && tunnelIDRe.MatchString(id) }
+// ValidChannel reports whether c is a valid channel name (^[a-z0-9_-]{1,64}$).
+func ValidChannel(c string) bool {
+	return len(c) >= 1 && len(c) <= 64 && all(c, func(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' })
+}
 
-// ValidChannel reports whether c is a valid channel name.
-func ValidChannel(c string) bool { return channelRe.MatchString(c) }
+// ValidKey reports whether k has the character set runtime keys must have
+// (^[0-9A-Za-z_-]+$).
+func ValidKey(k string) bool {
+	return k != "" && all(k, func(c byte) bool {
+		return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+	})
+}
 
-// ValidKey reports whether k has the character set runtime keys must have.
-func ValidKey(k string) bool { return k != "" && keyRe.MatchString(k) }
+func all(s string, ok func(byte) bool) bool {
+	for i := 0; i < len(s); i++ {
+		if !ok(s[i]) {
+			return false
+		}
+	}
+	return true
+}
 
 // ErrMalformedTimeout is returned by ParseResponseTimeout for a value that is not
 // ^[0-9]+(ns|us|ms|s|m|h)$ or overflows.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -440,6 +441,28 @@ func FuzzParseResponseTimeout(f *testing.F) {
 		d2, err := ParseResponseTimeout(FormatResponseTimeout(d))
 		if err != nil || d2 != d {
 			t.Fatalf("round trip of %v: %v %v", d, d2, err)
+		}
+	})
+}
+
+// FuzzValidators holds the hand-written validators to the patterns WIRE.md
+// states them in.
+func FuzzValidators(f *testing.F) {
+	tunnelRe := regexp.MustCompile(`^tunnel_[a-z0-9]{32}$`)
+	channelRe := regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
+	keyRe := regexp.MustCompile(`^[0-9A-Za-z_-]+$`)
+	for _, s := range []string{"", "main", "tunnel_0123456789abcdef0123456789abcdef", "sk-sluice-AbC_09", "tunnel_0123456789abcdef0123456789abcde\n", "Main"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := ValidTunnelID(s), tunnelRe.MatchString(s); got != want {
+			t.Errorf("ValidTunnelID(%q) = %v, want %v", s, got, want)
+		}
+		if got, want := ValidChannel(s), channelRe.MatchString(s); got != want {
+			t.Errorf("ValidChannel(%q) = %v, want %v", s, got, want)
+		}
+		if got, want := ValidKey(s), keyRe.MatchString(s); got != want {
+			t.Errorf("ValidKey(%q) = %v, want %v", s, got, want)
 		}
 	})
 }
