@@ -118,9 +118,12 @@ func TestOAuthMetaInGuest(t *testing.T) {
 }
 
 // BenchmarkRedactInGuest measures redact inside the standard-Go Wasm guest,
-// through the real host, on a tool result without secrets (the common case),
-// with the loop checks that let call-timeout stop a runaway guest (the
-// default) and without them (limits.trusted).
+// through the real host, on log-like prose dense with numbers, dates, URLs
+// and capitals (every one a candidate the detectors must look at): "clean"
+// has no secrets (the common case, a continue), "dirty" one every ~2 KiB (a
+// replace of the whole message). "checked" has the loop checks that let
+// call-timeout stop a runaway guest (the default), "trusted" not
+// (limits.trusted).
 func BenchmarkRedactInGuest(b *testing.B) {
 	if testing.Short() {
 		b.Skip("compiles the module")
@@ -132,20 +135,34 @@ func BenchmarkRedactInGuest(b *testing.B) {
 	}{{"checked", false}, {"trusted", true}} {
 		st := wasmtest.LoadConfig(b, host.PluginConfig{Name: "redact", Module: mod, Trusted: mode.trusted, CallTimeout: 10 * time.Second})
 		w := &wasmStage{t: b, st: st}
-		for _, size := range []int{1 << 10, 16 << 10, 256 << 10, 1 << 20} {
-			var sb strings.Builder
-			for sb.Len() < size-100 {
-				sb.WriteString("The deployment of api-gateway finished at 2024-05-01T10:30:00Z; see https://docs.example.com/x?y=1 (task-sk-list, 3.14159). ")
-			}
-			body := toolResult(sb.String()[:size-100])
-			b.Run(fmt.Sprintf("%s/clean/%dKiB", mode.name, size>>10), func(b *testing.B) {
-				b.SetBytes(int64(len(body)))
-				w.handle(sdk.Message{Hook: sdk.HookResponse, Method: "tools/call", Status: 200, Body: body}) // warm the instance
-				b.ResetTimer()
-				for b.Loop() {
-					w.handle(sdk.Message{Hook: sdk.HookResponse, Method: "tools/call", Status: 200, Body: body})
+		for _, dirty := range []bool{false, true} {
+			for _, size := range []int{1 << 10, 16 << 10, 256 << 10, 1 << 20} {
+				var sb strings.Builder
+				for i := 0; sb.Len() < size-100; i++ {
+					sb.WriteString("The deployment of api-gateway finished at 2024-05-01T10:30:00Z; see https://docs.example.com/x?y=1 (task-sk-list, 3.14159). ")
+					if dirty && i%20 == 19 {
+						sb.WriteString("Contact bob@example.org with key AKIAIOSFODNN7EXAMPLE. ")
+					}
 				}
-			})
+				body := toolResult(sb.String()[:size-100])
+				want := engine.Continue
+				name := "clean"
+				if dirty && size > 4<<10 {
+					want, name = engine.Replace, "dirty"
+				} else if dirty {
+					continue
+				}
+				b.Run(fmt.Sprintf("%s/%s/%dKiB", mode.name, name, size>>10), func(b *testing.B) {
+					b.SetBytes(int64(len(body)))
+					if r := w.handle(sdk.Message{Hook: sdk.HookResponse, Method: "tools/call", Status: 200, Body: body}); r.Action != want {
+						b.Fatalf("action %v, want %v", r.Action, want)
+					}
+					b.ResetTimer()
+					for b.Loop() {
+						w.handle(sdk.Message{Hook: sdk.HookResponse, Method: "tools/call", Status: 200, Body: body})
+					}
+				})
+			}
 		}
 	}
 }
