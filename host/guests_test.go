@@ -200,16 +200,24 @@ func sharedCacheDir(t testing.TB) string {
 }
 
 func TestExtismTimeout(t *testing.T) {
+	spinStopped(t, "extism-go.wasm", 300*time.Millisecond, "timeout")
+}
+
+// spinStopped loads the fixture with a cached compilation, calls its "spin"
+// method (a loop that never ends), and checks the call fails as a timeout
+// whose error contains want, and that the stage then serves "echo".
+func spinStopped(t *testing.T, fixtureName string, timeout time.Duration, want string) *Stage {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	r, err := NewRuntime(context.Background(), RuntimeOptions{CacheDir: sharedCacheDir(t), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = r.Close(context.Background()) })
-	s := load(t, r, PluginConfig{Name: "spin", Path: fixture("extism-go.wasm"), CallTimeout: 300 * time.Millisecond, PoolSize: 1})
+	s := load(t, r, PluginConfig{Name: "spin", Path: fixture(fixtureName), CallTimeout: timeout, PoolSize: 1})
 	_, err = handle(t, s, request("spin"))
-	if !errors.Is(err, engine.ErrPluginFailure) || !strings.Contains(err.Error(), "timeout") {
-		t.Fatalf("err = %v, want a timeout plugin failure", err)
+	if !errors.Is(err, engine.ErrPluginFailure) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err = %v, want a plugin failure containing %q", err, want)
 	}
 	if got := metricValue(r.metrics.failures.WithLabelValues("spin", kindTimeout)); got != 1 {
 		t.Fatalf("timeouts = %v", got)
@@ -217,4 +225,5 @@ func TestExtismTimeout(t *testing.T) {
 	if res, err := handle(t, s, request("echo")); err != nil || res.Action != engine.Replace {
 		t.Fatalf("next call: %v %v", res.Action, err)
 	}
+	return s
 }

@@ -145,25 +145,9 @@ func TestInstrumentLoopsRefuses(t *testing.T) {
 // TestInterruptGoGuest: a standard-Go guest spinning in a loop is stopped at
 // call-timeout, the failure is a timeout, and the stage goes on serving.
 func TestInterruptGoGuest(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	r, err := NewRuntime(context.Background(), RuntimeOptions{CacheDir: sharedCacheDir(t), Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = r.Close(context.Background()) })
-	s := load(t, r, PluginConfig{Name: "gospin", Path: fixture("goguest.wasm"), CallTimeout: 200 * time.Millisecond, PoolSize: 1})
+	s := spinStopped(t, "goguest.wasm", 200*time.Millisecond, "did not return within call-timeout 200ms")
 	if !s.backend.(*nativeBackend).interruptible {
 		t.Fatal("the Go guest was not instrumented")
-	}
-	_, err = handle(t, s, request("spin"))
-	if !errors.Is(err, engine.ErrPluginFailure) || !strings.Contains(err.Error(), "did not return within call-timeout 200ms") {
-		t.Fatalf("err = %v, want a call-timeout plugin failure", err)
-	}
-	if got := metricValue(r.metrics.failures.WithLabelValues("gospin", kindTimeout)); got != 1 {
-		t.Fatalf("timeouts = %v", got)
-	}
-	if res, err := handle(t, s, request("echo")); err != nil || res.Action != engine.Replace {
-		t.Fatalf("next call: %v %v", res.Action, err)
 	}
 }
 
