@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluicemcp/sluice/engine"
 	"github.com/sluicemcp/sluice/engine/binding"
+	"github.com/sluicemcp/sluice/engine/internal/httpx"
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
@@ -149,13 +150,22 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	return a, nil
 }
 
-// newHTTPClient returns a client whose transport keeps enough idle
-// connections to the relay for every running command plus the poll.
+// newHTTPClient returns a client on NewTransport.
 func newHTTPClient(maxConcurrent int) *http.Client {
+	return &http.Client{Transport: NewTransport(maxConcurrent)}
+}
+
+// NewTransport returns the transport an Agent uses when Options.HTTPClient is
+// nil. It keeps enough idle connections to the relay for every running
+// command plus the poll. Direct connections run each exchange on the calling
+// goroutine (engine/internal/httpx); a proxy from the environment goes
+// through net/http's Transport.
+func NewTransport(maxConcurrent int) http.RoundTripper {
 	idle := max(maxConcurrent+2, 64)
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	t := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           dialer.DialContext,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          idle * 2,
 		MaxIdleConnsPerHost:   idle,
@@ -164,7 +174,13 @@ func newHTTPClient(maxConcurrent int) *http.Client {
 		ExpectContinueTimeout: time.Second,
 		ResponseHeaderTimeout: 0, // polls are long; contexts bound every call
 	}
-	return &http.Client{Transport: t}
+	return &httpx.Transport{
+		Fallback:       t,
+		Proxy:          http.ProxyFromEnvironment,
+		Dialer:         dialer,
+		MaxIdlePerHost: idle,
+		IdleTimeout:    90 * time.Second,
+	}
 }
 
 type serverInfoChannel struct {
