@@ -271,8 +271,8 @@ func (t *Transport) dial(ctx context.Context, key string, u *url.URL) (*conn, er
 		st := tc.ConnectionState()
 		c.nc, c.tls = tc, &st
 	}
-	c.br = bufio.NewReaderSize(c.nc, 16<<10)
-	c.bw = bufio.NewWriterSize(c.nc, 16<<10)
+	c.br = bufio.NewReaderSize(c.nc, 8<<10)
+	c.bw = bufio.NewWriterSize(c.nc, 8<<10)
 	return c, nil
 }
 
