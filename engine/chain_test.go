@@ -549,3 +549,17 @@ func TestReplaceKeepsRoutingHeaders(t *testing.T) {
 		}
 	})
 }
+
+// FuzzValidObject holds ValidObject to encoding/json.
+func FuzzValidObject(f *testing.F) {
+	for _, s := range []string{`{}`, ` {"a":[1,2,{"b":null}]} `, `{"a":"\u00e9\n"}`, `[]`, `{"a":1,}`, `{"a":01}`, `{"a":"x` + "\x01" + `"}`, `{} {}`, `{"a":1e5,"b":-0.5}`, ``, `"s"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		t2 := bytes.TrimLeft(b, " \t\r\n")
+		want := len(t2) > 0 && t2[0] == '{' && json.Valid(b)
+		if got := ValidObject(b); got != want {
+			t.Fatalf("ValidObject(%q) = %v, json.Valid says %v", b, got, want)
+		}
+	})
+}

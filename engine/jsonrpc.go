@@ -158,3 +158,17 @@ func ErrorResponse(id json.RawMessage, e *RPCError) json.RawMessage {
 	b.WriteString("}}")
 	return b.Bytes()
 }
+
+// ValidObject reports whether b is a single valid JSON object (whitespace
+// around it allowed), in one pass: several times faster than json.Valid, which
+// matters for the megabyte bodies a plugin may hand back.
+func ValidObject(b []byte) bool {
+	s := &jsonscan.Scanner{B: b}
+	if s.Peek() != '{' {
+		return false
+	}
+	if _, err := s.Value(0); err != nil {
+		return false
+	}
+	return s.End() == nil
+}

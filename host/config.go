@@ -57,7 +57,7 @@ type PluginConfig struct {
 	CallTimeout time.Duration
 	// Trusted turns off the checks that let CallTimeout interrupt a guest
 	// stuck in a loop: for a native-ABI module the interrupt flag the host
-	// compiles into every loop (a few percent of compute, see interrupt.go),
+	// compiles into every loop (about 10% of compute, see interrupt.go),
 	// for an Extism module wazero's own checks (several times that). A
 	// trusted module that loops forever holds its instance, and a pool slot,
 	// forever: only for modules you vouch for.

@@ -201,10 +201,7 @@ func decodeAnswer(b []byte, m *engine.Message) (engine.Result, error) {
 }
 
 // isJSONObject reports whether b is one valid JSON object.
-func isJSONObject(b []byte) bool {
-	t := bytes.TrimLeft(b, " \t\r\n")
-	return len(t) > 0 && t[0] == '{' && json.Valid(t)
-}
+func isJSONObject(b []byte) bool { return engine.ValidObject(b) }
 
 func parseRPCError(b []byte) (*engine.RPCError, error) {
 	if !isJSONObject(b) {

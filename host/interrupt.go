@@ -14,37 +14,63 @@ const ExportInterrupt = "sluice_interrupt"
 // does not know; the caller falls back to wazero's own termination checks.
 var errUninstrumentable = errors.New("module not instrumentable")
 
+// yieldEvery is how many loop iterations (anywhere in the module) pass
+// between two trips of the guest through Go.
+const yieldEvery = 1 << 14
+
 // instrumentLoops returns a copy of the Wasm binary bin in which every loop
 // body begins with
 //
-//	global.get $sluice_interrupt
-//	if
-//	  unreachable
+//	global.get $n  i32.const 1  i32.sub  global.set $n     ;; one more iteration
+//	global.get $n  i32.const 0  i32.le_s
+//	if                                                   ;; every yieldEvery iterations:
+//	  i32.const 0  memory.grow 0  drop                   ;;   a trip through Go
+//	  global.get $sluice_interrupt  if  unreachable  end ;;   trap if interrupted
+//	  i32.const yieldEvery  global.set $n
 //	end
 //
-// and which defines and exports that global (a mutable i32, initially 0).
+// and which defines $n and $sluice_interrupt (mutable i32 globals) and exports
+// the latter. The host sets it when a call's deadline passes.
 //
-// This is how CallTimeout stops a guest stuck in a loop. wazero's own
-// mechanism (RuntimeConfig.WithCloseOnContextDone) compiles an indirect call
-// into every loop header; a standard-Go guest, whose code is one dispatch loop
-// per function, then runs 4–5× slower. A load and a branch cost a few percent
-// (RATIONALE.md). Function entries need no check: recursion without a loop
-// ends in a stack-overflow trap.
+// This is how CallTimeout stops a guest stuck in a loop, and how the rest of
+// the process keeps running meanwhile. Go cannot preempt a goroutine that is
+// executing compiled Wasm, so a guest that never leaves it would hold up
+// every stop-the-world of the garbage collector (and with it every other
+// goroutine, the timer that would interrupt it included): the guest must
+// come back into Go now and then. memory.grow by 0 pages is such a trip in
+// wazero, with no effect. wazero's own mechanism
+// (RuntimeConfig.WithCloseOnContextDone) makes that trip on every loop
+// iteration; a standard-Go guest, whose functions are loops, then runs 4–5×
+// slower. The counter costs about 10% (RATIONALE.md). Function entries
+// need no check: recursion without a loop ends in a stack-overflow trap.
 //
-// Function and global indices do not shift: the global is appended after
+// Function and global indices do not shift: the globals are appended after
 // every existing one. Any error leaves bin to be compiled as it is.
 func instrumentLoops(bin []byte) ([]byte, error) {
 	secs, err := splitSections(bin)
 	if err != nil {
 		return nil, err
 	}
-	var importedGlobals, definedGlobals uint32
+	var importedGlobals, definedGlobals, memories uint32
 	var codeIdx, globalIdx, exportIdx = -1, -1, -1
 	for k, s := range secs {
 		switch s.id {
 		case secImport:
-			if importedGlobals, err = countImportedGlobals(s.body); err != nil {
+			if err := walkImports(s.body, func(_, _ string, kind byte) {
+				switch kind {
+				case 0x02:
+					memories++
+				case 0x03:
+					importedGlobals++
+				}
+			}); err != nil {
 				return nil, err
+			}
+		case secMemory:
+			r := reader{b: s.body}
+			memories += r.u32()
+			if r.err != nil {
+				return nil, r.err
 			}
 		case secGlobal:
 			globalIdx = k
@@ -65,25 +91,35 @@ func instrumentLoops(bin []byte) ([]byte, error) {
 	if codeIdx < 0 {
 		return nil, fmt.Errorf("%w: no code section", errUninstrumentable)
 	}
-	g := importedGlobals + definedGlobals // the new global's index
+	if memories == 0 {
+		return nil, fmt.Errorf("%w: no memory to grow", errUninstrumentable)
+	}
+	flag := importedGlobals + definedGlobals // the new globals' indices
+	count := flag + 1
 
-	code, err := instrumentCode(secs[codeIdx].body, g)
+	code, err := instrumentCode(secs[codeIdx].body, loopCheck(flag, count))
 	if err != nil {
 		return nil, err
 	}
 	secs[codeIdx].body = code
 
-	// The global: (global (mut i32) (i32.const 0)).
-	newGlobal := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}
+	// (global (mut i32) (i32.const 0)) (global (mut i32) (i32.const yieldEvery))
+	newGlobals := [][]byte{{0x7f, 0x01, 0x41, 0x00, 0x0b}, append(appendS32([]byte{0x7f, 0x01, 0x41}, yieldEvery), 0x0b)}
 	if globalIdx >= 0 {
-		secs[globalIdx].body = appendToVec(secs[globalIdx].body, newGlobal)
+		for _, g := range newGlobals {
+			secs[globalIdx].body = appendToVec(secs[globalIdx].body, g)
+		}
 	} else {
-		secs = insertSection(secs, section{id: secGlobal, body: append([]byte{1}, newGlobal...)})
+		body := []byte{byte(len(newGlobals))}
+		for _, g := range newGlobals {
+			body = append(body, g...)
+		}
+		secs = insertSection(secs, section{id: secGlobal, body: body})
 	}
-	// The export: "sluice_interrupt" global g.
+	// The export: "sluice_interrupt" global flag.
 	exp := appendName(nil, ExportInterrupt)
 	exp = append(exp, 0x03)
-	exp = appendU32(exp, g)
+	exp = appendU32(exp, flag)
 	if exportIdx >= 0 {
 		for k := range secs { // indices may have shifted with an inserted section
 			if secs[k].id == secExport {
@@ -104,10 +140,41 @@ func instrumentLoops(bin []byte) ([]byte, error) {
 	return out, nil
 }
 
+// loopCheck is the code put at the top of every loop body (see
+// instrumentLoops) for the flag and counter globals.
+func loopCheck(flag, count uint32) []byte {
+	get := func(b []byte, g uint32) []byte { return appendU32(append(b, 0x23), g) }
+	set := func(b []byte, g uint32) []byte { return appendU32(append(b, 0x24), g) }
+	c := get(nil, count)
+	c = append(c, 0x41, 0x01, 0x6b) // i32.const 1, i32.sub
+	c = set(c, count)
+	c = get(c, count)
+	c = append(c, 0x41, 0x00, 0x4c)             // i32.const 0, i32.le_s
+	c = append(c, 0x04, 0x40)                   // if
+	c = append(c, 0x41, 0x00, 0x40, 0x00, 0x1a) //   i32.const 0, memory.grow 0, drop
+	c = get(c, flag)
+	c = append(c, 0x04, 0x40, 0x00, 0x0b) //   if unreachable end
+	c = appendS32(append(c, 0x41), yieldEvery)
+	c = set(c, count)
+	return append(c, 0x0b) // end
+}
+
+func appendS32(b []byte, v int32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
+
 // Section ids.
 const (
 	secCustom    = 0
 	secImport    = 2
+	secMemory    = 5
 	secGlobal    = 6
 	secExport    = 7
 	secCode      = 10
@@ -217,16 +284,6 @@ func walkImports(body []byte, fn func(module, name string, kind byte)) error {
 	return r.err
 }
 
-func countImportedGlobals(body []byte) (uint32, error) {
-	var globals uint32
-	err := walkImports(body, func(_, _ string, kind byte) {
-		if kind == 0x03 {
-			globals++
-		}
-	})
-	return globals, err
-}
-
 // importsFrom reports whether the binary bin imports anything from module
 // (false when it cannot tell).
 func importsFrom(bin []byte, module string) bool {
@@ -255,12 +312,9 @@ func checkExportName(body []byte, want string) error {
 	return r.err
 }
 
-// instrumentCode rewrites the code section body.
-func instrumentCode(body []byte, global uint32) ([]byte, error) {
-	check := []byte{0x23} // global.get g; if (empty); unreachable; end
-	check = appendU32(check, global)
-	check = append(check, 0x04, 0x40, 0x00, 0x0b)
-
+// instrumentCode rewrites the code section body, putting check at the top
+// of every loop body.
+func instrumentCode(body []byte, check []byte) ([]byte, error) {
 	r := reader{b: body}
 	n := r.u32()
 	out := appendU32(make([]byte, 0, len(body)+len(body)/8), n)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +109,7 @@ func TestInstrumentLoopsAddsSections(t *testing.T) {
 	bin := []byte{0, 'a', 's', 'm', 1, 0, 0, 0,
 		1, 4, 1, 0x60, 0, 0, // type: [] -> []
 		3, 2, 1, 0, // function 0: type 0
+		5, 3, 1, 0, 1, // memory: one, min 1 page
 		10, 9, 1, 7, 0, 0x03, 0x40, 0x0c, 0, 0x0b, 0x0b, // code: loop br 0 end end
 	}
 	out, err := instrumentLoops(bin)
@@ -211,4 +213,37 @@ func FuzzInstrumentLoops(f *testing.F) {
 			t.Fatal("output equals input")
 		}
 	})
+}
+
+// TestSpinningGuestLetsGCRun: Go cannot preempt compiled Wasm, so a guest in
+// a loop must come back into Go now and then, or a garbage collection that
+// starts meanwhile waits for it, and every other goroutine with it (the
+// timer that would interrupt it included): the process hangs. Here a GC
+// runs to completion while a standard-Go guest spins.
+func TestSpinningGuestLetsGCRun(t *testing.T) {
+	r, err := NewRuntime(context.Background(), RuntimeOptions{CacheDir: sharedCacheDir(t), Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close(context.Background()) })
+	s := load(t, r, PluginConfig{Name: "gcspin", Path: fixture("goguest.wasm"), CallTimeout: time.Second, PoolSize: 1})
+	done := make(chan error, 1)
+	go func() {
+		_, err := handle(t, s, request("spin"))
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // into the loop
+	gc := make(chan struct{})
+	go func() {
+		runtime.GC()
+		close(gc)
+	}()
+	select {
+	case <-gc:
+	case err := <-done:
+		t.Fatalf("the call ended (%v) before the collection did", err)
+	}
+	if err := <-done; !errors.Is(err, engine.ErrPluginFailure) {
+		t.Fatalf("spin: %v, want a timeout", err)
+	}
 }
