@@ -35,6 +35,10 @@ import (
 	"time"
 )
 
+// earlyAnswerWait bounds the wait for a response after writing the request
+// failed (the server may have answered and closed).
+const earlyAnswerWait = 100 * time.Millisecond
+
 // Transport is an http.RoundTripper. The zero value is not usable; fill in
 // Fallback at least.
 type Transport struct {
@@ -122,11 +126,22 @@ func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, re
 		}
 		return nil, retry && ctx.Err() == nil, err
 	}
-	if err := req.Write(c.bw); err != nil {
-		return fail(err, reused)
+	werr := req.Write(c.bw)
+	if werr == nil {
+		werr = c.bw.Flush()
 	}
-	if err := c.bw.Flush(); err != nil {
-		return fail(err, reused)
+	if werr != nil {
+		// A server may answer before it has read the whole request (a 413
+		// for an oversize body) and close the connection: that answer, if
+		// it is already here, says more than the failed write.
+		if ctx.Err() != nil {
+			return fail(werr, false)
+		}
+		_ = c.nc.SetReadDeadline(time.Now().Add(earlyAnswerWait))
+		if _, err := c.br.Peek(1); err != nil {
+			return fail(werr, reused)
+		}
+		_ = c.nc.SetReadDeadline(time.Time{})
 	}
 	var resp *http.Response
 	for {
@@ -143,7 +158,7 @@ func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request, re
 	}
 	resp.TLS = c.tls
 	b := &body{t: t, c: c, rc: resp.Body, stop: stop, ctx: ctx,
-		reuse: !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols}
+		reuse: werr == nil && !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols}
 	if resp.Body == http.NoBody || resp.ContentLength == 0 {
 		b.finish(true)
 		resp.Body = http.NoBody

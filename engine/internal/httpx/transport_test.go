@@ -369,3 +369,40 @@ func TestConcurrent(t *testing.T) {
 		t.Fatal("a closed transport still sends")
 	}
 }
+
+// TestEarlyAnswer: a server that answers 413 after reading part of an
+// oversize body and closes the connection: the caller gets the 413, not the
+// failed write.
+func TestEarlyAnswer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err != nil {
+					c.Close()
+					return
+				}
+				io.CopyN(io.Discard, br, 64<<10)
+				io.WriteString(c, "HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large")
+				c.(*net.TCPConn).CloseWrite()
+				time.Sleep(50 * time.Millisecond)
+				c.(*net.TCPConn).SetLinger(0)
+				c.Close() // unread body left: the client's write fails with a reset
+			}()
+		}
+	}()
+	tr, _ := newTransport()
+	code, got := do(t, &http.Client{Transport: tr}, "POST", "http://"+ln.Addr().String(), strings.Repeat("x", 32<<20))
+	if code != 413 || got != "too large" {
+		t.Fatalf("got %d %q, want the 413", code, got)
+	}
+}
