@@ -17,8 +17,10 @@
 // before reuse; the request written with http.Request.Write and the
 // response read with http.ReadResponse (so framing — Content-Length,
 // chunked, close-delimited — is net/http's own code); 1xx responses skipped;
-// the context bounding dial, write and every read of the body. A connection
-// goes back to the pool only after its response body was read to the end.
+// the context bounding dial, write and every read of the body; a response the
+// server sent before closing is returned even when writing the request failed
+// (a 413 for an oversize body). A connection goes back to the pool only after
+// its response body was read to the end.
 package httpx
 
 import (
