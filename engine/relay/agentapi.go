@@ -212,7 +212,14 @@ func readBody(w http.ResponseWriter, req *http.Request, max int64) ([]byte, bool
 	}
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, max))
+	var body []byte
+	var err error
+	if n := req.ContentLength; n >= 0 { // known length (net/http enforces it): one allocation
+		body = make([]byte, n)
+		_, err = io.ReadFull(req.Body, body)
+	} else {
+		body, err = io.ReadAll(http.MaxBytesReader(w, req.Body, max))
+	}
 	_ = rc.SetReadDeadline(time.Time{})
 	if err != nil {
 		var mb *http.MaxBytesError
