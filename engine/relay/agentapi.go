@@ -101,6 +101,7 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 	}
 	buf := wire.AppendPollResponse(make([]byte, 0, 512+len(cmds)*1024), cmds)
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(buf))) // no chunking for batches over 2 KiB
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(buf)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -515,6 +516,7 @@ func stripNewlines(b []byte) []byte {
 
 func writeRPC(w http.ResponseWriter, status int, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body))) // no chunking for large results
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
