@@ -35,7 +35,7 @@ func startInproc(ctx context.Context, echoURL string, tl *timeline) (string, err
 		r.MarkServing()
 		go srv.Serve(ln)
 		go func() { <-ctx.Done(); srv.Close() }()
-		agentClient = &http.Client{Transport: markRT{tl, "agent: response POST", agent.NewTransport(64)}}
+		agentClient = &http.Client{Transport: markRT{tl, "agent: response POST", agent.NewTransport(agent.TransportOptions{MaxConcurrent: 64})}}
 		bindingClient = &http.Client{Transport: markRT{tl, "agent: MCP server call", httpbinding.NewTransport()}}
 	} else {
 		go r.Serve(ctx, ln)

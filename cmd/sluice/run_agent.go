@@ -256,9 +256,7 @@ func (s *session) controlPlaneClient() (*http.Client, error) {
 	if cfg.CABundle == "" && cfg.HTTPProxy == "" {
 		return nil, nil
 	}
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConnsPerHost = cfg.MCP.MaxConcurrentRequests + 4
-	t.MaxIdleConns = 2 * t.MaxIdleConnsPerHost
+	o := agent.TransportOptions{MaxConcurrent: cfg.MCP.MaxConcurrentRequests}
 	if cfg.CABundle != "" {
 		pem, err := os.ReadFile(cfg.CABundle)
 		if err != nil {
@@ -271,16 +269,16 @@ func (s *session) controlPlaneClient() (*http.Client, error) {
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, cfgErr("ca-bundle", "%s holds no PEM certificate", cfg.CABundle)
 		}
-		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		o.TLSConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	if cfg.HTTPProxy != "" {
 		pu, err := url.Parse(cfg.HTTPProxy)
 		if err != nil || pu.Host == "" {
 			return nil, cfgErr("http-proxy", "want a proxy URL such as http://proxy:3128")
 		}
-		t.Proxy = http.ProxyURL(pu)
+		o.Proxy = http.ProxyURL(pu)
 	}
-	return &http.Client{Transport: t}, nil
+	return &http.Client{Transport: agent.NewTransport(o)}, nil
 }
 
 // reportReadiness logs readiness changes: "ready" once the agent can serve,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"sync"
@@ -152,20 +154,34 @@ func New(cfg Config, opts Options) (*Agent, error) {
 
 // newHTTPClient returns a client on NewTransport.
 func newHTTPClient(maxConcurrent int) *http.Client {
-	return &http.Client{Transport: NewTransport(maxConcurrent)}
+	return &http.Client{Transport: NewTransport(TransportOptions{MaxConcurrent: maxConcurrent})}
+}
+
+// TransportOptions configures NewTransport.
+type TransportOptions struct {
+	// MaxConcurrent is the agent's mcp.max-concurrent-requests: enough idle
+	// connections are kept for every running command plus the poll.
+	MaxConcurrent int
+	// TLSConfig is the TLS client configuration (nil = system roots).
+	TLSConfig *tls.Config
+	// Proxy picks a proxy per request (nil = from the environment).
+	Proxy func(*http.Request) (*url.URL, error)
 }
 
 // NewTransport returns the transport an Agent uses when Options.HTTPClient is
-// nil. It keeps enough idle connections to the relay for every running
-// command plus the poll. Direct connections run each exchange on the calling
-// goroutine (engine/internal/httpx); a proxy from the environment goes
-// through net/http's Transport.
-func NewTransport(maxConcurrent int) http.RoundTripper {
-	idle := max(maxConcurrent+2, 64)
+// nil. Direct connections run each exchange on the calling goroutine
+// (engine/internal/httpx); proxied ones go through net/http's Transport.
+func NewTransport(o TransportOptions) http.RoundTripper {
+	idle := max(o.MaxConcurrent+2, 64)
+	proxy := o.Proxy
+	if proxy == nil {
+		proxy = http.ProxyFromEnvironment
+	}
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	t := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
+		Proxy:                 proxy,
 		DialContext:           dialer.DialContext,
+		TLSClientConfig:       o.TLSConfig,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          idle * 2,
 		MaxIdleConnsPerHost:   idle,
@@ -176,7 +192,8 @@ func NewTransport(maxConcurrent int) http.RoundTripper {
 	}
 	return &httpx.Transport{
 		Fallback:       t,
-		Proxy:          http.ProxyFromEnvironment,
+		Proxy:          proxy,
+		TLSConfig:      o.TLSConfig,
 		Dialer:         dialer,
 		MaxIdlePerHost: idle,
 		IdleTimeout:    90 * time.Second,
