@@ -7,7 +7,7 @@ import (
 
 // ExportInterrupt is the mutable i32 global that instrumentLoops adds to a
 // module and exports. The host sets it to 1 when a call's deadline passes;
-// the next loop iteration in the guest then traps.
+// the guest then traps within yieldEvery loop iterations.
 const ExportInterrupt = "sluice_interrupt"
 
 // errUninstrumentable means the module uses something the instruction walker
