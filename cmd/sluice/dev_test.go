@@ -215,10 +215,7 @@ func TestRunAgainstRelay(t *testing.T) {
 	if err := os.WriteFile(relayCfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var relayErr syncBuffer
-	startCLI(t, &cli{stdout: &bytes.Buffer{}, stderr: &relayErr, env: envOf(map[string]string{"TEST_RUNTIME_KEY": runtimeKey})},
-		"relay", "--config", relayCfg, "--log.format", "json")
-	waitFor(t, "relay listening", func() bool { return strings.Contains(relayErr.String(), "relay listening") })
+	relayErr := startRelayCLI(t, relayCfg, runtimeKey)
 
 	urlFile := filepath.Join(dir, "health.url")
 	var agentErr syncBuffer
@@ -243,6 +240,17 @@ func TestRunAgainstRelay(t *testing.T) {
 			t.Fatal("a key appears in the logs")
 		}
 	}
+}
+
+// startRelayCLI runs `sluice relay --config cfg` with TEST_RUNTIME_KEY set
+// and waits until it listens; it returns its log.
+func startRelayCLI(t *testing.T, cfg, runtimeKey string) *syncBuffer {
+	t.Helper()
+	var logs syncBuffer
+	startCLI(t, &cli{stdout: &bytes.Buffer{}, stderr: &logs, env: envOf(map[string]string{"TEST_RUNTIME_KEY": runtimeKey})},
+		"relay", "--config", cfg, "--log.format", "json")
+	waitFor(t, "relay listening", func() bool { return strings.Contains(logs.String(), "relay listening") })
+	return &logs
 }
 
 // TestReload changes a live key and a restart-only key of a running relay.

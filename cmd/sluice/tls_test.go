@@ -67,10 +67,7 @@ func TestRunAgainstTLSRelay(t *testing.T) {
 	if err := os.WriteFile(relayCfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var relayErr syncBuffer
-	startCLI(t, &cli{stdout: &bytes.Buffer{}, stderr: &relayErr, env: envOf(map[string]string{"TEST_RUNTIME_KEY": runtimeKey})},
-		"relay", "--config", relayCfg, "--log.format", "json")
-	waitFor(t, "relay listening", func() bool { return strings.Contains(relayErr.String(), "relay listening") })
+	relayErr := startRelayCLI(t, relayCfg, runtimeKey)
 
 	agentEnv := func(extra map[string]string) envSource {
 		m := map[string]string{

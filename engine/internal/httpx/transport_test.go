@@ -219,9 +219,9 @@ func TestEarlyCloseNotReused(t *testing.T) {
 	}
 }
 
-// rawServer answers each connection with the bytes of reply, after reading
-// one request head.
-func rawServer(t *testing.T, reply string) string {
+// rawServer runs serve on each connection, after reading one request head
+// (with br, which may hold the start of the body), and returns its URL.
+func rawServer(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -236,18 +236,24 @@ func rawServer(t *testing.T, reply string) string {
 			}
 			go func() {
 				defer c.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err != nil {
 					return
 				}
-				io.WriteString(c, reply)
+				serve(c, br)
 			}()
 		}
 	}()
 	return "http://" + ln.Addr().String()
 }
 
+// replying serves the bytes of reply.
+func replying(reply string) func(net.Conn, *bufio.Reader) {
+	return func(c net.Conn, _ *bufio.Reader) { io.WriteString(c, reply) }
+}
+
 func TestInterimAndCloseDelimited(t *testing.T) {
-	u := rawServer(t, "HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close")
+	u := rawServer(t, replying("HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close"))
 	tr, _ := newTransport()
 	code, got := do(t, &http.Client{Transport: tr}, "GET", u, "")
 	if code != 200 || got != "until close" {
@@ -256,7 +262,7 @@ func TestInterimAndCloseDelimited(t *testing.T) {
 }
 
 func TestMalformedResponse(t *testing.T) {
-	u := rawServer(t, "this is not HTTP\r\n\r\n")
+	u := rawServer(t, replying("this is not HTTP\r\n\r\n"))
 	tr, _ := newTransport()
 	_, err := (&http.Client{Transport: tr}).Get(u)
 	if err == nil || !strings.Contains(err.Error(), "malformed HTTP") {
@@ -374,34 +380,15 @@ func TestConcurrent(t *testing.T) {
 // oversize body and closes the connection: the caller gets the 413, not the
 // failed write.
 func TestEarlyAnswer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				br := bufio.NewReader(c)
-				if _, err := http.ReadRequest(br); err != nil {
-					c.Close()
-					return
-				}
-				io.CopyN(io.Discard, br, 64<<10)
-				io.WriteString(c, "HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large")
-				c.(*net.TCPConn).CloseWrite()
-				time.Sleep(50 * time.Millisecond)
-				c.(*net.TCPConn).SetLinger(0)
-				c.Close() // unread body left: the client's write fails with a reset
-			}()
-		}
-	}()
+	u := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		io.CopyN(io.Discard, br, 64<<10)
+		io.WriteString(c, "HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large")
+		c.(*net.TCPConn).CloseWrite()
+		time.Sleep(50 * time.Millisecond)
+		c.(*net.TCPConn).SetLinger(0) // unread body left: the client's write fails with a reset
+	})
 	tr, _ := newTransport()
-	code, got := do(t, &http.Client{Transport: tr}, "POST", "http://"+ln.Addr().String(), strings.Repeat("x", 32<<20))
+	code, got := do(t, &http.Client{Transport: tr}, "POST", u, strings.Repeat("x", 32<<20))
 	if code != 413 || got != "too large" {
 		t.Fatalf("got %d %q, want the 413", code, got)
 	}
