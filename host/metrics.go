@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sluicemcp/sluice/engine"
 )
 
 // Failure kinds (label kind of sluice_plugin_failures_total).
@@ -78,20 +79,11 @@ func (m *metrics) forStage(name string) *stageMetrics {
 	for _, k := range []string{kindTrap, kindTimeout, kindOOM, kindMalformed, kindTooLarge} {
 		s.failures[k] = m.failures.WithLabelValues(name, k)
 	}
-	for h := 1; h <= 3; h++ {
-		hook := hookName(h)
-		s.duration[h] = m.duration.WithLabelValues(name, hook)
-		for a := 0; a < 5; a++ {
-			s.calls[h][a] = m.calls.WithLabelValues(name, hook, actionName(a))
+	for h := engine.HookRequest; h <= engine.HookHTTPResponse; h++ {
+		s.duration[h] = m.duration.WithLabelValues(name, h.String())
+		for a := engine.Continue; a <= engine.Drop; a++ {
+			s.calls[h][a] = m.calls.WithLabelValues(name, h.String(), a.String())
 		}
 	}
 	return s
-}
-
-func hookName(h int) string {
-	return [...]string{"", "request", "response", "http_response"}[h]
-}
-
-func actionName(a int) string {
-	return [...]string{"continue", "replace", "respond", "reject", "drop"}[a]
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sluicemcp/sluice/engine"
 	"github.com/tetratelabs/wazero"
 )
 
@@ -295,19 +296,15 @@ func parseDescription(b []byte) (*description, error) {
 	return &d, nil
 }
 
+// parseHooks turns hook names into a bit set (1 << engine.Hook).
 func parseHooks(names []string) (uint8, error) {
 	var m uint8
 	for _, n := range names {
-		switch n {
-		case "request":
-			m |= 1 << 1
-		case "response":
-			m |= 1 << 2
-		case "http_response":
-			m |= 1 << 3
-		default:
-			return 0, fmt.Errorf("unknown hook %q (want request, response or http_response)", n)
+		h, err := engine.ParseHook(n)
+		if err != nil {
+			return 0, err
 		}
+		m |= 1 << h
 	}
 	return m, nil
 }
