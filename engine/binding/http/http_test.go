@@ -21,6 +21,7 @@ import (
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/sluicemcp/sluice/engine/binding"
+	"github.com/sluicemcp/sluice/engine/binding/bindingtest"
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
@@ -84,14 +85,7 @@ func newBinding(t testing.TB, url string, cfg Config, opts Options) *Binding {
 // collect runs Do and returns every reply.
 func collect(t testing.TB, b binding.Binding, req *binding.Request) ([]*binding.Reply, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var out []*binding.Reply
-	err := b.Do(ctx, req, func(r *binding.Reply) error {
-		out = append(out, r)
-		return nil
-	})
-	return out, err
+	return bindingtest.Collect(b, req, nil)
 }
 
 func rpc(id int, method, params string) *binding.Request {

@@ -15,6 +15,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/sluicemcp/sluice/engine/binding"
+	"github.com/sluicemcp/sluice/engine/binding/bindingtest"
 	"github.com/sluicemcp/sluice/engine/demo"
 )
 
@@ -22,16 +23,7 @@ const legacy = "2025-11-25"
 
 func do(t testing.TB, b binding.Binding, req *binding.Request, emit func(*binding.Reply)) []*binding.Reply {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var out []*binding.Reply
-	err := b.Do(ctx, req, func(r *binding.Reply) error {
-		out = append(out, r)
-		if emit != nil {
-			emit(r)
-		}
-		return nil
-	})
+	out, err := bindingtest.Collect(b, req, emit)
 	if err != nil {
 		t.Fatalf("do: %v", err)
 	}

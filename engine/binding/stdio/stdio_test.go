@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluicemcp/sluice/engine/binding"
+	"github.com/sluicemcp/sluice/engine/binding/bindingtest"
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
@@ -123,17 +124,7 @@ func req(body string) *binding.Request {
 
 func do(t *testing.T, b *Binding, r *binding.Request, emit func(*binding.Reply)) ([]*binding.Reply, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var out []*binding.Reply
-	err := b.Do(ctx, r, func(rp *binding.Reply) error {
-		out = append(out, rp)
-		if emit != nil {
-			emit(rp)
-		}
-		return nil
-	})
-	return out, err
+	return bindingtest.Collect(b, r, emit)
 }
 
 func TestEchoPreservesIDBytes(t *testing.T) {
