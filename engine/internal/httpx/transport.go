@@ -34,6 +34,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -179,8 +180,7 @@ type body struct {
 	rc    io.ReadCloser
 	stop  func() bool
 	reuse bool
-	mu    sync.Mutex
-	done  bool
+	done  atomic.Bool
 }
 
 func (b *body) Read(p []byte) (int, error) {
@@ -202,13 +202,9 @@ func (b *body) Close() error {
 // finish releases the connection once: back to the pool after a clean EOF,
 // closed otherwise.
 func (b *body) finish(eof bool) {
-	b.mu.Lock()
-	if b.done {
-		b.mu.Unlock()
+	if b.done.Swap(true) {
 		return
 	}
-	b.done = true
-	b.mu.Unlock()
 	// stop reports false when the context already fired and set a deadline.
 	if b.stop() && eof && b.reuse {
 		b.t.put(b.c)
