@@ -177,8 +177,11 @@ type bench struct {
 	wrk       bool
 	tl        *timeline
 	procs     []*exec.Cmd
-	results   []result
-	tmp       string
+	names     map[*exec.Cmd]string
+	// agentMetrics and relayMetrics are the running tunnel's /metrics URLs.
+	agentMetrics, relayMetrics string
+	results                    []result
+	tmp                        string
 }
 
 func freeAddr() string {
@@ -203,6 +206,10 @@ func (b *bench) start(name string, env []string, args ...string) (*exec.Cmd, err
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	b.procs = append(b.procs, cmd)
+	if b.names == nil {
+		b.names = map[*exec.Cmd]string{}
+	}
+	b.names[cmd] = name
 	return cmd, nil
 }
 
@@ -324,10 +331,12 @@ func (b *bench) run(pipeline string, compare bool) error {
 		idleRelay, idleAgent := rssKiB(relayCmd.Process.Pid), rssKiB(agentCmd.Process.Pid)
 		tunnelRes[pl] = map[int]result{}
 		for _, c := range b.levels {
+			m0 := b.tunnelCounters()
 			r, err := b.load("tunnel", pl, mcpURL, "", c)
 			if err != nil {
 				return err
 			}
+			b.batching(m0, b.tunnelCounters())
 			tunnelRes[pl][c] = r
 		}
 		fmt.Printf("memory (%s chain): relay RSS idle %.1f MiB, after load %.1f MiB (peak %.1f); agent RSS idle %.1f MiB, after load %.1f MiB (peak %.1f)\n",
@@ -404,6 +413,7 @@ func (b *bench) startTunnel(echoURL, pipeline string) (mcpURL string, relay, age
 		return "", nil, nil, fmt.Errorf("relay: %w (log in %s)", err, b.tmp)
 	}
 	healthAddr := freeAddr()
+	b.agentMetrics, b.relayMetrics = "http://"+healthAddr+"/metrics", "http://"+adminAddr+"/metrics"
 	agent, err = b.start("agent-"+pipeline, env, append([]string{b.bin, "run"}, append(b.agentArgs(echoURL), "--health.listen-addr", healthAddr)...)...)
 	if err != nil {
 		return "", nil, nil, err
@@ -529,11 +539,13 @@ func (b *bench) load(target, pipeline, url, _ string, conc int) (result, error) 
 		}(w)
 	}
 	time.Sleep(b.warmup)
+	cpu0 := b.cpuSnapshot()
 	measuring.Store(true)
 	start := time.Now()
 	time.Sleep(b.duration)
 	measuring.Store(false)
 	elapsed := time.Since(start)
+	cpu1 := b.cpuSnapshot()
 	close(stop)
 	wg.Wait()
 	var all []time.Duration
@@ -549,6 +561,7 @@ func (b *bench) load(target, pipeline, url, _ string, conc int) (result, error) 
 	}
 	b.results = append(b.results, r)
 	fmt.Printf("%-8s %-10s %5d %10.0f %9.3f %9.3f %7d\n", target, pipeline, conc, r.CallsPerSec, r.P50ms, r.P99ms, r.Errors)
+	b.cpuPerCall(cpu0, cpu1, r.Calls, "")
 	if e := firstErr.Load(); e != nil {
 		fmt.Printf("         first error: %s\n", e)
 	}

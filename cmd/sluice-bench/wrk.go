@@ -46,8 +46,11 @@ end
 	}
 	// Warm-up, then the measured run.
 	_ = exec.Command("wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conc), "-d", "1s", "-s", script, url).Run()
-	out, err := exec.Command("wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conc), "-d", strconv.Itoa(secs)+"s",
-		"--latency", "-s", script, url).CombinedOutput()
+	cpu0 := b.cpuSnapshot()
+	wrk := exec.Command("wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conc), "-d", strconv.Itoa(secs)+"s",
+		"--latency", "-s", script, url)
+	out, err := wrk.CombinedOutput()
+	cpu1 := b.cpuSnapshot()
 	if err != nil {
 		return result{}, fmt.Errorf("wrk: %v: %s", err, out)
 	}
@@ -72,6 +75,11 @@ end
 	}
 	b.results = append(b.results, r)
 	fmt.Printf("%-8s %-10s %5d %10.0f %9.3f %9.3f %7d\n", target, pipeline, conc, r.CallsPerSec, r.P50ms, r.P99ms, r.Errors)
+	wrkCPU := ""
+	if ps := wrk.ProcessState; ps != nil && r.Calls > 0 {
+		wrkCPU = fmt.Sprintf(", wrk %.0f µs", float64((ps.UserTime()+ps.SystemTime()).Microseconds())/float64(r.Calls))
+	}
+	b.cpuPerCall(cpu0, cpu1, r.Calls, wrkCPU)
 	if r.Calls == 0 {
 		return r, fmt.Errorf("%s: no calls: %s", target, text)
 	}

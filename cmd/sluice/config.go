@@ -52,6 +52,9 @@ type ControlPlane struct {
 	MaxInflight    int           `koanf:"max-inflight"`
 	PollTimeout    time.Duration `koanf:"poll-timeout"`
 	ExtraHeaders   []string      `koanf:"extra-headers"`
+	// ResponseBatch uses Sluice's response-batch extension when the relay
+	// offers it.
+	ResponseBatch bool `koanf:"response-batch"`
 }
 
 // MCP configures the private MCP servers the agent forwards to.
@@ -166,7 +169,7 @@ const (
 
 func defaults() Config {
 	return Config{
-		ControlPlane: ControlPlane{BaseURL: defaultBaseURL, MaxInflight: defaultMaxInflight, PollTimeout: defaultPollTimeout},
+		ControlPlane: ControlPlane{BaseURL: defaultBaseURL, MaxInflight: defaultMaxInflight, PollTimeout: defaultPollTimeout, ResponseBatch: true},
 		MCP:          MCP{MaxConcurrentRequests: defaultMaxConcurrent},
 		Health:       Health{ListenAddr: defaultHealthAddr},
 		Log:          Log{Level: defaultLogLevel, Format: defaultLogFormat, Audit: "log"},
@@ -218,6 +221,7 @@ var envTable = []envVar{
 	{name: "CONTROL_PLANE_MAX_INFLIGHT_REQUESTS", key: "control-plane.max-inflight"},
 	{name: "CONTROL_PLANE_POLL_TIMEOUT", key: "control-plane.poll-timeout"},
 	{name: "CONTROL_PLANE_EXTRA_HEADERS", key: "control-plane.extra-headers", list: true},
+	{name: "CONTROL_PLANE_RESPONSE_BATCH", key: "control-plane.response-batch"},
 	{name: "MCP_SERVER_URL", key: "mcp.server-url", list: true},
 	{name: "MCP_COMMAND", key: "mcp.command", list: true},
 	{name: "MCP_MAX_CONCURRENT_REQUESTS", key: "mcp.max-concurrent-requests"},

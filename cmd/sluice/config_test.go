@@ -96,6 +96,9 @@ func TestPrecedence(t *testing.T) {
 			if cfg.ControlPlane.PollTimeout != tc.pollTimer {
 				t.Errorf("poll-timeout = %s, want %s", cfg.ControlPlane.PollTimeout, tc.pollTimer)
 			}
+			if !cfg.ControlPlane.ResponseBatch {
+				t.Error("response-batch is off by default")
+			}
 		})
 	}
 }
@@ -117,6 +120,7 @@ func TestEnvTable(t *testing.T) {
 		"LOG_HTTP_RAW_UNSAFE":           "true",
 		"ALLOW_REMOTE_UI":               "true",
 		"PID_FILE":                      "/tmp/p",
+		"CONTROL_PLANE_RESPONSE_BATCH":  "false",
 	}
 	cfg, err := loadFor(t, ModeRun, nil, env, "")
 	if err != nil {
@@ -140,6 +144,7 @@ func TestEnvTable(t *testing.T) {
 		{"raw unsafe", cfg.Log.HTTPRawUnsafe, true},
 		{"remote ui", cfg.AllowRemoteUI, true},
 		{"pid", cfg.PID.File, "/tmp/p"},
+		{"response-batch", cfg.ControlPlane.ResponseBatch, false},
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {

@@ -27,6 +27,7 @@ func newFlagSet(mode Mode, out io.Writer) *pflag.FlagSet {
 	if mode == ModeRun || mode == ModeDev {
 		fs.Int("control-plane.max-inflight", d.ControlPlane.MaxInflight, "commands polled but not yet running (max 10000)")
 		fs.Duration("control-plane.poll-timeout", d.ControlPlane.PollTimeout, "long-poll wait asked of the relay")
+		fs.Bool("control-plane.response-batch", d.ControlPlane.ResponseBatch, "deliver finished responses together when a sluice relay offers it")
 		fs.StringArray("mcp.server-url", nil, "MCP server: URL for main, or channel=NAME,url=URL (repeatable)")
 		fs.StringArray("mcp.command", nil, "stdio MCP server: channel=NAME,command=ARGV (repeatable)")
 		fs.Int("mcp.max-concurrent-requests", d.MCP.MaxConcurrentRequests, "MCP requests running at once")

@@ -55,6 +55,12 @@ type Agent struct {
 	pollURL    string
 	respURL    string
 	metaURL    string
+	batchURL   string
+
+	batch   batcher     // final responses waiting for a batch POST
+	batchOK atomic.Bool // the relay advertised the response-batch extension
+	// batchOffUntil (unix ns): batching stays off until then
+	batchOffUntil atomic.Int64
 
 	work chan *task
 	room chan struct{}
@@ -121,7 +127,7 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	base := cfg.BaseURL + cfg.URLPath + "/v1/tunnels/" + cfg.TunnelID
-	a.metaURL, a.pollURL, a.respURL = base, base+"/poll", base+"/response"
+	a.metaURL, a.pollURL, a.respURL, a.batchURL = base, base+"/poll", base+"/response", base+wire.BatchPath
 
 	h := make(http.Header, 8+len(cfg.ExtraHeaders))
 	for k, vs := range cfg.ExtraHeaders {

@@ -71,6 +71,10 @@ type Config struct {
 	ClientName string
 	// ClientVersion is sent as X-Tunnel-Client-Version.
 	ClientVersion string
+	// NoResponseBatch turns off Sluice's response-batch extension
+	// (control-plane.response-batch false): every response is posted alone
+	// even to a relay that takes batches.
+	NoResponseBatch bool
 }
 
 // Options are the agent's collaborators. The zero value is valid except for

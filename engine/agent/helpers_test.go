@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -57,6 +58,13 @@ type fakeRelay struct {
 	overdeliver bool
 	// metaStatus is the status of GET /v1/tunnels/{id} (0 = 200).
 	metaStatus int
+
+	// batch advertises and serves the response-batch extension.
+	batch bool
+	// batchHook, when set, may answer batch POST n (0-based) as a whole.
+	batchHook func(n int, w http.ResponseWriter) bool
+	batches   [][]string // request ids of each batch POST that reached the items
+	batchPOST atomic.Int64
 }
 
 func newFakeRelay(t testing.TB) *fakeRelay {
@@ -65,12 +73,14 @@ func newFakeRelay(t testing.TB) *fakeRelay {
 	mux.HandleFunc("GET /v1/tunnels/{id}", f.meta)
 	mux.HandleFunc("GET /v1/tunnels/{id}/poll", f.poll)
 	mux.HandleFunc("POST /v1/tunnels/{id}/response", f.response)
+	mux.HandleFunc("POST /v1/tunnels/{id}/responses", f.responses)
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
 	return f
 }
 
 func (f *fakeRelay) meta(w http.ResponseWriter, r *http.Request) {
+	f.advertise(w)
 	if f.metaStatus != 0 {
 		w.WriteHeader(f.metaStatus)
 		return
@@ -111,6 +121,7 @@ func (f *fakeRelay) poll(w http.ResponseWriter, r *http.Request) {
 	f.limits = append(f.limits, limit)
 	f.pollHdrs = append(f.pollHdrs, r.Header.Clone())
 	f.mu.Unlock()
+	f.advertise(w)
 	if f.pollHook != nil && f.pollHook(n, w) {
 		return
 	}
@@ -161,6 +172,55 @@ func (f *fakeRelay) response(w http.ResponseWriter, r *http.Request) {
 	f.posts = append(f.posts, posted{resp: resp, raw: raw, header: r.Header.Clone(), at: time.Now()})
 	f.mu.Unlock()
 	_, _ = w.Write([]byte(`{"status":"ok"}`))
+}
+
+func (f *fakeRelay) advertise(w http.ResponseWriter) {
+	if f.batch {
+		w.Header().Set(wire.HeaderExtensions, "other-ext, "+wire.ExtResponseBatch)
+	}
+}
+
+// responses serves the response-batch extension: each item goes through
+// response (postHook included) and its status is reported.
+func (f *fakeRelay) responses(w http.ResponseWriter, r *http.Request) {
+	n := int(f.batchPOST.Add(1) - 1)
+	if !f.batch {
+		http.NotFound(w, r)
+		return
+	}
+	if f.batchHook != nil && f.batchHook(n, w) {
+		return
+	}
+	raw, _ := io.ReadAll(r.Body)
+	items, err := wire.DecodeResponseBatch(raw)
+	if err != nil {
+		f.t.Errorf("batch body: %v: %s", err, raw)
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	tokens := wire.SplitShardTokens(r.Header.Get(wire.HeaderShardToken))
+	if len(tokens) != len(items) {
+		f.t.Errorf("batch of %d with %d shard tokens", len(items), len(tokens))
+	}
+	statuses := make([]int, len(items))
+	var ids []string
+	for i, item := range items {
+		var resp wire.Response
+		_ = json.Unmarshal(item, &resp)
+		ids = append(ids, resp.RequestID)
+		if i < len(tokens) && tokens[i] != "shard-"+resp.RequestID {
+			f.t.Errorf("item %d (%s) carries shard token %q", i, resp.RequestID, tokens[i])
+		}
+		one := httptest.NewRequest(http.MethodPost, "/response", bytes.NewReader(item))
+		one.Header = r.Header.Clone()
+		rec := httptest.NewRecorder()
+		f.response(rec, one)
+		statuses[i] = rec.Code
+	}
+	f.mu.Lock()
+	f.batches = append(f.batches, ids)
+	f.mu.Unlock()
+	_, _ = w.Write(wire.AppendBatchStatuses(nil, statuses))
 }
 
 // postsFor returns the accepted POSTs for a request id, in arrival order.

@@ -29,7 +29,16 @@ type metrics struct {
 	e2e        *prometheus.HistogramVec
 	commands   *prometheus.CounterVec
 	byOutcome  map[outcome]prometheus.Counter
+	postsVec   *prometheus.CounterVec
+	posts      [2]prometheus.Counter // by postSingle, postBatch
+	batched    prometheus.Counter
 }
+
+// Kinds of final response POST (sluice_agent_response_posts_total).
+const (
+	postSingle = iota
+	postBatch
+)
 
 // knownMethods bounds the request_method label: anything else is "other".
 var knownMethods = map[string]bool{
@@ -60,12 +69,17 @@ func newMetrics(extra prometheus.Registerer, capacity int, queueLen func() float
 			[]string{"latency_type", "request_method", "channel"}),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_agent_commands_total",
 			Help: "Commands by outcome."}, []string{"outcome"}),
+		postsVec: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_agent_response_posts_total",
+			Help: "Final response POSTs made through the batcher: single (standard endpoint) or batch (response-batch extension)."}, []string{"kind"}),
+		batched: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_agent_batched_responses_total",
+			Help: "Final responses sent in batch POSTs."}),
 	}
+	m.posts = [2]prometheus.Counter{m.postsVec.WithLabelValues("single"), m.postsVec.WithLabelValues("batch")}
 	m.byOutcome = map[outcome]prometheus.Counter{}
 	for _, o := range []outcome{outcomeOK, outcomeMCPError, outcomeTunnelFailure, outcomeExpired, outcomeSkipped, outcomePostFailed, outcomeAborted} {
 		m.byOutcome[o] = m.commands.WithLabelValues(string(o))
 	}
-	cs := []prometheus.Collector{m.polled, m.pollErrors, m.occupancy, m.inflight, m.e2e, m.commands,
+	cs := []prometheus.Collector{m.polled, m.pollErrors, m.occupancy, m.inflight, m.e2e, m.commands, m.postsVec, m.batched,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "commands_queue_length",
 			Help: "Commands polled and waiting for a worker."}, queueLen),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "commands_queue_capacity",

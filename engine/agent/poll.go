@@ -126,9 +126,11 @@ func (a *Agent) pollOnce(ctx context.Context, limit int) error {
 	defer resp.Body.Close()
 	switch st := resp.StatusCode; {
 	case st == http.StatusNoContent:
+		a.setBatchOK(resp.Header)
 		a.ready.setRelay(relayOK)
 		return nil
 	case st == http.StatusOK:
+		a.setBatchOK(resp.Header)
 	case st == http.StatusUnauthorized || st == http.StatusForbidden:
 		return &pollError{kind: "unauthorized", status: st}
 	case st == http.StatusTooManyRequests:
@@ -197,6 +199,7 @@ func (a *Agent) fetchMetadata(ctx context.Context) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	switch st := resp.StatusCode; {
 	case st >= 200 && st < 300:
+		a.setBatchOK(resp.Header)
 		a.ready.setRelay(relayOK)
 	case st == http.StatusUnauthorized || st == http.StatusForbidden:
 		a.log.Error("relay rejected the runtime key", "status", st)

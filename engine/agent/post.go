@@ -30,15 +30,31 @@ type errPostStatus int
 
 func (e errPostStatus) Error() string { return "relay answered " + strconv.Itoa(int(e)) }
 
-// post sends one response POST for t with the retry rules of its kind.
+// post sends one response POST for t with the retry rules of its kind. A
+// final response may travel in a response batch (batch.go) when the relay
+// takes them; whatever a batch could not settle is posted here on its own.
 func (a *Agent) post(ctx context.Context, t *task, typ string, status int, header http.Header, body []byte, final bool) error {
 	payload := encodeResponse(t.cmd.RequestID, t.cmd.Channel, typ, status, header, body)
 	tries := notifyTries
 	if final {
 		tries = finalTries
 	}
-	var lastErr error
-	for i := 0; i < tries; i++ {
+	first, lastErr := 0, error(nil)
+	if final && a.batchable(t.cmd.ShardToken, payload) {
+		res, err := a.submitBatch(ctx, t.cmd.ShardToken, payload)
+		switch {
+		case err != nil:
+			return fmt.Errorf("post response: %w", err)
+		case res.tried && (res.err == nil || !res.retry):
+			if res.err != nil {
+				return fmt.Errorf("post response: %w", res.err)
+			}
+			return nil
+		case res.tried: // a retryable failure: it was the first try
+			first, lastErr = 1, res.err
+		}
+	}
+	for i := first; i < tries; i++ {
 		if i > 0 {
 			if err := sleepCtx(ctx, t.deadline, lastDelay(lastErr, i)); err != nil {
 				return fmt.Errorf("post response: %w (after %w)", err, lastErr)
@@ -100,9 +116,27 @@ func sleepCtx(ctx context.Context, deadline time.Time, d time.Duration) error {
 // postOnce makes one POST attempt; retry says whether the failure may be
 // retried under the rules of a final or a notification POST.
 func (a *Agent) postOnce(ctx context.Context, shard string, payload []byte, final bool) (retry bool, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.respURL, bytes.NewReader(payload))
+	var wrote atomic.Bool
+	if !final {
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
+		})
+	}
+	resp, err := a.postRaw(ctx, a.respURL, shard, payload)
 	if err != nil {
-		return false, fmt.Errorf("build request: %w", err)
+		return final || !wrote.Load(), err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	return a.classify(resp.StatusCode, resp.Header, final)
+}
+
+// postRaw POSTs body to url with the control-plane headers and the shard
+// token header; the caller closes the response body.
+func (a *Agent) postRaw(ctx context.Context, url, shard string, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
 	}
 	h := make(http.Header, len(a.baseHeader)+2)
 	for k, v := range a.baseHeader {
@@ -111,26 +145,21 @@ func (a *Agent) postOnce(ctx context.Context, shard string, payload []byte, fina
 	h["Content-Type"] = jsonContentType
 	h[wire.HeaderShardToken] = []string{shard}
 	req.Header = h
-	var wrote atomic.Bool
-	if !final {
-		req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-			WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
-		}))
-	}
-	resp, err := a.client.Do(req)
-	if err != nil {
-		return final || !wrote.Load(), err
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	_ = resp.Body.Close()
-	switch st := resp.StatusCode; {
+	return a.client.Do(req)
+}
+
+// classify maps the status of a response POST (or of one item of a batch)
+// to its error, nil when the command is done, and whether it may be retried
+// under the rules of a final or a notification POST.
+func (a *Agent) classify(st int, header http.Header, final bool) (retry bool, err error) {
+	switch {
 	case st >= 200 && st < 300:
 		return false, nil
 	case st == http.StatusNotFound:
 		// pending_request_not_found: already finished or timed out.
 		return false, nil
 	case st == http.StatusTooManyRequests || st == http.StatusServiceUnavailable:
-		e := &retryAfterError{status: st, after: min(parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()), maxRetryAfter)}
+		e := &retryAfterError{status: st, after: min(parseRetryAfter(header.Get("Retry-After"), time.Now()), maxRetryAfter)}
 		return final || st == http.StatusTooManyRequests, e
 	case st == http.StatusRequestTimeout || st == http.StatusBadGateway || st == http.StatusGatewayTimeout:
 		return final, errPostStatus(st)

@@ -40,7 +40,11 @@ func counterValue(t *testing.T, a *Agent, name, label string) float64 {
 	return 0
 }
 
+// labelIs reports whether one of m's labels has value v ("" matches any).
 func labelIs(m *dto.Metric, v string) bool {
+	if v == "" {
+		return true
+	}
 	for _, l := range m.GetLabel() {
 		if l.GetValue() == v {
 			return true

@@ -28,9 +28,14 @@ func (r *Relay) agentTunnel(w http.ResponseWriter, req *http.Request, authFail i
 	t := r.agentAuth(req, id)
 	if t == nil {
 		writeAPIError(w, authFail, "invalid_request_error", wire.CodeTunnelUseForbidden, "runtime key not valid for this tunnel")
+		return nil
 	}
+	w.Header()[wire.HeaderExtensions] = extensions
 	return t
 }
+
+// extensions is the HeaderExtensions value on every authenticated agent answer.
+var extensions = []string{wire.ExtResponseBatch}
 
 // handleMetadata serves GET /v1/tunnels/{id}.
 func (r *Relay) handleMetadata(w http.ResponseWriter, req *http.Request) {
@@ -171,26 +176,9 @@ func (r *Relay) handleResponse(w http.ResponseWriter, req *http.Request) {
 	if !ok {
 		return
 	}
-	resp, err := wire.DecodeResponse(body)
-	if err != nil || resp.RequestID == "" {
-		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeInvalidJSONPayload, "body must be a response object with a request_id")
-		return
-	}
-	if resp.Channel != "" && !wire.ValidChannel(resp.Channel) {
-		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeInvalidChannelFormat, "channel must match ^[a-z0-9_-]{1,64}$")
-		return
-	}
-	if j := bytes.TrimSpace(resp.RespJSON); len(j) > 0 && !bytes.Equal(j, []byte("null")) && j[0] != '{' {
-		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeInvalidJSONPayload, "resp_json must be an object or null")
-		return
-	}
-	switch t.deliver(req.Header.Get(wire.HeaderShardToken), &resp) {
-	case deliverNotFound:
-		writeAPIError(w, http.StatusNotFound, "invalid_request_error", wire.CodePendingRequestNotFound, "no pending request with this id")
-		return
-	case deliverMismatch:
-		r.log.Warn("response with a mismatched shard token", "tunnel", t.id, "request_id", resp.RequestID)
-		writeAPIError(w, http.StatusUnauthorized, "invalid_request_error", wire.CodeTunnelRequestMismatch, "shard token does not match the request")
+	t.singlePosts.Add(1)
+	if st, code, msg := r.accept(t, req.Header.Get(wire.HeaderShardToken), body); st != http.StatusOK {
+		writeAPIError(w, st, "invalid_request_error", code, msg)
 		return
 	}
 	// The MCP client's handler was just woken with this message: let it write
@@ -200,6 +188,65 @@ func (r *Relay) handleResponse(w http.ResponseWriter, req *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(ackOK)
+}
+
+// handleResponses serves POST /v1/tunnels/{id}/responses, the response-batch
+// extension (wire.BatchPath): each item is taken as a response POST of its
+// own would be, and its status is reported in the same place of the answer.
+func (r *Relay) handleResponses(w http.ResponseWriter, req *http.Request) {
+	t := r.agentTunnel(w, req, http.StatusUnauthorized)
+	if t == nil {
+		return
+	}
+	body, ok := readBody(w, req, r.set.maxResponse)
+	if !ok {
+		return
+	}
+	items, err := wire.DecodeResponseBatch(body)
+	if err != nil {
+		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeInvalidJSONPayload, err.Error())
+		return
+	}
+	tokens := wire.SplitShardTokens(req.Header.Get(wire.HeaderShardToken))
+	if len(tokens) != len(items) {
+		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeTunnelRequestMismatch, "X-Tunnel-Shard-Token must hold one token per response, in order")
+		return
+	}
+	t.batchPosts.Add(1)
+	t.batched.Add(uint64(len(items)))
+	statuses := make([]int, len(items))
+	for i, item := range items {
+		statuses[i], _, _ = r.accept(t, tokens[i], item)
+	}
+	runtime.Gosched() // as in handleResponse
+	out := wire.AppendBatchStatuses(make([]byte, 0, 16+4*len(statuses)), statuses)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(out)
+}
+
+// accept decodes, checks and delivers one response object; it returns the
+// status of the standard endpoint and, for an error, its code and message.
+func (r *Relay) accept(t *tunnelState, token string, body []byte) (status int, code, msg string) {
+	resp, err := wire.DecodeResponse(body)
+	if err != nil || resp.RequestID == "" {
+		return http.StatusBadRequest, wire.CodeInvalidJSONPayload, "body must be a response object with a request_id"
+	}
+	if resp.Channel != "" && !wire.ValidChannel(resp.Channel) {
+		return http.StatusBadRequest, wire.CodeInvalidChannelFormat, "channel must match ^[a-z0-9_-]{1,64}$"
+	}
+	if j := bytes.TrimSpace(resp.RespJSON); len(j) > 0 && !bytes.Equal(j, []byte("null")) && j[0] != '{' {
+		return http.StatusBadRequest, wire.CodeInvalidJSONPayload, "resp_json must be an object or null"
+	}
+	switch t.deliver(token, &resp) {
+	case deliverNotFound:
+		return http.StatusNotFound, wire.CodePendingRequestNotFound, "no pending request with this id"
+	case deliverMismatch:
+		r.log.Warn("response with a mismatched shard token", "tunnel", t.id, "request_id", resp.RequestID)
+		return http.StatusUnauthorized, wire.CodeTunnelRequestMismatch, "shard token does not match the request"
+	}
+	return http.StatusOK, "", ""
 }
 
 var ackOK = []byte(`{"status":"ok"}`)

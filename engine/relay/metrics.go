@@ -63,6 +63,10 @@ var (
 		"1 when an agent is polling the tunnel or polled within the agent timeout.", []string{"tunnel"}, nil)
 	descPolls = prometheus.NewDesc("sluice_relay_polls_total",
 		"Polls received per tunnel.", []string{"tunnel"}, nil)
+	descAgentPosts = prometheus.NewDesc("sluice_relay_agent_posts_total",
+		"Response POSTs from agents per tunnel: response (one message) or batch (the response-batch extension).", []string{"tunnel", "kind"}, nil)
+	descBatched = prometheus.NewDesc("sluice_relay_batched_responses_total",
+		"Responses that arrived in batch POSTs per tunnel.", []string{"tunnel"}, nil)
 )
 
 type tunnelCollector struct{ r *Relay }
@@ -73,6 +77,8 @@ func (c *tunnelCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descInflight
 	ch <- descConnected
 	ch <- descPolls
+	ch <- descAgentPosts
+	ch <- descBatched
 }
 
 func (c *tunnelCollector) Collect(ch chan<- prometheus.Metric) {
@@ -87,6 +93,9 @@ func (c *tunnelCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descInflight, prometheus.GaugeValue, float64(t.inflight()), t.id)
 		ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, conn, t.id)
 		ch <- prometheus.MustNewConstMetric(descPolls, prometheus.CounterValue, float64(t.polls.Load()), t.id)
+		ch <- prometheus.MustNewConstMetric(descAgentPosts, prometheus.CounterValue, float64(t.singlePosts.Load()), t.id, "response")
+		ch <- prometheus.MustNewConstMetric(descAgentPosts, prometheus.CounterValue, float64(t.batchPosts.Load()), t.id, "batch")
+		ch <- prometheus.MustNewConstMetric(descBatched, prometheus.CounterValue, float64(t.batched.Load()), t.id)
 	}
 }
 

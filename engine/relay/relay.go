@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicemcp/sluice/engine"
+	"github.com/sluicemcp/sluice/engine/wire"
 )
 
 // Options are the relay's collaborators. The zero value is valid.
@@ -141,6 +142,7 @@ func (r *Relay) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/tunnels/{id}", r.handleMetadata)
 	mux.HandleFunc("GET /v1/tunnels/{id}/poll", r.handlePoll)
 	mux.HandleFunc("POST /v1/tunnels/{id}/response", r.handleResponse)
+	mux.HandleFunc("POST /v1/tunnels/{id}"+wire.BatchPath, r.handleResponses)
 	mux.HandleFunc("POST /v1/mcp/{id}", r.handleMCPPost)
 	mux.HandleFunc("DELETE /v1/mcp/{id}", r.handleMCPDelete)
 	mux.HandleFunc("/v1/mcp/{id}", r.handleMCPOther)

@@ -23,6 +23,8 @@ type tunnelState struct {
 	once  sync.Once
 
 	polls atomic.Uint64 // polls served, for metrics
+	// response POSTs: single ones, batches, and the responses in batches
+	singlePosts, batchPosts, batched atomic.Uint64
 
 	mu          sync.Mutex
 	pending     map[string]*pending // request_id → command, queued or in flight
