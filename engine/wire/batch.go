@@ -61,35 +61,17 @@ func DecodeResponseBatch(body []byte) ([][]byte, error) {
 			return errBatchShape
 		}
 		seen = true
-		if err := s.Expect('['); err != nil {
+		if s.Peek() != '[' {
 			return errBatchShape
 		}
-		if s.Peek() == ']' {
-			s.I++
-			return nil
-		}
-		for {
-			s.WS()
-			if s.Peek() != '{' {
+		return s.Array(func() error {
+			if s.Peek() != '{' || len(items) == MaxBatchItems {
 				return errBatchShape
 			}
 			v, err := s.Value(0)
-			if err != nil {
-				return err
-			}
-			if len(items) == MaxBatchItems {
-				return errBatchShape
-			}
 			items = append(items, v)
-			c := s.Peek()
-			s.I++
-			if c == ']' {
-				return nil
-			}
-			if c != ',' {
-				return jsonscan.ErrSyntax
-			}
-		}
+			return err
+		})
 	})
 	if err == nil {
 		err = s.End()
@@ -139,15 +121,7 @@ func DecodeBatchStatuses(body []byte, n int) ([]int, error) {
 			_, err := s.Value(0)
 			return err
 		}
-		if err := s.Expect('['); err != nil {
-			return err
-		}
-		if s.Peek() == ']' {
-			s.I++
-			return nil
-		}
-		for {
-			s.WS()
+		return s.Array(func() error {
 			start := s.I
 			if err := s.Number(); err != nil {
 				return err
@@ -157,15 +131,8 @@ func DecodeBatchStatuses(body []byte, n int) ([]int, error) {
 				return errors.New("batch status out of range")
 			}
 			out = append(out, st)
-			c := s.Peek()
-			s.I++
-			if c == ']' {
-				return nil
-			}
-			if c != ',' {
-				return jsonscan.ErrSyntax
-			}
-		}
+			return nil
+		})
 	})
 	if err == nil {
 		err = s.End()

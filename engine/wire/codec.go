@@ -182,17 +182,9 @@ func decodePollFast(body []byte) ([]Command, []BadCommand, error) {
 			cmds = nil
 			return err
 		}
-		if err := s.Expect('['); err != nil {
-			return err
-		}
 		cmds = cmds[:0]
-		if s.Peek() == ']' {
-			s.I++
-			return nil
-		}
-		for {
+		return s.Array(func() error {
 			start := s.I
-			s.WS()
 			var c Command
 			if s.Peek() != '{' {
 				if _, err := s.Value(0); err != nil {
@@ -222,15 +214,8 @@ func decodePollFast(body []byte) ([]Command, []BadCommand, error) {
 				}
 				cmds = append(cmds, c)
 			}
-			ch := s.Peek()
-			s.I++
-			if ch == ']' {
-				return nil
-			}
-			if ch != ',' {
-				return errSyntax
-			}
-		}
+			return nil
+		})
 	})
 	if err == nil {
 		err = s.End()

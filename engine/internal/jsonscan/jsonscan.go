@@ -306,6 +306,32 @@ func (s *Scanner) Object(f func(key []byte) error) error {
 	}
 }
 
+// Array calls f for each element of an array; f must consume the element
+// (it starts after any whitespace).
+func (s *Scanner) Array(f func() error) error {
+	if err := s.Expect('['); err != nil {
+		return err
+	}
+	if s.Peek() == ']' {
+		s.I++
+		return nil
+	}
+	for {
+		s.WS()
+		if err := f(); err != nil {
+			return err
+		}
+		c := s.Peek()
+		s.I++
+		if c == ']' {
+			return nil
+		}
+		if c != ',' {
+			return ErrSyntax
+		}
+	}
+}
+
 // End checks that only whitespace is left.
 func (s *Scanner) End() error {
 	s.WS()
