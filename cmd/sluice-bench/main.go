@@ -196,7 +196,12 @@ func freeAddr() string {
 func (b *bench) start(name string, env []string, args ...string) (*exec.Cmd, error) {
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), env...)
-	logf, err := os.Create(filepath.Join(b.tmp, name+".log"))
+	// Logs go to their own folder: the agent watches its config file's
+	// folder, and every log write there would wake its watcher.
+	if err := os.MkdirAll(filepath.Join(b.tmp, "logs"), 0o700); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(b.tmp, "logs", name+".log"))
 	if err != nil {
 		return nil, err
 	}
@@ -419,7 +424,7 @@ func (b *bench) startTunnel(echoURL, pipeline string) (mcpURL string, relay, age
 		return "", nil, nil, err
 	}
 	if err := waitHTTP("http://"+healthAddr+"/readyz", func(s int) bool { return s == 200 }, 15*time.Second); err != nil {
-		log, _ := os.ReadFile(filepath.Join(b.tmp, "agent-"+pipeline+".log"))
+		log, _ := os.ReadFile(filepath.Join(b.tmp, "logs", "agent-"+pipeline+".log"))
 		return "", nil, nil, fmt.Errorf("agent: %w\n%s", err, log)
 	}
 	return "http://" + relayAddr + "/v1/mcp/" + tunnel, relay, agent, nil
