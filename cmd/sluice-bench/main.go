@@ -44,6 +44,9 @@ import (
 func main() {
 	var (
 		serveEcho   = flag.String("serve-echo", "", "internal: serve the echo MCP server on this address")
+		naiveRelay  = flag.String("serve-naive-relay", "", "internal: serve the naive reference relay on this address")
+		naiveAgent  = flag.String("serve-naive-agent", "", "internal: run the naive reference agent: RELAY_URL,MCP_URL")
+		naive       = flag.Bool("naive", false, "also load a naive reference tunnel (plain net/http, no features) in the same topology")
 		sluiceBin   = flag.String("sluice", "bin/sluice", "path to the sluice binary")
 		duration    = flag.Duration("duration", 5*time.Second, "measuring time per scenario")
 		warmup      = flag.Duration("warmup", time.Second, "warm-up time per scenario (not measured)")
@@ -65,6 +68,13 @@ func main() {
 	)
 	flag.Parse()
 	skipInitialized = *skipInit
+	if *naiveRelay != "" {
+		fatalf("%v", runNaiveRelay(*naiveRelay))
+	}
+	if *naiveAgent != "" {
+		relayURL, mcpURL, _ := strings.Cut(*naiveAgent, ",")
+		fatalf("%v", runNaiveAgent(relayURL, mcpURL))
+	}
 	if *serveEcho != "" {
 		if err := runEcho(*serveEcho); err != nil {
 			fmt.Fprintln(os.Stderr, "sluice-bench: echo server:", err)
@@ -99,6 +109,7 @@ func main() {
 		b.sluiceEnv = strings.Split(*sluiceEnv, ",")
 	}
 	b.startupOn = *startupOn
+	b.naive = *naive
 	if *timelineOn {
 		b.tl = &timeline{}
 	}
@@ -180,6 +191,7 @@ type bench struct {
 	names     map[*exec.Cmd]string
 	// agentMetrics and relayMetrics are the running tunnel's /metrics URLs.
 	agentMetrics, relayMetrics string
+	naive                      bool
 	results                    []result
 	tmp                        string
 }
@@ -355,6 +367,12 @@ func (b *bench) run(pipeline string, compare bool) error {
 		}
 		b.procs = b.procs[:n-2]
 	}
+	naiveRes := map[int]result{}
+	if b.naive {
+		if err := b.runNaive(echoURL, naiveRes); err != nil {
+			return err
+		}
+	}
 	if b.startupOn && pipeline != "none" {
 		if err := b.startup(echoURL, pipeline); err != nil {
 			return err
@@ -366,6 +384,16 @@ func (b *bench) run(pipeline string, compare bool) error {
 			d, t := direct[c], tunnelRes[pl][c]
 			fmt.Printf("  c=%-3d %s chain: tunnel/direct calls/s %.2f (%.0f vs %.0f), p50 %.3f ms vs %.3f ms\n",
 				c, pl, t.CallsPerSec/d.CallsPerSec, t.CallsPerSec, d.CallsPerSec, t.P50ms, d.P50ms)
+		}
+	}
+	for _, c := range b.levels {
+		if n, ok := naiveRes[c]; ok {
+			t := tunnelRes["none"][c]
+			if _, ok := tunnelRes["none"]; !ok {
+				t = tunnelRes[pipes[0]][c]
+			}
+			fmt.Printf("  c=%-3d naive reference tunnel: %.0f calls/s, p50 %.3f ms (sluice tunnel %.2f× its calls/s, p50 %.3f ms)\n",
+				c, n.CallsPerSec, n.P50ms, t.CallsPerSec/n.CallsPerSec, t.P50ms)
 		}
 	}
 	if len(pipes) == 2 {
