@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -74,14 +75,19 @@ func (a *Agent) runTask(t *task) {
 	case CommandOAuthMetadata:
 		r.oauthMetadata()
 	}
-	a.m.latency("total", r.method, t.cmd.Channel, time.Since(t.receipt))
+	total := time.Since(t.receipt)
+	a.m.latency("total", r.method, t.cmd.Channel, total)
 	if a.audit != nil && r.method == "tools/call" {
-		attrs := []any{"tunnel", a.cfg.TunnelID, "channel", t.cmd.Channel, "request_id", t.cmd.RequestID,
-			"session", r.session, "tool", r.tool, "outcome", string(r.oc), "status", r.status}
+		// Typed attributes: no boxing of each value on a per-call path.
+		var buf [10]slog.Attr
+		attrs := append(buf[:0], slog.String("tunnel", a.cfg.TunnelID), slog.String("channel", t.cmd.Channel),
+			slog.String("request_id", t.cmd.RequestID), slog.String("session", r.session), slog.String("tool", r.tool),
+			slog.String("outcome", string(r.oc)), slog.Int("status", r.status))
 		if r.plugin != "" {
-			attrs = append(attrs, "plugin", r.plugin, "verdict", r.verdict)
+			attrs = append(attrs, slog.String("plugin", r.plugin), slog.String("verdict", r.verdict))
 		}
-		a.audit.Info("tool call", append(attrs, "latency_ms", float64(time.Since(t.receipt).Microseconds())/1000)...)
+		attrs = append(attrs, slog.Float64("latency_ms", float64(total.Microseconds())/1000))
+		a.audit.LogAttrs(context.Background(), slog.LevelInfo, "tool call", attrs...)
 	}
 }
 
