@@ -123,8 +123,9 @@ func (a *Agent) sendNext() bool {
 	}
 	items := make([]*batchItem, n)
 	copy(items, b.queue)
-	clear(b.queue[:n])
-	b.queue = append(b.queue[:0], b.queue[n:]...)
+	rest := copy(b.queue, b.queue[n:])
+	clear(b.queue[rest:]) // drop the sent items' payloads
+	b.queue = b.queue[:rest]
 	b.mu.Unlock()
 	a.sendBatch(items, size)
 	b.mu.Lock()
