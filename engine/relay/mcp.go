@@ -351,6 +351,16 @@ func (r *Relay) final(w http.ResponseWriter, req *http.Request, rc *http.Respons
 	}
 	copyRespHeaders(w.Header(), map[string][]string(header), e)
 	st := mapStatus(status)
+	if st == http.StatusOK && e.sse && isEventStream(header) {
+		// The MCP server answered with an event stream: so does the relay,
+		// with the response as its one event, or empty if the server closed
+		// its stream without one.
+		startSSE(w)
+		if len(body) > 0 {
+			_ = writeEvent(w, rc, body)
+		}
+		return outcomeSSE
+	}
 	if len(body) == 0 {
 		w.WriteHeader(st)
 		return outcomeOK
@@ -472,6 +482,19 @@ func acceptsSSE(h http.Header) bool {
 				return true
 			}
 		}
+	}
+	return false
+}
+
+// isEventStream reports whether an agent response's headers say
+// text/event-stream.
+func isEventStream(h http.Header) bool {
+	for k, vs := range h {
+		if http.CanonicalHeaderKey(k) != "Content-Type" || len(vs) == 0 {
+			continue
+		}
+		mt, _, _ := strings.Cut(vs[0], ";")
+		return strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
 	}
 	return false
 }

@@ -863,3 +863,40 @@ func TestTimeoutAfterStreamStarted(t *testing.T) {
 		t.Fatalf("late POST %d", st)
 	}
 }
+
+// TestFramingFollowsTheServer: a response the MCP server sent as an event
+// stream reaches a client that takes streams as an event stream (an empty
+// one when the server closed its stream without an event), and a client
+// that takes only JSON as JSON.
+func TestFramingFollowsTheServer(t *testing.T) {
+	const result = `{"jsonrpc":"2.0","id":1,"result":{}}`
+	for _, tc := range []struct {
+		name, accept, serverType, body string
+		wantType, wantBody             string
+	}{
+		{"stream to stream", "application/json, text/event-stream", "text/event-stream", result, "text/event-stream", "event: message\ndata: " + result + "\n\n"},
+		{"stream to JSON-only client", "application/json", "text/event-stream", result, "application/json", result},
+		{"JSON stays JSON", "application/json, text/event-stream", "application/json", result, "application/json", result},
+		{"empty stream", "application/json, text/event-stream", "text/event-stream", "", "text/event-stream", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, nil, Options{})
+			h.connect(tunA, runtimeA)
+			got := h.clientPost(tunA, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, map[string]string{"Accept": tc.accept})
+			cmd := h.next(tunA, runtimeA)
+			resp := wire.Response{RequestID: cmd.RequestID, RespCode: 200, RespType: wire.RespJSONRPCResponse,
+				RespHeaders: map[string][]string{"Content-Type": {tc.serverType}}}
+			if tc.body != "" {
+				resp.RespJSON = json.RawMessage(tc.body)
+			}
+			if st, _ := h.respond(tunA, runtimeA, cmd.ShardToken, resp); st != 200 {
+				t.Fatalf("response POST: %d", st)
+			}
+			r := wait(t, got)
+			body := readAll(t, r)
+			if r.StatusCode != 200 || r.Header.Get("Content-Type") != tc.wantType || body != tc.wantBody {
+				t.Fatalf("client got %d %q %q, want 200 %q %q", r.StatusCode, r.Header.Get("Content-Type"), body, tc.wantType, tc.wantBody)
+			}
+		})
+	}
+}

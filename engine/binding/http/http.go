@@ -339,9 +339,16 @@ func (b *Binding) stream(ctx context.Context, req *binding.Request, resp *http.R
 	sr := newSSEReader(resp.Body, int(min(b.max, int64(^uint(0)>>1))))
 	header := resp.Header
 	first := true
-	resumes := 0
+	resumes, events := 0, 0
 	for {
 		ev, err := sr.next()
+		if err == io.EOF && events == 0 && resumes == 0 && sr.lastID == "" && acceptsSSE(req.Header) {
+			// The server answered with an event stream and closed it without
+			// a single event: no response, and no event id to resume from.
+			// Pass that on as it came (a final reply with no body), so the
+			// MCP client sees the same empty stream a direct client does.
+			return emit(&binding.Reply{Status: resp.StatusCode, Header: header, Final: true})
+		}
 		if err == io.EOF {
 			// The server ended the stream before the response (SSE polling,
 			// SEP-1699). Resume it privately with GET + Last-Event-ID, as a
@@ -361,6 +368,7 @@ func (b *Binding) stream(ctx context.Context, req *binding.Request, resp *http.R
 		if err != nil {
 			return classify(ctx, err, true)
 		}
+		events++
 		if len(bytes.TrimSpace(ev.Data)) == 0 {
 			continue // priming or keep-alive event
 		}
@@ -387,6 +395,20 @@ func (b *Binding) stream(ctx context.Context, req *binding.Request, resp *http.R
 			return nil
 		}
 	}
+}
+
+// acceptsSSE reports whether the MCP client's forwarded Accept header takes
+// an event stream.
+func acceptsSSE(h http.Header) bool {
+	for _, v := range h.Values("Accept") {
+		for part := range strings.SplitSeq(v, ",") {
+			mt, _, _ := strings.Cut(part, ";")
+			if strings.EqualFold(strings.TrimSpace(mt), "text/event-stream") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // maxResumes bounds how often one request's stream is resumed.

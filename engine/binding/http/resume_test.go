@@ -82,3 +82,50 @@ func TestResumeRefused(t *testing.T) {
 		t.Fatalf("err = %v, want transport_closed", err)
 	}
 }
+
+// TestEmptyStream: a server that answers with an event stream and closes it
+// without one event (the go-sdk server does this for test_reconnection on an
+// older protocol version) is passed on as it came, an empty 200 stream,
+// when the MCP client takes streams; otherwise it stays a transport_closed
+// failure.
+func TestEmptyStream(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Mcp-Session-Id", "s")
+		w.WriteHeader(200)
+	}))
+	defer srv.Close()
+	b, _ := New(Config{URL: srv.URL}, Options{Logger: discard()})
+	for _, tc := range []struct {
+		accept string
+		empty  bool
+	}{
+		{"application/json, text/event-stream", true},
+		{"text/event-stream;q=0.5", true},
+		{"application/json", false},
+		{"", false},
+	} {
+		var replies []*binding.Reply
+		h := http.Header{"Mcp-Session-Id": {"s"}}
+		if tc.accept != "" {
+			h.Set("Accept", tc.accept)
+		}
+		err := b.Do(context.Background(), &binding.Request{Kind: binding.KindJSONRPC, Header: h,
+			Body: json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"tools/call"}`), ID: json.RawMessage(`1`)},
+			func(r *binding.Reply) error { replies = append(replies, r); return nil })
+		if !tc.empty {
+			var be *binding.Error
+			if !errors.As(err, &be) || be.Source != wire.SourceTransportClosed || len(replies) != 0 {
+				t.Errorf("Accept %q: err = %v, %d replies; want transport_closed", tc.accept, err, len(replies))
+			}
+			continue
+		}
+		if err != nil || len(replies) != 1 {
+			t.Fatalf("Accept %q: err = %v, %d replies", tc.accept, err, len(replies))
+		}
+		r := replies[0]
+		if !r.Final || r.Status != 200 || len(r.Body) != 0 || r.Header.Get("Content-Type") != "text/event-stream" {
+			t.Errorf("Accept %q: reply %+v, want a final empty 200 event stream", tc.accept, r)
+		}
+	}
+}
