@@ -111,3 +111,32 @@ func FuzzDecodeResponseBatch(f *testing.F) {
 		}
 	})
 }
+
+// TestBatchMatchesOwnSchema: the batch fixture satisfies the project's schema
+// and decodes into items that are ordinary responses; the batch answer the
+// relay writes satisfies its schema too.
+func TestBatchMatchesOwnSchema(t *testing.T) {
+	batch := compile(t, ownSchema, "/$defs/responseBatch")
+	statuses := compile(t, ownSchema, "/$defs/batchStatuses")
+	b := readFixture(t, "response_batch.json")
+	if err := validate(t, batch, b); err != nil {
+		t.Fatal(err)
+	}
+	items, err := DecodeResponseBatch(b)
+	if err != nil || len(items) != 2 {
+		t.Fatalf("DecodeResponseBatch: %d items, %v", len(items), err)
+	}
+	for i, want := range []string{"req_01", "req_02"} {
+		r, err := DecodeResponse(items[i])
+		if err != nil || r.RequestID != want {
+			t.Errorf("item %d: %+v %v", i, r, err)
+		}
+	}
+	if err := validate(t, statuses, AppendBatchStatuses(nil, []int{200, 404})); err != nil {
+		t.Error(err)
+	}
+	// The schema is strict: a status out of range is refused.
+	if err := validate(t, statuses, []byte(`{"statuses":[99]}`)); err == nil {
+		t.Error("schema accepted status 99")
+	}
+}

@@ -227,6 +227,17 @@ func TestContractOpenAPI(t *testing.T) {
 			t.Errorf("%s against published TunnelResponsePayload: %v", name, err)
 		}
 	}
+	// The items of a response batch (Sluice's extension) are ordinary
+	// response payloads.
+	items, err := DecodeResponseBatch(readFixture(t, "response_batch.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, it := range items {
+		if err := validate(t, resp, it); err != nil {
+			t.Errorf("batch item %d against published TunnelResponsePayload: %v", i, err)
+		}
+	}
 	if err := validate(t, apiErr, readFixture(t, "error_not_connected.json")); err != nil {
 		t.Errorf("error envelope: %v", err)
 	}
