@@ -166,14 +166,24 @@ func (r *Relay) hand(p *pending) (wire.Command, bool) {
 	return c, true
 }
 
-// handleResponse serves POST /v1/tunnels/{id}/response.
-func (r *Relay) handleResponse(w http.ResponseWriter, req *http.Request) {
+// agentPost checks an agent's response POST and reads its body up to the
+// cap; on a nil tunnel the error answer is written.
+func (r *Relay) agentPost(w http.ResponseWriter, req *http.Request) (*tunnelState, []byte) {
 	t := r.agentTunnel(w, req, http.StatusUnauthorized)
 	if t == nil {
-		return
+		return nil, nil
 	}
 	body, ok := readBody(w, req, r.set.maxResponse)
 	if !ok {
+		return nil, nil
+	}
+	return t, body
+}
+
+// handleResponse serves POST /v1/tunnels/{id}/response.
+func (r *Relay) handleResponse(w http.ResponseWriter, req *http.Request) {
+	t, body := r.agentPost(w, req)
+	if t == nil {
 		return
 	}
 	t.singlePosts.Add(1)
@@ -194,12 +204,8 @@ func (r *Relay) handleResponse(w http.ResponseWriter, req *http.Request) {
 // extension (wire.BatchPath): each item is taken as a response POST of its
 // own would be, and its status is reported in the same place of the answer.
 func (r *Relay) handleResponses(w http.ResponseWriter, req *http.Request) {
-	t := r.agentTunnel(w, req, http.StatusUnauthorized)
+	t, body := r.agentPost(w, req)
 	if t == nil {
-		return
-	}
-	body, ok := readBody(w, req, r.set.maxResponse)
-	if !ok {
 		return
 	}
 	items, err := wire.DecodeResponseBatch(body)
