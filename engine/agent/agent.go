@@ -183,27 +183,13 @@ func NewTransport(o TransportOptions) http.RoundTripper {
 	if proxy == nil {
 		proxy = http.ProxyFromEnvironment
 	}
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	t := &http.Transport{
-		Proxy:                 proxy,
-		DialContext:           dialer.DialContext,
-		TLSClientConfig:       o.TLSConfig,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          idle * 2,
-		MaxIdleConnsPerHost:   idle,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		ResponseHeaderTimeout: 0, // polls are long; contexts bound every call
-	}
-	return &httpx.Transport{
-		Fallback:       t,
+	return httpx.New(httpx.Options{
+		Dialer:         &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
 		Proxy:          proxy,
 		TLSConfig:      o.TLSConfig,
-		Dialer:         dialer,
 		MaxIdlePerHost: idle,
 		IdleTimeout:    90 * time.Second,
-	}
+	})
 }
 
 type serverInfoChannel struct {

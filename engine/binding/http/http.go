@@ -112,24 +112,13 @@ func NewTransport() interface {
 	http.RoundTripper
 	CloseIdleConnections()
 } {
-	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
-	return &httpx.Transport{
-		Fallback: &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           dialer.DialContext,
-			ForceAttemptHTTP2:     true,
-			MaxIdleConns:          1024,
-			MaxIdleConnsPerHost:   512,
-			IdleConnTimeout:       90 * time.Second,
-			TLSHandshakeTimeout:   10 * time.Second,
-			ExpectContinueTimeout: time.Second,
-			DisableCompression:    true,
-		},
-		Proxy:          http.ProxyFromEnvironment,
-		Dialer:         dialer,
-		MaxIdlePerHost: 512,
-		IdleTimeout:    90 * time.Second,
-	}
+	return httpx.New(httpx.Options{
+		Dialer:             &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second},
+		Proxy:              http.ProxyFromEnvironment,
+		MaxIdlePerHost:     512,
+		IdleTimeout:        90 * time.Second,
+		DisableCompression: true,
+	})
 }
 
 // Info describes the binding: HTTP servers hold no per-process state the

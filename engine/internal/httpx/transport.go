@@ -65,6 +65,49 @@ type Transport struct {
 	closed bool
 }
 
+// Options configures New.
+type Options struct {
+	// Dialer dials TCP for both transports (required).
+	Dialer *net.Dialer
+	// Proxy picks a proxy per request; proxied requests use the fallback.
+	Proxy func(*http.Request) (*url.URL, error)
+	// TLSConfig is the TLS client configuration (nil = system roots).
+	TLSConfig *tls.Config
+	// MaxIdlePerHost bounds idle connections per host.
+	MaxIdlePerHost int
+	// IdleTimeout closes connections idle for longer.
+	IdleTimeout time.Duration
+	// DisableCompression turns off the fallback's transparent gzip.
+	DisableCompression bool
+}
+
+// New returns a Transport and, as its Fallback, a net/http Transport with
+// the same dialer, proxy, TLS and idle settings, so requests behave alike
+// whichever of the two sends them. Neither has a response-header timeout:
+// long-polls and slow tools are normal, and the request's context bounds
+// every call.
+func New(o Options) *Transport {
+	return &Transport{
+		Fallback: &http.Transport{
+			Proxy:                 o.Proxy,
+			DialContext:           o.Dialer.DialContext,
+			TLSClientConfig:       o.TLSConfig,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          2 * o.MaxIdlePerHost,
+			MaxIdleConnsPerHost:   o.MaxIdlePerHost,
+			IdleConnTimeout:       o.IdleTimeout,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+			DisableCompression:    o.DisableCompression,
+		},
+		Proxy:          o.Proxy,
+		TLSConfig:      o.TLSConfig,
+		Dialer:         o.Dialer,
+		MaxIdlePerHost: o.MaxIdlePerHost,
+		IdleTimeout:    o.IdleTimeout,
+	}
+}
+
 type conn struct {
 	nc       net.Conn
 	br       *bufio.Reader
