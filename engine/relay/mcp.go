@@ -83,7 +83,7 @@ func (r *Relay) handleMCPPost(w http.ResponseWriter, req *http.Request) {
 		t: t, conf: conf, p: p,
 		rpcID: peek.ID, method: peek.Method,
 		sessionID:   req.Header.Get("Mcp-Session-Id"),
-		sse:         acceptsSSE(req.Header),
+		sse:         engine.AcceptsEventStream(req.Header),
 		metadataURL: r.metadataURL(id),
 	}
 	if r.pipeline != nil && r.pipeline.Chain().Len() > 0 {
@@ -474,27 +474,13 @@ func forwardHeaders(h http.Header, withAuth bool) map[string][]string {
 	return out
 }
 
-func acceptsSSE(h http.Header) bool {
-	for _, v := range h.Values("Accept") {
-		for _, part := range strings.Split(v, ",") {
-			mt, _, _ := strings.Cut(part, ";")
-			if strings.EqualFold(strings.TrimSpace(mt), "text/event-stream") {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// isEventStream reports whether an agent response's headers say
-// text/event-stream.
+// isEventStream reports whether an agent response's headers (keys as the
+// agent wrote them) say text/event-stream.
 func isEventStream(h http.Header) bool {
 	for k, vs := range h {
-		if http.CanonicalHeaderKey(k) != "Content-Type" || len(vs) == 0 {
-			continue
+		if http.CanonicalHeaderKey(k) == "Content-Type" && len(vs) > 0 {
+			return engine.IsEventStream(vs[0])
 		}
-		mt, _, _ := strings.Cut(vs[0], ";")
-		return strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
 	}
 	return false
 }

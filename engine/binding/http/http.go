@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicemcp/sluice/engine"
 	"github.com/sluicemcp/sluice/engine/binding"
 	"github.com/sluicemcp/sluice/engine/internal/httpx"
 	"github.com/sluicemcp/sluice/engine/wire"
@@ -331,7 +332,7 @@ func (b *Binding) stream(ctx context.Context, req *binding.Request, resp *http.R
 	resumes, events := 0, 0
 	for {
 		ev, err := sr.next()
-		if err == io.EOF && events == 0 && resumes == 0 && sr.lastID == "" && acceptsSSE(req.Header) {
+		if err == io.EOF && events == 0 && resumes == 0 && sr.lastID == "" && engine.AcceptsEventStream(req.Header) {
 			// The server answered with an event stream and closed it without
 			// a single event: no response, and no event id to resume from.
 			// Pass that on as it came (a final reply with no body), so the
@@ -384,20 +385,6 @@ func (b *Binding) stream(ctx context.Context, req *binding.Request, resp *http.R
 			return nil
 		}
 	}
-}
-
-// acceptsSSE reports whether the MCP client's forwarded Accept header takes
-// an event stream.
-func acceptsSSE(h http.Header) bool {
-	for _, v := range h.Values("Accept") {
-		for part := range strings.SplitSeq(v, ",") {
-			mt, _, _ := strings.Cut(part, ";")
-			if strings.EqualFold(strings.TrimSpace(mt), "text/event-stream") {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // maxResumes bounds how often one request's stream is resumed.
