@@ -112,25 +112,11 @@ func (e *canceledError) Unwrap() []error {
 	return []error{context.Canceled, e.err}
 }
 
-// present records that a JSON member exists.
-type present bool
-
-// peek is the part of a JSON-RPC message the binding reads.
-type peek struct {
-	JSONRPC string
-	ID      json.RawMessage // nil when absent or null
-	Method  bool            // a method is present: a notification or request
-	Result  present         // a result or an error is present: a response
-}
-
-// isResponse reports whether the message is a JSON-RPC response.
-func (p *peek) isResponse() bool { return bool(p.Result) }
-
 // peekMessage checks that b is one JSON-RPC message (a JSON object with a
 // jsonrpc "2.0" member and a method, a result or an error) and reads its id. The error is a protocol
 // *binding.Error.
-func peekMessage(b []byte) (peek, error) {
-	var p peek
+func peekMessage(b []byte) (engine.Peek, error) {
+	var p engine.Peek
 	t := bytes.TrimLeft(b, " \t\r\n")
 	if len(t) == 0 {
 		return p, protocolError(kindBodyMissing, errors.New("empty message"))
@@ -141,15 +127,14 @@ func peekMessage(b []byte) (peek, error) {
 		}
 		return p, protocolError(kindMalformedJSON, errors.New("message is not JSON"))
 	}
-	ep, err := engine.PeekMessage(t)
+	p, err := engine.PeekMessage(t)
 	if err != nil {
 		if json.Valid(t) { // valid JSON of the wrong shape (a non-string method)
 			return p, protocolError(kindInvalidResponse, err)
 		}
 		return p, protocolError(kindMalformedJSON, err)
 	}
-	p = peek{JSONRPC: ep.JSONRPC, ID: ep.ID, Method: ep.Method != "", Result: present(ep.HasResult)}
-	if p.JSONRPC != "2.0" || (!p.Method && !p.isResponse()) {
+	if p.JSONRPC != "2.0" || (p.Method == "" && !p.HasResult) {
 		return p, protocolError(kindInvalidResponse, errors.New("object is not a JSON-RPC message"))
 	}
 	return p, nil

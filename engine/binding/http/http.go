@@ -272,7 +272,7 @@ func (b *Binding) httpError(ctx context.Context, resp *http.Response, emit func(
 		return err
 	}
 	p, perr := peekMessage(body)
-	if perr == nil && p.isResponse() {
+	if perr == nil && p.HasResult {
 		return emit(&binding.Reply{Status: status, Header: resp.Header, Body: body, Final: true})
 	}
 	if status == http.StatusUnauthorized || status == http.StatusForbidden {
@@ -326,7 +326,8 @@ func (b *Binding) stream(ctx context.Context, req *binding.Request, resp *http.R
 		id = requestID(req.Body)
 	}
 	defer func() { resp.Body.Close() }() // the resumed stream, if any (post closes the first)
-	sr := newSSEReader(resp.Body, int(min(b.max, int64(^uint(0)>>1))))
+	maxEvent := int(min(b.max, int64(^uint(0)>>1)))
+	sr := newSSEReader(resp.Body, maxEvent)
 	header := resp.Header
 	first := true
 	resumes, events := 0, 0
@@ -351,8 +352,9 @@ func (b *Binding) stream(ctx context.Context, req *binding.Request, resp *http.R
 			resumes++
 			resp.Body.Close()
 			resp = next
-			sr = newSSEReader(resp.Body, int(min(b.max, int64(^uint(0)>>1))))
-			sr.lastID = lastIDOf(next.Request)
+			lastID := sr.lastID // a resumed stream without ids of its own resumes from here again
+			sr = newSSEReader(resp.Body, maxEvent)
+			sr.lastID = lastID
 			continue
 		}
 		if err != nil {
@@ -371,7 +373,7 @@ func (b *Binding) stream(ctx context.Context, req *binding.Request, resp *http.R
 		} else if perr != nil {
 			return perr
 		}
-		final := p.isResponse() && sameID(p.ID, id)
+		final := p.HasResult && sameID(p.ID, id)
 		h := header
 		if !first {
 			h = header.Clone()
@@ -433,15 +435,6 @@ func (b *Binding) resume(ctx context.Context, req *binding.Request, sr *sseReade
 		return nil, closed
 	}
 	return resp, nil
-}
-
-// lastIDOf returns the Last-Event-ID a resumption request carried, so a
-// resumed stream that sends no ids of its own can be resumed again.
-func lastIDOf(r *http.Request) string {
-	if r == nil {
-		return ""
-	}
-	return r.Header.Get("Last-Event-Id")
 }
 
 // finishStream gives a server that ends its event stream right after the
