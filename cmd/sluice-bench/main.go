@@ -230,22 +230,45 @@ func (b *bench) start(name string, env []string, args ...string) (*exec.Cmd, err
 	return cmd, nil
 }
 
-func (b *bench) stopAll() {
-	for i := len(b.procs) - 1; i >= 0; i-- {
-		p := b.procs[i]
-		if p.Process != nil {
-			_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
-			done := make(chan struct{})
-			go func() { _ = p.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(5 * time.Second):
-				_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
-				<-done
-			}
+// startSelf starts this binary with args as process name and, when addr is
+// not empty, waits until it accepts connections there.
+func (b *bench) startSelf(name, addr string, args ...string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if _, err := b.start(name, nil, append([]string{self}, args...)...); err != nil {
+		return err
+	}
+	if addr == "" {
+		return nil
+	}
+	return waitTCP(addr, 10*time.Second)
+}
+
+// stopLast stops the n processes started last, newest first: SIGTERM to the
+// process group, SIGKILL after 5 s.
+func (b *bench) stopLast(n int) {
+	for len(b.procs) > 0 && n > 0 {
+		p := b.procs[len(b.procs)-1]
+		b.procs, n = b.procs[:len(b.procs)-1], n-1
+		if p.Process == nil {
+			continue
+		}
+		_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = p.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
+			<-done
 		}
 	}
-	b.procs = nil
+}
+
+func (b *bench) stopAll() {
+	b.stopLast(len(b.procs))
 	if b.tmp != "" {
 		os.RemoveAll(b.tmp)
 	}
@@ -286,18 +309,11 @@ func (b *bench) run(pipeline string, compare bool) error {
 	if b.tmp, err = os.MkdirTemp("", "sluice-bench-"); err != nil {
 		return err
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	echoAddr := freeAddr()
-	if _, err := b.start("echo", nil, self, "-serve-echo", echoAddr); err != nil {
+	if err := b.startSelf("echo", echoAddr, "-serve-echo", echoAddr); err != nil {
 		return err
 	}
 	echoURL := "http://" + echoAddr + "/mcp"
-	if err := waitTCP(echoAddr, 10*time.Second); err != nil {
-		return err
-	}
 
 	gen := "built-in Go client"
 	if b.wrk {
@@ -359,13 +375,7 @@ func (b *bench) run(pipeline string, compare bool) error {
 		fmt.Printf("memory (%s chain): relay RSS idle %.1f MiB, after load %.1f MiB (peak %.1f); agent RSS idle %.1f MiB, after load %.1f MiB (peak %.1f)\n",
 			pl, float64(idleRelay)/1024, float64(rssKiB(relayCmd.Process.Pid))/1024, float64(hwmKiB(relayCmd.Process.Pid))/1024,
 			float64(idleAgent)/1024, float64(rssKiB(agentCmd.Process.Pid))/1024, float64(hwmKiB(agentCmd.Process.Pid))/1024)
-		// Stop this tunnel before the next one.
-		n := len(b.procs)
-		for _, p := range b.procs[n-2:] {
-			_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
-			_ = p.Wait()
-		}
-		b.procs = b.procs[:n-2]
+		b.stopLast(2) // this tunnel's relay and agent, before the next one
 	}
 	naiveRes := map[int]result{}
 	if b.naive {

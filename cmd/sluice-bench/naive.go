@@ -5,12 +5,9 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
-	"time"
 )
 
 // The naive tunnel is a reference, not a product: the smallest long-poll
@@ -134,18 +131,11 @@ func runNaiveAgent(relayURL, mcpURL string) error {
 
 // runNaive starts the naive reference tunnel and loads it at every level.
 func (b *bench) runNaive(echoURL string, out map[int]result) error {
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	relayAddr := freeAddr()
-	if _, err := b.start("naive-relay", nil, self, "-serve-naive-relay", relayAddr); err != nil {
+	if err := b.startSelf("naive-relay", relayAddr, "-serve-naive-relay", relayAddr); err != nil {
 		return err
 	}
-	if err := waitTCP(relayAddr, 10*time.Second); err != nil {
-		return err
-	}
-	if _, err := b.start("naive-agent", nil, self, "-serve-naive-agent", "http://"+relayAddr+","+echoURL); err != nil {
+	if err := b.startSelf("naive-agent", "", "-serve-naive-agent", "http://"+relayAddr+","+echoURL); err != nil {
 		return err
 	}
 	for _, c := range b.levels {
@@ -155,11 +145,6 @@ func (b *bench) runNaive(echoURL string, out map[int]result) error {
 		}
 		out[c] = r
 	}
-	n := len(b.procs)
-	for _, p := range b.procs[n-2:] {
-		_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
-		_ = p.Wait()
-	}
-	b.procs = b.procs[:n-2]
+	b.stopLast(2)
 	return nil
 }
