@@ -17,13 +17,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicemcp/sluice/engine"
+	"github.com/sluicemcp/sluice/engine/enginetest"
 )
 
 // Real guests in three toolchains, all behaving the same: method "echo" is
 // replaced by itself with a header set, tools/call of "forbidden" is rejected,
 // anything else continues.
 func TestRealGuests(t *testing.T) {
-	var logs syncBuffer
+	var logs enginetest.SyncBuffer
 	r, err := NewRuntime(context.Background(), RuntimeOptions{CacheDir: sharedCacheDir(t), Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/sluicemcp/sluice/engine"
+	"github.com/sluicemcp/sluice/engine/enginetest"
 )
 
 func newTestRuntime(t testing.TB, reg prometheus.Registerer, log *slog.Logger) *Runtime {
@@ -201,25 +202,8 @@ func TestWants(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 func TestHostFunctions(t *testing.T) {
-	var logs syncBuffer
+	var logs enginetest.SyncBuffer
 	r := newTestRuntime(t, nil, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	cfg := map[string]any{"team": "infra", "n": 3}
 	s := load(t, r, PluginConfig{Name: "kvp", Path: fixture("good.wasm"), Config: cfg, PoolSize: 2})

@@ -9,44 +9,15 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/sluicemcp/sluice/engine/enginetest"
 )
-
-// syncBuffer is a bytes.Buffer safe for the logger and the test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// waitFor polls cond for up to 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for i := 0; i < 200; i++ {
-		if cond() {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
 
 // devStartTimeout bounds how long a test waits for `sluice dev` to be ready.
 // It is long because the first start on a fresh machine compiles the redact
@@ -139,7 +110,7 @@ func TestDevEndToEnd(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var out, errb syncBuffer
+			var out, errb enginetest.SyncBuffer
 			ready := make(chan devInfo, 1)
 			c := &cli{stdout: &out, stderr: &errb, env: envOf(nil), devReady: func(i devInfo) { ready <- i }}
 			args := []string{"dev", "--relay.listen-addr", "127.0.0.1:0", "--log.format", "json"}
@@ -218,7 +189,7 @@ func TestRunAgainstRelay(t *testing.T) {
 	relayErr := startRelayCLI(t, relayCfg, runtimeKey)
 
 	urlFile := filepath.Join(dir, "health.url")
-	var agentErr syncBuffer
+	var agentErr enginetest.SyncBuffer
 	startCLI(t, &cli{stdout: &bytes.Buffer{}, stderr: &agentErr, env: envOf(map[string]string{
 		"CONTROL_PLANE_BASE_URL":  "http://" + relayAddr,
 		"CONTROL_PLANE_TUNNEL_ID": testTunnel,
@@ -226,7 +197,7 @@ func TestRunAgainstRelay(t *testing.T) {
 		"HEALTH_LISTEN_ADDR":      "127.0.0.1:0",
 		"HEALTH_URL_FILE":         urlFile,
 	})}, "run", "--embedded-mcp-stub", "--log.format", "json")
-	waitFor(t, "agent ready", func() bool { return strings.Contains(agentErr.String(), `"msg":"ready"`) })
+	enginetest.WaitFor(t, "agent ready", func() bool { return strings.Contains(agentErr.String(), `"msg":"ready"`) })
 	if b, err := os.ReadFile(urlFile); err != nil || !strings.HasPrefix(string(b), "http://127.0.0.1:") {
 		t.Fatalf("health url file: %q, %v", b, err)
 	}
@@ -244,12 +215,12 @@ func TestRunAgainstRelay(t *testing.T) {
 
 // startRelayCLI runs `sluice relay --config cfg` with TEST_RUNTIME_KEY set
 // and waits until it listens; it returns its log.
-func startRelayCLI(t *testing.T, cfg, runtimeKey string) *syncBuffer {
+func startRelayCLI(t *testing.T, cfg, runtimeKey string) *enginetest.SyncBuffer {
 	t.Helper()
-	var logs syncBuffer
+	var logs enginetest.SyncBuffer
 	startCLI(t, &cli{stdout: &bytes.Buffer{}, stderr: &logs, env: envOf(map[string]string{"TEST_RUNTIME_KEY": runtimeKey})},
 		"relay", "--config", cfg, "--log.format", "json")
-	waitFor(t, "relay listening", func() bool { return strings.Contains(logs.String(), "relay listening") })
+	enginetest.WaitFor(t, "relay listening", func() bool { return strings.Contains(logs.String(), "relay listening") })
 	return &logs
 }
 
@@ -273,10 +244,10 @@ func TestReload(t *testing.T) {
 	tunnel := "    - id: " + testTunnel + "\n      runtime-key: env:RK\n      auth-mode: public\n"
 	write("info", tunnel)
 	reload := make(chan struct{})
-	var errb syncBuffer
+	var errb enginetest.SyncBuffer
 	startCLI(t, &cli{stdout: &bytes.Buffer{}, stderr: &errb, env: envOf(map[string]string{"RK": "sk-rk-1", "RK2": "sk-rk-2"}), reload: reload},
 		"relay", "--config", cfgPath, "--log.format", "json")
-	waitFor(t, "relay listening", func() bool { return strings.Contains(errb.String(), "relay listening") })
+	enginetest.WaitFor(t, "relay listening", func() bool { return strings.Contains(errb.String(), "relay listening") })
 
 	second := "tunnel_" + strings.Repeat("b", 32)
 	status := func(id string) int {
@@ -306,7 +277,7 @@ func TestReload(t *testing.T) {
 		t.Run(st.name, func(t *testing.T) {
 			write(st.level, st.tunnels)
 			reload <- struct{}{}
-			waitFor(t, st.want, func() bool { return strings.Contains(errb.String(), st.want) })
+			enginetest.WaitFor(t, st.want, func() bool { return strings.Contains(errb.String(), st.want) })
 		})
 	}
 	// The second tunnel went live in the first step; the failed reloads after
@@ -354,7 +325,7 @@ func TestPipelineReload(t *testing.T) {
 		t.Run(st.name, func(t *testing.T) {
 			write(st.pipeline)
 			reload <- struct{}{}
-			waitFor(t, st.want, func() bool { return strings.Contains(errb.String(), st.want) })
+			enginetest.WaitFor(t, st.want, func() bool { return strings.Contains(errb.String(), st.want) })
 		})
 	}
 	if !strings.Contains(errb.String(), `"stages":["good"]`) {
@@ -388,10 +359,10 @@ func TestPipelineLoadFailureIsConfigError(t *testing.T) {
 // startDevWithConfig runs `sluice dev --config cfgPath` in process on a free
 // port until the test ends, waits until it is ready, and returns what it
 // printed for clients, its log, and the channel that triggers a reload.
-func startDevWithConfig(t *testing.T, cfgPath string) (devInfo, *syncBuffer, chan<- struct{}) {
+func startDevWithConfig(t *testing.T, cfgPath string) (devInfo, *enginetest.SyncBuffer, chan<- struct{}) {
 	t.Helper()
-	var out syncBuffer
-	errb := &syncBuffer{}
+	var out enginetest.SyncBuffer
+	errb := &enginetest.SyncBuffer{}
 	ready := make(chan devInfo, 1)
 	reload := make(chan struct{})
 	startCLI(t, &cli{stdout: &out, stderr: errb, env: envOf(nil), reload: reload, devReady: func(i devInfo) { ready <- i }},

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicemcp/sluice/engine/enginetest"
 )
 
 // writeSelfSigned writes a certificate for 127.0.0.1 and its key as PEM files.
@@ -81,14 +83,14 @@ func TestRunAgainstTLSRelay(t *testing.T) {
 		}
 		return envOf(m)
 	}
-	var untrusted syncBuffer
+	var untrusted enginetest.SyncBuffer
 	startCLI(t, &cli{stdout: &bytes.Buffer{}, stderr: &untrusted, env: agentEnv(nil)}, "run", "--embedded-mcp-stub", "--log.format", "json")
-	waitFor(t, "a certificate complaint", func() bool { return strings.Contains(untrusted.String(), "certificate") })
+	enginetest.WaitFor(t, "a certificate complaint", func() bool { return strings.Contains(untrusted.String(), "certificate") })
 	if strings.Contains(untrusted.String(), `"msg":"ready"`) {
 		t.Fatal("the agent became ready against an untrusted certificate")
 	}
 
-	var trusted syncBuffer
+	var trusted enginetest.SyncBuffer
 	startCLI(t, &cli{stdout: &bytes.Buffer{}, stderr: &trusted, env: agentEnv(map[string]string{"CA_BUNDLE": certFile})},
 		"run", "--embedded-mcp-stub", "--log.format", "json")
 	defer func() {
@@ -96,5 +98,5 @@ func TestRunAgainstTLSRelay(t *testing.T) {
 			t.Logf("agent log:\n%s\nrelay log:\n%s", trusted.String(), relayErr.String())
 		}
 	}()
-	waitFor(t, "agent ready over TLS", func() bool { return strings.Contains(trusted.String(), `"msg":"ready"`) })
+	enginetest.WaitFor(t, "agent ready over TLS", func() bool { return strings.Contains(trusted.String(), `"msg":"ready"`) })
 }

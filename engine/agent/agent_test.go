@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluicemcp/sluice/engine/binding"
+	"github.com/sluicemcp/sluice/engine/enginetest"
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
@@ -152,10 +153,10 @@ func TestPollLimit(t *testing.T) {
 				c.MaxInflight, c.MaxConcurrent = tc.inflight, tc.parallel
 			})
 			want := int64(tc.inflight + tc.parallel)
-			waitFor(t, "buffer and workers full", func() bool {
+			enginetest.WaitFor(t, "buffer and workers full", func() bool {
 				return relay.delivered.Load() >= want && b.running.Load() == int64(tc.parallel)
 			})
-			waitFor(t, "no poll outstanding", func() bool { return relay.outstanding.Load() == 0 })
+			enginetest.WaitFor(t, "no poll outstanding", func() bool { return relay.outstanding.Load() == 0 })
 			polls := relay.polls.Load()
 			time.Sleep(150 * time.Millisecond) // a window in which no poll may start
 			if got := relay.polls.Load(); got != polls {
@@ -176,7 +177,7 @@ func TestPollLimit(t *testing.T) {
 				}
 			}
 			close(release)
-			waitFor(t, "all served", func() bool { return len(relay.allPosts()) == 200 })
+			enginetest.WaitFor(t, "all served", func() bool { return len(relay.allPosts()) == 200 })
 			if m := relay.maxOut.Load(); m != 1 {
 				t.Errorf("max outstanding polls = %d, want 1", m)
 			}
@@ -191,7 +192,7 @@ func TestOverdeliveredCommandsAllServed(t *testing.T) {
 		relay.add(call("r"+itoa(i), i, "ping"))
 	}
 	startAgent(t, relay, &fakeBinding{}, func(c *Config, _ *Options) { c.MaxInflight = 2; c.MaxConcurrent = 2 })
-	waitFor(t, "all 60 served", func() bool { return len(relay.allPosts()) == 60 })
+	enginetest.WaitFor(t, "all 60 served", func() bool { return len(relay.allPosts()) == 60 })
 }
 
 func TestDeadlines(t *testing.T) {
@@ -228,8 +229,8 @@ func TestDeadlines(t *testing.T) {
 		cmd("blocker", `{"jsonrpc":"2.0","id":4,"method":"block"}`),
 		cmd("short", `{"jsonrpc":"2.0","id":5,"method":"tools/list"}`, withTimeout("50ms")),
 	)
-	waitFor(t, "blocker running", func() bool { return b.running.Load() == 1 })
-	waitFor(t, "short delivered", func() bool { return relay.delivered.Load() == 5 })
+	enginetest.WaitFor(t, "blocker running", func() bool { return b.running.Load() == 1 })
+	enginetest.WaitFor(t, "short delivered", func() bool { return relay.delivered.Load() == 5 })
 	time.Sleep(100 * time.Millisecond) // let "short" expire in the buffer
 	calls := b.calls.Load()
 	close(gate)
@@ -238,7 +239,7 @@ func TestDeadlines(t *testing.T) {
 	relay.add(cmd("hang", `{"jsonrpc":"2.0","id":6,"method":"hang"}`, withTimeout("100ms")),
 		call("after", 7, "tools/list"))
 	relay.finalFor("after")
-	waitFor(t, "hang call ended", func() bool { return b.running.Load() == 0 })
+	enginetest.WaitFor(t, "hang call ended", func() bool { return b.running.Load() == 0 })
 	if n := relay.attemptsFor("short"); n != 0 {
 		t.Errorf("command expired in the buffer got %d POSTs", n)
 	}
@@ -380,7 +381,7 @@ func TestBoundedConcurrencyOutOfOrder(t *testing.T) {
 	for i := 1; i <= 40; i++ {
 		relay.add(call("r"+itoa(i), i, "tools/call"))
 	}
-	waitFor(t, "fast ones done", func() bool { return len(relay.allPosts()) == 40 })
+	enginetest.WaitFor(t, "fast ones done", func() bool { return len(relay.allPosts()) == 40 })
 	once.Do(func() { close(firstGate) })
 	relay.finalFor("slow")
 	posts := relay.allPosts()
@@ -411,9 +412,9 @@ func TestGracefulDrain(t *testing.T) {
 	_, cancel, done := startAgent(t, relay, b, func(c *Config, _ *Options) { c.PollTimeout = time.Minute })
 	relay.add(call("run", 1, "tools/call"))
 	<-started
-	waitFor(t, "next long poll outstanding", func() bool { return relay.outstanding.Load() == 1 })
+	enginetest.WaitFor(t, "next long poll outstanding", func() bool { return relay.outstanding.Load() == 1 })
 	cancel()
-	waitFor(t, "poll cancelled", func() bool { return relay.outstanding.Load() == 0 })
+	enginetest.WaitFor(t, "poll cancelled", func() bool { return relay.outstanding.Load() == 0 })
 	polls := relay.polls.Load()
 	close(release)
 	<-done
@@ -440,7 +441,7 @@ func TestGraceExpiryAborts(t *testing.T) {
 	})
 	relay.add(call("running", 1, "tools/call"), call("queued", 2, "tools/call"))
 	<-started
-	waitFor(t, "queued delivered", func() bool { return relay.delivered.Load() == 2 })
+	enginetest.WaitFor(t, "queued delivered", func() bool { return relay.delivered.Load() == 2 })
 	cancel()
 	<-done
 	for _, id := range []string{"running", "queued"} {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluicemcp/sluice/engine/binding"
+	"github.com/sluicemcp/sluice/engine/enginetest"
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
@@ -25,7 +26,7 @@ func coalesce(t *testing.T, relay *fakeRelay, n int, b *fakeBinding) *Agent {
 	relay.postHook = func(r *wire.Response, attempt int, w http.ResponseWriter) bool {
 		if held.CompareAndSwap(false, true) {
 			<-ready
-			waitFor(t, "responses to queue behind the first POST", func() bool {
+			enginetest.WaitFor(t, "responses to queue behind the first POST", func() bool {
 				a.batch.mu.Lock()
 				defer a.batch.mu.Unlock()
 				return len(a.batch.queue) == n-1
@@ -43,7 +44,7 @@ func coalesce(t *testing.T, relay *fakeRelay, n int, b *fakeBinding) *Agent {
 		c.MaxConcurrent, c.MaxInflight = n, n
 	})
 	close(ready)
-	waitFor(t, "every command's outcome", func() bool {
+	enginetest.WaitFor(t, "every command's outcome", func() bool {
 		sum := 0.0
 		for _, o := range []outcome{outcomeOK, outcomeMCPError, outcomePostFailed, outcomeExpired} {
 			sum += counterValue(t, a, "sluice_agent_commands_total", string(o))
@@ -169,7 +170,7 @@ func TestResponseBatchFallbacks(t *testing.T) {
 				a, _, _ = startAgent(t, relay, &fakeBinding{}, func(c *Config, _ *Options) {
 					c.MaxConcurrent, c.NoResponseBatch = n, tc.noBatch
 				})
-				waitFor(t, "outcomes", func() bool { return counterValue(t, a, "sluice_agent_commands_total", "ok") == n })
+				enginetest.WaitFor(t, "outcomes", func() bool { return counterValue(t, a, "sluice_agent_commands_total", "ok") == n })
 			}
 			if got := counterValue(t, a, "sluice_agent_commands_total", "ok"); got != n {
 				t.Errorf("ok outcomes = %v, want %d", got, n)
@@ -186,7 +187,7 @@ func TestResponseBatchFallbacks(t *testing.T) {
 			if tc.wantOff {
 				// Later polls still advertise it: batching stays paused.
 				polls := relay.polls.Load()
-				waitFor(t, "two more polls", func() bool { return relay.polls.Load() >= polls+2 })
+				enginetest.WaitFor(t, "two more polls", func() bool { return relay.polls.Load() >= polls+2 })
 				if a.batchOK.Load() {
 					t.Error("batching back on right after the relay did not know the endpoint")
 				}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluicemcp/sluice/engine/binding"
+	"github.com/sluicemcp/sluice/engine/enginetest"
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
@@ -252,7 +253,7 @@ func (f *fakeRelay) attemptsFor(id string) int {
 func (f *fakeRelay) finalFor(id string) posted {
 	f.t.Helper()
 	var p posted
-	waitFor(f.t, "final response for "+id, func() bool {
+	enginetest.WaitFor(f.t, "final response for "+id, func() bool {
 		for _, q := range f.postsFor(id) {
 			if q.resp.Final() {
 				p = q
@@ -262,18 +263,6 @@ func (f *fakeRelay) finalFor(id string) posted {
 		return false
 	})
 	return p
-}
-
-// waitFor polls cond for up to 10s (a bound, not a timing assertion).
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for i := 0; i < 2000; i++ {
-		if cond() {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
 }
 
 // cmd builds a jsonrpc command object.

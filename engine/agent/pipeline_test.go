@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicemcp/sluice/engine"
 	"github.com/sluicemcp/sluice/engine/binding"
+	"github.com/sluicemcp/sluice/engine/enginetest"
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
@@ -101,7 +102,7 @@ func TestPipeline(t *testing.T) {
 // other methods; never the arguments or the result.
 func TestAuditRecords(t *testing.T) {
 	relay := newFakeRelay(t)
-	var buf syncBuf
+	var buf enginetest.SyncBuffer
 	audit := slog.New(slog.NewJSONHandler(&buf, nil))
 	p := engine.NewPipeline(engine.NewChain([]engine.ChainStage{{Stage: &policyStage{}}}, engine.ChainOptions{}))
 	startAgent(t, relay, &fakeBinding{}, func(_ *Config, o *Options) { o.Pipeline, o.Audit = p, audit })
@@ -114,7 +115,7 @@ func TestAuditRecords(t *testing.T) {
 		relay.finalFor(id)
 	}
 	var recs []map[string]any
-	waitFor(t, "two audit records", func() bool {
+	enginetest.WaitFor(t, "two audit records", func() bool {
 		recs = nil
 		for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
 			var m map[string]any
@@ -141,22 +142,4 @@ func TestAuditRecords(t *testing.T) {
 	if r := byTool["echo"]; r["plugin"] != nil || r["outcome"] != "ok" || r["status"] != float64(200) || r["request_id"] != "allowed" {
 		t.Errorf("allowed call: %v", r)
 	}
-}
-
-// syncBuf is a bytes.Buffer safe for concurrent writers.
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicemcp/sluice/engine/binding"
 	httpbinding "github.com/sluicemcp/sluice/engine/binding/http"
+	"github.com/sluicemcp/sluice/engine/enginetest"
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
@@ -33,7 +34,7 @@ func TestRealMCPServer(t *testing.T) {
 
 	relay := newFakeRelay(t)
 	a, _, _ := startAgent(t, relay, b, func(_ *Config, o *Options) { o.Bindings = map[string]binding.Binding{"main": b} })
-	waitFor(t, "ready against the real server", func() bool { ok, _ := a.Ready(); return ok })
+	enginetest.WaitFor(t, "ready against the real server", func() bool { ok, _ := a.Ready(); return ok })
 
 	hdr := func(sid string) func(map[string]any) {
 		return func(c map[string]any) {

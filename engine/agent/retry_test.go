@@ -17,6 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sluicemcp/sluice/engine/binding"
+	"github.com/sluicemcp/sluice/engine/enginetest"
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
@@ -68,7 +69,7 @@ func TestPollBackoffThenSuccess(t *testing.T) {
 	if got := counterValue(t, a, "commands_poll_errors_total", "server_error"); got != 2 {
 		t.Errorf("server_error poll errors = %v, want 2", got)
 	}
-	waitFor(t, "ready", func() bool { ok, _ := a.Ready(); return ok })
+	enginetest.WaitFor(t, "ready", func() bool { ok, _ := a.Ready(); return ok })
 }
 
 func TestPollKeyRejected(t *testing.T) {
@@ -79,8 +80,8 @@ func TestPollKeyRejected(t *testing.T) {
 		return true
 	}
 	a, _, _ := startAgent(t, relay, &fakeBinding{}, nil)
-	waitFor(t, "first poll", func() bool { return relay.polls.Load() >= 1 })
-	waitFor(t, "key rejected", func() bool { _, r := a.Ready(); return r == ReasonKeyRejected })
+	enginetest.WaitFor(t, "first poll", func() bool { return relay.polls.Load() >= 1 })
+	enginetest.WaitFor(t, "key rejected", func() bool { _, r := a.Ready(); return r == ReasonKeyRejected })
 	time.Sleep(300 * time.Millisecond) // a window in which the agent must not spin
 	if n := relay.polls.Load(); n != 1 {
 		t.Errorf("polled %d times after 401, want 1 (slow backoff)", n)
@@ -126,7 +127,7 @@ func TestFinalPostRetries(t *testing.T) {
 			}
 			relay.add(call("p1", 1, "ping"))
 			a, _, _ := startAgent(t, relay, &fakeBinding{}, nil)
-			waitFor(t, "outcome", func() bool { return counterValue(t, a, "sluice_agent_commands_total", tc.wantOutcome) == 1 })
+			enginetest.WaitFor(t, "outcome", func() bool { return counterValue(t, a, "sluice_agent_commands_total", tc.wantOutcome) == 1 })
 			if got := relay.attemptsFor("p1"); got != tc.wantAttempts {
 				t.Errorf("attempts = %d, want %d", got, tc.wantAttempts)
 			}
@@ -157,7 +158,7 @@ func TestRetryAfterPastDeadlineGivesUp(t *testing.T) {
 	}
 	a, _, _ := startAgent(t, relay, &fakeBinding{}, nil)
 	relay.add(cmd("d1", `{"jsonrpc":"2.0","id":1,"method":"ping"}`, withTimeout("2s")))
-	waitFor(t, "expired", func() bool { return counterValue(t, a, "sluice_agent_commands_total", "expired") == 1 })
+	enginetest.WaitFor(t, "expired", func() bool { return counterValue(t, a, "sluice_agent_commands_total", "expired") == 1 })
 	if n := relay.attemptsFor("d1"); n != 1 {
 		t.Errorf("attempts = %d, want 1 (the Retry-After passes the deadline)", n)
 	}
@@ -226,7 +227,7 @@ func TestReadiness(t *testing.T) {
 			}
 			pb := &probeBinding{probe: tc.probe}
 			a, _, _ := startAgent(t, relay, pb, nil)
-			waitFor(t, "readiness "+tc.want, func() bool {
+			enginetest.WaitFor(t, "readiness "+tc.want, func() bool {
 				ok, r := a.Ready()
 				return ok == (tc.want == "") && r == tc.want
 			})
@@ -280,7 +281,7 @@ func TestProbeSessionDeleted(t *testing.T) {
 	relay := newFakeRelay(t)
 	pb := &probeBinding{}
 	a, _, _ := startAgent(t, relay, pb, nil)
-	waitFor(t, "ready", func() bool { ok, _ := a.Ready(); return ok })
+	enginetest.WaitFor(t, "ready", func() bool { ok, _ := a.Ready(); return ok })
 	pb.mu.Lock()
 	defer pb.mu.Unlock()
 	if len(pb.deleted) != 1 || pb.deleted[0] != "probe-sess" {
@@ -381,12 +382,12 @@ func TestReadinessFollowsMCPServer(t *testing.T) {
 	b := &probeSwitchBinding{}
 	b.up.Store(true)
 	a, _, _ := startAgent(t, relay, b, func(c *Config, _ *Options) { c.ProbeInterval = 20 * time.Millisecond })
-	waitFor(t, "ready", func() bool { ok, _ := a.Ready(); return ok })
+	enginetest.WaitFor(t, "ready", func() bool { ok, _ := a.Ready(); return ok })
 	b.up.Store(false)
-	waitFor(t, "not ready after the MCP server went away", func() bool {
+	enginetest.WaitFor(t, "not ready after the MCP server went away", func() bool {
 		ok, r := a.Ready()
 		return !ok && strings.HasPrefix(r, "mcp probe failed")
 	})
 	b.up.Store(true)
-	waitFor(t, "ready again", func() bool { ok, _ := a.Ready(); return ok })
+	enginetest.WaitFor(t, "ready again", func() bool { ok, _ := a.Ready(); return ok })
 }
