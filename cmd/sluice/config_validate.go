@@ -1,0 +1,384 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strings"
+
+	"github.com/sluicemcp/sluice/engine/binding/stdio"
+)
+
+// Channel is one parsed mcp.server-url or mcp.command entry.
+type Channel struct {
+	Name    string
+	URL     string
+	Command []string
+}
+
+// parseChannelEntry parses "channel=NAME,url=URL", "url=URL" or a bare URL
+// (field is "url" or "command").
+func parseChannelEntry(key, field, s string) (Channel, error) {
+	c := Channel{Name: "main"}
+	val := s
+	if strings.HasPrefix(s, "channel=") || strings.HasPrefix(s, field+"=") {
+		val = ""
+		rest := s
+		for rest != "" {
+			var part string
+			if strings.HasPrefix(rest, field+"=") {
+				// The value is the rest of the entry: URLs and commands may hold commas.
+				part, rest = rest, ""
+			} else {
+				part, rest, _ = strings.Cut(rest, ",")
+			}
+			name, v, ok := strings.Cut(part, "=")
+			if !ok {
+				return c, cfgErr(key, "entry %q: want channel=NAME,%s=VALUE", s, field)
+			}
+			switch strings.TrimSpace(name) {
+			case "channel":
+				c.Name = strings.TrimSpace(v)
+			case field:
+				val = strings.TrimSpace(v)
+			default:
+				return c, cfgErr(key, "entry %q: unknown field %q (want channel and %s)", s, name, field)
+			}
+		}
+	}
+	if !validChannel(c.Name) {
+		return c, cfgErr(key, "channel %q: want [a-z0-9_-]{1,64}", c.Name)
+	}
+	if val == "" {
+		return c, cfgErr(key, "entry %q has no %s", s, field)
+	}
+	if field == "url" {
+		u, err := url.Parse(val)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return c, cfgErr(key, "channel %s: want an http:// or https:// URL", c.Name)
+		}
+		c.URL = val
+	} else {
+		argv, err := stdio.SplitCommand(val)
+		if err != nil || len(argv) == 0 {
+			return c, cfgErr(key, "channel %s: cannot split the command line (quotes?)", c.Name)
+		}
+		c.Command = argv
+	}
+	return c, nil
+}
+
+func validChannel(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validTunnelID mirrors wire.ValidTunnelID without the regexp.
+func validTunnelID(s string) bool {
+	rest, ok := strings.CutPrefix(s, "tunnel_")
+	if !ok || len(rest) != 32 {
+		return false
+	}
+	for _, r := range rest {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// parseHeaders parses "Name: value" entries.
+func parseHeaders(key string, entries []string, forbidden []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, e := range entries {
+		name, v, ok := strings.Cut(e, ":")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" || strings.ContainsAny(name, " \t") {
+			return nil, cfgErr(key, "want 'Name: value' entries")
+		}
+		if len(v) > maxExtraHeaderValueSize {
+			return nil, cfgErr(key, "header %s is too long", name)
+		}
+		for _, f := range forbidden {
+			if strings.EqualFold(name, f) {
+				return nil, cfgErr(key, "header %s cannot be overridden", name)
+			}
+		}
+		out[name] = strings.TrimSpace(v)
+	}
+	return out, nil
+}
+
+// Mode is the subcommand a config is validated for.
+type Mode string
+
+// Modes.
+const (
+	ModeRun   Mode = "run"
+	ModeRelay Mode = "relay"
+	ModeDev   Mode = "dev"
+)
+
+// validate checks everything that does not need a secret's value. The first
+// problem is returned.
+func (c *Config) validate(mode Mode) error {
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return cfgErr("log.level", "want debug, info, warn or error")
+	}
+	switch c.Log.Format {
+	case "auto", "text", "json":
+	default:
+		return cfgErr("log.format", "want auto, text or json")
+	}
+	if c.Log.Audit == "" {
+		return cfgErr("log.audit", `want "log", "off" or a file path`)
+	}
+	if c.DrainTimeout < 0 {
+		return cfgErr("drain-timeout", "must not be negative")
+	}
+	if err := validatePipeline("pipeline", c.Pipeline); err != nil {
+		return err
+	}
+	if mode == ModeRun || mode == ModeDev {
+		if err := c.validateAgent(mode); err != nil {
+			return err
+		}
+	}
+	if mode == ModeRelay || mode == ModeDev {
+		if err := c.validateRelay(mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateAgent(mode Mode) error {
+	cp := c.ControlPlane
+	if mode == ModeRun {
+		u, err := url.Parse(cp.BaseURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return cfgErr("control-plane.base-url", "want an http:// or https:// URL")
+		}
+		if cp.TunnelID == "" {
+			return cfgErr("control-plane.tunnel-id", "required (CONTROL_PLANE_TUNNEL_ID)")
+		}
+		if !validTunnelID(cp.TunnelID) {
+			return cfgErr("control-plane.tunnel-id", "want tunnel_ followed by 32 lowercase letters or digits")
+		}
+		if !cp.APIKey.IsSet() {
+			return cfgErr("control-plane.api-key", "required (CONTROL_PLANE_API_KEY in the environment, or env:NAME / file:/path)")
+		}
+	}
+	if err := cp.APIKey.check("control-plane.api-key"); err != nil {
+		return err
+	}
+	if cp.URLPath != "" && !strings.HasPrefix(cp.URLPath, "/") {
+		return cfgErr("control-plane.url-path", "must start with /")
+	}
+	if cp.MaxInflight < 1 || cp.MaxInflight > maxMaxInflight {
+		return cfgErr("control-plane.max-inflight", "want 1..%d", maxMaxInflight)
+	}
+	if cp.PollTimeout <= 0 {
+		return cfgErr("control-plane.poll-timeout", "must be positive")
+	}
+	if _, err := parseHeaders("control-plane.extra-headers", cp.ExtraHeaders, forbiddenControlHeaders); err != nil {
+		return err
+	}
+	if c.MCP.MaxConcurrentRequests < 1 {
+		return cfgErr("mcp.max-concurrent-requests", "must be at least 1")
+	}
+	if c.MCP.StartupWaitTimeout < 0 {
+		return cfgErr("mcp.startup-wait-timeout", "must not be negative")
+	}
+	if _, err := parseHeaders("mcp.extra-headers", c.MCP.ExtraHeaders, nil); err != nil {
+		return err
+	}
+	chans, err := c.channels()
+	if err != nil {
+		return err
+	}
+	if mode == ModeRun && !c.EmbeddedMCPStub {
+		if _, ok := chans["main"]; !ok {
+			return cfgErr("mcp.server-url", "the main channel is required (MCP_SERVER_URL, or --embedded-mcp-stub)")
+		}
+	}
+	if c.Health.ListenAddr != "" {
+		if _, _, err := net.SplitHostPort(c.Health.ListenAddr); err != nil {
+			return cfgErr("health.listen-addr", "want host:port")
+		}
+	}
+	return nil
+}
+
+var forbiddenControlHeaders = []string{
+	"Authorization", "OpenAI-Organization", "X-Tunnel-Client-Name", "X-Tunnel-Client-Version",
+	"X-Tunnel-Client-Instance-Id", "X-Tunnel-MCP-Server-Info", "X-Tunnel-Shard-Token", "Host",
+}
+
+// channels parses mcp.server-url and mcp.command into channel → Channel.
+func (c *Config) channels() (map[string]Channel, error) {
+	out := map[string]Channel{}
+	for _, src := range []struct {
+		key, field string
+		entries    []string
+	}{
+		{"mcp.server-url", "url", c.MCP.ServerURL},
+		{"mcp.command", "command", c.MCP.Command},
+	} {
+		for _, e := range src.entries {
+			ch, err := parseChannelEntry(src.key, src.field, e)
+			if err != nil {
+				return nil, err
+			}
+			if _, dup := out[ch.Name]; dup {
+				return nil, cfgErr(src.key, "channel %s configured twice", ch.Name)
+			}
+			out[ch.Name] = ch
+		}
+	}
+	return out, nil
+}
+
+func (c *Config) validateRelay(mode Mode) error {
+	r := c.Relay
+	if _, _, err := net.SplitHostPort(r.ListenAddr); err != nil {
+		return cfgErr("relay.listen-addr", "want host:port")
+	}
+	if r.AdminListenAddr != "" {
+		if _, _, err := net.SplitHostPort(r.AdminListenAddr); err != nil {
+			return cfgErr("relay.admin-listen-addr", "want host:port")
+		}
+	}
+	if r.PublicURL != "" {
+		u, err := url.Parse(r.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return cfgErr("relay.public-url", "want an http:// or https:// origin such as https://relay.example.com")
+		}
+	}
+	if (r.TLSCert == "") != (r.TLSKey == "") {
+		return cfgErr("relay.tls-key", "relay.tls-cert and relay.tls-key go together")
+	}
+	if r.MaxBodyBytes < 1024 {
+		return cfgErr("relay.max-body-bytes", "want at least 1024")
+	}
+	if r.ResponseTimeout <= 0 {
+		return cfgErr("relay.response-timeout", "must be positive")
+	}
+	if err := r.AdminKey.check("relay.admin-key"); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for i, t := range r.Tunnels {
+		p := fmt.Sprintf("relay.tunnels[%d]", i)
+		if !validTunnelID(t.ID) {
+			return cfgErr(p+".id", "want tunnel_ followed by 32 lowercase letters or digits")
+		}
+		if seen[t.ID] {
+			return cfgErr(p+".id", "tunnel %s listed twice", t.ID)
+		}
+		seen[t.ID] = true
+		if !t.RuntimeKey.IsSet() {
+			return cfgErr(p+".runtime-key", "required (env:NAME or file:/path)")
+		}
+		if err := t.RuntimeKey.check(p + ".runtime-key"); err != nil {
+			return err
+		}
+		switch t.AuthMode {
+		case "", "client-key":
+			if len(t.ClientKeys) == 0 {
+				return cfgErr(p+".client-keys", "auth-mode client-key needs at least one client key")
+			}
+		case "oauth", "public":
+		default:
+			return cfgErr(p+".auth-mode", "want client-key, oauth or public")
+		}
+		for j, ck := range t.ClientKeys {
+			kp := fmt.Sprintf("%s.client-keys[%d]", p, j)
+			if ck.Name == "" {
+				return cfgErr(kp+".name", "required")
+			}
+			if !ck.Key.IsSet() {
+				return cfgErr(kp+".key", "required (env:NAME or file:/path)")
+			}
+			if err := ck.Key.check(kp + ".key"); err != nil {
+				return err
+			}
+		}
+		if t.ResponseTimeout < 0 {
+			return cfgErr(p+".response-timeout", "must not be negative")
+		}
+	}
+	return validatePipeline("relay.pipeline", r.Pipeline)
+}
+
+func validatePipeline(key string, p []PluginConfig) error {
+	names := map[string]bool{}
+	for i, e := range p {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		if e.Plugin == "" {
+			return cfgErr(k+".plugin", "required (a built-in name or a .wasm path)")
+		}
+		name := e.stageName()
+		if names[name] {
+			return cfgErr(k+".name", "stage %q listed twice (give each a distinct name)", name)
+		}
+		names[name] = true
+		if e.SHA256 != "" && !isHex(e.SHA256, 64) {
+			return cfgErr(k+".sha256", "want 64 lowercase hex digits")
+		}
+		for _, h := range e.Hooks {
+			switch h {
+			case "request", "response", "http_response":
+			default:
+				return cfgErr(k+".hooks", "unknown hook %q (want request, response or http_response)", h)
+			}
+		}
+		switch e.OnError {
+		case "", "fail_closed", "fail_open":
+		default:
+			return cfgErr(k+".on-error", "want fail_closed or fail_open")
+		}
+		if e.OnError == "fail_open" && e.Plugin == "redact" {
+			return cfgErr(k+".on-error", "redact is always fail_closed")
+		}
+		if e.Limits.CallTimeout < 0 {
+			return cfgErr(k+".limits.call-timeout", "must not be negative")
+		}
+		if e.Limits.MaxMessageSize < 0 {
+			return cfgErr(k+".limits.max-message-size", "must not be negative")
+		}
+	}
+	return nil
+}
+
+func (e PluginConfig) stageName() string {
+	if e.Name != "" {
+		return e.Name
+	}
+	if isModulePath(e.Plugin) {
+		return strings.TrimSuffix(filepath.Base(e.Plugin), ".wasm")
+	}
+	return e.Plugin
+}
+
+func isHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}
