@@ -6,8 +6,11 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 GO ?= go
 BIN ?= bin/sluice
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
-COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+# VERSION is the release tag (vX.Y.Z) on HEAD, if any; other builds report the
+# source's base version with -dev (cmd/sluice/version.go). COMMIT is HEAD,
+# with +modified for a dirty tree.
+VERSION ?= $(shell git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD -- 2>/dev/null || echo +modified)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 export SLUICE_TOOLS_DIR ?= $(HOME)/.cache/sluice
 

@@ -133,7 +133,7 @@ func (s *session) startAgent(ctx context.Context, reg *prometheus.Registry, setu
 			parts.bindings[name] = b
 			continue
 		}
-		b, err := httpbinding.New(httpbinding.Config{URL: ch.URL, ExtraHeaders: toHeader(extra)},
+		b, err := httpbinding.New(httpbinding.Config{URL: ch.URL, ExtraHeaders: toHeader(extra), UserAgent: userAgent()},
 			httpbinding.Options{Logger: s.log.With("channel", name)})
 		if err != nil {
 			parts.close()

@@ -5,7 +5,15 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+	"strings"
+
+	"github.com/sluicemcp/sluice/engine/wire"
 )
+
+// baseVersion is the semantic version of this source tree. A release build
+// sets version to its tag with -ldflags; any other build reports
+// baseVersion-dev.
+const baseVersion = "0.7.0"
 
 // Set with -ldflags "-X main.version=… -X main.commit=…" (see the Makefile).
 var (
@@ -13,27 +21,50 @@ var (
 	commit  = ""
 )
 
-// buildVersion returns the version and commit, falling back to the module
-// and VCS information the Go toolchain records.
+// buildVersion returns the semantic version the binary identifies with
+// (User-Agent sluice/<version>, X-Tunnel-Client-Version) and its commit.
+// The version is the -ldflags one when it is a semantic version, else the
+// module version `go install …@vX.Y.Z` records, else baseVersion-dev: never a
+// bare commit hash. The commit comes from -ldflags or the VCS information the
+// Go toolchain records, with "+modified" for a dirty tree.
 func buildVersion() (v, c string) {
-	v, c = version, commit
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			v = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && c == "" {
-				c = s.Value
+	v, c = strings.TrimPrefix(version, "v"), commit
+	bi, ok := debug.ReadBuildInfo()
+	if !wire.ValidSemver(v) {
+		v = ""
+		if ok {
+			if mv := strings.TrimPrefix(bi.Main.Version, "v"); wire.ValidSemver(mv) {
+				v = mv
 			}
 		}
 	}
 	if v == "" {
-		v = "devel"
+		v = baseVersion + "-dev"
+	}
+	if ok && c == "" {
+		modified := false
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				c = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+		if c != "" && modified {
+			c += "+modified"
+		}
 	}
 	if c == "" {
 		c = "unknown"
 	}
 	return v, c
+}
+
+// userAgent is the User-Agent the binary sends: sluice/<semver>.
+func userAgent() string {
+	v, _ := buildVersion()
+	return "sluice/" + v
 }
 
 func printVersion(w io.Writer) {

@@ -27,15 +27,13 @@ import (
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
-// CommandOAuthMetadata is the Sluice extension command type asking the agent
-// to fetch the MCP server's OAuth protected-resource metadata.
-const CommandOAuthMetadata = "oauth_metadata"
-
-// OAuthMetadataBinding is implemented by bindings that can fetch the MCP
-// server's OAuth protected-resource metadata (RFC 9728) for an
-// oauth_metadata command. header holds the command's forwarded headers.
-type OAuthMetadataBinding interface {
-	OAuthMetadata(ctx context.Context, header http.Header) (*binding.Reply, error)
+// OAuthDiscoverer is implemented by bindings that can fetch the MCP server's
+// OAuth protected-resource metadata (RFC 9728) for an oauth_discovery command.
+// header holds the command's forwarded headers. The reply is the metadata
+// fetch's status, headers and body, whatever its status; an error means no
+// fetch got an answer.
+type OAuthDiscoverer interface {
+	OAuthDiscovery(ctx context.Context, header http.Header) (*binding.Reply, error)
 }
 
 // Agent is the agent core of `sluice run`. Create it with New and start it
@@ -140,6 +138,7 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	h.Set("Authorization", "Bearer "+cfg.APIKey)
 	h.Set(wire.HeaderClientName, cfg.ClientName)
 	h.Set(wire.HeaderClientVersion, cfg.ClientVersion)
+	h.Set("User-Agent", cfg.ClientName+"/"+cfg.ClientVersion)
 	h.Set(wire.HeaderClientInstanceID, a.instanceID)
 	h.Set(wire.HeaderServerInfo, a.serverInfo)
 	h.Set("Accept", "application/json")
@@ -197,32 +196,21 @@ type serverInfoChannel struct {
 	ProcAffinity bool   `json:"proc_affinity,omitempty"`
 }
 
-// serverInfo renders X-Tunnel-MCP-Server-Info: channels sorted by name, and
-// the sluice extension object only when some binding serves oauth_metadata.
+// serverInfo renders X-Tunnel-MCP-Server-Info: version 1 allows only
+// version, channels, channel name and proc_affinity (the OpenAPI contract),
+// channels sorted by name.
 func serverInfo(bs map[string]binding.Binding) (string, error) {
 	names := make([]string, 0, len(bs))
-	oauth := false
-	for n, b := range bs {
+	for n := range bs {
 		names = append(names, n)
-		if _, ok := b.(OAuthMetadataBinding); ok {
-			oauth = true
-		}
 	}
 	sort.Strings(names)
 	v := struct {
 		Version  int                 `json:"version"`
 		Channels []serverInfoChannel `json:"channels"`
-		Sluice   *struct {
-			OAuthMetadata bool `json:"oauth_metadata"`
-		} `json:"sluice,omitempty"`
 	}{Version: 1}
 	for _, n := range names {
 		v.Channels = append(v.Channels, serverInfoChannel{Name: n, ProcAffinity: bs[n].Info().ProcAffinity})
-	}
-	if oauth {
-		v.Sluice = &struct {
-			OAuthMetadata bool `json:"oauth_metadata"`
-		}{true}
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -339,7 +327,7 @@ func (a *Agent) enqueue(cmds []wire.Command, receipt time.Time) {
 	for i := range cmds {
 		c := &cmds[i]
 		switch c.CommandType {
-		case wire.CommandJSONRPC, wire.CommandSessionTermination, CommandOAuthMetadata:
+		case wire.CommandJSONRPC, wire.CommandSessionTermination, wire.CommandOAuthDiscovery:
 		default:
 			a.log.Warn("skipping command of unknown type", "request_id", c.RequestID, "channel", c.Channel,
 				"command_type", truncate(c.CommandType, 64))

@@ -34,6 +34,8 @@ func TestNewValidates(t *testing.T) {
 		{name: "base url", cfg: func(c *Config) { c.BaseURL = "ftp://x" }, binds: main, wantErr: "control-plane.base-url:"},
 		{name: "no main", cfg: func(*Config) {}, binds: map[string]binding.Binding{"other": &fakeBinding{}}, wantErr: "mcp.server-url:"},
 		{name: "bad channel", cfg: func(*Config) {}, binds: map[string]binding.Binding{"main": &fakeBinding{}, "Bad!": &fakeBinding{}}, wantErr: "mcp.server-url:"},
+		{name: "version is a commit hash", cfg: func(c *Config) { c.ClientVersion = "1474d1f" }, binds: main, wantErr: "client version"},
+		{name: "semantic version", cfg: func(c *Config) { c.ClientVersion = "0.7.0-dev" }, binds: main},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -59,7 +61,7 @@ func TestHeaders(t *testing.T) {
 	b := &fakeBinding{affinity: true}
 	a, _, _ := startAgent(t, relay, b, func(c *Config, o *Options) {
 		c.OrganizationID = "org-1"
-		c.ExtraHeaders = http.Header{"X-Extra": {"yes"}, "Authorization": {"Bearer evil"}, "X-Tunnel-Client-Name": {"evil"}}
+		c.ExtraHeaders = http.Header{"X-Extra": {"yes"}, "Authorization": {"Bearer evil"}, "X-Tunnel-Client-Name": {"evil"}, "User-Agent": {"evil"}}
 		o.Bindings["aux"] = &fakeBinding{}
 	})
 	final := relay.finalFor("r1")
@@ -78,6 +80,9 @@ func TestHeaders(t *testing.T) {
 		}
 		if got := h.Get(wire.HeaderClientVersion); got != "1.2.3" {
 			t.Errorf("client version = %q", got)
+		}
+		if got := h.Get("User-Agent"); got != "sluice/1.2.3" {
+			t.Errorf("User-Agent = %q, want sluice/1.2.3", got)
 		}
 		id := h.Get(wire.HeaderClientInstanceID)
 		if _, err := hex.DecodeString(id); err != nil || len(id) != 32 || id != a.instanceID {
@@ -115,12 +120,15 @@ func TestHeaders(t *testing.T) {
 	}
 }
 
-func TestServerInfoOAuthExtension(t *testing.T) {
-	got, err := serverInfo(map[string]binding.Binding{"main": &oauthBinding{}})
+// TestServerInfoIsVersion1 checks the server-info header against what the
+// published contract allows in version 1: version, channels, name and
+// proc_affinity, nothing else (an oauth_metadata flag used to ride along).
+func TestServerInfoIsVersion1(t *testing.T) {
+	got, err := serverInfo(map[string]binding.Binding{"main": &oauthBinding{}, "local": &fakeBinding{affinity: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := `{"version":1,"channels":[{"name":"main"}],"sluice":{"oauth_metadata":true}}`; got != want {
+	if want := `{"version":1,"channels":[{"name":"local","proc_affinity":true},{"name":"main"}]}`; got != want {
 		t.Fatalf("server info = %s, want %s", got, want)
 	}
 }
@@ -338,9 +346,9 @@ func TestFinalResponseTypes(t *testing.T) {
 		code    int
 		json    string
 	}{
-		{"note", wire.RespNotifyAck, 202, "null"},
-		{"answer", wire.RespNotifyAck, 202, "null"},
-		{"end", wire.RespSessionTermination, 204, "null"},
+		{"note", wire.RespNotifyAck, 202, ""}, // acknowledgements carry no resp_json
+		{"answer", wire.RespNotifyAck, 202, ""},
+		{"end", wire.RespSessionTermination, 204, ""},
 		{"err", wire.RespJSONRPCResponse, 404, errBody},
 	}
 	for _, tc := range tests {

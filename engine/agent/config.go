@@ -27,6 +27,9 @@ const (
 	// DefaultProbeInterval is the MCP re-probe period once ready.
 	DefaultProbeInterval = 30 * time.Second
 	DefaultClientName    = "sluice"
+	// DefaultClientVersion is the version sent when Config.ClientVersion is
+	// empty.
+	DefaultClientVersion = "0.0.0-dev"
 	// PollGuardrail is added to PollTimeout to get the poll's HTTP deadline.
 	PollGuardrail = 5 * time.Second
 	// MaxChannels is the most channels the server-info header may declare.
@@ -69,7 +72,9 @@ type Config struct {
 	ProbeInterval time.Duration
 	// ClientName is sent as X-Tunnel-Client-Name (default "sluice").
 	ClientName string
-	// ClientVersion is sent as X-Tunnel-Client-Version.
+	// ClientVersion is the agent's semantic version (2.0.0 rules, without a
+	// leading v), sent as X-Tunnel-Client-Version and in User-Agent as
+	// ClientName/ClientVersion (default "0.0.0-dev").
 	ClientVersion string
 	// NoResponseBatch turns off Sluice's response-batch extension
 	// (control-plane.response-batch false): every response is posted alone
@@ -108,6 +113,7 @@ var protectedHeaders = map[string]bool{
 	"Content-Type":              true,
 	"Content-Length":            true,
 	"Host":                      true,
+	"User-Agent":                true,
 	wire.HeaderClientName:       true,
 	wire.HeaderClientVersion:    true,
 	wire.HeaderClientInstanceID: true,
@@ -183,7 +189,10 @@ func (c Config) withDefaults() (Config, error) {
 		c.ClientName = DefaultClientName
 	}
 	if c.ClientVersion == "" {
-		c.ClientVersion = "dev"
+		c.ClientVersion = DefaultClientVersion
+	}
+	if !wire.ValidSemver(c.ClientVersion) {
+		return c, fmt.Errorf("client version %q: not a semantic version such as 1.4.0", c.ClientVersion)
 	}
 	for k, vs := range c.ExtraHeaders {
 		for _, v := range vs {

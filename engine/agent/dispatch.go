@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/sluicemcp/sluice/engine"
@@ -72,8 +73,8 @@ func (a *Agent) runTask(t *task) {
 		r.jsonrpc()
 	case wire.CommandSessionTermination:
 		r.sessionTermination()
-	case CommandOAuthMetadata:
-		r.oauthMetadata()
+	case wire.CommandOAuthDiscovery:
+		r.oauthDiscovery()
 	}
 	total := time.Since(t.receipt)
 	a.m.latency("total", r.method, t.cmd.Channel, total)
@@ -270,19 +271,13 @@ func (r *run) postFinal(typ string, status int, header http.Header, body json.Ra
 	r.outcome(oc)
 }
 
-// fail synthesizes the -32603 tunnel failure for a binding error.
+// fail synthesizes the -32603 tunnel failure for a binding error. Commands
+// without a JSON-RPC message (session termination, OAuth discovery) get only
+// the status: their response types carry no JSON-RPC error.
 func (r *run) fail(err error) {
 	r.a.log.Info("mcp call failed", "request_id", r.t.cmd.RequestID, "channel", r.t.cmd.Channel, "method", r.method, "err", err)
-	if r.t.cmd.CommandType == CommandOAuthMetadata {
-		r.postFinal(wire.RespJSONRPCResponse, http.StatusBadGateway, nil, nil, outcomeTunnelFailure)
-		return
-	}
 	f, code := failureFor(err)
-	typ := wire.RespJSONRPCResponse
-	if r.t.cmd.CommandType == wire.CommandSessionTermination {
-		typ = wire.RespSessionTermination
-	}
-	r.postFinal(typ, code, nil, failureBody(r.requestID(), f), outcomeTunnelFailure)
+	r.postFinal(r.failureType(), code, nil, r.failureBody(f), outcomeTunnelFailure)
 }
 
 // abort posts the connection_aborted failure of a command the shutdown grace
@@ -293,14 +288,30 @@ func (r *run) abort() {
 		return
 	}
 	f := wire.TunnelFailure{Version: 1, Source: wire.SourceClientInternal, TransportErrorKind: "connection_aborted"}
-	typ := wire.RespJSONRPCResponse
-	if r.t.cmd.CommandType == wire.CommandSessionTermination {
-		typ = wire.RespSessionTermination
-	}
-	if err := r.a.post(r.postCtx, r.t, typ, http.StatusBadGateway, nil, failureBody(r.requestID(), f), true); err != nil {
+	if err := r.a.post(r.postCtx, r.t, r.failureType(), http.StatusBadGateway, nil, r.failureBody(f), true); err != nil {
 		r.debug("abort post failed", "err", err)
 	}
 	r.outcome(outcomeAborted)
+}
+
+// failureType is the final response type of the command's kind.
+func (r *run) failureType() string {
+	switch r.t.cmd.CommandType {
+	case wire.CommandSessionTermination:
+		return wire.RespSessionTermination
+	case wire.CommandOAuthDiscovery:
+		return wire.RespOAuthDiscovery
+	}
+	return wire.RespJSONRPCResponse
+}
+
+// failureBody is the synthesized -32603 error for a JSON-RPC command, nil for
+// the other kinds.
+func (r *run) failureBody(f wire.TunnelFailure) json.RawMessage {
+	if r.t.cmd.CommandType != wire.CommandJSONRPC {
+		return nil
+	}
+	return failureBody(r.requestID(), f)
 }
 
 // requestID returns the JSON-RPC id of the command's message, nil if none.
@@ -351,29 +362,44 @@ func failureBody(id json.RawMessage, f wire.TunnelFailure) json.RawMessage {
 	data, _ := json.Marshal(struct {
 		TunnelFailure wire.TunnelFailure `json:"tunnel_failure"`
 	}{f})
-	return engine.ErrorResponse(id, &engine.RPCError{Code: engine.CodeInternalError,
-		Message: "tunnel: the MCP server could not be reached", Data: data})
+	msg := "tunnel: the MCP server could not be reached"
+	switch {
+	case f.UpstreamStatus != nil:
+		msg = "tunnel: the MCP server answered HTTP " + strconv.Itoa(*f.UpstreamStatus) + " without a JSON-RPC response"
+	case f.UpstreamResponseReceived:
+		msg = "tunnel: the MCP server's answer was not a usable JSON-RPC response"
+	}
+	return engine.ErrorResponse(id, &engine.RPCError{Code: engine.CodeInternalError, Message: msg, Data: data})
 }
 
-func (r *run) oauthMetadata() {
-	r.method = "oauth_metadata"
-	ob, ok := r.binding().(OAuthMetadataBinding)
+// oauthDiscovery answers an oauth_discovery command: the channel's binding
+// fetches the MCP server's protected-resource metadata and the answer goes
+// back as it was fetched (status, headers, body). A channel whose binding
+// cannot fetch metadata (stdio, in-process) answers 404 with no body, so the
+// relay or the hosted service does not wait for a timeout.
+func (r *run) oauthDiscovery() {
+	r.method = wire.CommandOAuthDiscovery
+	ob, ok := r.binding().(OAuthDiscoverer)
 	if !ok {
-		r.debug("binding does not serve oauth_metadata: skipped")
-		r.outcome(outcomeSkipped)
+		r.debug("binding has no OAuth metadata: answered 404")
+		r.postFinal(wire.RespOAuthDiscovery, http.StatusNotFound, nil, nil, outcomeOK)
 		return
 	}
-	rep, err := ob.OAuthMetadata(r.callCtx, canonicalHeader(r.t.cmd.Headers))
+	rep, err := ob.OAuthDiscovery(r.callCtx, canonicalHeader(r.t.cmd.Headers))
 	switch {
 	case err == nil && rep != nil:
-		r.postFinal(wire.RespJSONRPCResponse, rep.Status, rep.Header, objectOrNull(rep.Body), outcomeOK)
+		oc := outcomeOK
+		if rep.Status >= 400 {
+			oc = outcomeMCPError
+		}
+		r.postFinal(wire.RespOAuthDiscovery, rep.Status, rep.Header, objectOrNull(rep.Body), oc)
 	case r.a.graceOver.Load() && r.a.workCtx.Err() != nil:
 		r.abort()
 	case r.t.expired(time.Now()):
 		r.outcome(outcomeExpired)
 	default:
 		if err == nil {
-			err = errors.New("oauth metadata: no reply")
+			err = errors.New("oauth discovery: no reply")
 		}
 		r.fail(err)
 	}

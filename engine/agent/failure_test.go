@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -14,62 +13,14 @@ import (
 
 	"github.com/sluicemcp/sluice/engine/binding"
 	"github.com/sluicemcp/sluice/engine/wire"
+	"github.com/sluicemcp/sluice/engine/wire/wiretest"
 )
 
-const openAPIPath = "../../../shared/wire/tunnel-openapi.json"
-
-var (
-	schemaOnce sync.Once
-	schema     *jsonschema.Schema
-	schemaErr  error
-)
-
-// failureSchema compiles x-tunnel-failure-schema from the OpenAPI contract.
+// failureSchema compiles x-tunnel-failure-schema from the published
+// contract (a skip without it, a failure under CI).
 func failureSchema(t *testing.T) *jsonschema.Schema {
 	t.Helper()
-	schemaOnce.Do(func() {
-		raw, err := os.ReadFile(openAPIPath)
-		if err != nil {
-			schemaErr = err
-			return
-		}
-		var doc struct {
-			Components struct {
-				Schemas map[string]struct {
-					Properties map[string]json.RawMessage `json:"properties"`
-				} `json:"schemas"`
-			} `json:"components"`
-		}
-		if err := json.Unmarshal(raw, &doc); err != nil {
-			schemaErr = err
-			return
-		}
-		var respJSON struct {
-			Schema json.RawMessage `json:"x-tunnel-failure-schema"`
-		}
-		if err := json.Unmarshal(doc.Components.Schemas["TunnelResponsePayload"].Properties["resp_json"], &respJSON); err != nil {
-			schemaErr = err
-			return
-		}
-		s, err := jsonschema.UnmarshalJSON(strings.NewReader(string(respJSON.Schema)))
-		if err != nil {
-			schemaErr = err
-			return
-		}
-		c := jsonschema.NewCompiler()
-		if err := c.AddResource("failure.json", s); err != nil {
-			schemaErr = err
-			return
-		}
-		schema, schemaErr = c.Compile("failure.json")
-	})
-	if schemaErr != nil {
-		if os.IsNotExist(schemaErr) {
-			t.Skipf("x-tunnel-failure-schema unavailable: %s not found (CI has it)", openAPIPath)
-		}
-		t.Fatalf("compile failure schema: %v", schemaErr)
-	}
-	return schema
+	return wiretest.Load(t).Schema("/components/schemas/TunnelResponsePayload/properties/resp_json/x-tunnel-failure-schema")
 }
 
 // checkFailure validates a posted -32603 tunnel failure and returns it.
@@ -171,53 +122,111 @@ func TestTunnelFailureSynthesis(t *testing.T) {
 	}
 }
 
-// oauthBinding also serves oauth_metadata.
+// oauthBinding also serves oauth_discovery.
 type oauthBinding struct {
 	fakeBinding
-	body string
+	body   string
+	status int
 }
 
-func (b *oauthBinding) OAuthMetadata(ctx context.Context, h http.Header) (*binding.Reply, error) {
+func (b *oauthBinding) OAuthDiscovery(ctx context.Context, h http.Header) (*binding.Reply, error) {
 	if h.Get("X-Fail") != "" {
-		return nil, errors.New("boom")
+		return nil, &binding.Error{Source: wire.SourceConnect, Kind: "connection_refused", Err: errors.New("dial tcp 10.0.0.7:443: refused")}
 	}
-	return &binding.Reply{Status: 200, Body: json.RawMessage(b.body), Header: http.Header{"Content-Type": {"application/json"}}}, nil
+	st := b.status
+	if st == 0 {
+		st = 200
+	}
+	return &binding.Reply{Status: st, Body: json.RawMessage(b.body),
+		Header: http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"max-age=60"}, "X-Upstream": {"kept"}}}, nil
 }
 
-func TestOAuthMetadata(t *testing.T) {
+// TestOAuthDiscovery: an oauth_discovery command (OpenAI's agent and its mock
+// of the hosted service use it) is answered with an oauth_discovery_response
+// carrying the metadata fetch's status, document and unfiltered headers.
+func TestOAuthDiscovery(t *testing.T) {
 	tests := []struct {
 		name, body string
+		status     int
 		wantJSON   string
 		wantCode   int
 		fail       bool
+		wantHeader bool
 	}{
-		{name: "object", body: `{"resource":"https://mcp.internal/mcp"}`, wantJSON: `{"resource":"https://mcp.internal/mcp"}`, wantCode: 200},
-		{name: "not an object", body: `<html>`, wantJSON: `null`, wantCode: 200},
+		{name: "object", body: `{"resource":"https://mcp.internal/mcp"}`, wantJSON: `{"resource":"https://mcp.internal/mcp"}`, wantCode: 200, wantHeader: true},
+		{name: "not an object", body: `<html>`, wantJSON: `null`, wantCode: 200, wantHeader: true},
+		{name: "upstream 404", body: `not found`, status: 404, wantJSON: `null`, wantCode: 404, wantHeader: true},
 		{name: "binding error", fail: true, wantJSON: `null`, wantCode: 502},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			relay := newFakeRelay(t)
-			startAgent(t, relay, &oauthBinding{body: tc.body}, nil)
+			startAgent(t, relay, &oauthBinding{body: tc.body, status: tc.status}, nil)
 			h := map[string][]string{}
 			if tc.fail {
 				h["X-Fail"] = []string{"1"}
 			}
-			relay.add(map[string]any{"request_id": "o1", "shard_token": "s", "command_type": CommandOAuthMetadata, "headers": h})
+			// Only the common fields, as the hosted service sends it.
+			relay.add(map[string]any{"request_id": "o1", "shard_token": "s", "command_type": wire.CommandOAuthDiscovery,
+				"channel": "main", "created_at": "2026-12-04T08:00:00Z", "headers": h})
 			p := relay.finalFor("o1")
-			if p.resp.RespType != wire.RespJSONRPCResponse || p.resp.RespCode != tc.wantCode || string(p.resp.RespJSON) != tc.wantJSON {
-				t.Errorf("got %+v", p.resp)
+			if p.resp.RespType != wire.RespOAuthDiscovery || p.resp.RespCode != tc.wantCode {
+				t.Fatalf("got %+v", p.resp)
+			}
+			var raw map[string]json.RawMessage
+			if err := json.Unmarshal(p.raw, &raw); err != nil {
+				t.Fatal(err)
+			}
+			if got := string(raw["resp_json"]); got != tc.wantJSON {
+				t.Errorf("resp_json = %s, want %s", got, tc.wantJSON)
+			}
+			if tc.wantHeader {
+				// Not filtered like MCP response headers.
+				if got := p.resp.RespHeaders["X-Upstream"]; len(got) != 1 || got[0] != "kept" {
+					t.Errorf("resp_headers = %v, want the fetch's headers unfiltered", p.resp.RespHeaders)
+				}
+			}
+			if strings.Contains(string(p.raw), "10.0.0.7") {
+				t.Errorf("failure leaks the upstream address: %s", p.raw)
 			}
 		})
 	}
-	t.Run("unsupported binding skips", func(t *testing.T) {
+	t.Run("a binding without metadata answers 404 at once", func(t *testing.T) {
 		relay := newFakeRelay(t)
 		startAgent(t, relay, &fakeBinding{}, nil)
-		relay.add(map[string]any{"request_id": "o1", "shard_token": "s", "command_type": CommandOAuthMetadata, "headers": map[string]any{}},
-			call("after", 1, "ping"))
-		relay.finalFor("after")
-		if n := relay.attemptsFor("o1"); n != 0 {
-			t.Errorf("%d POSTs for a skipped command", n)
+		relay.add(map[string]any{"request_id": "o1", "shard_token": "s", "command_type": wire.CommandOAuthDiscovery, "headers": map[string]any{}})
+		p := relay.finalFor("o1")
+		if p.resp.RespType != wire.RespOAuthDiscovery || p.resp.RespCode != 404 {
+			t.Errorf("got %+v", p.resp)
 		}
 	})
+}
+
+// TestAcksCarryNoPayload: notify_ack and session_termination_response bodies
+// omit resp_json and resp_headers (OpenAI's mock service rejects an ack of
+// notifications/initialized with "resp_json": null).
+func TestAcksCarryNoPayload(t *testing.T) {
+	relay := newFakeRelay(t)
+	startAgent(t, relay, &fakeBinding{}, nil)
+	relay.add(cmd("n1", `{"jsonrpc":"2.0","method":"notifications/initialized"}`),
+		map[string]any{"request_id": "d1", "shard_token": "s", "command_type": wire.CommandSessionTermination,
+			"headers": map[string][]string{"Mcp-Session-Id": {"sess-1"}}})
+	for id, typ := range map[string]string{"n1": wire.RespNotifyAck, "d1": wire.RespSessionTermination} {
+		p := relay.finalFor(id)
+		if p.resp.RespType != typ {
+			t.Errorf("%s: resp_type %q, want %q", id, p.resp.RespType, typ)
+		}
+		var raw map[string]json.RawMessage
+		if err := json.Unmarshal(p.raw, &raw); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"resp_json", "resp_headers"} {
+			if v, ok := raw[k]; ok {
+				t.Errorf("%s: %s present (%s) in %s", id, k, v, p.raw)
+			}
+		}
+		if _, ok := raw["resp_code"]; !ok {
+			t.Errorf("%s: resp_code missing: %s", id, p.raw)
+		}
+	}
 }

@@ -48,7 +48,7 @@ var knownMethods = map[string]bool{
 	"prompts/get": true, "completion/complete": true, "logging/setLevel": true,
 	"notifications/initialized": true, "notifications/cancelled": true,
 	"notifications/progress": true, "notifications/roots/list_changed": true,
-	"session_termination": true, "oauth_metadata": true, "": true,
+	"session_termination": true, "oauth_discovery": true, "": true,
 }
 
 // newMetrics registers the agent's metrics in its own registry and, when

@@ -193,8 +193,13 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 }
 
 // encodeResponse writes the response POST body without re-encoding the
-// JSON-RPC message: body is copied as is (or null when empty).
+// JSON-RPC message: body is copied as is (or null when empty). Acknowledgements
+// (notify_ack, session_termination_response) carry neither resp_json nor
+// resp_headers; an oauth_discovery_response carries the metadata fetch's
+// headers unfiltered; every other type keeps only the MCP response headers of
+// wire.FilterResponseHeaders.
 func encodeResponse(requestID, channel, typ string, status int, header http.Header, body []byte) []byte {
+	ack := wire.IsAckType(typ)
 	n := 96 + len(requestID) + len(channel) + len(typ) + len(body)
 	for k, vs := range header {
 		n += len(k) + 8
@@ -207,14 +212,20 @@ func encodeResponse(requestID, channel, typ string, status int, header http.Head
 	b = appendJSONString(b, requestID)
 	b = append(b, `,"channel":`...)
 	b = appendJSONString(b, channel)
-	b = append(b, `,"resp_json":`...)
-	if len(bytes.TrimSpace(body)) == 0 {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, body...)
+	if !ack {
+		b = append(b, `,"resp_json":`...)
+		if len(bytes.TrimSpace(body)) == 0 {
+			b = append(b, "null"...)
+		} else {
+			b = append(b, body...)
+		}
+		b = append(b, `,"resp_headers":`...)
+		if typ == wire.RespOAuthDiscovery {
+			b = wire.AppendHeaders(b, header)
+		} else {
+			b = wire.AppendHeaders(b, wire.FilterResponseHeaders(header))
+		}
 	}
-	b = append(b, `,"resp_headers":`...)
-	b = wire.AppendHeaders(b, wire.FilterResponseHeaders(header))
 	b = append(b, `,"resp_code":`...)
 	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, `,"resp_type":`...)

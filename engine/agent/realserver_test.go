@@ -81,7 +81,7 @@ func TestRealMCPServer(t *testing.T) {
 	}
 	relay.add(map[string]any{"request_id": "end", "shard_token": "s", "command_type": "session_termination",
 		"headers": map[string][]string{"Mcp-Session-Id": {sid}}})
-	if p := relay.finalFor("end"); p.resp.RespType != wire.RespSessionTermination || p.resp.RespCode >= 300 || string(p.resp.RespJSON) != "null" {
+	if p := relay.finalFor("end"); p.resp.RespType != wire.RespSessionTermination || p.resp.RespCode >= 300 || p.resp.RespJSON != nil {
 		t.Errorf("session termination = %+v", p.resp)
 	}
 }

@@ -119,17 +119,39 @@ func (h *harness) connect(tunnel, key string) {
 // next polls until one command arrives (bounded).
 func (h *harness) next(tunnel, key string) wire.Command {
 	h.t.Helper()
+	var c wire.Command
+	if err := json.Unmarshal(h.nextRaw(tunnel, key), &c); err != nil {
+		h.t.Fatal(err)
+	}
+	if c.Channel == "" {
+		c.Channel = wire.DefaultChannel
+	}
+	return c
+}
+
+// nextRaw polls until one command arrives (bounded) and returns it as the
+// relay wrote it.
+func (h *harness) nextRaw(tunnel, key string) json.RawMessage {
+	h.t.Helper()
 	for range 50 {
-		st, cmds := h.poll(tunnel, key, 1, 200*time.Millisecond, nil)
-		if st == 200 && len(cmds) == 1 {
-			return cmds[0]
+		resp := h.do("GET", "/v1/tunnels/"+tunnel+"/poll?limit=1&timeout_ms=200", nil, map[string]string{"Authorization": "Bearer " + key})
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			var body struct {
+				Commands []json.RawMessage `json:"commands"`
+			}
+			if err := json.Unmarshal(b, &body); err != nil || len(body.Commands) != 1 {
+				h.t.Fatalf("poll body %s: %v", b, err)
+			}
+			return body.Commands[0]
 		}
-		if st != 204 {
-			h.t.Fatalf("poll status %d", st)
+		if resp.StatusCode != 204 {
+			h.t.Fatalf("poll status %d", resp.StatusCode)
 		}
 	}
 	h.t.Fatal("no command arrived")
-	return wire.Command{}
+	return nil
 }
 
 func (h *harness) respond(tunnel, key, token string, resp wire.Response) (int, string) {

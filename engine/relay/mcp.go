@@ -324,6 +324,12 @@ func (r *Relay) final(w http.ResponseWriter, req *http.Request, rc *http.Respons
 			return outcomeSSE
 		}
 		copyRespHeaders(w.Header(), m.RespHeaders, e)
+		if st := mapStatus(m.RespCode); st >= 400 {
+			// The MCP server refused the notification (an unknown session:
+			// 404): the client must see that, not 202.
+			w.WriteHeader(st)
+			return outcomeOK
+		}
 		w.WriteHeader(http.StatusAccepted)
 		return outcomeAccepted
 	case wire.RespSessionTermination:

@@ -13,13 +13,6 @@ import (
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
-// CommandOAuthMetadata is Sluice's extension command type: fetch the MCP
-// server's protected-resource metadata through the tunnel. The agent answers
-// with resp_type jsonrpc_response, resp_code = the upstream HTTP status and
-// resp_json = the upstream JSON body. The relay only sends it to agents whose
-// X-Tunnel-MCP-Server-Info advertises "sluice":{"oauth_metadata":true}.
-const CommandOAuthMetadata = "oauth_metadata"
-
 // metadataPath is the prefix of the protected-resource metadata route.
 const metadataPath = "/.well-known/oauth-protected-resource"
 
@@ -33,8 +26,9 @@ func (r *Relay) resourceURL(id string) string {
 
 // handleOAuthMetadata serves GET
 // /.well-known/oauth-protected-resource/v1/mcp/{id} for oauth-mode tunnels by
-// fetching the MCP server's own metadata through the tunnel and pointing its
-// resource at the relay.
+// fetching the MCP server's own metadata through the tunnel with the
+// standard oauth_discovery command (so any agent of the protocol serves it,
+// OpenAI's included) and pointing its resource at the relay.
 func (r *Relay) handleOAuthMetadata(w http.ResponseWriter, req *http.Request) {
 	id := req.PathValue("id")
 	if !wire.ValidTunnelID(id) {
@@ -46,7 +40,7 @@ func (r *Relay) handleOAuthMetadata(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	t := r.tunnel(id)
-	if t == nil || t.conf.Load().authMode != AuthOAuth || !advertisesOAuthMetadata(t.latestServerInfo()) {
+	if t == nil || t.conf.Load().authMode != AuthOAuth {
 		writeAPIError(w, http.StatusNotFound, "invalid_request_error", "", "not found")
 		return
 	}
@@ -56,8 +50,13 @@ func (r *Relay) handleOAuthMetadata(w http.ResponseWriter, req *http.Request) {
 		writeAPIError(w, http.StatusServiceUnavailable, "server_error", wire.CodeTunnelClientNotConnected, "no tunnel agent is connected for this tunnel")
 		return
 	}
-	headers := map[string][]string{"Accept": {"application/json"}}
-	p := newPending(CommandOAuthMetadata, wire.DefaultChannel, headers, nil, conf.responseTimeout, time.Now())
+	headers := map[string][]string{}
+	for _, k := range []string{"Traceparent", "Tracestate"} {
+		if vs := req.Header.Values(k); len(vs) > 0 {
+			headers[k] = append([]string(nil), vs...)
+		}
+	}
+	p := newPending(wire.CommandOAuthDiscovery, wire.DefaultChannel, headers, nil, conf.responseTimeout, time.Now())
 	if !t.register(p) {
 		w.Header().Set("Retry-After", "1")
 		writeAPIError(w, http.StatusTooManyRequests, "rate_limit_error", wire.CodeTunnelQueueFull, "the tunnel's queue is full")
@@ -136,20 +135,6 @@ func (r *Relay) waitFinal(req *http.Request, t *tunnelState, p *pending) (*wire.
 			return nil, errors.New("relay shutting down")
 		}
 	}
-}
-
-// advertisesOAuthMetadata reports whether a server-info header declares
-// "sluice":{"oauth_metadata":true}.
-func advertisesOAuthMetadata(info string) bool {
-	if info == "" {
-		return false
-	}
-	var v struct {
-		Sluice struct {
-			OAuthMetadata bool `json:"oauth_metadata"`
-		} `json:"sluice"`
-	}
-	return json.Unmarshal([]byte(info), &v) == nil && v.Sluice.OAuthMetadata
 }
 
 // setResource sets the top-level "resource" member of the JSON object doc to

@@ -19,35 +19,61 @@ func oauthHarness(t *testing.T, opts Options) *harness {
 	}, opts)
 }
 
+// TestOAuthMetadataThroughTunnel: the relay serves protected-resource
+// metadata through the standard oauth_discovery command, so it works with
+// any agent of the protocol (this poller advertises nothing, as OpenAI's
+// agent does not), and points the document's resource at itself.
 func TestOAuthMetadataThroughTunnel(t *testing.T) {
 	h := oauthHarness(t, Options{})
 	path := "/.well-known/oauth-protected-resource/v1/mcp/" + tunO
 
-	// Not advertised: 404, and nothing is queued.
-	h.connect(tunO, "rk-oauth")
-	r := h.do("GET", path, nil, nil)
-	r.Body.Close()
-	if r.StatusCode != 404 || len(h.r.tunnel(tunO).queue) != 0 {
-		t.Fatalf("unadvertised: %d", r.StatusCode)
-	}
-	// Advertised by the latest poll.
-	info := map[string]string{wire.HeaderServerInfo: `{"version":1,"channels":[{"name":"main"}],"sluice":{"oauth_metadata":true}}`}
+	info := map[string]string{wire.HeaderServerInfo: `{"version":1,"channels":[{"name":"main"}]}`}
 	if st, _ := h.poll(tunO, "rk-oauth", 1, time.Millisecond, info); st != 204 {
 		t.Fatal(st)
 	}
 	done := make(chan *http.Response, 1)
-	go func() { done <- h.do("GET", path, nil, nil) }()
-	cmd := h.next(tunO, "rk-oauth")
-	if cmd.CommandType != CommandOAuthMetadata || cmd.ResponseTimeout == nil {
-		t.Fatalf("command %+v", cmd)
+	go func() {
+		done <- h.do("GET", path, nil, map[string]string{"Traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})
+	}()
+	raw := h.nextRaw(tunO, "rk-oauth")
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		t.Fatal(err)
+	}
+	for k := range fields {
+		switch k {
+		case "request_id", "shard_token", "command_type", "channel", "created_at", "headers", "response_timeout":
+		default:
+			t.Errorf("oauth_discovery command has field %q: only the common fields belong (%s)", k, raw)
+		}
+	}
+	var cmd wire.Command
+	_ = json.Unmarshal(raw, &cmd)
+	if cmd.CommandType != wire.CommandOAuthDiscovery || cmd.ResponseTimeout == nil || cmd.Channel != "main" {
+		t.Fatalf("command %s", raw)
+	}
+	if got := cmd.Headers["Traceparent"]; len(got) != 1 {
+		t.Errorf("trace context not forwarded: %v", cmd.Headers)
 	}
 	upstream := `{"z_first":1,"resource":"http://10.0.0.5:3010/mcp","authorization_servers":["http://as.internal/"],"a_last":{"resource":"keep"}}`
-	h.respond(tunO, "rk-oauth", cmd.ShardToken, wire.Response{RequestID: cmd.RequestID, RespJSON: json.RawMessage(upstream), RespCode: 200})
+	h.respond(tunO, "rk-oauth", cmd.ShardToken, wire.Response{RequestID: cmd.RequestID, RespJSON: json.RawMessage(upstream), RespCode: 200,
+		RespType: wire.RespOAuthDiscovery, RespHeaders: map[string][]string{"Content-Type": {"application/json"}, "Set-Cookie": {"x=1"}}})
 	resp := wait(t, done)
 	b := readAll(t, resp)
 	want := `{"z_first":1,"resource":"` + h.url + `/v1/mcp/` + tunO + `","authorization_servers":["http://as.internal/"],"a_last":{"resource":"keep"}}`
 	if resp.StatusCode != 200 || b != want {
 		t.Fatalf("got %d\n%s\nwant\n%s", resp.StatusCode, b, want)
+	}
+	if resp.Header.Get("Set-Cookie") != "" {
+		t.Error("an upstream cookie reached the client")
+	}
+
+	// The MCP server has no metadata: its 404 is the answer.
+	go func() { done <- h.do("GET", path, nil, nil) }()
+	cmd = h.next(tunO, "rk-oauth")
+	h.respond(tunO, "rk-oauth", cmd.ShardToken, wire.Response{RequestID: cmd.RequestID, RespCode: 404, RespType: wire.RespOAuthDiscovery})
+	if resp := wait(t, done); resp.StatusCode != 404 {
+		t.Errorf("upstream 404 answered %d", resp.StatusCode)
 	}
 
 	// Not an oauth tunnel, root path, bad host.
@@ -76,12 +102,11 @@ func TestOAuthMetadataChainHook(t *testing.T) {
 		return engine.Result{Action: engine.Replace, Body: json.RawMessage(strings.Replace(string(m.Body), `"x":1`, `"x":2`, 1))}
 	}}
 	h := oauthHarness(t, Options{Pipeline: pipelineOf(st)})
-	info := map[string]string{wire.HeaderServerInfo: `{"version":1,"sluice":{"oauth_metadata":true}}`}
-	h.poll(tunO, "rk-oauth", 1, time.Millisecond, info)
+	h.connect(tunO, "rk-oauth")
 	done := make(chan *http.Response, 1)
 	go func() { done <- h.do("GET", "/.well-known/oauth-protected-resource/v1/mcp/"+tunO, nil, nil) }()
 	cmd := h.next(tunO, "rk-oauth")
-	h.respond(tunO, "rk-oauth", cmd.ShardToken, wire.Response{RequestID: cmd.RequestID, RespJSON: json.RawMessage(`{"x":1}`), RespCode: 200})
+	h.respond(tunO, "rk-oauth", cmd.ShardToken, wire.Response{RequestID: cmd.RequestID, RespJSON: json.RawMessage(`{"x":1}`), RespCode: 200, RespType: wire.RespOAuthDiscovery})
 	resp := wait(t, done)
 	if b := readAll(t, resp); b != `{"resource":"`+h.url+`/v1/mcp/`+tunO+`","x":2}` {
 		t.Fatalf("body %s", b)

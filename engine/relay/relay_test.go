@@ -164,6 +164,21 @@ func TestClientNotificationAndResponseGet202(t *testing.T) {
 	}
 }
 
+// TestRefusedNotificationKeepsItsStatus: an acknowledgement with an error
+// status (the MCP server answered 404 for an unknown session) reaches the
+// client as that status, not as 202, so the client starts a new session.
+func TestRefusedNotificationKeepsItsStatus(t *testing.T) {
+	h := newHarness(t, nil, Options{})
+	h.connect(tunA, runtimeA)
+	got := h.clientPost(tunA, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, map[string]string{"Mcp-Session-Id": "gone"})
+	cmd := h.next(tunA, runtimeA)
+	h.respond(tunA, runtimeA, cmd.ShardToken, wire.Response{RequestID: cmd.RequestID, RespCode: 404, RespType: wire.RespNotifyAck})
+	resp := wait(t, got)
+	if b := readAll(t, resp); resp.StatusCode != 404 || b != "" {
+		t.Fatalf("got %d %q, want 404 with no body", resp.StatusCode, b)
+	}
+}
+
 func TestDeleteSessionTermination(t *testing.T) {
 	h := newHarness(t, nil, Options{})
 	h.connect(tunA, runtimeA)

@@ -22,6 +22,12 @@ import (
 const (
 	CommandJSONRPC            = "jsonrpc"
 	CommandSessionTermination = "session_termination"
+	// CommandOAuthDiscovery asks the agent to fetch the MCP server's OAuth
+	// protected-resource metadata (RFC 9728) from inside the network. It has
+	// only the common fields; the agent answers RespOAuthDiscovery. OpenAI's
+	// agent and its mock of the hosted service use it; the published OpenAPI
+	// contract does not list it yet.
+	CommandOAuthDiscovery = "oauth_discovery"
 )
 
 // Response payload types carried in Response.RespType.
@@ -30,7 +36,16 @@ const (
 	RespJSONRPCNotify      = "jsonrpc_notify"
 	RespNotifyAck          = "notify_ack"
 	RespSessionTermination = "session_termination_response"
+	// RespOAuthDiscovery answers CommandOAuthDiscovery: resp_code is the
+	// metadata fetch's HTTP status, resp_json the document as fetched (or
+	// null), resp_headers that fetch's headers, unfiltered.
+	RespOAuthDiscovery = "oauth_discovery_response"
 )
+
+// IsAckType reports whether responses of type t acknowledge without a
+// payload: they carry neither resp_json nor resp_headers (WIRE.md; OpenAI's
+// mock service rejects an acknowledgement with "resp_json": null).
+func IsAckType(t string) bool { return t == RespNotifyAck || t == RespSessionTermination }
 
 // DefaultChannel is the channel a command without one belongs to.
 const DefaultChannel = "main"
@@ -84,12 +99,14 @@ type PollResponse struct {
 }
 
 // Response is the body of POST /v1/tunnels/{id}/response: one result or
-// notification for one command. RespJSON is the raw JSON-RPC object or null.
+// notification for one command. RespJSON is the raw JSON-RPC object, or nil
+// (absent or null on the wire); acknowledgements (IsAckType) carry neither
+// RespJSON nor RespHeaders.
 type Response struct {
 	RequestID   string              `json:"request_id"`
 	Channel     string              `json:"channel,omitempty"`
-	RespJSON    json.RawMessage     `json:"resp_json"`
-	RespHeaders map[string][]string `json:"resp_headers"`
+	RespJSON    json.RawMessage     `json:"resp_json,omitempty"`
+	RespHeaders map[string][]string `json:"resp_headers,omitempty"`
 	RespCode    int                 `json:"resp_code"`
 	RespType    string              `json:"resp_type"`
 }
@@ -177,6 +194,69 @@ func ValidKey(k string) bool {
 func all(s string, ok func(byte) bool) bool {
 	for i := 0; i < len(s); i++ {
 		if !ok(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidSemver reports whether v is a semantic version (semver.org 2.0.0:
+// MAJOR.MINOR.PATCH with optional -prerelease and +build, no leading v),
+// what X-Tunnel-Client-Version carries.
+func ValidSemver(v string) bool {
+	core, build, hasBuild := cutAny(v, '+')
+	if hasBuild && !dotIdents(build, false) {
+		return false
+	}
+	core, pre, hasPre := cutAny(core, '-')
+	if hasPre && !dotIdents(pre, true) {
+		return false
+	}
+	parts := 0
+	for p := range splitDots(core) {
+		parts++
+		if p == "" || len(p) > 1 && p[0] == '0' || !all(p, isDigit) {
+			return false
+		}
+	}
+	return parts == 3
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func cutAny(s string, sep byte) (before, after string, found bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == sep {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+func splitDots(s string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		start := 0
+		for i := 0; i <= len(s); i++ {
+			if i == len(s) || s[i] == '.' {
+				if !yield(s[start:i]) {
+					return
+				}
+				start = i + 1
+			}
+		}
+	}
+}
+
+// dotIdents checks dot-separated semver identifiers ([0-9A-Za-z-]+);
+// numeric prerelease identifiers have no leading zero.
+func dotIdents(s string, pre bool) bool {
+	for id := range splitDots(s) {
+		if id == "" || !all(id, func(c byte) bool {
+			return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || isDigit(c) || c == '-'
+		}) {
+			return false
+		}
+		if pre && len(id) > 1 && id[0] == '0' && all(id, isDigit) {
 			return false
 		}
 	}

@@ -14,12 +14,11 @@ import (
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/sluicemcp/sluice/engine/wire/wiretest"
 )
 
 const ownSchema = "testdata/schema.json"
-
-// sharedOpenAPI is the published contract, beside the repository in CI.
-const sharedOpenAPI = "../../../shared/wire/tunnel-openapi.json"
 
 func compile(t *testing.T, file, ptr string) *jsonschema.Schema {
 	t.Helper()
@@ -103,7 +102,31 @@ func TestFixturesMatchOwnSchema(t *testing.T) {
 			t.Fatalf("re-encoded poll: %v\n%s", err, out)
 		}
 	})
-	for _, name := range []string{"response_final.json", "response_notify.json", "response_session_end.json", "response_tunnel_failure.json"} {
+	t.Run("oauth_discovery command", func(t *testing.T) {
+		b := readFixture(t, "poll_oauth_discovery.json")
+		if err := validate(t, poll, b); err != nil {
+			t.Fatal(err)
+		}
+		cmds, bad, err := DecodePoll(b)
+		if err != nil || len(bad) != 0 || len(cmds) != 1 || cmds[0].CommandType != CommandOAuthDiscovery || cmds[0].JSONRPC != nil {
+			t.Fatalf("DecodePoll = %+v %v %v", cmds, bad, err)
+		}
+		withBody := []byte(`{"commands":[{"request_id":"r","shard_token":"s","command_type":"oauth_discovery","created_at":"x","jsonrpc":{}}]}`)
+		if err := validate(t, poll, withBody); err == nil {
+			t.Error("schema accepted an oauth_discovery command with a jsonrpc body")
+		}
+	})
+	t.Run("acknowledgements carry no payload", func(t *testing.T) {
+		for _, body := range []string{
+			`{"request_id":"r","resp_code":202,"resp_type":"notify_ack","resp_json":null}`,
+			`{"request_id":"r","resp_code":204,"resp_type":"session_termination_response","resp_headers":{}}`,
+		} {
+			if err := validate(t, resp, []byte(body)); err == nil {
+				t.Errorf("schema accepted %s", body)
+			}
+		}
+	})
+	for _, name := range ownResponseFixtures {
 		t.Run(name, func(t *testing.T) {
 			b := readFixture(t, name)
 			if err := validate(t, resp, b); err != nil {
@@ -117,9 +140,12 @@ func TestFixturesMatchOwnSchema(t *testing.T) {
 			if err := validate(t, resp, out); err != nil {
 				t.Fatalf("re-encoded: %v\n%s", err, out)
 			}
-			var a, b2 any
+			var a, b2 map[string]any
 			_ = json.Unmarshal(b, &a)
 			_ = json.Unmarshal(out, &b2)
+			if h, ok := a["resp_headers"].(map[string]any); ok && len(h) == 0 {
+				delete(a, "resp_headers") // an empty header map and none say the same
+			}
 			if !reflect.DeepEqual(a, b2) {
 				t.Errorf("round trip changed the response:\n got %s\nwant %s", out, b)
 			}
@@ -164,21 +190,22 @@ func TestFixturesMatchOwnSchema(t *testing.T) {
 	})
 }
 
+// ownResponseFixtures are the project's response POST bodies, one per kind
+// the agent sends.
+var ownResponseFixtures = []string{"response_final.json", "response_notify.json", "response_notify_ack.json",
+	"response_session_end.json", "response_tunnel_failure.json", "response_oauth_discovery.json"}
+
 // TestContractOpenAPI cross-checks the wire types and the project's fixtures
 // against the published OpenAPI contract.
 func TestContractOpenAPI(t *testing.T) {
-	if _, err := os.Stat(sharedOpenAPI); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI must have the published contract at %s: %v", sharedOpenAPI, err)
-		}
-		t.Skipf("published contract not found at %s (a plain clone has no ../shared): skipping the cross-check", sharedOpenAPI)
-	}
-	poll := compile(t, sharedOpenAPI, "/components/schemas/PolledCommandList")
-	resp := compile(t, sharedOpenAPI, "/components/schemas/TunnelResponsePayload")
-	apiErr := compile(t, sharedOpenAPI, "/components/schemas/APIErrorResponse")
-	meta := compile(t, sharedOpenAPI, "/components/schemas/TunnelClientMetadata")
-	ack := compile(t, sharedOpenAPI, "/components/schemas/TunnelResponseAck")
-	failure := compile(t, sharedOpenAPI, "/components/schemas/TunnelResponsePayload/properties/resp_json/x-tunnel-failure-schema")
+	c := wiretest.Load(t)
+	sharedOpenAPI := c.Path()
+	poll := c.Schema("/components/schemas/PolledCommandList")
+	resp := c.Schema("/components/schemas/TunnelResponsePayload")
+	apiErr := c.Schema("/components/schemas/APIErrorResponse")
+	meta := c.Schema("/components/schemas/TunnelClientMetadata")
+	ack := c.Schema("/components/schemas/TunnelResponseAck")
+	failure := c.Schema("/components/schemas/TunnelResponsePayload/properties/resp_json/x-tunnel-failure-schema")
 
 	// The published fixtures decode into our types and re-encode to valid payloads.
 	pollFixture, err := os.ReadFile(filepath.Join(filepath.Dir(sharedOpenAPI), "poll_command_envelope.json"))
@@ -222,10 +249,34 @@ func TestContractOpenAPI(t *testing.T) {
 	if err := validate(t, poll, readFixture(t, "poll_mixed.json")); err == nil {
 		t.Error("published schema accepted an unknown command type: the validator is not checking commands")
 	}
-	for _, name := range []string{"response_final.json", "response_notify.json", "response_session_end.json", "response_tunnel_failure.json"} {
-		if err := validate(t, resp, readFixture(t, name)); err != nil {
+	// oauth_discovery and its oauth_discovery_response are what OpenAI's agent
+	// and its mock of the hosted service exchange; the published contract does
+	// not list them yet. They are checked against the contract extended by
+	// exactly those two names (every other field as published), and the
+	// unextended contract must still refuse them: when it starts listing them,
+	// this test says so.
+	extPoll := c.Extended("/components/schemas/PolledCommandList")
+	extResp := c.Extended("/components/schemas/TunnelResponsePayload")
+	for _, name := range ownResponseFixtures {
+		b := readFixture(t, name)
+		if name == "response_oauth_discovery.json" {
+			if err := validate(t, resp, b); err == nil {
+				t.Errorf("the published contract now lists oauth_discovery_response: validate %s against it directly", name)
+			}
+			if err := validate(t, extResp, b); err != nil {
+				t.Errorf("%s against the published TunnelResponsePayload plus oauth_discovery_response: %v", name, err)
+			}
+			continue
+		}
+		if err := validate(t, resp, b); err != nil {
 			t.Errorf("%s against published TunnelResponsePayload: %v", name, err)
 		}
+	}
+	if err := validate(t, poll, readFixture(t, "poll_oauth_discovery.json")); err == nil {
+		t.Error("the published contract now lists oauth_discovery commands: validate the fixture against it directly")
+	}
+	if err := validate(t, extPoll, readFixture(t, "poll_oauth_discovery.json")); err != nil {
+		t.Errorf("oauth_discovery command against the published PolledCommandList plus oauth_discovery: %v", err)
 	}
 	// The items of a response batch (Sluice's extension) are ordinary
 	// response payloads.
@@ -476,4 +527,17 @@ func FuzzValidators(f *testing.F) {
 			t.Errorf("ValidKey(%q) = %v, want %v", s, got, want)
 		}
 	})
+}
+
+func TestValidSemver(t *testing.T) {
+	for v, want := range map[string]bool{
+		"1.0.0": true, "0.7.0-dev": true, "1.2.3-rc.1+build.5": true, "10.20.30": true, "1.0.0-alpha-1": true,
+		"1.0.0+20261204.abc": true,
+		"":                   false, "1.0": false, "v1.0.0": false, "01.0.0": false, "1.0.0-": false, "1.0.0-01": false,
+		"1474d1f": false, "1.0.0+": false, "1.0.0-a..b": false, "1.0.0.0": false, "devel": false, "1.a.0": false,
+	} {
+		if got := ValidSemver(v); got != want {
+			t.Errorf("ValidSemver(%q) = %v, want %v", v, got, want)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package httpbinding
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +39,9 @@ type Config struct {
 	// MaxResponseBytes caps a JSON response body and each SSE event
 	// (0 = DefaultMaxResponseBytes).
 	MaxResponseBytes int64
+	// UserAgent is sent as User-Agent unless ExtraHeaders set one ("" = the
+	// HTTP client's default).
+	UserAgent string
 }
 
 // Options holds the optional dependencies of a Binding; the zero value is the
@@ -76,10 +81,17 @@ func New(cfg Config, opts Options) (*Binding, error) {
 	if cfg.MaxResponseBytes < 0 {
 		return nil, fmt.Errorf("http binding: max response bytes %d: must not be negative", cfg.MaxResponseBytes)
 	}
+	extra := cfg.ExtraHeaders.Clone()
+	if cfg.UserAgent != "" && extra.Get("User-Agent") == "" {
+		if extra == nil {
+			extra = http.Header{}
+		}
+		extra.Set("User-Agent", cfg.UserAgent)
+	}
 	b := &Binding{
 		url:    u.String(),
 		origin: u,
-		extra:  cfg.ExtraHeaders.Clone(),
+		extra:  extra,
 		max:    cfg.MaxResponseBytes,
 		client: opts.HTTPClient,
 		log:    opts.Logger,
@@ -258,8 +270,10 @@ func (b *Binding) post(ctx context.Context, req *binding.Request, emit func(*bin
 	return emit(&binding.Reply{Status: status, Header: resp.Header, Body: body, Final: true})
 }
 
-// httpError handles a 4xx/5xx answer: a JSON-RPC error body passes through, as
-// does any 401/403 (OAuth discovery needs the status and WWW-Authenticate).
+// httpError handles a 4xx/5xx answer: a JSON-RPC body passes through with its
+// status, and so does every 4xx (the body only when it is a JSON object). A
+// 5xx without a JSON-RPC body is a target_http failure the agent reports with
+// the status as provenance.
 func (b *Binding) httpError(ctx context.Context, resp *http.Response, emit func(*binding.Reply) error) error {
 	status := resp.StatusCode
 	body, err := b.readBody(ctx, resp)
@@ -275,8 +289,13 @@ func (b *Binding) httpError(ctx context.Context, resp *http.Response, emit func(
 	if perr == nil && p.HasResult {
 		return emit(&binding.Reply{Status: status, Header: resp.Header, Body: body, Final: true})
 	}
-	if status == http.StatusUnauthorized || status == http.StatusForbidden {
-		return emit(&binding.Reply{Status: status, Header: resp.Header, Final: true})
+	if status < 500 {
+		// The server answered: its status decides what the client does next
+		// (404 starts a new session, 400 may mean another protocol era,
+		// 401/403 start OAuth discovery), so it passes through with the
+		// headers, and with the body when that is a JSON object (the wire
+		// carries nothing else).
+		return emit(&binding.Reply{Status: status, Header: resp.Header, Body: jsonObjectOrNil(body), Final: true})
 	}
 	return &binding.Error{
 		Source:         wire.SourceTargetHTTP,
@@ -284,6 +303,15 @@ func (b *Binding) httpError(ctx context.Context, resp *http.Response, emit func(
 		UpstreamStatus: status,
 		Err:            fmt.Errorf("http status %d without a JSON-RPC body", status),
 	}
+}
+
+// jsonObjectOrNil returns b when it is one JSON object, else nil.
+func jsonObjectOrNil(b []byte) json.RawMessage {
+	t := bytes.TrimSpace(b)
+	if len(t) == 0 || t[0] != '{' || !json.Valid(t) {
+		return nil
+	}
+	return b
 }
 
 // readBody reads the whole response body, at most b.max bytes.
@@ -472,46 +500,199 @@ func (b *Binding) terminate(ctx context.Context, req *binding.Request, emit func
 	return emit(&binding.Reply{Status: resp.StatusCode, Header: resp.Header, Final: true})
 }
 
-// OAuthMetadata fetches the MCP server's RFC 9728 protected-resource metadata:
-// first /.well-known/oauth-protected-resource followed by the server URL's
-// path, then the root well-known path if that answers 404. It returns the
-// final answer's status, headers and body (whatever its status; the body is
-// not checked to be JSON). h holds headers to forward (filtered like Do's).
-func (b *Binding) OAuthMetadata(ctx context.Context, h http.Header) (*binding.Reply, error) {
-	const wellKnown = "/.well-known/oauth-protected-resource"
-	path := strings.TrimSuffix(b.origin.EscapedPath(), "/")
-	candidates := []string{wellKnown + path}
-	if path != "" {
-		candidates = append(candidates, wellKnown)
+// Limits of OAuthDiscovery.
+const (
+	// maxMetadataBytes caps one discovery answer (metadata documents are a
+	// few hundred bytes).
+	maxMetadataBytes = 1 << 20
+	// discoveryFetchTimeout bounds each request of a discovery.
+	discoveryFetchTimeout = 10 * time.Second
+)
+
+// wellKnownPRM is the RFC 9728 well-known path prefix.
+const wellKnownPRM = "/.well-known/oauth-protected-resource"
+
+// discoveryProbe is the body of the unauthenticated request whose 401 names
+// the metadata URL: a ping, which every MCP server may answer at any time
+// and which changes no state.
+var discoveryProbe = []byte(`{"jsonrpc":"2.0","id":"sluice-oauth-discovery","method":"ping"}`)
+
+// OAuthDiscovery fetches the MCP server's RFC 9728 protected-resource
+// metadata from inside the network, the way an MCP client discovers it:
+//
+//  1. an unauthenticated POST (a ping) to the MCP endpoint; a 401 whose
+//     WWW-Authenticate names a resource_metadata URL on the server's own
+//     origin makes that URL the first candidate (other origins are ignored:
+//     the agent never fetches URLs the server does not own);
+//  2. /.well-known/oauth-protected-resource followed by the endpoint's path;
+//  3. /.well-known/oauth-protected-resource at the root.
+//
+// Candidates are tried in order until one answers with something other
+// than 404. It returns that answer's status, headers and body (whatever the
+// status; the body is not checked to be JSON). h holds the command's headers:
+// they are forwarded like Do's, minus Authorization (discovery is
+// unauthenticated). Every request is bounded in time and size and never
+// follows a redirect.
+func (b *Binding) OAuthDiscovery(ctx context.Context, h http.Header) (*binding.Reply, error) {
+	fwd := h.Clone()
+	if fwd != nil {
+		fwd.Del("Authorization")
 	}
-	var reply *binding.Reply
-	for _, p := range candidates {
-		u := url.URL{Scheme: b.origin.Scheme, Host: b.origin.Host, User: b.origin.User}
-		u.RawPath = p
+	var candidates []string
+	if u := b.probeResourceMetadata(ctx, fwd); u != "" {
+		candidates = append(candidates, u)
+	}
+	path := strings.TrimSuffix(b.origin.EscapedPath(), "/")
+	for _, p := range []string{wellKnownPRM + path, wellKnownPRM} {
+		u := url.URL{Scheme: b.origin.Scheme, Host: b.origin.Host, User: b.origin.User, RawPath: p}
 		if up, err := url.PathUnescape(p); err == nil {
 			u.Path = up
 		} else {
 			u.Path = p
 		}
-		hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-		if err != nil {
-			return nil, fmt.Errorf("http binding: build metadata request: %w", err)
+		if s := u.String(); !slices.Contains(candidates, s) {
+			candidates = append(candidates, s)
 		}
-		hreq.Header = b.header(h)
-		hreq.Header["Accept"] = []string{"application/json"}
-		resp, err := b.client.Do(hreq)
-		if err != nil {
-			return nil, classify(ctx, err, false)
-		}
-		body, err := b.readBody(ctx, resp)
-		resp.Body.Close()
+	}
+	var reply *binding.Reply
+	for _, u := range candidates {
+		rep, err := b.fetchMetadata(ctx, u, fwd)
 		if err != nil {
 			return nil, err
 		}
-		reply = &binding.Reply{Status: resp.StatusCode, Header: resp.Header, Body: body, Final: true}
-		if resp.StatusCode != http.StatusNotFound {
+		reply = rep
+		if rep.Status != http.StatusNotFound {
 			break
 		}
 	}
 	return reply, nil
+}
+
+// probeResourceMetadata sends the unauthenticated probe and returns the
+// resource_metadata URL of a 401's WWW-Authenticate when it is on the MCP
+// server's own origin, or "".
+func (b *Binding) probeResourceMetadata(ctx context.Context, fwd http.Header) string {
+	pctx, cancel := context.WithTimeout(ctx, discoveryFetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(pctx, http.MethodPost, b.url, bytes.NewReader(discoveryProbe))
+	if err != nil {
+		return ""
+	}
+	req.Header = b.header(fwd)
+	req.Header.Del("Mcp-Session-Id")
+	req.Header["Content-Type"] = []string{"application/json"}
+	req.Header["Accept"] = []string{acceptBoth}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return ""
+	}
+	b.drain(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		return ""
+	}
+	for _, v := range resp.Header.Values("Www-Authenticate") {
+		raw := authParam(v, "resource_metadata")
+		if raw == "" {
+			continue
+		}
+		u, err := url.Parse(raw)
+		if err != nil || !sameOrigin(u, b.origin) {
+			b.log.Debug("http binding: ignored a resource_metadata URL off the MCP server's origin")
+			return ""
+		}
+		return u.String()
+	}
+	return ""
+}
+
+// fetchMetadata GETs one discovery candidate.
+func (b *Binding) fetchMetadata(ctx context.Context, u string, fwd http.Header) (*binding.Reply, error) {
+	fctx, cancel := context.WithTimeout(ctx, discoveryFetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(fctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("http binding: build metadata request: %w", err)
+	}
+	req.Header = b.header(fwd)
+	req.Header.Del("Mcp-Session-Id")
+	req.Header["Accept"] = []string{"application/json"}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return nil, classify(fctx, err, false)
+	}
+	defer resp.Body.Close()
+	if resp.ContentLength > maxMetadataBytes {
+		return nil, protocolError(kindBodyTooLarge, fmt.Errorf("metadata of %d bytes over limit %d", resp.ContentLength, maxMetadataBytes))
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxMetadataBytes+1))
+	if err != nil {
+		return nil, classify(fctx, err, true)
+	}
+	if len(body) > maxMetadataBytes {
+		return nil, protocolError(kindBodyTooLarge, fmt.Errorf("metadata over limit %d", maxMetadataBytes))
+	}
+	return &binding.Reply{Status: resp.StatusCode, Header: resp.Header, Body: body, Final: true}, nil
+}
+
+// sameOrigin reports whether u has a's scheme, host and port (default ports
+// filled in).
+func sameOrigin(u, a *url.URL) bool {
+	if !strings.EqualFold(u.Scheme, a.Scheme) || u.User != nil && a.User == nil {
+		return false
+	}
+	port := func(x *url.URL) string {
+		if p := x.Port(); p != "" {
+			return p
+		}
+		if strings.EqualFold(x.Scheme, "https") {
+			return "443"
+		}
+		return "80"
+	}
+	return strings.EqualFold(u.Hostname(), a.Hostname()) && port(u) == port(a)
+}
+
+// authParam returns the value of the auth-param name in one WWW-Authenticate
+// value (quoted or token form), or "".
+func authParam(v, name string) string {
+	lower := strings.ToLower(v)
+	from := 0
+	for {
+		k := strings.Index(lower[from:], name)
+		if k < 0 {
+			return ""
+		}
+		k += from
+		from = k + len(name)
+		if k > 0 && !strings.ContainsRune(" \t,", rune(v[k-1])) {
+			continue
+		}
+		j := from
+		for j < len(v) && (v[j] == ' ' || v[j] == '\t') {
+			j++
+		}
+		if j >= len(v) || v[j] != '=' {
+			continue
+		}
+		j++
+		for j < len(v) && (v[j] == ' ' || v[j] == '\t') {
+			j++
+		}
+		if j < len(v) && v[j] == '"' {
+			var out strings.Builder
+			for j++; j < len(v) && v[j] != '"'; j++ {
+				if v[j] == '\\' && j+1 < len(v) {
+					j++
+				}
+				out.WriteByte(v[j])
+			}
+			return out.String()
+		}
+		end := j
+		for end < len(v) && v[end] != ',' && v[end] != ' ' && v[end] != '\t' {
+			end++
+		}
+		return v[j:end]
+	}
 }

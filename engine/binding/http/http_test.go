@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -266,13 +267,26 @@ func TestSessionTermination(t *testing.T) {
 	if len(replies) != 1 || !replies[0].Final || replies[0].Status != 200 || len(replies[0].Body) != 0 {
 		t.Fatalf("delete replies: %+v", replies)
 	}
-	// The session is gone: the server's plain-text 404 is an upstream status.
+	// The session is gone: the server's 404 passes through as the answer, so
+	// the MCP client starts a new session as the spec tells it to.
 	req := rpc(3, "tools/call", `{"name":"echo","arguments":{"message":"x"}}`)
 	req.Header = hdr
-	_, err = collect(t, b, req)
+	replies, err = collect(t, b, req)
+	if err != nil || len(replies) != 1 || !replies[0].Final || replies[0].Status != 404 {
+		t.Fatalf("after delete: %+v, %v; want a final 404", replies, err)
+	}
+}
+
+// TestServerErrorWithoutJSONRPC: a 5xx without a JSON-RPC body is a failure
+// with the status as provenance (the agent synthesizes -32603 for it).
+func TestServerErrorWithoutJSONRPC(t *testing.T) {
+	ts := httptest.NewServer(status(503, "text/html", "<h1>down</h1>"))
+	defer ts.Close()
+	b := newBinding(t, ts.URL, Config{}, Options{})
+	_, err := collect(t, b, rpc(1, "tools/call", `{}`))
 	var be *binding.Error
-	if !errors.As(err, &be) || be.UpstreamStatus != 404 || be.Source != wire.SourceTargetHTTP {
-		t.Fatalf("after delete: err = %v, want target_http 404", err)
+	if !errors.As(err, &be) || be.UpstreamStatus != 503 || be.Source != wire.SourceTargetHTTP {
+		t.Fatalf("err = %v, want target_http 503", err)
 	}
 }
 
@@ -425,11 +439,16 @@ func TestReplies(t *testing.T) {
 		{name: "500 with JSON-RPC error passes through", h: status(500, "application/json", `{"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"boom"}}`),
 			wantFinal: []bool{true}, wantCode: 500, wantBody: `{"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"boom"}}`},
 		{name: "404 with JSON-RPC error null id passes through", h: status(404, "application/json", `{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Session not found"}}`),
-			wantFinal: []bool{true}, wantCode: 404},
+			wantFinal: []bool{true}, wantCode: 404, wantBody: `{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Session not found"}}`},
 		{name: "401 text body passes status and WWW-Authenticate", h: status(401, "text/plain", "unauthorized", "WWW-Authenticate", `Bearer resource_metadata="http://x/.well-known/oauth-protected-resource"`),
 			wantFinal: []bool{true}, wantCode: 401, wantBody: "", wantHdr: [2]string{"WWW-Authenticate", `Bearer resource_metadata="http://x/.well-known/oauth-protected-resource"`}},
-		{name: "403 passes", h: status(403, "application/json", `{"error":"insufficient_scope"}`, "WWW-Authenticate", `Bearer error="insufficient_scope"`),
-			wantFinal: []bool{true}, wantCode: 403, wantBody: ""},
+		{name: "403 passes with its JSON body", h: status(403, "application/json", `{"error":"insufficient_scope"}`, "WWW-Authenticate", `Bearer error="insufficient_scope"`),
+			wantFinal: []bool{true}, wantCode: 403, wantBody: `{"error":"insufficient_scope"}`},
+		{name: "404 text passes its status without a body", h: status(404, "text/plain", "session not found\n"),
+			wantFinal: []bool{true}, wantCode: 404, wantBody: "", wantHdr: [2]string{"Content-Type", "text/plain"}},
+		{name: "400 text passes its status", h: status(400, "text/plain", "Bad Request: unsupported protocol version"),
+			wantFinal: []bool{true}, wantCode: 400, wantBody: ""},
+		{name: "405 passes", h: status(405, "", ""), wantFinal: []bool{true}, wantCode: 405, wantBody: ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -457,7 +476,7 @@ func TestReplies(t *testing.T) {
 				}
 			}
 			last := replies[len(replies)-1]
-			if (tt.wantBody != "" || tt.wantCode >= 202 && tt.wantCode != 404) && string(last.Body) != tt.wantBody {
+			if (tt.wantBody != "" || tt.wantCode >= 202) && string(last.Body) != tt.wantBody {
 				t.Errorf("body = %q, want %q", last.Body, tt.wantBody)
 			}
 			if tt.wantHdr[0] != "" && last.Header.Get(tt.wantHdr[0]) != tt.wantHdr[1] {
@@ -636,50 +655,126 @@ func TestCanceled(t *testing.T) {
 	}
 }
 
-func TestOAuthMetadata(t *testing.T) {
+func TestOAuthDiscovery(t *testing.T) {
 	meta := `{"resource":"http://mcp.internal/mcp","authorization_servers":["http://as.internal"]}`
 	tests := []struct {
 		name       string
 		paths      map[string]string
 		serverPath string
+		// challenge is the WWW-Authenticate of the probe's 401 ("" = no 401);
+		// %s is replaced by the test server's URL.
+		challenge  string
 		wantStatus int
 		wantBody   string
+		wantAsked  []string // GET paths in order
 	}{
-		{"path-specific", map[string]string{"/.well-known/oauth-protected-resource/mcp": meta, "/.well-known/oauth-protected-resource": `{"root":true}`}, "/mcp", 200, meta},
-		{"falls back to root", map[string]string{"/.well-known/oauth-protected-resource": meta}, "/mcp", 200, meta},
-		{"root url", map[string]string{"/.well-known/oauth-protected-resource": meta}, "", 200, meta},
-		{"none", map[string]string{}, "/mcp", 404, ""},
+		{name: "path-specific", paths: map[string]string{"/.well-known/oauth-protected-resource/mcp": meta, "/.well-known/oauth-protected-resource": `{"root":true}`},
+			serverPath: "/mcp", wantStatus: 200, wantBody: meta, wantAsked: []string{"/.well-known/oauth-protected-resource/mcp"}},
+		{name: "falls back to root", paths: map[string]string{"/.well-known/oauth-protected-resource": meta},
+			serverPath: "/mcp", wantStatus: 200, wantBody: meta, wantAsked: []string{"/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"}},
+		{name: "root url", paths: map[string]string{"/.well-known/oauth-protected-resource": meta},
+			wantStatus: 200, wantBody: meta, wantAsked: []string{"/.well-known/oauth-protected-resource"}},
+		{name: "none", paths: map[string]string{}, serverPath: "/mcp", wantStatus: 404,
+			wantAsked: []string{"/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"}},
+		{name: "challenge names the document", paths: map[string]string{"/meta/prm.json": meta, "/.well-known/oauth-protected-resource/mcp": `{"wrong":1}`},
+			serverPath: "/mcp", challenge: `Bearer realm="x", resource_metadata="%s/meta/prm.json"`, wantStatus: 200, wantBody: meta,
+			wantAsked: []string{"/meta/prm.json"}},
+		{name: "challenge document missing falls back", paths: map[string]string{"/.well-known/oauth-protected-resource/mcp": meta},
+			serverPath: "/mcp", challenge: `Bearer resource_metadata=%s/gone`, wantStatus: 200, wantBody: meta,
+			wantAsked: []string{"/gone", "/.well-known/oauth-protected-resource/mcp"}},
+		{name: "challenge off origin is ignored", paths: map[string]string{"/.well-known/oauth-protected-resource/mcp": meta},
+			serverPath: "/mcp", challenge: `Bearer resource_metadata="http://evil.example:80/steal"`, wantStatus: 200, wantBody: meta,
+			wantAsked: []string{"/.well-known/oauth-protected-resource/mcp"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var seen []string
-			var mu sync.Mutex
-			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var (
+				mu     sync.Mutex
+				asked  []string
+				probes int
+				auth   []string
+			)
+			var ts *httptest.Server
+			ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				mu.Lock()
-				seen = append(seen, r.URL.Path)
-				mu.Unlock()
-				if r.Method != http.MethodGet {
-					w.WriteHeader(405)
+				defer mu.Unlock()
+				auth = append(auth, r.Header.Get("Authorization"))
+				if r.Method == http.MethodPost {
+					probes++
+					if b, _ := io.ReadAll(r.Body); !strings.Contains(string(b), `"method":"ping"`) {
+						t.Errorf("probe body %s", b)
+					}
+					if tt.challenge != "" {
+						w.Header().Set("WWW-Authenticate", strings.ReplaceAll(tt.challenge, "%s", ts.URL))
+						w.WriteHeader(401)
+						return
+					}
+					w.Header().Set("Content-Type", "application/json")
+					fmt.Fprint(w, `{"jsonrpc":"2.0","id":"sluice-oauth-discovery","result":{}}`)
 					return
 				}
+				asked = append(asked, r.URL.Path)
 				body, ok := tt.paths[r.URL.Path]
 				if !ok {
 					http.NotFound(w, r)
 					return
 				}
 				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("X-Upstream", "kept")
 				fmt.Fprint(w, body)
 			}))
 			defer ts.Close()
 			b := newBinding(t, ts.URL+tt.serverPath, Config{}, Options{})
-			r, err := b.OAuthMetadata(context.Background(), http.Header{"Traceparent": {"00-1-2-01"}})
+			r, err := b.OAuthDiscovery(context.Background(), http.Header{"Traceparent": {"00-1-2-01"}, "Authorization": {"Bearer secret"}})
 			if err != nil {
 				t.Fatal(err)
 			}
+			mu.Lock()
+			defer mu.Unlock()
 			if r.Status != tt.wantStatus || (tt.wantBody != "" && string(r.Body) != tt.wantBody) {
-				t.Fatalf("got %d %s (asked %v)", r.Status, r.Body, seen)
+				t.Fatalf("got %d %s (asked %v)", r.Status, r.Body, asked)
+			}
+			if !slices.Equal(asked, tt.wantAsked) {
+				t.Errorf("fetched %v, want %v", asked, tt.wantAsked)
+			}
+			if probes != 1 {
+				t.Errorf("%d probes, want 1", probes)
+			}
+			for _, a := range auth {
+				if a != "" {
+					t.Errorf("discovery forwarded Authorization %q", a)
+				}
+			}
+			if tt.wantStatus == 200 && r.Header.Get("X-Upstream") != "kept" {
+				t.Errorf("the fetch's headers are not returned: %v", r.Header)
 			}
 		})
+	}
+	t.Run("oversize document", func(t *testing.T) {
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet {
+				w.Write(bytes.Repeat([]byte("x"), maxMetadataBytes+10))
+			}
+		}))
+		defer ts.Close()
+		b := newBinding(t, ts.URL+"/mcp", Config{}, Options{})
+		if _, err := b.OAuthDiscovery(context.Background(), nil); err == nil {
+			t.Fatal("oversize metadata accepted")
+		}
+	})
+}
+
+func TestAuthParam(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{`Bearer resource_metadata="http://a/b"`, "http://a/b"},
+		{`Bearer realm="x",resource_metadata=http://a/b, scope="s"`, "http://a/b"},
+		{`Bearer realm="resource_metadata=no", resource_metadata="http://a/\"q"`, `http://a/"q`},
+		{`Bearer x_resource_metadata="http://a"`, ""},
+		{`Bearer realm="x"`, ""},
+	} {
+		if got := authParam(c.in, "resource_metadata"); got != c.want {
+			t.Errorf("authParam(%s) = %q, want %q", c.in, got, c.want)
+		}
 	}
 }
 
@@ -695,5 +790,36 @@ func TestNewValidates(t *testing.T) {
 	b, err := New(Config{URL: "http://127.0.0.1:1/mcp"}, Options{})
 	if err != nil || b.Info().ProcAffinity {
 		t.Fatalf("New: %v %+v", err, b.Info())
+	}
+}
+
+func TestUserAgent(t *testing.T) {
+	var got []string
+	var mu sync.Mutex
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.Header.Get("User-Agent"))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
+	}))
+	defer ts.Close()
+	for _, tc := range []struct {
+		extra http.Header
+		want  string
+	}{
+		{nil, "sluice/1.2.3"},
+		{http.Header{"User-Agent": {"operator/9"}}, "operator/9"}, // mcp.extra-headers wins
+	} {
+		b := newBinding(t, ts.URL, Config{UserAgent: "sluice/1.2.3", ExtraHeaders: tc.extra}, Options{})
+		if _, err := collect(t, b, rpc(1, "ping", `{}`)); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		last := got[len(got)-1]
+		mu.Unlock()
+		if last != tc.want {
+			t.Errorf("User-Agent = %q, want %q", last, tc.want)
+		}
 	}
 }
