@@ -209,6 +209,13 @@ func (a *Agent) probeOnce(ctx context.Context) string {
 	b := a.bindings[wire.DefaultChannel]
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
+	if p, ok := b.(binding.Prober); ok {
+		err := p.Probe(pctx)
+		if err == nil {
+			return ""
+		}
+		return probeReason(pctx, err)
+	}
 	req := &binding.Request{Kind: binding.KindJSONRPC, Body: a.probeBody(), ID: []byte(`"sluice-readiness-probe"`),
 		Header: http.Header{"Accept": {"application/json, text/event-stream"}, "Content-Type": {"application/json"}}}
 	var final *binding.Reply
@@ -223,20 +230,7 @@ func (a *Agent) probeOnce(ctx context.Context) string {
 		if err == nil {
 			return "no reply"
 		}
-		f := binding.Failure(err)
-		if f.UpstreamStatus != nil && (*f.UpstreamStatus == http.StatusUnauthorized || *f.UpstreamStatus == http.StatusForbidden) {
-			return "" // protected but there
-		}
-		if pctx.Err() != nil {
-			return "timeout"
-		}
-		if f.UpstreamStatus != nil {
-			return statusText(*f.UpstreamStatus)
-		}
-		if f.TransportErrorKind != "" && f.TransportErrorKind != "unknown" {
-			return f.Source + " (" + f.TransportErrorKind + ")"
-		}
-		return f.Source
+		return probeReason(pctx, err)
 	}
 	if sid := final.Header.Get("Mcp-Session-Id"); sid != "" {
 		a.deleteProbeSession(ctx, b, sid, final.Header.Get("Mcp-Protocol-Version"))
@@ -251,6 +245,25 @@ func (a *Agent) probeOnce(ctx context.Context) string {
 		return statusText(final.Status)
 	}
 	return "no JSON-RPC reply"
+}
+
+// probeReason turns a failed probe into a short reason ("" when the server
+// is there but protected).
+func probeReason(pctx context.Context, err error) string {
+	f := binding.Failure(err)
+	if f.UpstreamStatus != nil && (*f.UpstreamStatus == http.StatusUnauthorized || *f.UpstreamStatus == http.StatusForbidden) {
+		return "" // protected but there
+	}
+	if pctx.Err() != nil {
+		return "timeout"
+	}
+	if f.UpstreamStatus != nil {
+		return statusText(*f.UpstreamStatus)
+	}
+	if f.TransportErrorKind != "" && f.TransportErrorKind != "unknown" {
+		return f.Source + " (" + f.TransportErrorKind + ")"
+	}
+	return f.Source
 }
 
 func (a *Agent) deleteProbeSession(ctx context.Context, b binding.Binding, sid, version string) {

@@ -289,6 +289,47 @@ func TestProbeSessionDeleted(t *testing.T) {
 	}
 }
 
+// proberBinding checks its own readiness (as stdio does): the agent must
+// call Probe and never send it an initialize of its own.
+type proberBinding struct {
+	fakeBinding
+	probes atomic.Int64
+	dos    atomic.Int64 // every Do, probes included
+	fail   atomic.Bool
+}
+
+func (b *proberBinding) Do(ctx context.Context, req *binding.Request, emit func(*binding.Reply) error) error {
+	b.dos.Add(1)
+	return b.fakeBinding.Do(ctx, req, emit)
+}
+
+func (b *proberBinding) Probe(ctx context.Context) error {
+	b.probes.Add(1)
+	if b.fail.Load() {
+		return &binding.Error{Source: wire.SourceTransportClosed, Kind: "connection_closed"}
+	}
+	return nil
+}
+
+func TestProberIsProbedWithoutInitialize(t *testing.T) {
+	relay := newFakeRelay(t)
+	pb := &proberBinding{}
+	pb.fail.Store(true)
+	a, _, _ := startAgent(t, relay, pb, func(c *Config, _ *Options) { c.ProbeInterval = 10 * time.Millisecond })
+	enginetest.WaitFor(t, "a failed probe", func() bool {
+		_, reason := a.Ready()
+		return reason == ReasonProbeFailed+"transport_closed (connection_closed)"
+	})
+	pb.fail.Store(false)
+	enginetest.WaitFor(t, "ready", func() bool { ok, _ := a.Ready(); return ok })
+	if pb.probes.Load() < 2 {
+		t.Errorf("%d probes", pb.probes.Load())
+	}
+	if n := pb.dos.Load(); n != 0 {
+		t.Errorf("the agent sent %d requests (an initialize probe) to a binding that probes itself", n)
+	}
+}
+
 type recorder struct {
 	header http.Header
 	code   int

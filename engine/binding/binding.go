@@ -67,6 +67,14 @@ type Binding interface {
 	Close() error
 }
 
+// Prober is implemented by bindings that check the MCP server's readiness
+// themselves instead of with an initialize request: a stdio server has one
+// session per process, and an initialize from the agent would take it from
+// the client. Probe returns nil when the server answers.
+type Prober interface {
+	Probe(ctx context.Context) error
+}
+
 // Info describes a binding for the server-info header.
 type Info struct {
 	// ProcAffinity is true when requests of one session must reach the same

@@ -18,6 +18,7 @@ import (
 	"github.com/sluicemcp/sluice/engine/agent"
 	"github.com/sluicemcp/sluice/engine/binding"
 	httpbinding "github.com/sluicemcp/sluice/engine/binding/http"
+	"github.com/sluicemcp/sluice/engine/binding/stdio"
 	"github.com/sluicemcp/sluice/engine/relay"
 )
 
@@ -25,6 +26,9 @@ import (
 type tunnelSpec struct {
 	// serverURL is the private MCP server the agent's http binding reaches.
 	serverURL string
+	// command, when set instead, runs the MCP server as the agent's stdio
+	// child.
+	command []string
 	// authMode is the relay's auth mode for the tunnel (default client-key).
 	authMode string
 	// responseTimeout is the relay's response_timeout (0 = the relay default).
@@ -209,14 +213,23 @@ func newBinding(t testing.TB, url string) binding.Binding {
 // startAgent starts the tunnel's agent (sluice run) against the relay.
 func (h *harness) startAgent(te *tunnelEnv) {
 	h.t.Helper()
-	b := newBinding(h.t, te.spec.serverURL)
+	var b binding.Binding
+	if len(te.spec.command) > 0 {
+		sb, err := stdio.New(stdio.Config{Command: te.spec.command}, stdio.Options{Logger: testLogger(h.t, "stdio")})
+		if err != nil {
+			h.t.Fatalf("stdio binding: %v", err)
+		}
+		b = sb
+	} else {
+		b = newBinding(h.t, te.spec.serverURL)
+	}
 	a, err := agent.New(agent.Config{
 		BaseURL:       h.baseURL,
 		TunnelID:      te.id,
 		APIKey:        te.runtimeKey,
 		PollTimeout:   2 * time.Second,
 		ShutdownGrace: 2 * time.Second,
-		ClientVersion: "e2e",
+		ClientVersion: "0.0.0-e2e",
 	}, agent.Options{
 		Logger:     testLogger(h.t, "agent"),
 		Bindings:   map[string]binding.Binding{"main": b},

@@ -406,6 +406,36 @@ func protocolErr(kind string, err error) error {
 	return &binding.Error{Source: wire.SourceProtocol, Kind: kind, Err: err}
 }
 
+// Interface guard.
+var _ binding.Prober = (*Binding)(nil)
+
+// probeBody is the readiness probe: a ping, which an MCP server may answer at
+// any time, before initialize too, and which starts no session.
+var probeBody = []byte(`{"jsonrpc":"2.0","id":"sluice-readiness-probe","method":"ping"}`)
+
+// Probe checks that a child is running and answers a ping with any JSON-RPC
+// reply (a result, or an error such as "not initialized": either way the
+// server reads and answers). It never sends initialize: the child's one
+// session belongs to the MCP client, and after a restart the client's next
+// initialize must reach the fresh child.
+func (b *Binding) Probe(ctx context.Context) error {
+	got := false
+	err := b.Do(ctx, &binding.Request{Kind: binding.KindJSONRPC, Body: probeBody, ID: json.RawMessage(`"sluice-readiness-probe"`)},
+		func(r *binding.Reply) error {
+			if r.Final {
+				got = true
+			}
+			return nil
+		})
+	if err != nil {
+		return err
+	}
+	if !got {
+		return protocolErr("response_body_missing", errors.New("no answer to the probe"))
+	}
+	return nil
+}
+
 // Do delivers req to the child and emits its messages (see binding.Binding).
 // Session termination is answered 204 locally: a stdio server has one
 // implicit session per process.
