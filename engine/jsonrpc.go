@@ -13,8 +13,10 @@ import (
 type Peek struct {
 	// JSONRPC is the "jsonrpc" member when it is a string ("2.0").
 	JSONRPC string
-	ID      json.RawMessage
-	Method  string
+	ID json.RawMessage
+	// IDNull is true when the message has "id": null (ID is then nil).
+	IDNull bool
+	Method string
 	Tool    string
 	// HasResult is true for a response (it has result or error).
 	HasResult bool
@@ -39,7 +41,7 @@ func PeekMessage(b []byte) (Peek, error) {
 				return err
 			}
 			if string(v) == "null" {
-				p.ID = nil
+				p.ID, p.IDNull = nil, true
 			} else {
 				p.ID = json.RawMessage(v)
 			}
@@ -105,8 +107,12 @@ func peekSlow(b []byte) (Peek, error) {
 	}
 	var p Peek
 	_ = json.Unmarshal(m["jsonrpc"], &p.JSONRPC)
-	if id, ok := m["id"]; ok && string(id) != "null" {
-		p.ID = id
+	if id, ok := m["id"]; ok {
+		if string(id) == "null" {
+			p.IDNull = true
+		} else {
+			p.ID = id
+		}
 	}
 	if raw, ok := m["method"]; ok && string(raw) != "null" {
 		if err := json.Unmarshal(raw, &p.Method); err != nil {
@@ -171,4 +177,28 @@ func ValidObject(b []byte) bool {
 		return false
 	}
 	return s.End() == nil
+}
+
+// ValidID reports whether id is an id MCP allows: a JSON string or an integer
+// (no fraction, no exponent). MCP forbids null ids, and JSON-RPC other types.
+func ValidID(id json.RawMessage) bool {
+	if len(id) == 0 {
+		return false
+	}
+	if id[0] == '"' {
+		return true // PeekMessage has validated the string
+	}
+	i := 0
+	if id[0] == '-' {
+		i++
+	}
+	if i == len(id) {
+		return false
+	}
+	for ; i < len(id); i++ {
+		if id[i] < '0' || id[i] > '9' {
+			return false
+		}
+	}
+	return true
 }

@@ -27,3 +27,10 @@ func IsEventStream(mediaType string) bool {
 	mt, _, _ := strings.Cut(mediaType, ";")
 	return strings.EqualFold(strings.TrimSpace(mt), EventStream)
 }
+
+// IsJSON reports whether a Content-Type value (parameters allowed) is
+// application/json.
+func IsJSON(contentType string) bool {
+	mt, _, _ := strings.Cut(contentType, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
+}

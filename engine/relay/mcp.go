@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sluicemcp/sluice/engine"
 	"github.com/sluicemcp/sluice/engine/wire"
@@ -63,6 +64,13 @@ func (r *Relay) handleMCPPost(w http.ResponseWriter, req *http.Request) {
 	id := req.PathValue("id")
 	t, conf, caller, ok := r.mcpFrontDoor(w, req, id)
 	if !ok {
+		return
+	}
+	if !engine.IsJSON(req.Header.Get("Content-Type")) {
+		// Streamable HTTP: the body of a POST is one JSON-RPC message.
+		writeRPC(w, http.StatusUnsupportedMediaType, engine.ErrorResponse(nil, &engine.RPCError{
+			Code: engine.CodeInvalidRequest, Message: "unsupported media type: Content-Type must be application/json"}))
+		r.met.request(id, outcomeBadRequest, start)
 		return
 	}
 	body, ok := readBody(w, req, r.set.maxBody)
@@ -195,20 +203,38 @@ func (r *Relay) mcpFrontDoor(w http.ResponseWriter, req *http.Request, id string
 	return t, conf, caller, true
 }
 
-// classify checks that body is one JSON-RPC message and says what kind. It
-// returns the JSON-RPC error to answer with (status 400) otherwise.
+// classify checks that body is one JSON-RPC 2.0 message as MCP defines it and
+// says what kind. It returns the JSON-RPC error to answer with (status 400)
+// otherwise: -32700 for a body that is not JSON (invalid UTF-8 included),
+// -32600 for JSON that is not a valid message (a batch, "jsonrpc" other than
+// "2.0", an id that is null or not a string or integer, an empty method, a
+// message that is neither a request, a notification nor a response).
 func classify(body []byte) (engine.Peek, msgKind, *engine.RPCError) {
+	invalid := func(why string) (engine.Peek, msgKind, *engine.RPCError) {
+		return engine.Peek{}, 0, &engine.RPCError{Code: engine.CodeInvalidRequest, Message: "invalid request: " + why}
+	}
+	if !utf8.Valid(body) {
+		return engine.Peek{}, 0, &engine.RPCError{Code: engine.CodeParseError, Message: "parse error: the body is not valid UTF-8"}
+	}
 	p, err := engine.PeekMessage(body) // validates the whole message in one pass
 	if err != nil {
 		if !json.Valid(body) {
 			return engine.Peek{}, 0, &engine.RPCError{Code: engine.CodeParseError, Message: "parse error"}
 		}
 		if trim := bytes.TrimLeft(body, " \t\r\n"); trim[0] == '[' {
-			return engine.Peek{}, 0, &engine.RPCError{Code: engine.CodeInvalidRequest, Message: "invalid request: JSON-RPC batches are not supported"}
+			return invalid("JSON-RPC batches are not supported")
 		}
-		return engine.Peek{}, 0, &engine.RPCError{Code: engine.CodeInvalidRequest, Message: "invalid request: not a JSON-RPC message object"}
+		return invalid("not a JSON-RPC message object")
 	}
 	switch {
+	case p.JSONRPC != "2.0":
+		return invalid(`"jsonrpc" must be "2.0"`)
+	case p.IDNull:
+		return invalid("the id must not be null")
+	case p.ID != nil && !engine.ValidID(p.ID):
+		return invalid("the id must be a string or an integer")
+	case p.Method != "" && p.HasResult:
+		return invalid("a message cannot have both a method and a result or error")
 	case p.Method != "" && p.ID != nil:
 		return p, kindRequest, nil
 	case p.Method != "":
@@ -216,7 +242,7 @@ func classify(body []byte) (engine.Peek, msgKind, *engine.RPCError) {
 	case p.HasResult && p.ID != nil:
 		return p, kindResponse, nil
 	}
-	return engine.Peek{}, 0, &engine.RPCError{Code: engine.CodeInvalidRequest, Message: "invalid request: neither a request, a notification nor a response"}
+	return invalid("neither a request, a notification nor a response")
 }
 
 // run enqueues e's command and relays the agent's messages to the client

@@ -506,6 +506,7 @@ func TestClientDisconnectForgetsRequest(t *testing.T) {
 	h.connect(tunA, runtimeA)
 	req, _ := http.NewRequest("POST", h.url+"/v1/mcp/"+tunA, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"x"}`))
 	req.Header.Set("Authorization", "Bearer "+clientKeyA)
+	req.Header.Set("Content-Type", "application/json")
 	ctx, cancel := context.WithCancel(context.Background())
 	req = req.WithContext(ctx)
 	errc := make(chan error, 1)
@@ -625,7 +626,7 @@ func TestStatusMapping(t *testing.T) {
 func TestIDsPreservedByteForByte(t *testing.T) {
 	h := newHarness(t, nil, Options{})
 	h.connect(tunA, runtimeA)
-	for _, id := range []string{`0`, `"0"`, `123456789012345678901234567890`, `-1.5e300`, `"\u00e9"`} {
+	for _, id := range []string{`0`, `"0"`, `123456789012345678901234567890`, `-7`, `"\u00e9"`} {
 		t.Run(id, func(t *testing.T) {
 			req := `{"method":"tools/call","id":` + id + `,"jsonrpc":"2.0","params":{"z":1,"a":2}}`
 			got := h.clientPost(tunA, req, nil)
@@ -913,5 +914,71 @@ func TestFramingFollowsTheServer(t *testing.T) {
 				t.Fatalf("client got %d %q %q, want 200 %q %q", r.StatusCode, r.Header.Get("Content-Type"), body, tc.wantType, tc.wantBody)
 			}
 		})
+	}
+}
+
+// TestStrictJSONRPC: the front door answers what the specs require for a
+// message that is not one valid MCP JSON-RPC message, and forwards nothing.
+// MCP: "Requests MUST include a string or integer ID ... the ID MUST NOT be
+// null"; JSON-RPC 2.0: "jsonrpc" MUST be exactly "2.0"; Streamable HTTP: the
+// POST body is a JSON-RPC message (application/json).
+func TestStrictJSONRPC(t *testing.T) {
+	h := newHarness(t, nil, Options{})
+	h.connect(tunA, runtimeA)
+	for _, c := range []struct {
+		name, body, ctype string
+		status, code      int
+	}{
+		{"null id", `{"jsonrpc":"2.0","id":null,"method":"tools/list"}`, "", 400, -32600},
+		{"object id", `{"jsonrpc":"2.0","id":{"a":1},"method":"tools/list"}`, "", 400, -32600},
+		{"array id", `{"jsonrpc":"2.0","id":[1],"method":"tools/list"}`, "", 400, -32600},
+		{"fractional id", `{"jsonrpc":"2.0","id":1.5,"method":"tools/list"}`, "", 400, -32600},
+		{"boolean id", `{"jsonrpc":"2.0","id":true,"method":"tools/list"}`, "", 400, -32600},
+		{"jsonrpc 1.0", `{"jsonrpc":"1.0","id":1,"method":"tools/list"}`, "", 400, -32600},
+		{"no jsonrpc member", `{"id":1,"method":"tools/list"}`, "", 400, -32600},
+		{"jsonrpc is a number", `{"jsonrpc":2.0,"id":1,"method":"tools/list"}`, "", 400, -32600},
+		{"method and result", `{"jsonrpc":"2.0","id":1,"method":"x","result":{}}`, "", 400, -32600},
+		{"empty method", `{"jsonrpc":"2.0","id":1,"method":""}`, "", 400, -32600},
+		{"null-id response", `{"jsonrpc":"2.0","id":null,"result":{}}`, "", 400, -32600},
+		{"invalid UTF-8", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\xff\"}", "", 400, -32700},
+		{"not JSON", `{"jsonrpc":`, "", 400, -32700},
+		{"batch", `[{"jsonrpc":"2.0","id":1,"method":"x"}]`, "", 400, -32600},
+		{"text/plain", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, "text/plain", 415, -32600},
+		{"form", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, "application/x-www-form-urlencoded", 415, -32600},
+		{"no content type", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, "-", 415, -32600},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			hdr := map[string]string{"Authorization": "Bearer " + clientKeyA, "Content-Type": "application/json"}
+			switch c.ctype {
+			case "":
+			case "-":
+				delete(hdr, "Content-Type")
+			default:
+				hdr["Content-Type"] = c.ctype
+			}
+			resp := h.do("POST", "/v1/mcp/"+tunA, []byte(c.body), hdr)
+			var e struct {
+				ID    json.RawMessage `json:"id"`
+				Error struct {
+					Code int `json:"code"`
+				} `json:"error"`
+			}
+			b := readAll(t, resp)
+			if err := json.Unmarshal([]byte(b), &e); err != nil || resp.StatusCode != c.status || e.Error.Code != c.code || string(e.ID) != "null" {
+				t.Errorf("got %d %s, want %d with JSON-RPC error %d and id null", resp.StatusCode, b, c.status, c.code)
+			}
+			if n := len(h.r.tunnel(tunA).queue); n != 0 {
+				t.Errorf("%d commands queued for an invalid message", n)
+			}
+		})
+	}
+	// Valid ids still pass: a string, an integer, a negative and a big integer.
+	for _, id := range []string{`"a"`, `0`, `-3`, `123456789012345678901234567890`} {
+		got := h.clientPost(tunA, `{"jsonrpc":"2.0","id":`+id+`,"method":"ping"}`, nil)
+		cmd := h.next(tunA, runtimeA)
+		h.respond(tunA, runtimeA, cmd.ShardToken, wire.Response{RequestID: cmd.RequestID, RespJSON: json.RawMessage(`{"jsonrpc":"2.0","id":` + id + `,"result":{}}`), RespCode: 200})
+		if resp := wait(t, got); resp.StatusCode != 200 {
+			t.Errorf("id %s: %d", id, resp.StatusCode)
+		}
 	}
 }
