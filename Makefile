@@ -24,7 +24,7 @@ RACE_PKGS ?= $(filter-out $(NORACE_PKGS),$(PKGS))
 TEST_TIMEOUT ?= 15m
 FUZZTIME ?= 5s
 
-.PHONY: all build run test test-go bench bench-load plugins lint fuzz-smoke clean
+.PHONY: all build run test test-go faults bench bench-load plugins lint fuzz-smoke clean
 
 all: build
 
@@ -40,6 +40,7 @@ run: build
 test:
 	@if [[ -x .ci/deps.sh ]]; then .ci/deps.sh; fi
 	$(MAKE) test-go
+	$(MAKE) faults
 
 test-go:
 	@if [[ -n "$(strip $(RACE_PKGS))" ]]; then \
@@ -48,6 +49,14 @@ test-go:
 	@if [[ -n "$(strip $(NORACE_PKGS))" ]]; then \
 		echo "go test ($(words $(NORACE_PKGS)) packages with Wasm guests)"; \
 		$(GO) test -timeout $(TEST_TIMEOUT) $(NORACE_PKGS); fi
+
+# The fault suite (engine/faults): real relay, agent and MCP server
+# processes under load, killed, frozen, restarted and starved by PID; each
+# scenario prints its classified call counts.
+FAULTS_RUN ?= .
+faults:
+	SLUICE_FAULTS=1 $(GO) test -count=1 -v -timeout $(TEST_TIMEOUT) -run '$(FAULTS_RUN)' ./engine/faults/ 2>&1 | \
+		grep -Ev '^=== (RUN|PAUSE|CONT)'  # pipefail: the go test status stands
 
 # Go benchmarks, then the end-to-end load tool.
 bench:

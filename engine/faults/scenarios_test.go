@@ -1,0 +1,184 @@
+package faults
+
+import (
+	"context"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sluicemcp/sluice/engine/faults/faultkit"
+)
+
+// after runs f once d has passed, in the background.
+func after(d time.Duration, f func()) { time.AfterFunc(d, f) }
+
+// TestSteadyLoad is the baseline: relay, agent and server up, 16 clients for
+// 4 s, every call ok.
+func TestSteadyLoad(t *testing.T) {
+	tp := newTopo(t)
+	tp.startCountServer()
+	r := tp.startRelay(relayOptions{})
+	tp.startAgent(r, agentOptions{})
+	tp.waitServing(r, 20*time.Second)
+	l := tp.load(r)
+	l.Concurrency, l.Duration = 16, 4*time.Second
+	res := tp.run(context.Background(), l)
+	assertSound(t, res)
+	if n := res.Count(faultkit.ClassError); n > 0 {
+		t.Errorf("%d errors under steady load: %v", n, res.Kinds())
+	}
+	if res.Count(faultkit.ClassOK) < 100 {
+		t.Errorf("only %d calls ok", res.Count(faultkit.ClassOK))
+	}
+}
+
+// TestRelayKilledAndRestarted: SIGKILL the relay under load, start it again
+// a second later. Calls in flight on the dead relay fail (their connections
+// broke), calls during the outage fail fast, then the agent reconnects and
+// calls succeed again; none hangs, none runs twice.
+func TestRelayKilledAndRestarted(t *testing.T) {
+	tp := newTopo(t)
+	tp.startCountServer()
+	r := tp.startRelay(relayOptions{})
+	tp.startAgent(r, agentOptions{})
+	tp.waitServing(r, 20*time.Second)
+	l := tp.load(r)
+	l.Concurrency, l.Duration, l.SleepMS = 8, 8*time.Second, 20
+	var killedAt, restartedAt time.Time
+	after(2*time.Second, func() { killedAt = time.Now(); r.Kill() })
+	after(3*time.Second, func() { r.restart(t); restartedAt = time.Now() })
+	res := tp.run(context.Background(), l)
+	assertSound(t, res)
+	for _, c := range res.Where(func(c *faultkit.Call) bool { return c.Class == faultkit.ClassError }) {
+		if c.End.Before(killedAt) {
+			t.Errorf("call %s failed before the kill: %s %s", c.ID, c.Kind, c.Detail)
+		}
+		if c.Start.After(restartedAt.Add(5 * time.Second)) {
+			t.Errorf("call %s failed 5 s after the restart: %s %s", c.ID, c.Kind, c.Detail)
+		}
+	}
+	recovered := res.Where(func(c *faultkit.Call) bool { return c.Class == faultkit.ClassOK && c.Start.After(restartedAt) })
+	if len(recovered) == 0 {
+		t.Error("no call succeeded after the relay came back")
+	}
+}
+
+// TestMCPServerStoppedAndReturned: SIGKILL the MCP server under load, start
+// it again two seconds later. Meanwhile calls get the agent's tunnel
+// failure (-32603, upstream unreachable) at once; afterwards they succeed.
+func TestMCPServerStoppedAndReturned(t *testing.T) {
+	tp := newTopo(t)
+	cs := tp.startCountServer()
+	r := tp.startRelay(relayOptions{})
+	tp.startAgent(r, agentOptions{})
+	tp.waitServing(r, 20*time.Second)
+	l := tp.load(r)
+	l.Concurrency, l.Duration = 8, 7*time.Second
+	var restartedAt time.Time
+	after(2*time.Second, cs.Kill)
+	after(4*time.Second, func() { cs.Restart(t); restartedAt = time.Now() })
+	res := tp.run(context.Background(), l)
+	assertSound(t, res)
+	for k, n := range res.Kinds() {
+		if !strings.Contains(k, "rpc_-32603") && k != "transport" {
+			t.Errorf("%d calls failed with %s, want the tunnel failure -32603", n, k)
+		}
+	}
+	if res.Count(faultkit.ClassError) == 0 {
+		t.Error("no call failed while the MCP server was down: the fault did not happen")
+	}
+	slow := res.Where(func(c *faultkit.Call) bool { return c.Class == faultkit.ClassError && c.Duration() > 3*time.Second })
+	if len(slow) > 0 {
+		t.Errorf("%d failures took over 3 s (first %s: %s)", len(slow), slow[0].ID, slow[0].Duration())
+	}
+	if len(res.Where(func(c *faultkit.Call) bool { return c.Class == faultkit.ClassOK && c.Start.After(restartedAt.Add(time.Second)) })) == 0 {
+		t.Error("no call succeeded after the MCP server came back")
+	}
+}
+
+// TestMCPServerFrozen: SIGSTOP the MCP server for 4 s under load. Calls that
+// reached it wait; the relay's response timeout (3 s here) answers them
+// with 504 and a timeout failure. After SIGCONT, calls succeed again.
+func TestMCPServerFrozen(t *testing.T) {
+	tp := newTopo(t)
+	cs := tp.startCountServer()
+	r := tp.startRelay(relayOptions{responseTimeout: 3 * time.Second})
+	tp.startAgent(r, agentOptions{})
+	tp.waitServing(r, 20*time.Second)
+	l := tp.load(r)
+	l.Concurrency, l.Duration = 8, 9*time.Second
+	var resumedAt time.Time
+	after(2*time.Second, func() { _ = cs.Signal(syscall.SIGSTOP) })
+	after(6*time.Second, func() { _ = cs.Signal(syscall.SIGCONT); resumedAt = time.Now() })
+	res := tp.run(context.Background(), l)
+	assertSound(t, res)
+	if res.Count(faultkit.ClassError) == 0 {
+		t.Error("no call timed out while the server was frozen")
+	}
+	for k, n := range res.Kinds() {
+		if !strings.HasPrefix(k, "http_504") {
+			t.Errorf("%d calls failed with %s, want 504 timeouts", n, k)
+		}
+	}
+	if len(res.Where(func(c *faultkit.Call) bool { return c.Class == faultkit.ClassOK && c.Start.After(resumedAt.Add(time.Second)) })) == 0 {
+		t.Error("no call succeeded after the server resumed")
+	}
+}
+
+// TestHotReloadUnderLoad rewrites the agent's pipeline four times while 16
+// clients call through it: every call succeeds.
+func TestHotReloadUnderLoad(t *testing.T) {
+	tp := newTopo(t)
+	tp.startCountServer()
+	r := tp.startRelay(relayOptions{})
+	cfg := writeFile(t, tp.dir, "agent.yaml", "pipeline:\n  - plugin: redact\n")
+	tp.startAgent(r, agentOptions{args: []string{"--config", cfg}})
+	tp.waitServing(r, 20*time.Second)
+	l := tp.load(r)
+	l.Concurrency, l.Duration = 16, 8*time.Second
+	chains := []string{"pipeline: []\n", "pipeline:\n  - plugin: redact\n  - plugin: headers\n", "pipeline:\n  - plugin: redact\n", "pipeline: []\n"}
+	for i, c := range chains {
+		after(time.Duration(1+i*2)*time.Second, func() {
+			if err := os.WriteFile(cfg, []byte(c), 0o600); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	res := tp.run(context.Background(), l)
+	assertSound(t, res)
+	if n := res.Count(faultkit.ClassError); n > 0 {
+		t.Errorf("%d calls failed across reloads: %v", n, res.Kinds())
+	}
+}
+
+// TestQueueOverflowAnswersFast: 2,000 concurrent calls on one tunnel whose
+// agent runs 16 at a time, each taking 2 s. The relay's queue (1,024) takes
+// what fits; every other call gets 429 tunnel_queue_full at once instead of
+// waiting. Nothing hangs.
+func TestQueueOverflowAnswersFast(t *testing.T) {
+	tp := newTopo(t)
+	tp.startCountServer()
+	r := tp.startRelay(relayOptions{responseTimeout: 30 * time.Second})
+	tp.startAgent(r, agentOptions{maxInflight: 16, maxConcurrent: 16})
+	tp.waitServing(r, 20*time.Second)
+	l := tp.load(r)
+	l.Concurrency, l.Calls, l.SleepMS, l.Hung = 2000, 2000, 2000, 60*time.Second
+	res := tp.run(context.Background(), l)
+	assertSound(t, res)
+	full := res.Where(func(c *faultkit.Call) bool { return c.Class == faultkit.ClassError && strings.HasPrefix(c.Kind, "http_429") })
+	if len(full) == 0 {
+		t.Fatal("no call got 429: the queue never filled")
+	}
+	for k, n := range res.Kinds() {
+		if !strings.HasPrefix(k, "http_429") && !strings.HasPrefix(k, "http_504") {
+			t.Errorf("%d calls failed with %s", n, k)
+		}
+	}
+	p99 := res.Percentile(99, func(c *faultkit.Call) bool { return strings.HasPrefix(c.Kind, "http_429") })
+	t.Logf("429 answers: %d, p99 %s", len(full), p99)
+	if p99 > 5*time.Second {
+		t.Errorf("429s took up to %s: the relay made callers wait before refusing", p99)
+	}
+}
