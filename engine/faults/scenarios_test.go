@@ -182,3 +182,64 @@ func TestQueueOverflowAnswersFast(t *testing.T) {
 		t.Errorf("429s took up to %s: the relay made callers wait before refusing", p99)
 	}
 }
+
+// lostMessage is the relay's message for the calls of a lost agent.
+const lostMessage = "the agent handling this call was lost"
+
+// TestAgentKilled: SIGKILL an agent under load. Every call it held is
+// answered within 5 s of the kill (the relay notices the agent's
+// connections close and it stops polling), with a tunnel failure saying the
+// agent was lost, never run again elsewhere; with a second agent on the
+// tunnel every later call succeeds, and alone, calls queued meanwhile are
+// served once an agent is back.
+func TestAgentKilled(t *testing.T) {
+	for _, redundant := range []bool{true, false} {
+		name := "alone"
+		if redundant {
+			name = "redundant"
+		}
+		t.Run(name, func(t *testing.T) {
+			tp := newTopo(t)
+			tp.startCountServer()
+			r := tp.startRelay(relayOptions{responseTimeout: 60 * time.Second})
+			victim := tp.startAgent(r, agentOptions{})
+			var spare *agentProc
+			if redundant {
+				spare = tp.startAgent(r, agentOptions{})
+			}
+			_ = spare
+			tp.waitServing(r, 20*time.Second)
+			l := tp.load(r)
+			l.Concurrency, l.Duration, l.SleepMS = 16, 7*time.Second, 200
+			var killedAt time.Time
+			after(2*time.Second, func() { killedAt = time.Now(); victim.Kill() })
+			if !redundant {
+				after(4*time.Second, func() { victim.Restart(t) })
+			}
+			res := tp.run(context.Background(), l)
+			assertSound(t, res)
+			lost := res.Where(func(c *faultkit.Call) bool { return strings.Contains(c.Detail, lostMessage) })
+			if len(lost) == 0 {
+				t.Fatal("no call was held by the killed agent: the fault did not happen")
+			}
+			latest := time.Duration(0)
+			for _, c := range lost {
+				if d := c.End.Sub(killedAt); d > latest {
+					latest = d
+				}
+			}
+			t.Logf("%d calls held by the killed agent, the last answered %s after the kill", len(lost), latest.Round(time.Millisecond))
+			if latest > 5*time.Second {
+				t.Errorf("a call held by the killed agent was answered %s after the kill (bar: 5 s)", latest)
+			}
+			for _, c := range res.Where(func(c *faultkit.Call) bool { return c.Class == faultkit.ClassError }) {
+				if !strings.Contains(c.Detail, lostMessage) {
+					t.Errorf("call %s failed otherwise: %s %s", c.ID, c.Kind, c.Detail)
+				}
+				if c.Executed > 0 && c.LastExecuted.After(killedAt) {
+					t.Errorf("call %s was failed as lost but executed after the kill", c.ID)
+				}
+			}
+		})
+	}
+}

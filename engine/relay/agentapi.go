@@ -44,6 +44,7 @@ func (r *Relay) handleMetadata(w http.ResponseWriter, req *http.Request) {
 	if t == nil {
 		return
 	}
+	defer r.agentActive(req, t)()
 	c := t.conf.Load()
 	writeJSON(w, http.StatusOK, wire.TunnelMetadata{ID: c.id, Name: c.name, Description: c.description})
 }
@@ -82,15 +83,22 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 			wait = time.Duration(n) * time.Millisecond
 		}
 	}
-	instance := req.Header.Get(wire.HeaderClientInstanceID)
-	t.pollStart(time.Now(), instance, req.Header.Get(wire.HeaderServerInfo), r.set.agentTimeout)
+	instance := agentInstance(req)
+	r.bindAgentConn(req, t, instance)
+	t.pollStart(time.Now(), instance, req.Header.Get(wire.HeaderServerInfo))
 	t.polls.Add(1)
 	defer func() { t.pollEnd(time.Now(), instance) }()
 
-	cmds, taken := r.collect(req, t, limit, wait)
+	cmds, taken := r.collect(req, t, limit, wait, instance)
 	if req.Context().Err() != nil && len(taken) > 0 {
-		// The agent left while we were taking its commands: put them back
-		// for the next poller (they keep their deadline).
+		// The agent left before its answer was written: it never saw these
+		// commands. Put them back for the next poller (they keep their
+		// deadline).
+		t.mu.Lock()
+		for _, p := range taken {
+			p.holder = ""
+		}
+		t.mu.Unlock()
 		for _, p := range taken {
 			select {
 			case t.queue <- p:
@@ -113,7 +121,7 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 
 // collect waits up to wait for the first live command, then takes whatever
 // else is queued, up to limit.
-func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.Duration) ([]wire.Command, []*pending) {
+func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.Duration, instance string) ([]wire.Command, []*pending) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	var (
@@ -123,7 +131,7 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.
 	for len(cmds) == 0 {
 		select {
 		case p := <-t.queue:
-			if c, ok := r.hand(p); ok {
+			if c, ok := r.hand(t, p, instance); ok {
 				cmds, taken = append(cmds, c), append(taken, p)
 			}
 		case <-timer.C:
@@ -139,7 +147,7 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.
 	for len(cmds) < limit {
 		select {
 		case p := <-t.queue:
-			if c, ok := r.hand(p); ok {
+			if c, ok := r.hand(t, p, instance); ok {
 				cmds, taken = append(cmds, c), append(taken, p)
 			}
 		default:
@@ -150,9 +158,9 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.
 }
 
 // hand turns a queued command into its wire form, with response_timeout set
-// to the time the relay will still wait. Commands whose caller is gone or
-// whose deadline passed are skipped.
-func (r *Relay) hand(p *pending) (wire.Command, bool) {
+// to the time the relay will still wait, and records instance as its holder.
+// Commands whose caller is gone or whose deadline passed are skipped.
+func (r *Relay) hand(t *tunnelState, p *pending, instance string) (wire.Command, bool) {
 	if p.isGone() {
 		return wire.Command{}, false
 	}
@@ -160,10 +168,35 @@ func (r *Relay) hand(p *pending) (wire.Command, bool) {
 	if left <= 0 {
 		return wire.Command{}, false
 	}
+	t.mu.Lock()
+	p.holder = instance
+	t.mu.Unlock()
 	c := p.cmd
 	rt := wire.FormatResponseTimeout(left.Truncate(time.Millisecond))
 	c.ResponseTimeout = &rt
 	return c, true
+}
+
+// agentInstance returns the X-Tunnel-Client-Instance-Id of an agent request
+// ("" when absent or unreasonably long: such an agent is not tracked).
+func agentInstance(req *http.Request) string {
+	inst := req.Header.Get(wire.HeaderClientInstanceID)
+	if len(inst) > 128 {
+		return ""
+	}
+	return inst
+}
+
+// agentActive records an agent request other than a poll for liveness; call
+// the returned function when it ends.
+func (r *Relay) agentActive(req *http.Request, t *tunnelState) func() {
+	inst := agentInstance(req)
+	if inst == "" {
+		return func() {}
+	}
+	r.bindAgentConn(req, t, inst)
+	t.agentRequest(inst, 1, time.Now())
+	return func() { t.agentRequest(inst, -1, time.Now()) }
 }
 
 // agentPost checks an agent's response POST and reads its body up to the
@@ -186,6 +219,7 @@ func (r *Relay) handleResponse(w http.ResponseWriter, req *http.Request) {
 	if t == nil {
 		return
 	}
+	defer r.agentActive(req, t)()
 	t.singlePosts.Add(1)
 	if st, code, msg := r.accept(t, req.Header.Get(wire.HeaderShardToken), body); st != http.StatusOK {
 		writeAPIError(w, st, "invalid_request_error", code, msg)
@@ -208,6 +242,7 @@ func (r *Relay) handleResponses(w http.ResponseWriter, req *http.Request) {
 	if t == nil {
 		return
 	}
+	defer r.agentActive(req, t)()
 	items, err := wire.DecodeResponseBatch(body)
 	if err != nil {
 		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeInvalidJSONPayload, err.Error())

@@ -61,6 +61,7 @@ func newHarness(t testing.TB, mutate func(*Config), opts Options) *harness {
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(r.Handler())
+	r.ConfigureServer(srv.Config)
 	srv.Listener.Close()
 	srv.Listener = ln
 	srv.Start()

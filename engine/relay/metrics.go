@@ -67,6 +67,8 @@ var (
 		"Response POSTs from agents per tunnel: response (one message) or batch (the response-batch extension).", []string{"tunnel", "kind"}, nil)
 	descBatched = prometheus.NewDesc("sluice_relay_batched_responses_total",
 		"Responses that arrived in batch POSTs per tunnel.", []string{"tunnel"}, nil)
+	descLost = prometheus.NewDesc("sluice_relay_agent_lost_calls_total",
+		"Calls failed at once because the agent instance that had taken them stopped polling and dropped its connections.", []string{"tunnel"}, nil)
 )
 
 type tunnelCollector struct{ r *Relay }
@@ -79,6 +81,7 @@ func (c *tunnelCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descPolls
 	ch <- descAgentPosts
 	ch <- descBatched
+	ch <- descLost
 }
 
 func (c *tunnelCollector) Collect(ch chan<- prometheus.Metric) {
@@ -96,6 +99,7 @@ func (c *tunnelCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descAgentPosts, prometheus.CounterValue, float64(t.singlePosts.Load()), t.id, "response")
 		ch <- prometheus.MustNewConstMetric(descAgentPosts, prometheus.CounterValue, float64(t.batchPosts.Load()), t.id, "batch")
 		ch <- prometheus.MustNewConstMetric(descBatched, prometheus.CounterValue, float64(t.batched.Load()), t.id)
+		ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(t.lostCalls.Load()), t.id)
 	}
 }
 

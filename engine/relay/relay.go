@@ -45,6 +45,11 @@ type Relay struct {
 	closeOnce sync.Once
 	serving   atomic.Bool
 
+	// conns maps the public listener's connections to what they carry
+	// (liveness.go).
+	connsMu sync.Mutex
+	conns   map[net.Conn]*connInfo
+
 	// keepalive is the SSE comment interval on long calls (a field so tests
 	// can shorten it).
 	keepalive time.Duration
@@ -71,15 +76,26 @@ func New(cfg Config, opts Options) (*Relay, error) {
 		tunnels:   make(map[string]*tunnelState, len(confs)),
 		closing:   make(chan struct{}),
 		keepalive: 15 * time.Second,
+		conns:     make(map[net.Conn]*connInfo),
 	}
 	for _, c := range confs {
-		r.tunnels[c.id] = newTunnelState(c, set.queueSize)
+		r.tunnels[c.id] = r.newTunnel(c)
 	}
 	r.met, err = newMetrics(r, opts.Registerer)
 	if err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// newTunnel returns the state of a new tunnel, with lost-agent detection.
+func (r *Relay) newTunnel(c *tunnelConf) *tunnelState {
+	t := newTunnelState(c, r.set.queueSize)
+	t.lost = func(instance string, held int) {
+		t.lostCalls.Add(uint64(held))
+		r.log.Warn("agent lost: failing the calls it held", "tunnel", t.id, "instance", instance, "calls", held)
+	}
+	return t
 }
 
 // SetTunnels replaces the served tunnels and keys live. Tunnels whose id stays
@@ -99,7 +115,7 @@ func (r *Relay) SetTunnels(ts []Tunnel) error {
 			next[c.id] = t
 			continue
 		}
-		next[c.id] = newTunnelState(c, r.set.queueSize)
+		next[c.id] = r.newTunnel(c)
 	}
 	var removed []*tunnelState
 	for id, t := range r.tunnels {
@@ -166,6 +182,7 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	r.ConfigureServer(srv)
 	errc := make(chan error, 1)
 	r.serving.Store(!r.closed())
 	go func() { errc <- srv.Serve(ln) }()

@@ -735,7 +735,7 @@ func TestAgentConnectedWindow(t *testing.T) {
 	if ts.connected(now, time.Hour) {
 		t.Fatal("connected before any poll")
 	}
-	ts.pollStart(now, "inst-1", "", time.Hour)
+	ts.pollStart(now, "inst-1", "")
 	if !ts.connected(now.Add(2*time.Hour), time.Hour) {
 		t.Fatal("an outstanding poll must count as connected")
 	}
@@ -743,7 +743,10 @@ func TestAgentConnectedWindow(t *testing.T) {
 	if !ts.connected(now.Add(time.Minute), time.Hour) || ts.connected(now.Add(2*time.Hour), time.Hour) {
 		t.Fatal("agent timeout window wrong")
 	}
-	if _, ok := ts.instances["inst-1"]; !ok {
+	ts.mu.Lock()
+	_, ok := ts.agents["inst-1"]
+	ts.mu.Unlock()
+	if !ok {
 		t.Fatal("instance id not remembered")
 	}
 }

@@ -30,8 +30,14 @@ type tunnelState struct {
 	pending     map[string]*pending // request_id → command, queued or in flight
 	outstanding int                 // polls being held right now
 	lastPoll    time.Time
-	instances   map[string]time.Time // X-Tunnel-Client-Instance-Id → last poll
-	serverInfo  string               // latest X-Tunnel-MCP-Server-Info
+	agents      map[string]*agentState // by X-Tunnel-Client-Instance-Id
+	serverInfo  string                 // latest X-Tunnel-MCP-Server-Info
+
+	// lost is called when an agent instance is lost with the number of calls
+	// it held (nil: no lost detection, for tests of the queue alone).
+	lost func(instance string, held int)
+	// lostCalls counts the calls failed because their agent was lost.
+	lostCalls atomic.Uint64
 }
 
 func newTunnelState(c *tunnelConf, queueSize int) *tunnelState {
@@ -40,7 +46,7 @@ func newTunnelState(c *tunnelConf, queueSize int) *tunnelState {
 		queue:     make(chan *pending, queueSize),
 		done:      make(chan struct{}),
 		pending:   make(map[string]*pending),
-		instances: make(map[string]time.Time),
+		agents:    make(map[string]*agentState),
 	}
 	t.conf.Store(c)
 	return t
@@ -56,37 +62,27 @@ func (t *tunnelState) connected(now time.Time, timeout time.Duration) bool {
 }
 
 // pollStart records the start of a poll.
-func (t *tunnelState) pollStart(now time.Time, instance, serverInfo string, timeout time.Duration) {
+func (t *tunnelState) pollStart(now time.Time, instance, serverInfo string) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	t.outstanding++
 	t.lastPoll = now
 	if serverInfo != "" && len(serverInfo) <= 4096 {
 		t.serverInfo = serverInfo
 	}
+	t.mu.Unlock()
 	if instance != "" && len(instance) <= 128 {
-		if _, ok := t.instances[instance]; !ok && len(t.instances) >= maxInstances {
-			for k, v := range t.instances {
-				if now.Sub(v) >= timeout {
-					delete(t.instances, k)
-				}
-			}
-			if len(t.instances) >= maxInstances {
-				return
-			}
-		}
-		t.instances[instance] = now
+		t.agentRequest(instance, 1, now)
 	}
 }
 
 // pollEnd records the end of a poll: the agent was alive until now.
 func (t *tunnelState) pollEnd(now time.Time, instance string) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	t.outstanding--
 	t.lastPoll = now
-	if _, ok := t.instances[instance]; ok {
-		t.instances[instance] = now
+	t.mu.Unlock()
+	if instance != "" && len(instance) <= 128 {
+		t.agentRequest(instance, -1, now)
 	}
 }
 
@@ -179,6 +175,9 @@ type pending struct {
 	cmd      wire.Command
 	deadline time.Time // the relay gives up on the client then
 	signal   chan struct{}
+	// holder is the agent instance that took the command (t.mu); a command
+	// is handed to one agent at most, and never again.
+	holder string
 
 	mu   sync.Mutex
 	msgs []*wire.Response
@@ -198,6 +197,24 @@ func newPending(cmdType, channel string, headers map[string][]string, body []byt
 		},
 		deadline: now.Add(timeout),
 		signal:   make(chan struct{}, 1),
+	}
+}
+
+// fail ends p with a final message of the relay's own (it was removed from
+// the pending table by the caller): the waiting caller gets it, and a later
+// POST for p gets 404.
+func (p *pending) fail(m *wire.Response) {
+	p.mu.Lock()
+	if p.gone {
+		p.mu.Unlock()
+		return
+	}
+	p.msgs = append(p.msgs, m)
+	p.gone = true
+	p.mu.Unlock()
+	select {
+	case p.signal <- struct{}{}:
+	default:
 	}
 }
 
