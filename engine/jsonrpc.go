@@ -13,11 +13,11 @@ import (
 type Peek struct {
 	// JSONRPC is the "jsonrpc" member when it is a string ("2.0").
 	JSONRPC string
-	ID json.RawMessage
+	ID      json.RawMessage
 	// IDNull is true when the message has "id": null (ID is then nil).
 	IDNull bool
 	Method string
-	Tool    string
+	Tool   string
 	// HasResult is true for a response (it has result or error).
 	HasResult bool
 }

@@ -93,7 +93,9 @@ func TestMCPServerStoppedAndReturned(t *testing.T) {
 	if len(slow) > 0 {
 		t.Errorf("%d failures took over 3 s (first %s: %s)", len(slow), slow[0].ID, slow[0].Duration())
 	}
-	if len(res.Where(func(c *faultkit.Call) bool { return c.Class == faultkit.ClassOK && c.Start.After(restartedAt.Add(time.Second)) })) == 0 {
+	if len(res.Where(func(c *faultkit.Call) bool {
+		return c.Class == faultkit.ClassOK && c.Start.After(restartedAt.Add(time.Second))
+	})) == 0 {
 		t.Error("no call succeeded after the MCP server came back")
 	}
 }
@@ -122,7 +124,9 @@ func TestMCPServerFrozen(t *testing.T) {
 			t.Errorf("%d calls failed with %s, want 504 timeouts", n, k)
 		}
 	}
-	if len(res.Where(func(c *faultkit.Call) bool { return c.Class == faultkit.ClassOK && c.Start.After(resumedAt.Add(time.Second)) })) == 0 {
+	if len(res.Where(func(c *faultkit.Call) bool {
+		return c.Class == faultkit.ClassOK && c.Start.After(resumedAt.Add(time.Second))
+	})) == 0 {
 		t.Error("no call succeeded after the server resumed")
 	}
 }
@@ -167,7 +171,9 @@ func TestQueueOverflowAnswersFast(t *testing.T) {
 	l.Concurrency, l.Calls, l.SleepMS, l.Hung = 2000, 2000, 2000, 60*time.Second
 	res := tp.run(context.Background(), l)
 	assertSound(t, res)
-	full := res.Where(func(c *faultkit.Call) bool { return c.Class == faultkit.ClassError && strings.HasPrefix(c.Kind, "http_429") })
+	full := res.Where(func(c *faultkit.Call) bool {
+		return c.Class == faultkit.ClassError && strings.HasPrefix(c.Kind, "http_429")
+	})
 	if len(full) == 0 {
 		t.Fatal("no call got 429: the queue never filled")
 	}

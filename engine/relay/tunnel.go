@@ -42,11 +42,11 @@ type tunnelState struct {
 
 func newTunnelState(c *tunnelConf, queueSize int) *tunnelState {
 	t := &tunnelState{
-		id:        c.id,
-		queue:     make(chan *pending, queueSize),
-		done:      make(chan struct{}),
-		pending:   make(map[string]*pending),
-		agents:    make(map[string]*agentState),
+		id:      c.id,
+		queue:   make(chan *pending, queueSize),
+		done:    make(chan struct{}),
+		pending: make(map[string]*pending),
+		agents:  make(map[string]*agentState),
 	}
 	t.conf.Store(c)
 	return t
