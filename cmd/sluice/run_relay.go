@@ -85,6 +85,7 @@ func (s *session) startRelay(ctx context.Context, reg prometheus.Registerer, tun
 		ListenAddr:   bound,
 		PublicURL:    public,
 		MaxBodyBytes: cfg.Relay.MaxBodyBytes,
+		DrainTimeout: cfg.DrainTimeout,
 		Tunnels:      tunnels,
 	}, relay.Options{Logger: s.log, Registerer: reg, Pipeline: p.pipeline})
 	if err != nil {

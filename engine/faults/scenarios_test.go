@@ -249,3 +249,57 @@ func TestAgentKilled(t *testing.T) {
 		})
 	}
 }
+
+// TestRelayDrainsOnSIGTERM: SIGTERM the relay under load with slow calls.
+// Every call an agent had already taken finishes with its real answer;
+// calls after the signal are refused at once (503 with Retry-After, or a
+// refused connection once the relay exited); the relay exits when the
+// delivered calls are done, well within drain-timeout; nothing hangs and
+// nothing runs twice.
+func TestRelayDrainsOnSIGTERM(t *testing.T) {
+	tp := newTopo(t)
+	tp.startCountServer()
+	r := tp.startRelay(relayOptions{})
+	tp.startAgent(r, agentOptions{})
+	tp.waitServing(r, 20*time.Second)
+	l := tp.load(r)
+	l.Concurrency, l.Duration, l.SleepMS = 8, 4*time.Second, 1000
+	var termAt time.Time
+	exited := make(chan time.Duration, 1)
+	after(2500*time.Millisecond, func() { // mid-call: the calls started at 2 s
+		termAt = time.Now()
+		_ = r.Signal(syscall.SIGTERM)
+		err := r.Wait(20 * time.Second)
+		if err != nil {
+			t.Errorf("relay after SIGTERM: %v", err)
+		}
+		exited <- time.Since(termAt)
+	})
+	res := tp.run(context.Background(), l)
+	assertSound(t, res)
+	took := <-exited
+	t.Logf("relay exited %s after SIGTERM", took.Round(time.Millisecond))
+	if took > 5*time.Second {
+		t.Errorf("relay took %s to drain 1 s calls", took)
+	}
+	inFlight := res.Where(func(c *faultkit.Call) bool {
+		return c.Start.Before(termAt.Add(-200*time.Millisecond)) && c.End.After(termAt)
+	})
+	if len(inFlight) == 0 {
+		t.Fatal("no call was in flight at SIGTERM: the fault did not happen")
+	}
+	for _, c := range inFlight {
+		if c.Class != faultkit.ClassOK {
+			t.Errorf("call %s in flight at SIGTERM: %s %s %s", c.ID, c.Class, c.Kind, c.Detail)
+		}
+	}
+	t.Logf("%d calls in flight at SIGTERM all finished", len(inFlight))
+	for _, c := range res.Where(func(c *faultkit.Call) bool { return c.Class == faultkit.ClassError }) {
+		if c.Start.Before(termAt) && c.Executed > 0 {
+			t.Errorf("call %s ran but its client got %s %s", c.ID, c.Kind, c.Detail)
+		}
+		if c.Duration() > 2*time.Second {
+			t.Errorf("refused call %s took %s", c.ID, c.Duration())
+		}
+	}
+}

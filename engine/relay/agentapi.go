@@ -57,9 +57,9 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 	if t == nil {
 		return
 	}
-	if r.closed() {
-		w.Header().Set("Retry-After", "1")
-		writeAPIError(w, http.StatusServiceUnavailable, "server_error", "", "relay is shutting down")
+	if r.closed() || r.isDraining() {
+		closingConn(req)
+		refuseDraining(w, "poll again (another replica, or this relay once restarted, will answer)")
 		return
 	}
 	q := req.URL.Query()
@@ -142,6 +142,8 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.
 			return nil, nil
 		case <-r.closing:
 			return nil, nil
+		case <-r.draining:
+			return nil, nil
 		}
 	}
 	for len(cmds) < limit {
@@ -169,6 +171,11 @@ func (r *Relay) hand(t *tunnelState, p *pending, instance string) (wire.Command,
 		return wire.Command{}, false
 	}
 	t.mu.Lock()
+	if t.pending[p.cmd.RequestID] != p {
+		// Withdrawn (drain) or forgotten since it was queued: never hand it out.
+		t.mu.Unlock()
+		return wire.Command{}, false
+	}
 	p.holder = instance
 	t.mu.Unlock()
 	c := p.cmd

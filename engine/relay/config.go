@@ -24,6 +24,7 @@ const (
 	DefaultQueueSize        = 1024
 	DefaultAgentTimeout     = 45 * time.Second
 	DefaultResponseTimeout  = 120 * time.Second
+	DefaultDrainTimeout     = 30 * time.Second
 )
 
 // Authentication modes of a tunnel's public MCP endpoint.
@@ -57,6 +58,9 @@ type Config struct {
 	// AgentTimeout is how long after its last poll an agent still counts as
 	// connected (default 45s). An outstanding poll always counts.
 	AgentTimeout time.Duration
+	// DrainTimeout bounds how long, once Serve's context ends, calls already
+	// delivered to an agent may take to finish (default 30s; see Drain).
+	DrainTimeout time.Duration
 	// Tunnels are the tunnels the relay serves.
 	Tunnels []Tunnel
 }
@@ -94,6 +98,7 @@ type settings struct {
 	maxPollWait      time.Duration
 	queueSize        int
 	agentTimeout     time.Duration
+	drainTimeout     time.Duration
 	publicHostIsLoop bool
 }
 
@@ -104,6 +109,7 @@ func (c Config) settings() (settings, error) {
 		maxPollWait:  c.MaxPollWait,
 		queueSize:    c.QueueSize,
 		agentTimeout: c.AgentTimeout,
+		drainTimeout: c.DrainTimeout,
 	}
 	listen := c.ListenAddr
 	if listen == "" {
@@ -159,6 +165,7 @@ func (c Config) settings() (settings, error) {
 	}{
 		{"max-poll-wait", &s.maxPollWait, DefaultMaxPollWait},
 		{"agent-timeout", &s.agentTimeout, DefaultAgentTimeout},
+		{"drain-timeout", &s.drainTimeout, DefaultDrainTimeout},
 	} {
 		if *f.v < 0 {
 			return s, fmt.Errorf("relay: %s: must not be negative", f.name)

@@ -20,19 +20,25 @@ const agentLostAfter = 2 * time.Second
 // agentState is what a tunnel knows of one agent instance
 // (X-Tunnel-Client-Instance-Id).
 type agentState struct {
-	active    int       // requests in progress: polls and response POSTs
-	conns     int       // open connections it made requests on
-	untracked bool      // its connections cannot be told apart (a proxy, or a server without ConfigureServer): never lost
-	lastSeen  time.Time // when a request last started or ended
-	check     *time.Timer
+	active    int  // requests in progress: polls and response POSTs
+	conns     int  // open connections it made requests on
+	untracked bool // its connections cannot be told apart (a proxy, or a server without ConfigureServer): never lost
+	// quiet: its last connection was closed by the relay (idle timeout,
+	// Connection: close while draining), not by the agent: it is not lost
+	// until it shows up again and then goes silent.
+	quiet    bool
+	lastSeen time.Time // when a request last started or ended
+	check    *time.Timer
 }
 
 // connInfo is attached to every connection of the public listener: the
 // agent instance whose requests it carries, if any.
 type connInfo struct {
-	mu       sync.Mutex
-	t        *tunnelState
-	instance string
+	mu        sync.Mutex
+	t         *tunnelState
+	instance  string
+	idleSince time.Time // when the connection last went idle
+	closing   bool      // the relay answered with Connection: close
 }
 
 type connInfoKey struct{}
@@ -46,6 +52,10 @@ type connInfoKey struct{}
 func (r *Relay) ConfigureServer(srv *http.Server) {
 	srv.ConnContext = r.connContext
 	srv.ConnState = r.connState
+	r.idleTimeout = srv.IdleTimeout
+	if r.idleTimeout == 0 {
+		r.idleTimeout = srv.ReadTimeout
+	}
 }
 
 // connContext attaches a connInfo to a new connection
@@ -58,11 +68,26 @@ func (r *Relay) connContext(ctx context.Context, c net.Conn) context.Context {
 	return context.WithValue(ctx, connInfoKey{}, ci)
 }
 
-// connState notes closed agent connections (http.Server.ConnState).
+// connState notes closed agent connections (http.Server.ConnState), and
+// whether the relay closed them (an idle timeout, or Connection: close) or
+// the agent did.
 func (r *Relay) connState(c net.Conn, s http.ConnState) {
-	if s != http.StateClosed && s != http.StateHijacked {
+	switch s {
+	case http.StateIdle:
+		r.connsMu.Lock()
+		ci := r.conns[c]
+		r.connsMu.Unlock()
+		if ci != nil {
+			ci.mu.Lock()
+			ci.idleSince = time.Now()
+			ci.mu.Unlock()
+		}
+		return
+	case http.StateClosed, http.StateHijacked:
+	default:
 		return
 	}
+	now := time.Now()
 	r.connsMu.Lock()
 	ci := r.conns[c]
 	delete(r.conns, c)
@@ -72,10 +97,21 @@ func (r *Relay) connState(c net.Conn, s http.ConnState) {
 	}
 	ci.mu.Lock()
 	t, inst := ci.t, ci.instance
+	quiet := ci.closing || (r.idleTimeout > 0 && !ci.idleSince.IsZero() && now.Sub(ci.idleSince) >= r.idleTimeout-50*time.Millisecond)
 	ci.t = nil
 	ci.mu.Unlock()
 	if t != nil {
-		t.agentConnClosed(inst, time.Now())
+		t.agentConnClosed(inst, now, quiet)
+	}
+}
+
+// closingConn notes that the relay answers req with Connection: close, so
+// its connection's end is not the agent's doing.
+func closingConn(req *http.Request) {
+	if ci, _ := req.Context().Value(connInfoKey{}).(*connInfo); ci != nil {
+		ci.mu.Lock()
+		ci.closing = true
+		ci.mu.Unlock()
 	}
 }
 
@@ -134,7 +170,7 @@ func (t *tunnelState) agentUntracked(instance string) {
 	t.agentLocked(instance, time.Now()).untracked = true
 }
 
-func (t *tunnelState) agentConnClosed(instance string, now time.Time) {
+func (t *tunnelState) agentConnClosed(instance string, now time.Time, quiet bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	a := t.agents[instance]
@@ -143,6 +179,9 @@ func (t *tunnelState) agentConnClosed(instance string, now time.Time) {
 	}
 	if a.conns > 0 {
 		a.conns--
+	}
+	if quiet && a.conns == 0 {
+		a.quiet = true
 	}
 	t.maybeLostLocked(instance, a, now)
 }
@@ -158,9 +197,12 @@ func (t *tunnelState) agentRequest(instance string, delta int, now time.Time) {
 	a := t.agentLocked(instance, now)
 	a.active += delta
 	a.lastSeen = now
-	if delta > 0 && a.check != nil {
-		a.check.Stop()
-		a.check = nil
+	if delta > 0 {
+		a.quiet = false
+		if a.check != nil {
+			a.check.Stop()
+			a.check = nil
+		}
 	}
 	t.maybeLostLocked(instance, a, now)
 }
@@ -168,7 +210,7 @@ func (t *tunnelState) agentRequest(instance string, delta int, now time.Time) {
 // maybeLostLocked schedules the lost check of an instance that has no
 // request in progress and no connection left (t.mu held).
 func (t *tunnelState) maybeLostLocked(instance string, a *agentState, now time.Time) {
-	if a.active > 0 || a.conns > 0 || a.untracked || a.check != nil || t.lost == nil {
+	if a.active > 0 || a.conns > 0 || a.untracked || a.quiet || a.check != nil || t.lost == nil {
 		return
 	}
 	wait := agentLostAfter - now.Sub(a.lastSeen)
@@ -186,7 +228,7 @@ func (t *tunnelState) checkLost(instance string) {
 		return
 	}
 	a.check = nil
-	if a.active > 0 || a.conns > 0 || a.untracked {
+	if a.active > 0 || a.conns > 0 || a.untracked || a.quiet {
 		t.mu.Unlock()
 		return
 	}

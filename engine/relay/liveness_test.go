@@ -148,6 +148,7 @@ func TestQuietConnectedAgentIsNotLost(t *testing.T) {
 func TestAgentWithoutInstanceIDIsNeverLost(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Tunnels[0].ResponseTimeout = 4 * time.Second }, Options{})
 	a := newAgentClient(h, "")
+	a.poll(time.Millisecond) // the tunnel has an agent: the call is queued, not refused
 	got := h.clientPost(tunA, `{"jsonrpc":"2.0","id":1,"method":"x"}`, nil)
 	if len(a.poll(5*time.Second)) != 1 {
 		t.Fatal("no command")

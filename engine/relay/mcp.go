@@ -194,9 +194,9 @@ func (r *Relay) mcpFrontDoor(w http.ResponseWriter, req *http.Request, id string
 		r.met.request(id, outcomeUnauthorized, start)
 		return nil, nil, "", false
 	}
-	if r.closed() {
-		w.Header().Set("Retry-After", "1")
-		writeAPIError(w, http.StatusServiceUnavailable, "server_error", "", "relay is shutting down")
+	if r.closed() || r.isDraining() {
+		w.Header().Set("Retry-After", retryAfterDraining)
+		writeAPIError(w, http.StatusServiceUnavailable, "server_error", "", "relay is shutting down: retry")
 		r.met.request(id, outcomeUnavailable, start)
 		return nil, nil, "", false
 	}
@@ -272,8 +272,16 @@ func (r *Relay) run(w http.ResponseWriter, req *http.Request, e *exchange) strin
 		}
 	}()
 	rc := http.NewResponseController(w)
+	drainC := r.draining
 	for {
 		select {
+		case <-drainC:
+			if t.withdraw(p) {
+				// No agent took it: nothing ran it, so the client may retry.
+				r.unavailable(w, rc, e, streaming, "relay shutting down, retry")
+				return outcomeUnavailable
+			}
+			drainC = nil // delivered: wait for its result (until Close)
 		case <-p.signal:
 			for _, m := range p.take() {
 				if !m.Final() {

@@ -132,10 +132,12 @@ type TunnelReadiness struct {
 }
 
 func (r *Relay) handleReadyz(w http.ResponseWriter, _ *http.Request) {
-	rd := Readiness{Ready: r.serving.Load(), Tunnels: []TunnelReadiness{}}
+	rd := Readiness{Ready: r.serving.Load() && !r.isDraining(), Tunnels: []TunnelReadiness{}}
 	switch {
 	case r.closed():
 		rd.Reason = "relay closed"
+	case r.isDraining():
+		rd.Reason = "draining"
 	case !rd.Ready:
 		rd.Reason = "not listening yet"
 	}

@@ -44,6 +44,11 @@ func (r *Relay) handleOAuthMetadata(w http.ResponseWriter, req *http.Request) {
 		writeAPIError(w, http.StatusNotFound, "invalid_request_error", "", "not found")
 		return
 	}
+	if r.closed() || r.isDraining() {
+		w.Header().Set("Retry-After", retryAfterDraining)
+		writeAPIError(w, http.StatusServiceUnavailable, "server_error", "", "relay is shutting down: retry")
+		return
+	}
 	conf := t.conf.Load()
 	if !t.connected(time.Now(), r.set.agentTimeout) {
 		w.Header().Set("Retry-After", retryAfterNotConnected)
@@ -113,8 +118,14 @@ var errClientGone = errors.New("client gone")
 func (r *Relay) waitFinal(req *http.Request, t *tunnelState, p *pending) (*wire.Response, error) {
 	timer := time.NewTimer(time.Until(p.deadline))
 	defer timer.Stop()
+	drainC := r.draining
 	for {
 		select {
+		case <-drainC:
+			if t.withdraw(p) {
+				return nil, errors.New("relay shutting down")
+			}
+			drainC = nil
 		case <-p.signal:
 			for _, m := range p.take() {
 				if m.Final() {

@@ -44,11 +44,18 @@ type Relay struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 	serving   atomic.Bool
+	// draining is closed when a drain starts: no new calls, no new polls;
+	// delivered calls may finish (drain.go).
+	draining  chan struct{}
+	drainOnce sync.Once
 
 	// conns maps the public listener's connections to what they carry
 	// (liveness.go).
 	connsMu sync.Mutex
 	conns   map[net.Conn]*connInfo
+	// idleTimeout is the server's: a connection idle that long was closed
+	// by the server, not by its agent.
+	idleTimeout time.Duration
 
 	// keepalive is the SSE comment interval on long calls (a field so tests
 	// can shorten it).
@@ -75,6 +82,7 @@ func New(cfg Config, opts Options) (*Relay, error) {
 		pipeline:  opts.Pipeline,
 		tunnels:   make(map[string]*tunnelState, len(confs)),
 		closing:   make(chan struct{}),
+		draining:  make(chan struct{}),
 		keepalive: 15 * time.Second,
 		conns:     make(map[net.Conn]*connInfo),
 	}
@@ -169,10 +177,10 @@ func (r *Relay) Handler() http.Handler {
 	return mux
 }
 
-// Serve serves Handler on ln until ctx is cancelled, then closes the relay
-// (failing waiting callers) and shuts the server down. It sets server
-// timeouts suited to long-polls and SSE: a header timeout and an idle
-// timeout, but no write timeout.
+// Serve serves Handler on ln until ctx is cancelled, then drains (Drain,
+// bounded by Config.DrainTimeout), closes the relay and shuts the server
+// down. It sets server timeouts suited to long-polls and SSE: a header
+// timeout and an idle timeout, but no write timeout.
 func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           r.Handler(),
@@ -192,6 +200,9 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
+	dctx, cancel := context.WithTimeout(context.Background(), r.set.drainTimeout)
+	r.Drain(dctx)
+	cancel()
 	r.Close()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
