@@ -544,7 +544,9 @@ func TestGetStreamPipeline(t *testing.T) {
 }
 
 // funcStage is a Stage calling fn on every message.
-type funcStage struct{ fn func(*engine.Message) engine.Result }
+type funcStage struct {
+	fn func(*engine.Message) engine.Result
+}
 
 func (s *funcStage) Name() string                                { return "func" }
 func (s *funcStage) Wants(engine.Hook, string) bool              { return true }
