@@ -74,8 +74,9 @@ func holdOpen(ctx context.Context, _ http.Header, emit func(*binding.Reply) erro
 
 func fastStreams(c *Config, _ *Options) { c.StreamHeartbeat = 60 * time.Millisecond }
 
-// responseSchemas compiles the project's response schema and, when the
-// published contract is beside the repository, its TunnelResponsePayload.
+// responseSchemas compiles the project's schema of get-stream responses
+// and, when the published contract is beside the repository, its
+// TunnelResponsePayload.
 func responseSchemas(t *testing.T) []*jsonschema.Schema {
 	t.Helper()
 	compile := func(file, ptr string) *jsonschema.Schema {
@@ -100,7 +101,7 @@ func responseSchemas(t *testing.T) []*jsonschema.Schema {
 		}
 		return s
 	}
-	out := []*jsonschema.Schema{compile("../wire/testdata/schema.json", "/$defs/response")}
+	out := []*jsonschema.Schema{compile("../wire/testdata/schema.json", "/$defs/streamResponse")}
 	if _, err := os.Stat(openAPIPath); err == nil {
 		out = append(out, compile(openAPIPath, "/components/schemas/TunnelResponsePayload"))
 	} else if os.Getenv("CI") != "" {
