@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -427,5 +428,35 @@ func TestGETStreamOff(t *testing.T) {
 	}
 	if ss.gets.Load() != 2 {
 		t.Fatalf("the stateless GET did not reach the server through the tunnel")
+	}
+}
+
+// TestTypeScriptSamplingThroughGETStream: the official TypeScript SDK
+// client opens its GET stream after initializing, and answers the sampling
+// request an mcp-go server sends there, directly and through relay+agent.
+func TestTypeScriptSamplingThroughGETStream(t *testing.T) {
+	requireFiles(t, filepath.Join(tsSDKDir(), "package.json"))
+	node := node20(t)
+	ss := startSamplingServer(t)
+	h := newHarness(t, harnessOptions{tunnels: []tunnelSpec{{serverURL: ss.url}}})
+	te := h.tunnel(0)
+	script, _ := filepath.Abs(filepath.Join("testdata", "ts-sampling.mjs"))
+	run := func(url, key string) map[string]any {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		stdout, err := runNode(t, ctx, node, []string{"MCP_URL=" + url, "MCP_KEY=" + key, "MCP_SDK_DIR=" + tsSDKDir()}, script)
+		var out map[string]any
+		if jerr := json.Unmarshal(stdout, &out); jerr != nil {
+			t.Fatalf("ts-sampling output (exit %v): %v\n%s", err, jerr, stdout)
+		}
+		return out
+	}
+	direct := run(ss.url, "")
+	tunnel := run(te.mcpURL, te.clientKey)
+	for name, out := range map[string]map[string]any{"directly": direct, "through the tunnel": tunnel} {
+		if out["ok"] != true || out["isError"] != false || out["result"] != "ts-model: sampled 6*7?" || out["samplingRequests"] != 1.0 {
+			t.Errorf("%s: %v", name, out)
+		}
 	}
 }
