@@ -58,7 +58,7 @@ func (r *Relay) handleMCPGet(w http.ResponseWriter, req *http.Request) {
 // ends. It returns the request outcome.
 func (r *Relay) runStream(w http.ResponseWriter, req *http.Request, e *exchange) string {
 	t, p := e.t, e.p
-	if !t.registerStream(p) {
+	if !t.register(p) {
 		w.Header().Set("Retry-After", "1")
 		writeAPIError(w, http.StatusTooManyRequests, "rate_limit_error", wire.CodeTunnelQueueFull, "the tunnel's queue is full")
 		return outcomeQueueFull
@@ -244,23 +244,9 @@ func (t *tunnelState) offerEnd(now time.Time) {
 	t.mu.Unlock()
 }
 
-// registerStream adds p to the pending table and the stream queue, which
-// only polls that offered the extension read. It reports false when that
-// queue is full.
-func (t *tunnelState) registerStream(p *pending) bool {
-	t.mu.Lock()
-	t.pending[p.cmd.RequestID] = p
-	t.mu.Unlock()
-	select {
-	case t.streams <- p:
-		return true
-	default:
-		t.forget(p)
-		return false
-	}
-}
-
-// requeue puts a command back for the next poller, in its own queue.
+// requeue puts a command in its queue (again, after a poller left): a
+// get_stream command in the stream queue, which only polls that offered the
+// extension read. It reports false when that queue is full.
 func (t *tunnelState) requeue(p *pending) bool {
 	q := t.queue
 	if p.cmd.CommandType == wire.CommandGetStream {

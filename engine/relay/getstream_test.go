@@ -21,31 +21,10 @@ var offer = map[string]string{wire.HeaderExtensions: wire.ExtGetStream}
 
 // clientGET opens a client's GET stream asynchronously; cancel ends it.
 func (h *harness) clientGET(tunnel string, hdr map[string]string) (<-chan *http.Response, context.CancelFunc) {
-	ch := make(chan *http.Response, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.t.Cleanup(cancel)
-	all := map[string]string{"Authorization": "Bearer " + clientKeyA, "Accept": "text/event-stream",
-		"Mcp-Session-Id": "sess-1", "Mcp-Protocol-Version": "2025-11-25"}
-	for k, v := range hdr {
-		if v == "" {
-			delete(all, k)
-			continue
-		}
-		all[k] = v
-	}
-	go func() {
-		req, _ := http.NewRequestWithContext(ctx, "GET", h.url+"/v1/mcp/"+tunnel, nil)
-		for k, v := range all {
-			req.Header.Set(k, v)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			ch <- nil
-			return
-		}
-		ch <- resp
-	}()
-	return ch, cancel
+	return h.client(ctx, "GET", tunnel, "", map[string]string{"Accept": "text/event-stream",
+		"Mcp-Session-Id": "sess-1", "Mcp-Protocol-Version": "2025-11-25"}, hdr), cancel
 }
 
 // connectOffering makes the tunnel's agent count as connected and offering
@@ -57,20 +36,10 @@ func (h *harness) connectOffering(tunnel, key string) {
 	}
 }
 
-// nextStream polls with the offer until a get_stream command arrives.
+// nextStream polls with the offer until a command arrives.
 func (h *harness) nextStream(tunnel, key string) wire.Command {
 	h.t.Helper()
-	for range 50 {
-		st, cmds := h.poll(tunnel, key, 5, 200*time.Millisecond, offer)
-		if st == 200 && len(cmds) == 1 {
-			return cmds[0]
-		}
-		if st != 204 {
-			h.t.Fatalf("poll status %d, %d commands", st, len(cmds))
-		}
-	}
-	h.t.Fatal("no command arrived")
-	return wire.Command{}
+	return h.nextWith(tunnel, key, offer)
 }
 
 // notify is a stream message as an agent posts it.

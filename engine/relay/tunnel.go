@@ -106,19 +106,18 @@ func (t *tunnelState) inflight() int {
 	return len(t.pending)
 }
 
-// register adds p to the pending table and enqueues it. It reports false when
-// the queue is full (p is then not registered).
+// register adds p to the pending table and enqueues it (a get_stream
+// command in the stream queue). It reports false when the queue is full (p
+// is then not registered).
 func (t *tunnelState) register(p *pending) bool {
 	t.mu.Lock()
 	t.pending[p.cmd.RequestID] = p
 	t.mu.Unlock()
-	select {
-	case t.queue <- p:
-		return true
-	default:
+	if !t.requeue(p) {
 		t.forget(p)
 		return false
 	}
+	return true
 }
 
 // forget removes p: a later response POST for it gets 404.
