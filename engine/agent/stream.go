@@ -106,6 +106,10 @@ func (r *run) getStream() {
 // left, or the relay restarted.
 var errStreamGone = errors.New("relay no longer knows the stream")
 
+// streamPostTimeout bounds one POST of an open stream, which has no
+// deadline of its own.
+const streamPostTimeout = 30 * time.Second
+
 // stream is one open GET stream.
 type stream struct {
 	a       *Agent
@@ -222,7 +226,10 @@ func (s *stream) emit(rep *binding.Reply) error {
 			return err
 		}
 		s.startHeartbeats()
-		return nil
+		if len(rep.Body) == 0 && rep.EventID == "" {
+			return nil
+		}
+		// A binding that opened with a message: deliver it too.
 	}
 	body := rep.Body
 	if len(body) > 0 && s.x != nil {
@@ -301,7 +308,9 @@ func (s *stream) post(payload []byte) error {
 
 func (s *stream) postOnce(payload []byte) (retry bool, err error) {
 	var wrote atomic.Bool
-	ctx := httptrace.WithClientTrace(s.a.postCtx, &httptrace.ClientTrace{
+	ctx, cancel := context.WithTimeout(s.a.postCtx, streamPostTimeout)
+	defer cancel()
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
 	})
 	s.last = time.Now()
@@ -325,7 +334,9 @@ func (s *stream) finish(status int, header http.Header, body json.RawMessage, oc
 		return
 	}
 	s.final = true
-	if err := s.a.post(s.a.postCtx, s.t, wire.RespJSONRPCResponse, status, header, body, true); err != nil {
+	ctx, cancel := context.WithTimeout(s.a.postCtx, finalTries*streamPostTimeout)
+	defer cancel()
+	if err := s.a.post(ctx, s.t, wire.RespJSONRPCResponse, status, header, body, true); err != nil {
 		s.a.log.Warn("GET stream final post failed", "request_id", s.t.cmd.RequestID, "channel", s.t.cmd.Channel, "err", err)
 		oc = outcomePostFailed
 	}
