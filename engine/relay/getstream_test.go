@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -353,4 +354,37 @@ func TestGETStreamChain(t *testing.T) {
 			t.Errorf("message %d: hook %v notification %v method %q session %q", i, m.Hook, m.Notification, m.Method, m.SessionID)
 		}
 	}
+}
+
+// FuzzWriteStreamEvent: whatever event id and message an agent posts, the
+// relay writes exactly one SSE event, and an id only when it is one an SSE
+// reader takes whole (an id with a line break could inject events).
+func FuzzWriteStreamEvent(f *testing.F) {
+	f.Add("ev-1", []byte(`{"jsonrpc":"2.0","method":"x"}`))
+	f.Add("a\nb", []byte("{\"a\":\n1}"))
+	f.Add("", []byte("x\r\n\r\ndata: y"))
+	f.Add("e\r", []byte(nil))
+	f.Fuzz(func(t *testing.T, id string, msg []byte) {
+		id = eventID(map[string][]string{wire.HeaderLastEventID: {id}})
+		if len(msg) == 0 && id == "" {
+			return // nothing is written for that
+		}
+		rec := httptest.NewRecorder()
+		if err := writeStreamEvent(rec, http.NewResponseController(rec), id, msg); err != nil {
+			t.Fatal(err)
+		}
+		out := rec.Body.String()
+		if !strings.HasSuffix(out, "\n\n") || strings.Count(out, "\n\n") != 1 || strings.Contains(out, "\r") {
+			t.Fatalf("not exactly one event: %q", out)
+		}
+		lines := strings.Split(strings.TrimSuffix(out, "\n\n"), "\n")
+		if id != "" && lines[0] != "id: "+id {
+			t.Fatalf("id line %q, want %q", lines[0], id)
+		}
+		for _, l := range lines {
+			if !strings.HasPrefix(l, "id: ") && !strings.HasPrefix(l, "data:") && !strings.HasPrefix(l, "event: ") {
+				t.Fatalf("unexpected line %q in %q", l, out)
+			}
+		}
+	})
 }
