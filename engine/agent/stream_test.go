@@ -1,12 +1,10 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +17,7 @@ import (
 	"github.com/sluicemcp/sluice/engine/binding"
 	"github.com/sluicemcp/sluice/engine/enginetest"
 	"github.com/sluicemcp/sluice/engine/wire"
+	"github.com/sluicemcp/sluice/engine/wire/wiretest"
 )
 
 // streamBinding is a fakeBinding that can also open GET streams.
@@ -74,54 +73,39 @@ func holdOpen(ctx context.Context, _ http.Header, emit func(*binding.Reply) erro
 
 func fastStreams(c *Config, _ *Options) { c.StreamHeartbeat = 60 * time.Millisecond }
 
-// responseSchemas compiles the project's schema of get-stream responses
-// and, when the published contract is beside the repository, its
-// TunnelResponsePayload.
-func responseSchemas(t *testing.T) []*jsonschema.Schema {
+// streamSchema compiles the project's schema of what an agent posts for a
+// get_stream command (engine/wire/testdata/schema.json). The published
+// contract is checked in TestEveryBodyMatchesContract.
+func streamSchema(t *testing.T) *jsonschema.Schema {
 	t.Helper()
-	compile := func(file, ptr string) *jsonschema.Schema {
-		f, err := os.Open(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		doc, err := jsonschema.UnmarshalJSON(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := jsonschema.NewCompiler()
-		c.DefaultDraft(jsonschema.Draft2020)
-		url := "file:///" + filepath.Base(file)
-		if err := c.AddResource(url, doc); err != nil {
-			t.Fatal(err)
-		}
-		s, err := c.Compile(url + "#" + ptr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
+	f, err := os.Open("../wire/testdata/schema.json")
+	if err != nil {
+		t.Fatal(err)
 	}
-	out := []*jsonschema.Schema{compile("../wire/testdata/schema.json", "/$defs/streamResponse")}
-	if _, err := os.Stat(openAPIPath); err == nil {
-		out = append(out, compile(openAPIPath, "/components/schemas/TunnelResponsePayload"))
-	} else if os.Getenv("CI") != "" {
-		t.Fatalf("CI must have the published contract at %s", openAPIPath)
+	defer f.Close()
+	doc, err := jsonschema.UnmarshalJSON(f)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	if err := c.AddResource("file:///schema.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile("file:///schema.json#/$defs/streamResponse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
-// checkBodies validates every posted body against the schemas.
+// checkBodies validates every posted body against the project's schema.
 func checkBodies(t *testing.T, posts []posted) {
 	t.Helper()
-	for _, s := range responseSchemas(t) {
-		for _, p := range posts {
-			v, err := jsonschema.UnmarshalJSON(bytes.NewReader(p.raw))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Validate(v); err != nil {
-				t.Errorf("posted body %s violates %s: %v", p.raw, s.Location, err)
-			}
+	s := streamSchema(t)
+	for _, p := range posts {
+		if err := wiretest.Validate(t, s, p.raw); err != nil {
+			t.Errorf("posted body %s: %v", p.raw, err)
 		}
 	}
 }
