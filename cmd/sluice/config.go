@@ -37,6 +37,9 @@ type ControlPlane struct {
 	// ResponseBatch uses Sluice's response-batch extension when the relay
 	// offers it.
 	ResponseBatch bool `koanf:"response-batch"`
+	// GetStream carries MCP clients' standalone GET streams (Sluice's
+	// get-stream extension) when the relay offers it.
+	GetStream bool `koanf:"get-stream"`
 }
 
 // MCP configures the private MCP servers the agent forwards to.
@@ -47,6 +50,8 @@ type MCP struct {
 	MaxConcurrentRequests int           `koanf:"max-concurrent-requests"`
 	ExtraHeaders          []string      `koanf:"extra-headers"`
 	StartupWaitTimeout    time.Duration `koanf:"startup-wait-timeout"`
+	// MaxStreams bounds the MCP clients' GET streams open at once.
+	MaxStreams int `koanf:"max-streams"`
 }
 
 // Health configures the agent's health, readiness and metrics listener.
@@ -135,6 +140,8 @@ const (
 	maxMaxInflight          = 10000
 	defaultPollTimeout      = 30 * time.Second
 	defaultMaxConcurrent    = 10
+	defaultMaxStreams       = 32
+	maxMaxStreams           = 10000
 	defaultHealthAddr       = "127.0.0.1:8080"
 	defaultRelayAddr        = "127.0.0.1:8787"
 	defaultRelayAdminAddr   = "127.0.0.1:8788"
@@ -151,8 +158,8 @@ const (
 
 func defaults() Config {
 	return Config{
-		ControlPlane: ControlPlane{BaseURL: defaultBaseURL, MaxInflight: defaultMaxInflight, PollTimeout: defaultPollTimeout, ResponseBatch: true},
-		MCP:          MCP{MaxConcurrentRequests: defaultMaxConcurrent},
+		ControlPlane: ControlPlane{BaseURL: defaultBaseURL, MaxInflight: defaultMaxInflight, PollTimeout: defaultPollTimeout, ResponseBatch: true, GetStream: true},
+		MCP:          MCP{MaxConcurrentRequests: defaultMaxConcurrent, MaxStreams: defaultMaxStreams},
 		Health:       Health{ListenAddr: defaultHealthAddr},
 		Log:          Log{Level: defaultLogLevel, Format: defaultLogFormat, Audit: "log"},
 		DrainTimeout: defaultDrainTimeout,

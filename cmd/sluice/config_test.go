@@ -99,6 +99,9 @@ func TestPrecedence(t *testing.T) {
 			if !cfg.ControlPlane.ResponseBatch {
 				t.Error("response-batch is off by default")
 			}
+			if !cfg.ControlPlane.GetStream || cfg.MCP.MaxStreams != defaultMaxStreams {
+				t.Errorf("get-stream %v, max-streams %d by default", cfg.ControlPlane.GetStream, cfg.MCP.MaxStreams)
+			}
 		})
 	}
 }
@@ -121,6 +124,8 @@ func TestEnvTable(t *testing.T) {
 		"ALLOW_REMOTE_UI":               "true",
 		"PID_FILE":                      "/tmp/p",
 		"CONTROL_PLANE_RESPONSE_BATCH":  "false",
+		"CONTROL_PLANE_GET_STREAM":      "false",
+		"MCP_MAX_STREAMS":               "7",
 	}
 	cfg, err := loadFor(t, ModeRun, nil, env, "")
 	if err != nil {
@@ -145,6 +150,8 @@ func TestEnvTable(t *testing.T) {
 		{"remote ui", cfg.AllowRemoteUI, true},
 		{"pid", cfg.PID.File, "/tmp/p"},
 		{"response-batch", cfg.ControlPlane.ResponseBatch, false},
+		{"get-stream", cfg.ControlPlane.GetStream, false},
+		{"max-streams", cfg.MCP.MaxStreams, 7},
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {
@@ -268,6 +275,9 @@ func TestInvalidValues(t *testing.T) {
 		{name: "bad sha", file: "pipeline:\n  - plugin: x.wasm\n    sha256: abc\n", wantKey: "pipeline[0].sha256"},
 		{name: "missing plugin", file: "pipeline:\n  - name: x\n", wantKey: "pipeline[0].plugin"},
 		{name: "protected extra header", args: []string{"--control-plane.extra-headers=Authorization: Bearer x"}, wantKey: "control-plane.extra-headers"},
+		{name: "extension offer as extra header", args: []string{"--control-plane.extra-headers=X-Sluice-Extensions: get-stream"}, wantKey: "control-plane.extra-headers"},
+		{name: "max-streams zero", args: []string{"--mcp.max-streams=0"}, wantKey: "mcp.max-streams: want 1..10000"},
+		{name: "max-streams too large", env: map[string]string{"MCP_MAX_STREAMS": "10001"}, wantKey: "mcp.max-streams: want 1..10000"},
 		{name: "bad yaml", file: "control-plane: [\n", wantKey: "config: read"},
 	}
 	for _, tc := range tests {
@@ -366,6 +376,9 @@ func TestKoanfYAMLLoads(t *testing.T) {
 			}
 			if len(cfg.Pipeline) != 1 || cfg.Pipeline[0].Plugin != "redact" {
 				t.Errorf("pipeline = %+v, want redact", cfg.Pipeline)
+			}
+			if cfg.MCP.MaxStreams != want.MCP.MaxStreams || cfg.ControlPlane.GetStream != want.ControlPlane.GetStream {
+				t.Errorf("koanf.yaml: mcp.max-streams %d, control-plane.get-stream %v", cfg.MCP.MaxStreams, cfg.ControlPlane.GetStream)
 			}
 			if mode != ModeDev && cfg.MCP.MaxConcurrentRequests != want.MCP.MaxConcurrentRequests {
 				t.Errorf("mcp.max-concurrent-requests = %d", cfg.MCP.MaxConcurrentRequests)

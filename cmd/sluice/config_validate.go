@@ -200,6 +200,9 @@ func (c *Config) validateAgent(mode Mode) error {
 	if c.MCP.StartupWaitTimeout < 0 {
 		return cfgErr("mcp.startup-wait-timeout", "must not be negative")
 	}
+	if c.MCP.MaxStreams < 1 || c.MCP.MaxStreams > maxMaxStreams {
+		return cfgErr("mcp.max-streams", "want 1..%d", maxMaxStreams)
+	}
 	if _, err := parseHeaders("mcp.extra-headers", c.MCP.ExtraHeaders, nil); err != nil {
 		return err
 	}
@@ -223,6 +226,7 @@ func (c *Config) validateAgent(mode Mode) error {
 var forbiddenControlHeaders = []string{
 	"Authorization", "OpenAI-Organization", "X-Tunnel-Client-Name", "X-Tunnel-Client-Version",
 	"X-Tunnel-Client-Instance-Id", "X-Tunnel-MCP-Server-Info", "X-Tunnel-Shard-Token", "Host",
+	"X-Sluice-Extensions",
 }
 
 // channels parses mcp.server-url and mcp.command into channel → Channel.

@@ -170,6 +170,8 @@ func (s *session) startAgent(ctx context.Context, reg *prometheus.Registry, setu
 		ShutdownGrace:   cfg.DrainTimeout,
 		ClientVersion:   v,
 		NoResponseBatch: !cfg.ControlPlane.ResponseBatch,
+		NoGetStream:     !cfg.ControlPlane.GetStream,
+		MaxStreams:      cfg.MCP.MaxStreams,
 	}, agent.Options{
 		Logger:       s.log,
 		Registerer:   reg,

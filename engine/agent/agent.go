@@ -63,6 +63,8 @@ type Agent struct {
 	work chan *task
 	room chan struct{}
 
+	streams streams // the get-stream extension (stream.go)
+
 	// workCtx bounds MCP calls: cancelled when the shutdown grace ends.
 	// postCtx bounds response POSTs: cancelled abortBudget later.
 	workCtx   context.Context
@@ -146,6 +148,7 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		h.Set("OpenAI-Organization", cfg.OrganizationID)
 	}
 	a.baseHeader = h
+	a.initStreams()
 
 	a.m, a.gatherer, err = newMetrics(opts.Registerer, cfg.MaxInflight, func() float64 { return float64(len(a.work)) })
 	if err != nil {
@@ -247,6 +250,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer cancelWork()
 	defer cancelPost()
 	a.workCtx, a.postCtx = workCtx, postCtx
+	a.streams.ctx, a.streams.cancel = context.WithCancel(base)
+	defer a.streams.cancel()
 
 	var wg sync.WaitGroup
 	for range a.cfg.MaxConcurrent {
@@ -261,9 +266,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		"max_concurrent", a.cfg.MaxConcurrent)
 	a.pollLoop(ctx)
 	close(a.work)
+	a.streams.cancel() // open GET streams end now: they have no natural end to wait for
 
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() { wg.Wait(); a.streams.wg.Wait(); close(done) }()
 	grace := time.NewTimer(a.cfg.ShutdownGrace)
 	defer grace.Stop()
 	select {
@@ -328,6 +334,11 @@ func (a *Agent) enqueue(cmds []wire.Command, receipt time.Time) {
 		c := &cmds[i]
 		switch c.CommandType {
 		case wire.CommandJSONRPC, wire.CommandSessionTermination, wire.CommandOAuthDiscovery:
+		case wire.CommandGetStream:
+			if a.streams.enabled {
+				break
+			}
+			fallthrough // never offered: as unknown as any other type
 		default:
 			a.log.Warn("skipping command of unknown type", "request_id", c.RequestID, "channel", c.Channel,
 				"command_type", truncate(c.CommandType, 64))

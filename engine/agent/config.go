@@ -36,6 +36,11 @@ const (
 	MaxChannels = 32
 	// MaxServerInfoBytes bounds the X-Tunnel-MCP-Server-Info header value.
 	MaxServerInfoBytes = 4096
+	// DefaultMaxStreams bounds the MCP clients' GET streams open at once
+	// (the get-stream extension).
+	DefaultMaxStreams = 32
+	// MaxMaxStreams is the largest MaxStreams.
+	MaxMaxStreams = 10000
 )
 
 // Config is the agent's typed configuration. The zero value of each field
@@ -80,6 +85,18 @@ type Config struct {
 	// (control-plane.response-batch false): every response is posted alone
 	// even to a relay that takes batches.
 	NoResponseBatch bool
+	// NoGetStream turns off Sluice's get-stream extension
+	// (control-plane.get-stream false): the agent does not offer to carry MCP
+	// clients' standalone GET streams, and a sluice relay answers them 405.
+	NoGetStream bool
+	// MaxStreams bounds the GET streams open at once (mcp.max-streams,
+	// default 32, at most 10000). They do not count against MaxInflight or
+	// MaxConcurrent; one more is refused with 429.
+	MaxStreams int
+	// StreamHeartbeat is how long an open GET stream may stay silent
+	// before the agent posts a heartbeat, which is also how soon it notices
+	// that the MCP client left (default and maximum wire.StreamHeartbeat).
+	StreamHeartbeat time.Duration
 }
 
 // Options are the agent's collaborators. The zero value is valid except for
@@ -119,6 +136,7 @@ var protectedHeaders = map[string]bool{
 	wire.HeaderClientInstanceID: true,
 	wire.HeaderServerInfo:       true,
 	wire.HeaderShardToken:       true,
+	wire.HeaderExtensions:       true,
 }
 
 func isProtected(name string) bool {
@@ -184,6 +202,18 @@ func (c Config) withDefaults() (Config, error) {
 		c.ProbeInterval = DefaultProbeInterval
 	case c.ProbeInterval < 0:
 		return c, fmt.Errorf("probe interval: %s is negative", c.ProbeInterval)
+	}
+	switch {
+	case c.MaxStreams == 0:
+		c.MaxStreams = DefaultMaxStreams
+	case c.MaxStreams < 0 || c.MaxStreams > MaxMaxStreams:
+		return c, fmt.Errorf("mcp.max-streams: %d is not within 1..%d", c.MaxStreams, MaxMaxStreams)
+	}
+	switch {
+	case c.StreamHeartbeat == 0:
+		c.StreamHeartbeat = wire.StreamHeartbeat
+	case c.StreamHeartbeat < time.Millisecond || c.StreamHeartbeat > wire.StreamHeartbeat:
+		return c, fmt.Errorf("stream heartbeat: %s is not within 1ms..%s", c.StreamHeartbeat, wire.StreamHeartbeat)
 	}
 	if c.ClientName == "" {
 		c.ClientName = DefaultClientName

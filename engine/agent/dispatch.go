@@ -75,6 +75,8 @@ func (a *Agent) runTask(t *task) {
 		r.sessionTermination()
 	case wire.CommandOAuthDiscovery:
 		r.oauthDiscovery()
+	case wire.CommandGetStream:
+		r.getStream()
 	}
 	total := time.Since(t.receipt)
 	a.m.latency("total", r.method, t.cmd.Channel, total)

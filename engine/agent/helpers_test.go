@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -62,6 +63,8 @@ type fakeRelay struct {
 
 	// batch advertises and serves the response-batch extension.
 	batch bool
+	// streams advertises the get-stream extension.
+	streams bool
 	// batchHook, when set, may answer batch POST n (0-based) as a whole.
 	batchHook func(n int, w http.ResponseWriter) bool
 	batches   [][]string // request ids of each batch POST that reached the items
@@ -176,8 +179,15 @@ func (f *fakeRelay) response(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fakeRelay) advertise(w http.ResponseWriter) {
+	var ext []string
 	if f.batch {
-		w.Header().Set(wire.HeaderExtensions, "other-ext, "+wire.ExtResponseBatch)
+		ext = append(ext, "other-ext", wire.ExtResponseBatch)
+	}
+	if f.streams {
+		ext = append(ext, wire.ExtGetStream)
+	}
+	if len(ext) > 0 {
+		w.Header().Set(wire.HeaderExtensions, strings.Join(ext, ", "))
 	}
 }
 

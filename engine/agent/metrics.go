@@ -32,6 +32,9 @@ type metrics struct {
 	postsVec   *prometheus.CounterVec
 	posts      [2]prometheus.Counter // by postSingle, postBatch
 	batched    prometheus.Counter
+	// standalone GET streams (the get-stream extension)
+	streamsOpen    prometheus.Gauge
+	streamsRefused prometheus.Counter
 }
 
 // Kinds of final response POST (sluice_agent_response_posts_total).
@@ -48,7 +51,7 @@ var knownMethods = map[string]bool{
 	"prompts/get": true, "completion/complete": true, "logging/setLevel": true,
 	"notifications/initialized": true, "notifications/cancelled": true,
 	"notifications/progress": true, "notifications/roots/list_changed": true,
-	"session_termination": true, "oauth_discovery": true, "": true,
+	"session_termination": true, "oauth_discovery": true, "get_stream": true, "": true,
 }
 
 // newMetrics registers the agent's metrics in its own registry and, when
@@ -73,6 +76,10 @@ func newMetrics(extra prometheus.Registerer, capacity int, queueLen func() float
 			Help: "Final response POSTs made through the batcher: single (standard endpoint) or batch (response-batch extension)."}, []string{"kind"}),
 		batched: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_agent_batched_responses_total",
 			Help: "Final responses sent in batch POSTs."}),
+		streamsOpen: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_agent_streams_open",
+			Help: "MCP clients' standalone GET streams open (the get-stream extension)."}),
+		streamsRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_agent_streams_refused_total",
+			Help: "GET streams refused with 429 because mcp.max-streams were open."}),
 	}
 	m.posts = [2]prometheus.Counter{m.postsVec.WithLabelValues("single"), m.postsVec.WithLabelValues("batch")}
 	m.byOutcome = map[outcome]prometheus.Counter{}
@@ -80,6 +87,7 @@ func newMetrics(extra prometheus.Registerer, capacity int, queueLen func() float
 		m.byOutcome[o] = m.commands.WithLabelValues(string(o))
 	}
 	cs := []prometheus.Collector{m.polled, m.pollErrors, m.occupancy, m.inflight, m.e2e, m.commands, m.postsVec, m.batched,
+		m.streamsOpen, m.streamsRefused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "commands_queue_length",
 			Help: "Commands polled and waiting for a worker."}, queueLen),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "commands_queue_capacity",

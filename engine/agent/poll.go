@@ -117,7 +117,7 @@ func (a *Agent) pollOnce(ctx context.Context, limit int) error {
 	if err != nil {
 		return &pollError{kind: "internal", err: err}
 	}
-	req.Header = a.baseHeader
+	req.Header = a.pollHeader()
 	resp, err := a.client.Do(req)
 	receipt := time.Now() // one monotonic receipt time, before decoding the body
 	if err != nil {
@@ -127,10 +127,12 @@ func (a *Agent) pollOnce(ctx context.Context, limit int) error {
 	switch st := resp.StatusCode; {
 	case st == http.StatusNoContent:
 		a.setBatchOK(resp.Header)
+		a.setStreamOK(resp.Header)
 		a.ready.setRelay(relayOK)
 		return nil
 	case st == http.StatusOK:
 		a.setBatchOK(resp.Header)
+		a.setStreamOK(resp.Header)
 	case st == http.StatusUnauthorized || st == http.StatusForbidden:
 		return &pollError{kind: "unauthorized", status: st}
 	case st == http.StatusTooManyRequests:
@@ -200,6 +202,7 @@ func (a *Agent) fetchMetadata(ctx context.Context) {
 	switch st := resp.StatusCode; {
 	case st >= 200 && st < 300:
 		a.setBatchOK(resp.Header)
+		a.setStreamOK(resp.Header)
 		a.ready.setRelay(relayOK)
 	case st == http.StatusUnauthorized || st == http.StatusForbidden:
 		a.log.Error("relay rejected the runtime key", "status", st)

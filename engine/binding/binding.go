@@ -51,6 +51,9 @@ type Reply struct {
 	// answer. Everything before it is a notification or a server-to-client
 	// request, delivered as it arrives.
 	Final bool
+	// EventID is the SSE event id the server gave this message on a
+	// standalone stream (Streamer), "" when none.
+	EventID string
 }
 
 // Binding delivers requests to one MCP server. Implementations are safe for

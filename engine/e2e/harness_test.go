@@ -35,6 +35,8 @@ type tunnelSpec struct {
 	responseTimeout time.Duration
 	// agentHTTP is the agent's control-plane client (nil = the agent's own).
 	agentHTTP *http.Client
+	// agentConfig, when set, adjusts the agent's config.
+	agentConfig func(*agent.Config)
 }
 
 // harnessOptions configures a harness.
@@ -223,14 +225,18 @@ func (h *harness) startAgent(te *tunnelEnv) {
 	} else {
 		b = newBinding(h.t, te.spec.serverURL)
 	}
-	a, err := agent.New(agent.Config{
+	cfg := agent.Config{
 		BaseURL:       h.baseURL,
 		TunnelID:      te.id,
 		APIKey:        te.runtimeKey,
 		PollTimeout:   2 * time.Second,
 		ShutdownGrace: 2 * time.Second,
 		ClientVersion: "0.0.0-e2e",
-	}, agent.Options{
+	}
+	if te.spec.agentConfig != nil {
+		te.spec.agentConfig(&cfg)
+	}
+	a, err := agent.New(cfg, agent.Options{
 		Logger:     testLogger(h.t, "agent"),
 		Bindings:   map[string]binding.Binding{"main": b},
 		HTTPClient: te.spec.agentHTTP,

@@ -34,8 +34,9 @@ func (r *Relay) agentTunnel(w http.ResponseWriter, req *http.Request, authFail i
 	return t
 }
 
-// extensions is the HeaderExtensions value on every authenticated agent answer.
-var extensions = []string{wire.ExtResponseBatch}
+// extensions is the HeaderExtensions value on every authenticated agent
+// answer: one value, as agents read only the first.
+var extensions = []string{wire.ExtResponseBatch + ", " + wire.ExtGetStream}
 
 // handleMetadata serves GET /v1/tunnels/{id}.
 func (r *Relay) handleMetadata(w http.ResponseWriter, req *http.Request) {
@@ -88,8 +89,14 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 	t.pollStart(time.Now(), instance, req.Header.Get(wire.HeaderServerInfo))
 	t.polls.Add(1)
 	defer func() { t.pollEnd(time.Now(), instance) }()
+	// The agent offers GET streams on the polls that may carry them.
+	offer := wire.HasExtension(req.Header.Get(wire.HeaderExtensions), wire.ExtGetStream)
+	if offer {
+		t.offerStart(time.Now())
+		defer func() { t.offerEnd(time.Now()) }()
+	}
 
-	cmds, taken := r.collect(req, t, limit, wait, instance)
+	cmds, taken := r.collect(req, t, limit, wait, instance, offer)
 	if req.Context().Err() != nil && len(taken) > 0 {
 		// The agent left before its answer was written: it never saw these
 		// commands. Put them back for the next poller (they keep their
@@ -100,9 +107,7 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 		}
 		t.mu.Unlock()
 		for _, p := range taken {
-			select {
-			case t.queue <- p:
-			default:
+			if !t.requeue(p) {
 				r.log.Warn("queue full: command dropped after a poller left", "tunnel", t.id, "request_id", p.cmd.RequestID)
 			}
 		}
@@ -120,17 +125,26 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 }
 
 // collect waits up to wait for the first live command, then takes whatever
-// else is queued, up to limit.
-func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.Duration, instance string) ([]wire.Command, []*pending) {
+// else is queued, up to limit. Only a poll that offered GET streams takes
+// get_stream commands.
+func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.Duration, instance string, offer bool) ([]wire.Command, []*pending) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	var (
 		cmds  []wire.Command
 		taken []*pending
+		sq    chan *pending // nil (never ready) without the offer
 	)
+	if offer {
+		sq = t.streams
+	}
 	for len(cmds) == 0 {
 		select {
 		case p := <-t.queue:
+			if c, ok := r.hand(t, p, instance); ok {
+				cmds, taken = append(cmds, c), append(taken, p)
+			}
+		case p := <-sq:
 			if c, ok := r.hand(t, p, instance); ok {
 				cmds, taken = append(cmds, c), append(taken, p)
 			}
@@ -149,6 +163,10 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.
 	for len(cmds) < limit {
 		select {
 		case p := <-t.queue:
+			if c, ok := r.hand(t, p, instance); ok {
+				cmds, taken = append(cmds, c), append(taken, p)
+			}
+		case p := <-sq:
 			if c, ok := r.hand(t, p, instance); ok {
 				cmds, taken = append(cmds, c), append(taken, p)
 			}

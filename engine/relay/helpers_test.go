@@ -120,8 +120,14 @@ func (h *harness) connect(tunnel, key string) {
 // next polls until one command arrives (bounded).
 func (h *harness) next(tunnel, key string) wire.Command {
 	h.t.Helper()
+	return h.nextWith(tunnel, key, nil)
+}
+
+// nextWith is next with extra poll headers.
+func (h *harness) nextWith(tunnel, key string, extra map[string]string) wire.Command {
+	h.t.Helper()
 	var c wire.Command
-	if err := json.Unmarshal(h.nextRaw(tunnel, key), &c); err != nil {
+	if err := json.Unmarshal(h.nextRawWith(tunnel, key, extra), &c); err != nil {
 		h.t.Fatal(err)
 	}
 	if c.Channel == "" {
@@ -134,8 +140,18 @@ func (h *harness) next(tunnel, key string) wire.Command {
 // relay wrote it.
 func (h *harness) nextRaw(tunnel, key string) json.RawMessage {
 	h.t.Helper()
+	return h.nextRawWith(tunnel, key, nil)
+}
+
+// nextRawWith is nextRaw with extra poll headers.
+func (h *harness) nextRawWith(tunnel, key string, extra map[string]string) json.RawMessage {
+	h.t.Helper()
+	hdr := map[string]string{"Authorization": "Bearer " + key}
+	for k, v := range extra {
+		hdr[k] = v
+	}
 	for range 50 {
-		resp := h.do("GET", "/v1/tunnels/"+tunnel+"/poll?limit=1&timeout_ms=200", nil, map[string]string{"Authorization": "Bearer " + key})
+		resp := h.do("GET", "/v1/tunnels/"+tunnel+"/poll?limit=1&timeout_ms=200", nil, hdr)
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode == 200 {
@@ -176,17 +192,26 @@ func apiCode(r *http.Response) string {
 
 // clientPost posts an MCP message asynchronously.
 func (h *harness) clientPost(tunnel string, body string, hdr map[string]string) <-chan *http.Response {
+	return h.client(context.Background(), "POST", tunnel, body,
+		map[string]string{"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}, hdr)
+}
+
+// client sends an MCP client's request asynchronously: the client key, then
+// defaults, then hdr (where "" removes a header).
+func (h *harness) client(ctx context.Context, method, tunnel, body string, defaults, hdr map[string]string) <-chan *http.Response {
 	ch := make(chan *http.Response, 1)
-	all := map[string]string{"Authorization": "Bearer " + clientKeyA, "Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
-	for k, v := range hdr {
-		if v == "" {
-			delete(all, k)
-			continue
+	all := map[string]string{"Authorization": "Bearer " + clientKeyA}
+	for _, m := range []map[string]string{defaults, hdr} {
+		for k, v := range m {
+			if v == "" {
+				delete(all, k)
+				continue
+			}
+			all[k] = v
 		}
-		all[k] = v
 	}
 	go func() {
-		req, _ := http.NewRequest("POST", h.url+"/v1/mcp/"+tunnel, strings.NewReader(body))
+		req, _ := http.NewRequestWithContext(ctx, method, h.url+"/v1/mcp/"+tunnel, strings.NewReader(body))
 		for k, v := range all {
 			req.Header.Set(k, v)
 		}

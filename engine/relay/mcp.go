@@ -155,8 +155,8 @@ func (r *Relay) handleMCPDelete(w http.ResponseWriter, req *http.Request) {
 	r.met.request(id, r.run(w, req, e), start)
 }
 
-// handleMCPOther answers every other method on the MCP endpoint: the tunnel
-// wire cannot carry a standalone GET stream.
+// handleMCPOther answers every other method on the MCP endpoint, and GET
+// when no agent carries standalone GET streams (getstream.go).
 func (r *Relay) handleMCPOther(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Allow", "POST, DELETE")
 	writeAPIError(w, http.StatusMethodNotAllowed, "invalid_request_error", "", "method not allowed: use POST (or DELETE to end a session)")

@@ -69,6 +69,8 @@ var (
 		"Responses that arrived in batch POSTs per tunnel.", []string{"tunnel"}, nil)
 	descLost = prometheus.NewDesc("sluice_relay_agent_lost_calls_total",
 		"Calls failed at once because the agent instance that had taken them stopped polling and dropped its connections.", []string{"tunnel"}, nil)
+	descStreams = prometheus.NewDesc("sluice_relay_open_streams",
+		"MCP clients' standalone GET streams open per tunnel (the get-stream extension).", []string{"tunnel"}, nil)
 )
 
 type tunnelCollector struct{ r *Relay }
@@ -82,6 +84,7 @@ func (c *tunnelCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descAgentPosts
 	ch <- descBatched
 	ch <- descLost
+	ch <- descStreams
 }
 
 func (c *tunnelCollector) Collect(ch chan<- prometheus.Metric) {
@@ -100,6 +103,7 @@ func (c *tunnelCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descAgentPosts, prometheus.CounterValue, float64(t.batchPosts.Load()), t.id, "batch")
 		ch <- prometheus.MustNewConstMetric(descBatched, prometheus.CounterValue, float64(t.batched.Load()), t.id)
 		ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(t.lostCalls.Load()), t.id)
+		ch <- prometheus.MustNewConstMetric(descStreams, prometheus.GaugeValue, float64(t.openStreams.Load()), t.id)
 	}
 }
 

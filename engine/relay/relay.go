@@ -60,6 +60,10 @@ type Relay struct {
 	// keepalive is the SSE comment interval on long calls (a field so tests
 	// can shorten it).
 	keepalive time.Duration
+
+	// streamIdle ends an open GET stream the agent has been silent on for
+	// that long (wire.StreamIdleTimeout; a field so tests can shorten it).
+	streamIdle time.Duration
 }
 
 // New validates cfg and returns a relay serving its tunnels.
@@ -86,6 +90,7 @@ func New(cfg Config, opts Options) (*Relay, error) {
 		keepalive: 15 * time.Second,
 		conns:     make(map[net.Conn]*connInfo),
 	}
+	r.streamIdle = wire.StreamIdleTimeout
 	for _, c := range confs {
 		r.tunnels[c.id] = r.newTunnel(c)
 	}
@@ -169,6 +174,7 @@ func (r *Relay) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/tunnels/{id}"+wire.BatchPath, r.handleResponses)
 	mux.HandleFunc("POST /v1/mcp/{id}", r.handleMCPPost)
 	mux.HandleFunc("DELETE /v1/mcp/{id}", r.handleMCPDelete)
+	mux.HandleFunc("GET /v1/mcp/{id}", r.handleMCPGet)
 	mux.HandleFunc("/v1/mcp/{id}", r.handleMCPOther)
 	mux.HandleFunc("GET /.well-known/oauth-protected-resource/v1/mcp/{id}", r.handleOAuthMetadata)
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {

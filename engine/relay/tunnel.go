@@ -38,6 +38,13 @@ type tunnelState struct {
 	lost func(instance string, held int)
 	// lostCalls counts the calls failed because their agent was lost.
 	lostCalls atomic.Uint64
+
+	// The get-stream extension (getstream.go): get_stream commands queue
+	// apart, for the polls that offered it only.
+	streams     chan *pending
+	offering    int          // polls being held that offered GET streams
+	lastOffer   time.Time    // when such a poll last started or ended
+	openStreams atomic.Int64 // client GET streams open
 }
 
 func newTunnelState(c *tunnelConf, queueSize int) *tunnelState {
@@ -48,6 +55,7 @@ func newTunnelState(c *tunnelConf, queueSize int) *tunnelState {
 		pending: make(map[string]*pending),
 		agents:  make(map[string]*agentState),
 	}
+	t.streams = make(chan *pending, queueSize)
 	t.conf.Store(c)
 	return t
 }
@@ -98,19 +106,18 @@ func (t *tunnelState) inflight() int {
 	return len(t.pending)
 }
 
-// register adds p to the pending table and enqueues it. It reports false when
-// the queue is full (p is then not registered).
+// register adds p to the pending table and enqueues it (a get_stream
+// command in the stream queue). It reports false when the queue is full (p
+// is then not registered).
 func (t *tunnelState) register(p *pending) bool {
 	t.mu.Lock()
 	t.pending[p.cmd.RequestID] = p
 	t.mu.Unlock()
-	select {
-	case t.queue <- p:
-		return true
-	default:
+	if !t.requeue(p) {
 		t.forget(p)
 		return false
 	}
+	return true
 }
 
 // forget removes p: a later response POST for it gets 404.

@@ -192,8 +192,8 @@ func TestFixturesMatchOwnSchema(t *testing.T) {
 
 // ownResponseFixtures are the project's response POST bodies, one per kind
 // the agent sends.
-var ownResponseFixtures = []string{"response_final.json", "response_notify.json", "response_notify_ack.json",
-	"response_session_end.json", "response_tunnel_failure.json", "response_oauth_discovery.json"}
+var ownResponseFixtures = append([]string{"response_final.json", "response_notify.json", "response_notify_ack.json",
+	"response_session_end.json", "response_tunnel_failure.json", "response_oauth_discovery.json"}, streamFixtures...)
 
 // TestContractOpenAPI cross-checks the wire types and the project's fixtures
 // against the published OpenAPI contract.
@@ -277,6 +277,14 @@ func TestContractOpenAPI(t *testing.T) {
 	}
 	if err := validate(t, extPoll, readFixture(t, "poll_oauth_discovery.json")); err != nil {
 		t.Errorf("oauth_discovery command against the published PolledCommandList plus oauth_discovery: %v", err)
+	}
+	// The get-stream extension's command is Sluice's own: the published
+	// command list does not know it, which is why a relay hands it only to
+	// agents that offered the extension. Every body the agent posts for it
+	// (streamFixtures, among ownResponseFixtures above) is an ordinary
+	// response payload.
+	if err := validate(t, poll, readFixture(t, "poll_get_stream.json")); err == nil {
+		t.Error("published schema accepted a get_stream command: the validator is not checking commands")
 	}
 	// The items of a response batch (Sluice's extension) are ordinary
 	// response payloads.
