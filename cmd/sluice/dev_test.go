@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -361,11 +362,17 @@ func TestPipelineLoadFailureIsConfigError(t *testing.T) {
 // printed for clients, its log, and the channel that triggers a reload.
 func startDevWithConfig(t *testing.T, cfgPath string) (devInfo, *enginetest.SyncBuffer, chan<- struct{}) {
 	t.Helper()
-	var out enginetest.SyncBuffer
+	return startDevWithConfigOut(t, cfgPath, &enginetest.SyncBuffer{})
+}
+
+// startDevWithConfigOut is startDevWithConfig with dev's stdout (the banner)
+// written to out, which must be safe for concurrent use.
+func startDevWithConfigOut(t *testing.T, cfgPath string, out io.Writer) (devInfo, *enginetest.SyncBuffer, chan<- struct{}) {
+	t.Helper()
 	errb := &enginetest.SyncBuffer{}
 	ready := make(chan devInfo, 1)
 	reload := make(chan struct{})
-	startCLI(t, &cli{stdout: &out, stderr: errb, env: envOf(nil), reload: reload, devReady: func(i devInfo) { ready <- i }},
+	startCLI(t, &cli{stdout: out, stderr: errb, env: envOf(nil), reload: reload, devReady: func(i devInfo) { ready <- i }},
 		"dev", "--config", cfgPath, "--relay.listen-addr", "127.0.0.1:0", "--log.format", "json")
 	select {
 	case info := <-ready:

@@ -21,7 +21,8 @@ import (
 type pipelines struct {
 	log     *slog.Logger
 	reg     prometheus.Registerer
-	baseDir string // relative .wasm paths are resolved against the config file's directory
+	baseDir string    // relative .wasm paths are resolved against the config file's directory
+	env     envSource // resolves env: references in plugin config (nil = the process environment)
 
 	mu sync.Mutex
 	rt *host.Runtime
@@ -77,6 +78,7 @@ func (p *pipelines) pluginConfig(key string, e PluginConfig) (host.PluginConfig,
 		Name:           e.stageName(),
 		SHA256:         e.SHA256,
 		Config:         e.Config,
+		Secrets:        pluginSecrets(p.env),
 		Hooks:          e.Hooks,
 		Methods:        e.Methods,
 		MemoryPages:    e.Limits.MemoryPages,
@@ -104,6 +106,11 @@ func (p *pipelines) pluginConfig(key string, e PluginConfig) (host.PluginConfig,
 	}
 	pc.Module = mod
 	return pc, nil
+}
+
+// newPipelines returns the session's pipeline builder.
+func (s *session) newPipelines(reg prometheus.Registerer) *pipelines {
+	return &pipelines{log: s.log, reg: reg, baseDir: s.configDir(), env: s.cli.env}
 }
 
 func isModulePath(s string) bool {

@@ -68,7 +68,7 @@ func (s *session) runAgent(ctx context.Context) error {
 		return err
 	}
 	reg := newRegistry()
-	pl := &pipelines{log: s.log, reg: reg, baseDir: s.configDir()}
+	pl := s.newPipelines(reg)
 	defer func() { _ = pl.close(context.WithoutCancel(ctx)) }()
 
 	setup := agentSetup{baseURL: cfg.ControlPlane.BaseURL, tunnelID: cfg.ControlPlane.TunnelID, apiKey: apiKey}

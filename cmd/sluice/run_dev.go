@@ -46,7 +46,7 @@ func (s *session) runDev(ctx context.Context) error {
 	}
 
 	reg := newRegistry()
-	pl := &pipelines{log: s.log, reg: reg, baseDir: s.configDir()}
+	pl := s.newPipelines(reg)
 	defer func() { _ = pl.close(context.WithoutCancel(ctx)) }()
 
 	// The relay outlives the agent so the agent can post its last results.

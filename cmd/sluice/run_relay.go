@@ -131,7 +131,7 @@ func (s *session) runRelay(ctx context.Context) error {
 		return err
 	}
 	reg := newRegistry()
-	pl := &pipelines{log: s.log, reg: reg, baseDir: s.configDir()}
+	pl := s.newPipelines(reg)
 	defer func() { _ = pl.close(context.WithoutCancel(ctx)) }()
 	chain, err := pl.build(ctx, "relay.pipeline", cfg.Relay.Pipeline)
 	if err != nil {
