@@ -173,3 +173,14 @@ type scrubbedError struct {
 
 func (e scrubbedError) Error() string { return e.msg }
 func (e scrubbedError) Unwrap() error { return e.err }
+
+// HasSecretRefs reports whether cfg holds a secret reference anywhere, by
+// the rule Load applies: its holder re-reads secrets by loading again.
+func HasSecretRefs(cfg map[string]any) bool {
+	found := false
+	_, _, _ = resolveConfig(cfg, func(ref string) (string, error) {
+		found = true
+		return ref, nil
+	})
+	return found
+}

@@ -62,6 +62,9 @@ func TestResolveConfig(t *testing.T) {
 	if fmt.Sprint(in) != before {
 		t.Errorf("the caller's config was modified: %v", in)
 	}
+	if !HasSecretRefs(in) || HasSecretRefs(map[string]any{"env:A": 1, "x": []any{"file", 2}}) || HasSecretRefs(nil) {
+		t.Error("HasSecretRefs does not follow the rule")
+	}
 
 	tests := []struct {
 		name    string

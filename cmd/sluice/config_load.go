@@ -193,6 +193,11 @@ func (l *loader) load() (*Config, *koanf.Koanf, error) {
 			return nil, nil, &ConfigError{Msg: fmt.Sprintf("flags: %v", err)}
 		}
 	}
+	if k.Exists("pipeline") && k.Get("pipeline") == nil {
+		// `pipeline:` with nothing under it (every entry commented out, say):
+		// neither the default chain nor none is clearly meant.
+		return nil, nil, cfgErr("pipeline", "empty value: write `pipeline: []` to run no plugins, or remove the key for the default chain")
+	}
 	cfg := defaults()
 	if err := decode(k, &cfg); err != nil {
 		return nil, nil, err

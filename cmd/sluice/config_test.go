@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -364,8 +365,8 @@ func TestKoanfYAMLLoads(t *testing.T) {
 			if cfg.ControlPlane.BaseURL != want.ControlPlane.BaseURL || cfg.Relay.ListenAddr != want.Relay.ListenAddr {
 				t.Errorf("koanf.yaml does not hold the documented defaults")
 			}
-			if len(cfg.Pipeline) != 1 || cfg.Pipeline[0].Plugin != "redact" {
-				t.Errorf("pipeline = %+v, want redact", cfg.Pipeline)
+			if mode != ModeRelay && !reflect.DeepEqual(cfg.Pipeline, defaultPipeline()) {
+				t.Errorf("pipeline = %+v, want the default chain %+v", cfg.Pipeline, defaultPipeline())
 			}
 			if mode != ModeDev && cfg.MCP.MaxConcurrentRequests != want.MCP.MaxConcurrentRequests {
 				t.Errorf("mcp.max-concurrent-requests = %d", cfg.MCP.MaxConcurrentRequests)

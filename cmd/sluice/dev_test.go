@@ -271,7 +271,7 @@ func TestReload(t *testing.T) {
 		{name: "new tunnel served", level: "info", tunnels: both, want: "reloaded relay.tunnels"},
 		{name: "restart-only key", level: "debug", tunnels: both, want: "restart required: log.level"},
 		{name: "tunnels reload live", level: "debug", tunnels: tunnel + "    - id: tunnel_" + strings.Repeat("b", 32) + "\n      runtime-key: env:RK\n      auth-mode: public\n",
-			want: "reload failed: keeping the running relay.tunnels"}, // same runtime key twice: refused, old kept
+			want: "reload failed: kept the old relay.tunnels"}, // same runtime key twice: refused, old kept
 		{name: "invalid file keeps running config", level: "loud", tunnels: tunnel, want: "config: log.level"},
 	}
 	for _, st := range steps {
@@ -319,7 +319,7 @@ func TestPipelineReload(t *testing.T) {
 		name, pipeline, want string
 	}{
 		{name: "good module swapped in", pipeline: "\n  - plugin: " + good, want: "reloaded pipeline"},
-		{name: "broken module refused", pipeline: "\n  - plugin: " + good + "\n  - plugin: " + bad + "\n    name: broken", want: "reload failed: keeping the running pipeline"},
+		{name: "broken module refused", pipeline: "\n  - plugin: " + good + "\n  - plugin: " + bad + "\n    name: broken", want: "reload failed: kept the old pipeline"},
 		{name: "sha256 mismatch refused", pipeline: "\n  - plugin: " + good + "\n    name: pinned\n    sha256: '" + strings.Repeat("0", 64) + "'", want: `\"pinned\"`},
 	}
 	for _, st := range steps {
@@ -329,7 +329,7 @@ func TestPipelineReload(t *testing.T) {
 			enginetest.WaitFor(t, st.want, func() bool { return strings.Contains(errb.String(), st.want) })
 		})
 	}
-	if !strings.Contains(errb.String(), `"stages":["good"]`) {
+	if !strings.Contains(errb.String(), `"msg":"reload finished","phase":"reload"`) || !strings.Contains(errb.String(), `"pipeline":"good","relay.pipeline":"none"`) {
 		t.Errorf("the good chain was not swapped in:\n%s", errb.String())
 	}
 	if got := callEcho(t, mcpClient(t, info.MCPURL, info.Key), "after reloads"); got != "after reloads" {

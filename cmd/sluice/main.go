@@ -170,6 +170,13 @@ func (c *cli) serve(ctx context.Context, mode Mode, args []string) int {
 // applyModeDefaults adjusts defaults that differ per subcommand, only where
 // the operator did not set the key.
 func applyModeDefaults(cfg *Config, mode Mode, k interface{ Exists(string) bool }) {
+	if mode == ModeRelay {
+		return
+	}
+	// The agent's default chain; `pipeline: []` is the explicit "none".
+	if !k.Exists("pipeline") {
+		cfg.Pipeline = defaultPipeline()
+	}
 	if mode != ModeDev {
 		return
 	}
@@ -195,6 +202,7 @@ type session struct {
 	known  koanfView
 	log    *slog.Logger
 	audit  *slog.Logger // the tool-call audit trail (nil = off)
+	chains []sessionChain
 }
 
 // koanfView is what a session keeps of the loaded koanf instance: the

@@ -84,13 +84,7 @@ func (s *session) runDev(ctx context.Context) error {
 		}
 		setup.mainURL, info.ServerURL, info.Demo = u, u, true
 	}
-	entries := cfg.Pipeline
-	if !s.known.Exists("pipeline") {
-		if _, ok := lookupBuiltin("redact"); ok {
-			entries = []PluginConfig{{Plugin: "redact"}}
-		}
-	}
-	agentChain, err := pl.build(ctx, "pipeline", entries)
+	agentChain, err := pl.build(ctx, "pipeline", cfg.Pipeline)
 	if err != nil {
 		stopRelay()
 		<-relayDone
@@ -111,9 +105,9 @@ func (s *session) runDev(ctx context.Context) error {
 	info.Agent, info.Relay = agentChain.Stages(), relayChain.Stages()
 	printDevBanner(s.cli.stdout, info)
 
-	live := append([]liveKey{{key: "pipeline", apply: s.swapPipeline(pl, "pipeline", ap.pipeline,
-		func(c *Config) []PluginConfig { return c.Pipeline })}},
-		s.relayLiveKeys(pl, rp)[0]) // relay.pipeline; dev mints its own tunnel
+	live := []liveKey{s.pipelineKey(pl, "pipeline", ap.pipeline, agentEntries),
+		s.pipelineKey(pl, "relay.pipeline", rp.pipeline, relayEntries)} // dev mints its own tunnel
+	s.log.Info("active chain", s.chainAttrs()...)
 	rctx, stopReload := context.WithCancel(ctx)
 	defer stopReload()
 	go s.reloadLoop(rctx, live, nil)
@@ -184,7 +178,7 @@ func printDevBanner(w io.Writer, in devInfo) {
 
 func stageList(s []string) string {
 	if len(s) == 0 {
-		return "(none)"
+		return "none"
 	}
 	return strings.Join(s, " → ")
 }

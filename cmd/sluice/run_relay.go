@@ -151,23 +151,27 @@ func (s *session) runRelay(ctx context.Context) error {
 		s.log.Warn("no tunnels configured: add relay.tunnels to the config file (it reloads live)")
 	}
 
+	live := s.relayLiveKeys(pl, p)
+	s.log.Info("active chain", s.chainAttrs()...)
 	rctx, stopReload := context.WithCancel(ctx)
 	defer stopReload()
-	go s.reloadLoop(rctx, s.relayLiveKeys(pl, p), nil)
+	go s.reloadLoop(rctx, live, nil)
 	return p.relay.Serve(ctx, p.ln)
 }
+
+// relayEntries are the relay's pipeline entries (none by default).
+func relayEntries(c *Config) []PluginConfig { return c.Relay.Pipeline }
 
 // relayLiveKeys are the relay's live-reloadable keys.
 func (s *session) relayLiveKeys(pl *pipelines, p *relayParts) []liveKey {
 	return []liveKey{
-		{key: "relay.pipeline", apply: s.swapPipeline(pl, "relay.pipeline", p.pipeline,
-			func(c *Config) []PluginConfig { return c.Relay.Pipeline })},
+		s.pipelineKey(pl, "relay.pipeline", p.pipeline, relayEntries),
 		{key: "relay.tunnels", apply: func(_ context.Context, cfg *Config) error {
 			ts, err := s.resolveTunnels(cfg)
 			if err != nil {
 				return err
 			}
 			return p.relay.SetTunnels(ts)
-		}, always: true},
+		}, value: func(c *Config) any { return c.Relay.Tunnels }, always: func(*Config) bool { return true }},
 	}
 }
