@@ -76,12 +76,25 @@ func TestPluginSecretReference(t *testing.T) {
 	}
 
 	var out enginetest.SyncBuffer
-	info, errb, _ := startDevWithConfigOut(t, cfgPath, &out)
+	info, errb, reload := startDevWithConfigOut(t, cfgPath, &out)
 	if got := callEcho(t, mcpClient(t, info.MCPURL, info.Key), "with a header"); got != "with a header" {
 		t.Fatalf("echo = %q", got)
 	}
 	if seen := rec.values(); len(seen) == 0 || seen[len(seen)-1] != secret {
 		t.Fatalf("the MCP server saw X-Upstream-Key %q, want the resolved secret", seen)
+	}
+
+	// A rotated secret file is read again at the next reload, though the
+	// config itself did not change.
+	const rotated = "sk-upstream-rotated-5e4d3c2b1a"
+	if err := os.WriteFile(keyFile, []byte(rotated+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload <- struct{}{}
+	enginetest.WaitFor(t, "reloaded pipeline", func() bool { return strings.Contains(errb.String(), "reloaded pipeline") })
+	callEcho(t, mcpClient(t, info.MCPURL, info.Key), "after rotation")
+	if seen := rec.values(); seen[len(seen)-1] != rotated {
+		t.Fatalf("after the reload the MCP server saw %q, want the rotated secret", seen[len(seen)-1])
 	}
 	places := map[string]string{
 		"logs":          errb.String(),
@@ -90,7 +103,7 @@ func TestPluginSecretReference(t *testing.T) {
 		"relay metrics": httpGet(t, info.AdminURL+"/metrics"),
 	}
 	for where, text := range places {
-		if strings.Contains(text, secret) {
+		if strings.Contains(text, secret) || strings.Contains(text, rotated) {
 			t.Errorf("the resolved secret appears in the %s", where)
 		}
 	}
