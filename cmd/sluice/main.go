@@ -205,6 +205,15 @@ type session struct {
 	chains []sessionChain
 }
 
+// auditFor returns the audit trail for one side of the tunnel ("agent" or
+// "relay": `sluice dev` writes both to one trail), or nil when it is off.
+func (s *session) auditFor(side string) *slog.Logger {
+	if s.audit == nil {
+		return nil
+	}
+	return s.audit.With("side", side)
+}
+
 // koanfView is what a session keeps of the loaded koanf instance: the
 // configured (non-default) values, for reload diffs.
 type koanfView interface {

@@ -181,7 +181,7 @@ func (s *session) startAgent(ctx context.Context, reg *prometheus.Registry, setu
 		Pipeline:     parts.pipeline,
 		HTTPClient:   client,
 		LogRawUnsafe: cfg.Log.HTTPRawUnsafe,
-		Audit:        s.audit,
+		Audit:        s.auditFor("agent"),
 	})
 	if err != nil {
 		parts.close()

@@ -86,7 +86,7 @@ func (s *session) startRelay(ctx context.Context, reg prometheus.Registerer, tun
 		PublicURL:    public,
 		MaxBodyBytes: cfg.Relay.MaxBodyBytes,
 		Tunnels:      tunnels,
-	}, relay.Options{Logger: s.log, Registerer: reg, Pipeline: p.pipeline})
+	}, relay.Options{Logger: s.log, Registerer: reg, Pipeline: p.pipeline, Audit: s.auditFor("relay")})
 	if err != nil {
 		_ = ln.Close()
 		return nil, &ConfigError{Msg: oneLine(err)}
