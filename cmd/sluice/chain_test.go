@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluicemcp/sluice/engine/enginetest"
 )
@@ -122,19 +123,23 @@ func TestRunDefaultChain(t *testing.T) {
 		{yaml: "log:\n  level: info\n", chain: "redact", redacted: true},
 	}
 	for i, st := range steps {
+		// The file watcher may reload too: look for a reload that ends with
+		// the new chain, after the write.
+		from := len(logs.String())
 		write(st.yaml)
 		reload <- struct{}{}
-		want := `"msg":"reload finished","phase":"reload"`
-		enginetest.WaitFor(t, "reload finished", func() bool { return strings.Count(logs.String(), want) == i+1 })
-		lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
 		var last string
-		for _, l := range lines {
-			if strings.Contains(l, want) {
-				last = l
+		waitLong(t, "reload finished with pipeline "+st.chain, func() bool {
+			for _, l := range strings.Split(logs.String()[from:], "\n") {
+				if strings.Contains(l, `"msg":"reload finished","phase":"reload"`) && strings.Contains(l, `"pipeline":"`+st.chain+`"`) {
+					last = l
+					return true
+				}
 			}
-		}
-		if !strings.Contains(last, `"pipeline":"`+st.chain+`"`) || !strings.Contains(last, `"took_ms":`) {
-			t.Fatalf("step %d: reload line %s, want pipeline %s and the time it took", i, last, st.chain)
+			return false
+		}, &logs)
+		if !strings.Contains(last, `"took_ms":`) {
+			t.Fatalf("step %d: reload line %s lacks the time it took", i, last)
 		}
 		text := callTool(t, mcpClient(t, url, ""), "fake_secrets", nil)
 		if got := !strings.Contains(text, "AKIAIOSFODNN7EXAMPLE"); got != st.redacted {
@@ -143,5 +148,21 @@ func TestRunDefaultChain(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"msg":"reload started"`) {
 		t.Error("no reload started line")
+	}
+}
+
+// waitLong waits for cond up to devStartTimeout: for waits that load a
+// plugin, which can take long under -race on a busy machine.
+func waitLong(t *testing.T, what string, cond func() bool, logs ...*enginetest.SyncBuffer) {
+	t.Helper()
+	deadline := time.Now().Add(devStartTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			for _, l := range logs {
+				t.Log(l.String())
+			}
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

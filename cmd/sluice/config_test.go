@@ -119,7 +119,6 @@ func TestEnvTable(t *testing.T) {
 		"HEALTH_URL_FILE":               "/tmp/x",
 		"LOG_FORMAT":                    "json",
 		"LOG_HTTP_RAW_UNSAFE":           "true",
-		"ALLOW_REMOTE_UI":               "true",
 		"PID_FILE":                      "/tmp/p",
 		"CONTROL_PLANE_RESPONSE_BATCH":  "false",
 	}
@@ -143,7 +142,6 @@ func TestEnvTable(t *testing.T) {
 		{"url file", cfg.Health.URLFile, "/tmp/x"},
 		{"log format", cfg.Log.Format, "json"},
 		{"raw unsafe", cfg.Log.HTTPRawUnsafe, true},
-		{"remote ui", cfg.AllowRemoteUI, true},
 		{"pid", cfg.PID.File, "/tmp/p"},
 		{"response-batch", cfg.ControlPlane.ResponseBatch, false},
 	}

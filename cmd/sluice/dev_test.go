@@ -128,7 +128,7 @@ func TestDevEndToEnd(t *testing.T) {
 			if tc.public != (info.Key == "") {
 				t.Fatalf("key %q with public=%v", info.Key, tc.public)
 			}
-			for _, want := range []string{info.MCPURL, `"mcpServers"`, "npx @modelcontextprotocol/inspector", "curl -s", "● ready"} {
+			for _, want := range []string{info.MCPURL, `"mcpServers"`, inspectorCommand, "curl -s", "● ready"} {
 				if !strings.Contains(out.String(), want) {
 					t.Errorf("banner lacks %q:\n%s", want, out.String())
 				}
@@ -293,7 +293,7 @@ func hostFixture(t *testing.T, name string) string {
 	_, self, _, _ := runtime.Caller(0)
 	p := filepath.Join(filepath.Dir(self), "..", "..", "host", "testdata", name)
 	if _, err := os.Stat(p); err != nil {
-		t.Skipf("host fixture %s not present: %v", name, err)
+		t.Fatalf("host fixture %s (committed with the host package): %v", name, err)
 	}
 	return p
 }

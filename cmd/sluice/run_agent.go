@@ -190,7 +190,7 @@ func (s *session) startAgent(ctx context.Context, reg *prometheus.Registry, setu
 	parts.agent = a
 	healthAddr := cfg.Health.ListenAddr
 	if healthAddr != "" {
-		if h, _, err := net.SplitHostPort(healthAddr); err == nil && !isLoopbackHost(h) && !cfg.AllowRemoteUI {
+		if h, _, err := net.SplitHostPort(healthAddr); err == nil && !isLoopbackHost(h) {
 			s.log.Warn("health.listen-addr is not loopback: /metrics and /readyz are reachable from the network", "addr", healthAddr)
 		}
 		u, err := agent.ServeHealth(ctx, healthAddr, cfg.Health.URLFile, a.HealthHandler(), s.log)

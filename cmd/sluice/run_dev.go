@@ -56,11 +56,7 @@ func (s *session) runDev(ctx context.Context) error {
 	if err != nil {
 		return asConfigError(err)
 	}
-	adminAddr := cfg.Relay.AdminListenAddr
-	if !s.known.Exists("relay.admin-listen-addr") {
-		adminAddr = "127.0.0.1:0"
-	}
-	rp, err := s.startRelay(relayCtx, reg, []relay.Tunnel{t}, relayChain, adminAddr)
+	rp, err := s.startRelay(relayCtx, reg, []relay.Tunnel{t}, relayChain, cfg.Relay.AdminListenAddr)
 	if err != nil {
 		_ = relayChain.Close()
 		return err
@@ -165,7 +161,8 @@ func printDevBanner(w io.Writer, in devInfo) {
 		auth = fmt.Sprintf(" --header 'Authorization: Bearer %s'", in.Key)
 	}
 	fmt.Fprintf(&b, "\nTry it:\n")
-	fmt.Fprintf(&b, "  npx @modelcontextprotocol/inspector --cli %s --transport http%s --method tools/call --tool-name echo --tool-arg message=hi\n", in.MCPURL, auth)
+	fmt.Fprintf(&b, "  %s %s --transport http%s --method tools/call --tool-name echo --tool-arg message=hi\n", inspectorCommand, in.MCPURL, auth)
+	fmt.Fprintf(&b, "    (Node 20 or later; run it in a directory whose parent has a package.json, such as bin/ of a Sluice checkout)\n")
 	curlAuth := ""
 	if in.Key != "" {
 		curlAuth = fmt.Sprintf(" -H 'Authorization: Bearer %s'", in.Key)

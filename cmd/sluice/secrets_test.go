@@ -91,7 +91,7 @@ func TestPluginSecretReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	reload <- struct{}{}
-	enginetest.WaitFor(t, "reloaded pipeline", func() bool { return strings.Contains(errb.String(), "reloaded pipeline") })
+	waitLong(t, "reloaded pipeline", func() bool { return strings.Contains(errb.String(), "reloaded pipeline") })
 	callEcho(t, mcpClient(t, info.MCPURL, info.Key), "after rotation")
 	if seen := rec.values(); seen[len(seen)-1] != rotated {
 		t.Fatalf("after the reload the MCP server saw %q, want the rotated secret", seen[len(seen)-1])
