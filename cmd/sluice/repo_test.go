@@ -140,6 +140,10 @@ func TestDocConfigKeys(t *testing.T) {
 	for _, k := range configKeys() {
 		known[k] = true
 	}
+	// Removed keys are named where their removal is explained.
+	for k := range removedKeys {
+		known[k] = true
+	}
 	// Keys of a pipeline entry and of a tunnel, named on their own.
 	for _, k := range leafKeys(reflect.TypeFor[PluginConfig](), "") {
 		known[k] = true
