@@ -78,16 +78,7 @@ func TestRunDefaultChain(t *testing.T) {
 	}
 
 	runCfg := filepath.Join(dir, "run.yaml")
-	write := func(yaml string) {
-		t.Helper()
-		tmp := runCfg + ".tmp"
-		if err := os.WriteFile(tmp, []byte(yaml), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, runCfg); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(yaml string) { replaceFile(t, runCfg, yaml) }
 	write("log:\n  level: info\n") // no pipeline key
 	reload := make(chan struct{})
 	var logs enginetest.SyncBuffer

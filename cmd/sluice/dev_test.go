@@ -232,15 +232,7 @@ func TestReload(t *testing.T) {
 	addr := freeAddr(t)
 	write := func(level, tunnels string) {
 		yaml := "log:\n  level: " + level + "\nrelay:\n  listen-addr: " + addr + "\n  admin-listen-addr: ''\n  tunnels:\n" + tunnels
-		// Write and rename, as config managers do, so neither the watcher
-		// nor the explicit trigger sees a half-written file.
-		tmp := cfgPath + ".tmp"
-		if err := os.WriteFile(tmp, []byte(yaml), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, cfgPath); err != nil {
-			t.Fatal(err)
-		}
+		replaceFile(t, cfgPath, yaml)
 	}
 	tunnel := "    - id: " + testTunnel + "\n      runtime-key: env:RK\n      auth-mode: public\n"
 	write("info", tunnel)
@@ -288,6 +280,20 @@ func TestReload(t *testing.T) {
 	}
 }
 
+// replaceFile writes a config file and renames it into place, as config
+// managers do, so neither the watcher nor an explicit reload sees a
+// half-written file.
+func replaceFile(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func hostFixture(t *testing.T, name string) string {
 	t.Helper()
 	_, self, _, _ := runtime.Caller(0)
@@ -305,13 +311,7 @@ func TestPipelineReload(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "dev.yaml")
 	write := func(pipeline string) {
-		tmp := cfgPath + ".tmp"
-		if err := os.WriteFile(tmp, []byte("pipeline:"+pipeline+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, cfgPath); err != nil {
-			t.Fatal(err)
-		}
+		replaceFile(t, cfgPath, "pipeline:"+pipeline+"\n")
 	}
 	write(" []")
 	info, errb, reload := startDevWithConfig(t, cfgPath)

@@ -163,9 +163,10 @@ func (s *session) chainAttrs() []any {
 	return out
 }
 
-// pipelineKey is the live key of one of the session's chains: rebuilt when
-// its entries change, and on every reload when they hold a secret reference
-// (a rotated secret file is picked up).
+// pipelineKey registers one of the session's chains (for the active-chain
+// log lines) and returns its live key: rebuilt when its entries change, and
+// on every reload when they hold a secret reference (a rotated secret file
+// is picked up).
 func (s *session) pipelineKey(pl *pipelines, key string, p *engine.Pipeline, entries func(*Config) []PluginConfig) liveKey {
 	s.chains = append(s.chains, sessionChain{key: key, p: p})
 	return liveKey{
