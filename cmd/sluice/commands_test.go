@@ -235,6 +235,7 @@ func TestConfigCheck(t *testing.T) {
 		{"same key twice", "relay", relayYAML + "    - {id: tunnel_" + strings.Repeat("b", 32) + ", runtime-key: 'env:RK', auth-mode: public}\n",
 			map[string]string{"RK": "sk-rk"}},
 		{"unreadable CA bundle", "run", "ca-bundle: " + filepath.Join(dir, "nope.pem") + "\n", runEnv(nil)},
+		{"no public URL for an open listener", "relay", "relay:\n  listen-addr: ':0'\n", nil},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
@@ -244,7 +245,7 @@ func TestConfigCheck(t *testing.T) {
 				t.Fatalf("config check: exit %d, stdout %q", code, out)
 			}
 			startArgs := []string{tc.mode, "--config", cfg}
-			if tc.mode == "relay" {
+			if strings.Contains(tc.yaml, busy.Addr().String()) {
 				// Bind a free port, so the start fails on the config, not on the busy one.
 				startArgs = append(startArgs, "--relay.listen-addr", "127.0.0.1:0")
 			}

@@ -126,7 +126,7 @@ func relayPublicURL(cfg *Config, scheme, bound string) (string, error) {
 	if cfg.Relay.PublicURL != "" {
 		return cfg.Relay.PublicURL, nil
 	}
-	if h, _, _ := net.SplitHostPort(bound); net.ParseIP(h) != nil && net.ParseIP(h).IsUnspecified() {
+	if h, _, _ := net.SplitHostPort(bound); h == "" || net.ParseIP(h) != nil && net.ParseIP(h).IsUnspecified() {
 		return "", cfgErr("relay.public-url", "required when relay.listen-addr %s names no host (clients check it against Host/Origin)", cfg.Relay.ListenAddr)
 	}
 	return scheme + "://" + bound, nil
