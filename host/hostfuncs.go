@@ -104,7 +104,7 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime, s *Stage) err
 		if i, ok := ctx.Value(instanceKey{}).(*nativeInstance); ok && i.msg != nil {
 			attrs = append(attrs, slog.String("request_id", i.msg.RequestID), slog.String("method", i.msg.Method))
 		}
-		s.log.LogAttrs(context.Background(), lv, string(msg), attrs...)
+		s.log.LogAttrs(context.Background(), lv, s.scrub.str(string(msg)), attrs...)
 	})
 	fn(ImportConfig, func(ctx context.Context, mod api.Module, st []uint64) {
 		ptr, capacity := uint32(st[0]), uint32(st[1])

@@ -89,7 +89,9 @@ func TestInstrumentLoopsModules(t *testing.T) {
 			rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 			defer rt.Close(ctx)
 			if _, err := rt.CompileModule(ctx, bin); err != nil {
-				t.Skipf("the module itself does not compile: %v", err)
+				// Every committed module compiles (the broken ones are broken
+				// in their ABI, not as Wasm): otherwise this test checks nothing.
+				t.Fatalf("the module itself does not compile: %v", err)
 			}
 			if _, err := rt.CompileModule(ctx, out); err != nil {
 				t.Fatalf("instrumented module does not compile: %v", err)

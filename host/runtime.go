@@ -120,7 +120,7 @@ func (r *Runtime) Load(ctx context.Context, cfg PluginConfig) (*Stage, error) {
 	return s, nil
 }
 
-func (r *Runtime) load(ctx context.Context, c PluginConfig) (*Stage, error) {
+func (r *Runtime) load(ctx context.Context, c PluginConfig) (_ *Stage, err error) {
 	if c.Name == "" {
 		return nil, errors.New("name is empty")
 	}
@@ -144,6 +144,13 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig) (*Stage, error) {
 			return nil, fmt.Errorf("sha256 mismatch: module is %s, pinned %s", got, want)
 		}
 	}
+	resolved, secrets, err := resolveConfig(cfg.Config, cfg.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Config = resolved
+	scrub := newScrubber(secrets)
+	defer func() { err = scrub.err(err) }() // instantiation runs guest code
 	cfgJSON := []byte("{}")
 	if cfg.Config != nil {
 		b, err := json.Marshal(cfg.Config)
@@ -168,6 +175,7 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig) (*Stage, error) {
 		name:    cfg.Name,
 		cfg:     cfg,
 		cfgJSON: cfgJSON,
+		scrub:   scrub,
 		log:     r.log,
 		kv:      r.kvFor(cfg.Name),
 		m:       r.metrics.forStage(cfg.Name),

@@ -38,6 +38,7 @@ type Stage struct {
 	name    string
 	cfg     PluginConfig
 	cfgJSON []byte
+	scrub   scrubber // masks resolved secrets in what the host logs for the plugin
 	log     *slog.Logger
 	kv      *kvStore
 	m       *stageMetrics
@@ -206,7 +207,7 @@ func (f *filter) Handle(ctx context.Context, m *engine.Message) (engine.Result, 
 	if err != nil {
 		s.m.failures[kind].Inc()
 		s.pool.put(p, true)
-		return engine.Result{}, fmt.Errorf("plugin %q %s: %w: %w", s.name, kind, engine.ErrPluginFailure, err)
+		return engine.Result{}, fmt.Errorf("plugin %q %s: %w: %w", s.name, kind, engine.ErrPluginFailure, s.scrub.err(err))
 	}
 	s.m.calls[m.Hook][r.Action].Inc()
 	s.pool.put(p, p.calls >= s.cfg.RecycleAfter || p.inst.memSize() > s.highWater())

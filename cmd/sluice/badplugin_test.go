@@ -126,7 +126,8 @@ func toJSON(v any) string {
 }
 
 // TestAuditFile: with log.audit set to a file, each tool call through the
-// tunnel leaves one JSON record there, and none of its arguments.
+// tunnel leaves one JSON record there per side (`sluice dev` runs both the
+// relay and the agent), and none of its arguments.
 func TestAuditFile(t *testing.T) {
 	dir := t.TempDir()
 	auditPath := filepath.Join(dir, "audit.jsonl")
@@ -140,22 +141,36 @@ func TestAuditFile(t *testing.T) {
 	if st, m := s.post(`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"message":"private words"}}}`); st != 200 || !strings.Contains(toJSON(m), "private words") {
 		t.Fatalf("echo: HTTP %d %v", st, m)
 	}
-	var rec map[string]any
+	recs := map[string]map[string]any{}
 	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	for time.Now().Before(deadline) && len(recs) < 2 {
 		b, _ := os.ReadFile(auditPath)
-		if line := strings.TrimSpace(string(b)); line != "" {
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if line == "" {
+				continue
+			}
 			if strings.Contains(line, "private words") {
 				t.Fatalf("audit record holds the arguments: %s", line)
 			}
+			var rec map[string]any
 			if err := json.Unmarshal([]byte(line), &rec); err != nil {
 				t.Fatalf("audit line not JSON: %s", line)
 			}
-			break
+			side, _ := rec["side"].(string)
+			recs[side] = rec
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if rec["tool"] != "echo" || rec["outcome"] != "ok" || rec["status"] != float64(200) || rec["msg"] != "tool call" {
-		t.Fatalf("audit record: %v", rec)
+	for _, side := range []string{"agent", "relay"} {
+		rec := recs[side]
+		if rec["tool"] != "echo" || rec["outcome"] != "ok" || rec["status"] != float64(200) || rec["msg"] != "tool call" {
+			t.Errorf("%s audit record: %v", side, rec)
+		}
+	}
+	if recs["relay"]["caller"] != "dev" || recs["relay"]["verdict"] != "continue" {
+		t.Errorf("relay audit record lacks the caller or verdict: %v", recs["relay"])
+	}
+	if b, _ := os.ReadFile(auditPath); strings.Count(strings.TrimSpace(string(b)), "\n") != 1 {
+		t.Fatalf("want exactly one record per side:\n%s", b)
 	}
 }

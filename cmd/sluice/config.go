@@ -14,7 +14,6 @@ type Config struct {
 	Health          Health         `koanf:"health"`
 	Log             Log            `koanf:"log"`
 	PID             PID            `koanf:"pid"`
-	AllowRemoteUI   bool           `koanf:"allow-remote-ui"`
 	CABundle        string         `koanf:"ca-bundle"`
 	HTTPProxy       string         `koanf:"http-proxy"`
 	EmbeddedMCPStub bool           `koanf:"embedded-mcp-stub"`
@@ -78,16 +77,18 @@ type PID struct {
 
 // Relay configures `sluice relay` (and the relay half of `sluice dev`).
 type Relay struct {
-	ListenAddr      string         `koanf:"listen-addr"`
-	PublicURL       string         `koanf:"public-url"`
-	AdminListenAddr string         `koanf:"admin-listen-addr"`
-	AdminKey        Secret         `koanf:"admin-key"`
-	TLSCert         string         `koanf:"tls-cert"`
-	TLSKey          string         `koanf:"tls-key"`
-	MaxBodyBytes    int64          `koanf:"max-body-bytes"`
-	ResponseTimeout time.Duration  `koanf:"response-timeout"`
-	Tunnels         []TunnelConfig `koanf:"tunnels"`
-	Pipeline        []PluginConfig `koanf:"pipeline"`
+	ListenAddr      string `koanf:"listen-addr"`
+	PublicURL       string `koanf:"public-url"`
+	AdminListenAddr string `koanf:"admin-listen-addr"`
+	TLSCert         string `koanf:"tls-cert"`
+	TLSKey          string `koanf:"tls-key"`
+	MaxBodyBytes    int64  `koanf:"max-body-bytes"`
+	// MaxResponseBytes caps an agent's response POST (one response, or a
+	// batch of them).
+	MaxResponseBytes int64          `koanf:"max-response-bytes"`
+	ResponseTimeout  time.Duration  `koanf:"response-timeout"`
+	Tunnels          []TunnelConfig `koanf:"tunnels"`
+	Pipeline         []PluginConfig `koanf:"pipeline"`
 }
 
 // TunnelConfig is one tunnel the relay serves.
@@ -146,6 +147,7 @@ const (
 	defaultRelayAddr        = "127.0.0.1:8787"
 	defaultRelayAdminAddr   = "127.0.0.1:8788"
 	defaultMaxBodyBytes     = 4 << 20
+	defaultMaxResponseBytes = 16 << 20
 	defaultResponseTimeout  = 120 * time.Second
 	defaultDrainTimeout     = 30 * time.Second
 	defaultLogLevel         = "info"
@@ -164,10 +166,11 @@ func defaults() Config {
 		Log:          Log{Level: defaultLogLevel, Format: defaultLogFormat, Audit: "log"},
 		DrainTimeout: defaultDrainTimeout,
 		Relay: Relay{
-			ListenAddr:      defaultRelayAddr,
-			AdminListenAddr: defaultRelayAdminAddr,
-			MaxBodyBytes:    defaultMaxBodyBytes,
-			ResponseTimeout: defaultResponseTimeout,
+			ListenAddr:       defaultRelayAddr,
+			AdminListenAddr:  defaultRelayAdminAddr,
+			MaxBodyBytes:     defaultMaxBodyBytes,
+			MaxResponseBytes: defaultMaxResponseBytes,
+			ResponseTimeout:  defaultResponseTimeout,
 		},
 	}
 }

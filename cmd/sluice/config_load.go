@@ -48,7 +48,6 @@ var envTable = []envVar{
 	{name: "MCP_MAX_STREAMS", key: "mcp.max-streams"},
 	{name: "HEALTH_LISTEN_ADDR", key: "health.listen-addr"},
 	{name: "HEALTH_URL_FILE", key: "health.url-file"},
-	{name: "ALLOW_REMOTE_UI", key: "allow-remote-ui"},
 	{name: "LOG_LEVEL", key: "log.level"},
 	{name: "LOG_FORMAT", key: "log.format"},
 	{name: "LOG_HTTP_RAW_UNSAFE", key: "log.http-raw-unsafe"},
@@ -61,10 +60,10 @@ var envTable = []envVar{
 	{name: "RELAY_LISTEN_ADDR", key: "relay.listen-addr"},
 	{name: "RELAY_PUBLIC_URL", key: "relay.public-url"},
 	{name: "RELAY_ADMIN_LISTEN_ADDR", key: "relay.admin-listen-addr"},
-	{name: "RELAY_ADMIN_KEY", key: "relay.admin-key", secret: true},
 	{name: "RELAY_TLS_CERT", key: "relay.tls-cert"},
 	{name: "RELAY_TLS_KEY", key: "relay.tls-key"},
 	{name: "RELAY_MAX_BODY_BYTES", key: "relay.max-body-bytes"},
+	{name: "RELAY_MAX_RESPONSE_BYTES", key: "relay.max-response-bytes"},
 	{name: "RELAY_RESPONSE_TIMEOUT", key: "relay.response-timeout"},
 }
 
@@ -173,11 +172,16 @@ func (l *loader) load() (*Config, *koanf.Koanf, error) {
 		if err := kf.Load(file.Provider(l.path), yaml.Parser()); err != nil {
 			return nil, nil, &ConfigError{Msg: fmt.Sprintf("read %s: %v", l.path, oneLine(err))}
 		}
-		if key := unknownKey(kf.Raw(), reflect.TypeFor[Config](), ""); key != "" {
-			return nil, nil, cfgErr(key, "unknown key in %s", l.path)
+		if key, known := unknownKey(kf.Raw(), reflect.TypeFor[Config](), ""); key != "" {
+			return nil, nil, cfgErr(key, "%s", withHint("unknown key in "+l.path, keyHint(key, known)))
 		}
 		if err := k.Merge(kf); err != nil {
 			return nil, nil, &ConfigError{Msg: fmt.Sprintf("merge %s: %v", l.path, err)}
+		}
+	}
+	for name, key := range removedEnv {
+		if v, ok := l.env.lookup(name); ok && v != "" {
+			return nil, nil, cfgErr(key, "set by %s in the environment: %s", name, removedKeys[key])
 		}
 	}
 	if err := k.Load(envProvider(l.env), nil); err != nil {
@@ -194,6 +198,11 @@ func (l *loader) load() (*Config, *koanf.Koanf, error) {
 		if err := k.Load(p, nil); err != nil {
 			return nil, nil, &ConfigError{Msg: fmt.Sprintf("flags: %v", err)}
 		}
+	}
+	if k.Exists("pipeline") && k.Get("pipeline") == nil {
+		// `pipeline:` with nothing under it (every entry commented out, say):
+		// neither the default chain nor none is clearly meant.
+		return nil, nil, cfgErr("pipeline", "empty value: write `pipeline: []` to run no plugins, or remove the key for the default chain")
 	}
 	cfg := defaults()
 	if err := decode(k, &cfg); err != nil {
@@ -276,8 +285,9 @@ func oneLine(err error) string {
 }
 
 // unknownKey returns the first key of m (in sorted order, as a dotted path)
-// that t has no field for, or "".
-func unknownKey(m map[string]any, t reflect.Type, prefix string) string {
+// that t has no field for, or "", with the keys valid where it was found
+// (for suggestions).
+func unknownKey(m map[string]any, t reflect.Type, prefix string) (string, []string) {
 	fields := map[string]reflect.Type{}
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
@@ -294,13 +304,13 @@ func unknownKey(m map[string]any, t reflect.Type, prefix string) string {
 		path := prefix + key
 		ft, ok := fields[key]
 		if !ok {
-			return path
+			return path, leafKeys(t, prefix)
 		}
 		switch ft.Kind() {
 		case reflect.Struct:
 			if sub, ok := m[key].(map[string]any); ok && ft != reflect.TypeFor[time.Duration]() {
-				if u := unknownKey(sub, ft, path+"."); u != "" {
-					return u
+				if u, known := unknownKey(sub, ft, path+"."); u != "" {
+					return u, known
 				}
 			}
 		case reflect.Slice:
@@ -310,12 +320,12 @@ func unknownKey(m map[string]any, t reflect.Type, prefix string) string {
 			list, _ := m[key].([]any)
 			for i, e := range list {
 				if sub, ok := e.(map[string]any); ok {
-					if u := unknownKey(sub, ft.Elem(), fmt.Sprintf("%s[%d].", path, i)); u != "" {
-						return u
+					if u, known := unknownKey(sub, ft.Elem(), fmt.Sprintf("%s[%d].", path, i)); u != "" {
+						return u, known
 					}
 				}
 			}
 		}
 	}
-	return ""
+	return "", nil
 }

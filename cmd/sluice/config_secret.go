@@ -2,8 +2,11 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strings"
+
+	"github.com/sluicemcp/sluice/host"
 )
 
 // Secret is a configured secret: in the merged config always a reference,
@@ -41,24 +44,47 @@ func (s Secret) resolve(key string, src envSource) (string, error) {
 	if err := s.check(key); err != nil || s == "" {
 		return "", err
 	}
-	ref := string(s)
+	v, err := resolveRef(string(s), src)
+	if err != nil {
+		return "", cfgErr(key, "%v", err)
+	}
+	return v, nil
+}
+
+// resolveRef returns the value of a well-formed reference, env:NAME or
+// file:/path. Its errors name the reference, never a value.
+func resolveRef(ref string, src envSource) (string, error) {
 	if name, ok := strings.CutPrefix(ref, "env:"); ok {
 		v, found := src.lookup(name)
 		if !found || v == "" {
-			return "", cfgErr(key, "environment variable %s (from %s) is not set", name, ref)
+			return "", fmt.Errorf("environment variable %s (from %s) is not set", name, ref)
 		}
 		return v, nil
 	}
 	path := strings.TrimPrefix(ref, "file:")
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", cfgErr(key, "read secret file %s: %v", path, unwrapPathErr(err))
+		return "", fmt.Errorf("read secret file %s: %v", path, unwrapPathErr(err))
 	}
 	v := strings.TrimRight(string(b), "\r\n")
 	if v == "" {
-		return "", cfgErr(key, "secret file %s is empty", path)
+		return "", fmt.Errorf("secret file %s is empty", path)
 	}
 	return v, nil
+}
+
+// pluginSecrets is the host's resolver for the secret references in plugin
+// config (docs/plugins.md, "Secrets in plugin config").
+func pluginSecrets(src envSource) host.SecretResolver {
+	return func(ref string) (string, error) {
+		switch {
+		case ref == "env:":
+			return "", errors.New("env: reference without a variable name")
+		case ref == "file:":
+			return "", errors.New("file: reference without a path")
+		}
+		return resolveRef(ref, src)
+	}
 }
 
 func unwrapPathErr(err error) error {

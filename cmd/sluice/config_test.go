@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -121,7 +122,6 @@ func TestEnvTable(t *testing.T) {
 		"HEALTH_URL_FILE":               "/tmp/x",
 		"LOG_FORMAT":                    "json",
 		"LOG_HTTP_RAW_UNSAFE":           "true",
-		"ALLOW_REMOTE_UI":               "true",
 		"PID_FILE":                      "/tmp/p",
 		"CONTROL_PLANE_RESPONSE_BATCH":  "false",
 		"CONTROL_PLANE_GET_STREAM":      "false",
@@ -147,7 +147,6 @@ func TestEnvTable(t *testing.T) {
 		{"url file", cfg.Health.URLFile, "/tmp/x"},
 		{"log format", cfg.Log.Format, "json"},
 		{"raw unsafe", cfg.Log.HTTPRawUnsafe, true},
-		{"remote ui", cfg.AllowRemoteUI, true},
 		{"pid", cfg.PID.File, "/tmp/p"},
 		{"response-batch", cfg.ControlPlane.ResponseBatch, false},
 		{"get-stream", cfg.ControlPlane.GetStream, false},
@@ -374,8 +373,8 @@ func TestKoanfYAMLLoads(t *testing.T) {
 			if cfg.ControlPlane.BaseURL != want.ControlPlane.BaseURL || cfg.Relay.ListenAddr != want.Relay.ListenAddr {
 				t.Errorf("koanf.yaml does not hold the documented defaults")
 			}
-			if len(cfg.Pipeline) != 1 || cfg.Pipeline[0].Plugin != "redact" {
-				t.Errorf("pipeline = %+v, want redact", cfg.Pipeline)
+			if mode != ModeRelay && !reflect.DeepEqual(cfg.Pipeline, defaultPipeline()) {
+				t.Errorf("pipeline = %+v, want the default chain %+v", cfg.Pipeline, defaultPipeline())
 			}
 			if cfg.MCP.MaxStreams != want.MCP.MaxStreams || cfg.ControlPlane.GetStream != want.ControlPlane.GetStream {
 				t.Errorf("koanf.yaml: mcp.max-streams %d, control-plane.get-stream %v", cfg.MCP.MaxStreams, cfg.ControlPlane.GetStream)

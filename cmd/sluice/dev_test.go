@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -127,7 +128,7 @@ func TestDevEndToEnd(t *testing.T) {
 			if tc.public != (info.Key == "") {
 				t.Fatalf("key %q with public=%v", info.Key, tc.public)
 			}
-			for _, want := range []string{info.MCPURL, `"mcpServers"`, "npx @modelcontextprotocol/inspector", "curl -s", "● ready"} {
+			for _, want := range []string{info.MCPURL, `"mcpServers"`, inspectorCommand, "curl -s", "● ready"} {
 				if !strings.Contains(out.String(), want) {
 					t.Errorf("banner lacks %q:\n%s", want, out.String())
 				}
@@ -231,15 +232,7 @@ func TestReload(t *testing.T) {
 	addr := freeAddr(t)
 	write := func(level, tunnels string) {
 		yaml := "log:\n  level: " + level + "\nrelay:\n  listen-addr: " + addr + "\n  admin-listen-addr: ''\n  tunnels:\n" + tunnels
-		// Write and rename, as config managers do, so neither the watcher
-		// nor the explicit trigger sees a half-written file.
-		tmp := cfgPath + ".tmp"
-		if err := os.WriteFile(tmp, []byte(yaml), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, cfgPath); err != nil {
-			t.Fatal(err)
-		}
+		replaceFile(t, cfgPath, yaml)
 	}
 	tunnel := "    - id: " + testTunnel + "\n      runtime-key: env:RK\n      auth-mode: public\n"
 	write("info", tunnel)
@@ -270,7 +263,7 @@ func TestReload(t *testing.T) {
 		{name: "new tunnel served", level: "info", tunnels: both, want: "reloaded relay.tunnels"},
 		{name: "restart-only key", level: "debug", tunnels: both, want: "restart required: log.level"},
 		{name: "tunnels reload live", level: "debug", tunnels: tunnel + "    - id: tunnel_" + strings.Repeat("b", 32) + "\n      runtime-key: env:RK\n      auth-mode: public\n",
-			want: "reload failed: keeping the running relay.tunnels"}, // same runtime key twice: refused, old kept
+			want: "reload failed: kept the old relay.tunnels"}, // same runtime key twice: refused, old kept
 		{name: "invalid file keeps running config", level: "loud", tunnels: tunnel, want: "config: log.level"},
 	}
 	for _, st := range steps {
@@ -287,12 +280,26 @@ func TestReload(t *testing.T) {
 	}
 }
 
+// replaceFile writes a config file and renames it into place, as config
+// managers do, so neither the watcher nor an explicit reload sees a
+// half-written file.
+func replaceFile(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func hostFixture(t *testing.T, name string) string {
 	t.Helper()
 	_, self, _, _ := runtime.Caller(0)
 	p := filepath.Join(filepath.Dir(self), "..", "..", "host", "testdata", name)
 	if _, err := os.Stat(p); err != nil {
-		t.Skipf("host fixture %s not present: %v", name, err)
+		t.Fatalf("host fixture %s (committed with the host package): %v", name, err)
 	}
 	return p
 }
@@ -304,13 +311,7 @@ func TestPipelineReload(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "dev.yaml")
 	write := func(pipeline string) {
-		tmp := cfgPath + ".tmp"
-		if err := os.WriteFile(tmp, []byte("pipeline:"+pipeline+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, cfgPath); err != nil {
-			t.Fatal(err)
-		}
+		replaceFile(t, cfgPath, "pipeline:"+pipeline+"\n")
 	}
 	write(" []")
 	info, errb, reload := startDevWithConfig(t, cfgPath)
@@ -318,7 +319,7 @@ func TestPipelineReload(t *testing.T) {
 		name, pipeline, want string
 	}{
 		{name: "good module swapped in", pipeline: "\n  - plugin: " + good, want: "reloaded pipeline"},
-		{name: "broken module refused", pipeline: "\n  - plugin: " + good + "\n  - plugin: " + bad + "\n    name: broken", want: "reload failed: keeping the running pipeline"},
+		{name: "broken module refused", pipeline: "\n  - plugin: " + good + "\n  - plugin: " + bad + "\n    name: broken", want: "reload failed: kept the old pipeline"},
 		{name: "sha256 mismatch refused", pipeline: "\n  - plugin: " + good + "\n    name: pinned\n    sha256: '" + strings.Repeat("0", 64) + "'", want: `\"pinned\"`},
 	}
 	for _, st := range steps {
@@ -328,7 +329,7 @@ func TestPipelineReload(t *testing.T) {
 			enginetest.WaitFor(t, st.want, func() bool { return strings.Contains(errb.String(), st.want) })
 		})
 	}
-	if !strings.Contains(errb.String(), `"stages":["good"]`) {
+	if !strings.Contains(errb.String(), `"msg":"reload finished","phase":"reload"`) || !strings.Contains(errb.String(), `"pipeline":"good","relay.pipeline":"none"`) {
 		t.Errorf("the good chain was not swapped in:\n%s", errb.String())
 	}
 	if got := callEcho(t, mcpClient(t, info.MCPURL, info.Key), "after reloads"); got != "after reloads" {
@@ -361,11 +362,17 @@ func TestPipelineLoadFailureIsConfigError(t *testing.T) {
 // printed for clients, its log, and the channel that triggers a reload.
 func startDevWithConfig(t *testing.T, cfgPath string) (devInfo, *enginetest.SyncBuffer, chan<- struct{}) {
 	t.Helper()
-	var out enginetest.SyncBuffer
+	return startDevWithConfigOut(t, cfgPath, &enginetest.SyncBuffer{})
+}
+
+// startDevWithConfigOut is startDevWithConfig with dev's stdout (the banner)
+// written to out, which must be safe for concurrent use.
+func startDevWithConfigOut(t *testing.T, cfgPath string, out io.Writer) (devInfo, *enginetest.SyncBuffer, chan<- struct{}) {
+	t.Helper()
 	errb := &enginetest.SyncBuffer{}
 	ready := make(chan devInfo, 1)
 	reload := make(chan struct{})
-	startCLI(t, &cli{stdout: &out, stderr: errb, env: envOf(nil), reload: reload, devReady: func(i devInfo) { ready <- i }},
+	startCLI(t, &cli{stdout: out, stderr: errb, env: envOf(nil), reload: reload, devReady: func(i devInfo) { ready <- i }},
 		"dev", "--config", cfgPath, "--relay.listen-addr", "127.0.0.1:0", "--log.format", "json")
 	select {
 	case info := <-ready:

@@ -1,19 +1,25 @@
 package main
 
 import (
+	"fmt"
 	"io"
 
 	"github.com/spf13/pflag"
 )
 
 // newFlagSet returns the flags of one subcommand. Flag names are the config
-// keys; their defaults are shown in help only (defaults come from defaults(),
-// and only flags given on the command line override the file and env).
+// keys; their defaults are shown in help only (defaults come from defaults()
+// and the subcommand's own, applyModeDefaults; only flags given on the
+// command line override the file and env).
 func newFlagSet(mode Mode, out io.Writer) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("sluice "+string(mode), pflag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.SortFlags = false
-	d := defaults()
+	d := modeDefaults(mode)
+	atLeast := ""
+	if mode == ModeDev {
+		atLeast = fmt.Sprintf(" (dev raises it to at least %d)", devMinConcurrency)
+	}
 	fs.String("config", "", "YAML config file (env SLUICE_CONFIG); none is read unless given")
 
 	if mode == ModeRun {
@@ -25,19 +31,18 @@ func newFlagSet(mode Mode, out io.Writer) *pflag.FlagSet {
 		fs.StringArray("control-plane.extra-headers", nil, "extra control-plane header 'Name: value' (repeatable)")
 	}
 	if mode == ModeRun || mode == ModeDev {
-		fs.Int("control-plane.max-inflight", d.ControlPlane.MaxInflight, "commands polled but not yet running (max 10000)")
+		fs.Int("control-plane.max-inflight", d.ControlPlane.MaxInflight, "commands polled but not yet running (max 10000)"+atLeast)
 		fs.Duration("control-plane.poll-timeout", d.ControlPlane.PollTimeout, "long-poll wait asked of the relay")
 		fs.Bool("control-plane.response-batch", d.ControlPlane.ResponseBatch, "deliver finished responses together when a sluice relay offers it")
 		fs.Bool("control-plane.get-stream", d.ControlPlane.GetStream, "carry MCP clients' standalone GET streams when a sluice relay offers it")
 		fs.StringArray("mcp.server-url", nil, "MCP server: URL for main, or channel=NAME,url=URL (repeatable)")
 		fs.StringArray("mcp.command", nil, "stdio MCP server: channel=NAME,command=ARGV (repeatable)")
-		fs.Int("mcp.max-concurrent-requests", d.MCP.MaxConcurrentRequests, "MCP requests running at once")
+		fs.Int("mcp.max-concurrent-requests", d.MCP.MaxConcurrentRequests, "MCP requests running at once"+atLeast)
 		fs.StringArray("mcp.extra-headers", nil, "extra header to the MCP server 'Name: value' (repeatable)")
 		fs.Duration("mcp.startup-wait-timeout", 0, "wait this long for the MCP server before the first poll (0 = off)")
 		fs.Int("mcp.max-streams", d.MCP.MaxStreams, "MCP clients' GET streams open at once (max 10000)")
 		fs.String("health.listen-addr", d.Health.ListenAddr, "health, readiness and metrics listener")
 		fs.String("health.url-file", "", "write the health listener's base URL here after binding")
-		fs.Bool("allow-remote-ui", false, "let non-loopback peers see admin pages")
 		fs.String("ca-bundle", "", "PEM file added to the system roots")
 		fs.String("http-proxy", "", "outbound proxy URL")
 		fs.String("pid.file", "", "write the process id here at start, remove it at stop")
@@ -48,13 +53,13 @@ func newFlagSet(mode Mode, out io.Writer) *pflag.FlagSet {
 	if mode == ModeRelay || mode == ModeDev {
 		fs.String("relay.listen-addr", d.Relay.ListenAddr, "relay listener for MCP clients and agents (:0 = any free port)")
 		fs.String("relay.public-url", "", "the relay's public origin (default http://<listen-addr>)")
-		fs.String("relay.admin-listen-addr", d.Relay.AdminListenAddr, "admin API, health and metrics listener (loopback)")
+		fs.String("relay.admin-listen-addr", d.Relay.AdminListenAddr, "relay health, readiness and metrics listener (loopback)")
 	}
 	if mode == ModeRelay {
-		fs.String("relay.admin-key", "", "admin key reference: env:NAME or file:/path")
 		fs.String("relay.tls-cert", "", "TLS certificate file (direct TLS)")
 		fs.String("relay.tls-key", "", "TLS key file (direct TLS)")
-		fs.Int64("relay.max-body-bytes", d.Relay.MaxBodyBytes, "request and response body cap")
+		fs.Int64("relay.max-body-bytes", d.Relay.MaxBodyBytes, "cap on an MCP client's request body")
+		fs.Int64("relay.max-response-bytes", d.Relay.MaxResponseBytes, "cap on an agent's response POST (one response or a batch)")
 		fs.Duration("relay.response-timeout", d.Relay.ResponseTimeout, "default response_timeout per command")
 	}
 	if mode == ModeDev {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
 )
 
@@ -60,13 +61,19 @@ Usage:
   sluice run      [flags]   run the agent inside your network (polls a relay)
   sluice relay    [flags]   run the self-hosted relay (the public side)
   sluice dev      [flags]   relay + agent + demo MCP server in one process
+  sluice config check [--mode run|relay|dev] [flags]
+                            check a configuration and its plugins without starting
   sluice version            print version, commit and Go version
-  sluice help [command]     show help (flags of a command)
+  sluice help [command]     show the flags of a command (run, relay, dev, config)
+  sluice help <topic>       quickstart, plugins, openai, troubleshooting
 
 Configuration: flags > environment > --config FILE (or SLUICE_CONFIG) > defaults.
 Secrets in files and flags are references: env:NAME or file:/path.
 Docs: docs/configuration.md
 `
+
+// commands are the subcommands, for suggestions.
+var commands = []string{"run", "relay", "dev", "config", "version", "help"}
 
 func (c *cli) main(ctx context.Context, args []string) int {
 	if len(args) == 0 {
@@ -78,38 +85,35 @@ func (c *cli) main(ctx context.Context, args []string) int {
 		printVersion(c.stdout)
 		return exitOK
 	case "help", "-h", "--help", "-help":
-		if len(args) > 1 {
-			switch m := Mode(args[1]); m {
-			case ModeRun, ModeRelay, ModeDev:
-				fs := newFlagSet(m, c.stdout)
-				fmt.Fprintf(c.stdout, "Usage: sluice %s [flags]\n\nFlags:\n", m)
-				fs.PrintDefaults()
-				return exitOK
-			}
-		}
-		fmt.Fprint(c.stdout, usageText)
-		return exitOK
+		return c.help(args[1:])
+	case "config":
+		return c.configCommand(ctx, args[1:])
 	case string(ModeRun), string(ModeRelay), string(ModeDev):
 		return c.serve(ctx, Mode(args[0]), args[1:])
 	}
-	fmt.Fprintf(c.stderr, "sluice: unknown command %q\n\n%s", args[0], usageText)
+	msg := fmt.Sprintf("sluice: unknown command %q", args[0])
+	if s, ok := nearest(args[0], commands); ok {
+		msg += " (did you mean " + s + "?)"
+	}
+	fmt.Fprintf(c.stderr, "%s\n\n%s", msg, usageText)
 	return exitConfig
 }
 
-// serve loads and validates the config of mode, then runs it until ctx ends
-// or a signal stops it.
-func (c *cli) serve(ctx context.Context, mode Mode, args []string) int {
+// load parses args as mode's flags, then loads and validates the config as
+// a start of mode does. On failure it prints the one-line error (prog names
+// the command in flag errors) and returns a nil loader and the exit code.
+func (c *cli) load(mode Mode, args []string, prog string) (*loader, *Config, *koanf.Koanf, int) {
 	fs := newFlagSet(mode, c.stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			return exitOK
+			return nil, nil, nil, exitOK
 		}
-		fmt.Fprintf(c.stderr, "sluice %s: %v\n", mode, err)
-		return exitConfig
+		fmt.Fprintf(c.stderr, "%s: %s\n", prog, withHint(err.Error(), flagHint(mode, err)))
+		return nil, nil, nil, exitConfig
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(c.stderr, "sluice %s: unexpected argument %q\n", mode, fs.Arg(0))
-		return exitConfig
+		fmt.Fprintf(c.stderr, "%s: unexpected argument %q\n", prog, fs.Arg(0))
+		return nil, nil, nil, exitConfig
 	}
 	l := &loader{flags: fs, env: c.env, path: configPath(fs, c.env)}
 	cfg, k, err := l.load()
@@ -119,7 +123,17 @@ func (c *cli) serve(ctx context.Context, mode Mode, args []string) int {
 	}
 	if err != nil {
 		fmt.Fprintln(c.stderr, "sluice: "+err.Error())
-		return exitConfig
+		return nil, nil, nil, exitConfig
+	}
+	return l, cfg, k, exitOK
+}
+
+// serve loads and validates the config of mode, then runs it until ctx ends
+// or a signal stops it.
+func (c *cli) serve(ctx context.Context, mode Mode, args []string) int {
+	l, cfg, k, code := c.load(mode, args, "sluice "+string(mode))
+	if l == nil {
+		return code
 	}
 	log := newLogger(cfg.Log, c.stderr, c.tty)
 	if cfg.Log.HTTPRawUnsafe {
@@ -168,23 +182,41 @@ func (c *cli) serve(ctx context.Context, mode Mode, args []string) int {
 }
 
 // applyModeDefaults adjusts defaults that differ per subcommand, only where
-// the operator did not set the key.
+// the operator did not set the key (newFlagSet shows the result in help).
 func applyModeDefaults(cfg *Config, mode Mode, k interface{ Exists(string) bool }) {
+	if mode == ModeRelay {
+		return
+	}
+	// The agent's default chain; `pipeline: []` is the explicit "none".
+	if !k.Exists("pipeline") {
+		cfg.Pipeline = defaultPipeline()
+	}
 	if mode != ModeDev {
 		return
 	}
-	// One process on loopback: the agent's health listener must not collide
-	// with anything else on 8080.
+	// One process on loopback: its listeners must not collide with anything
+	// else on 8080 or 8788.
 	if !k.Exists("health.listen-addr") {
 		cfg.Health.ListenAddr = "127.0.0.1:0"
 	}
+	if !k.Exists("relay.admin-listen-addr") {
+		cfg.Relay.AdminListenAddr = "127.0.0.1:0"
+	}
 	cfg.ControlPlane.MaxInflight = max(cfg.ControlPlane.MaxInflight, devMinConcurrency)
 	cfg.MCP.MaxConcurrentRequests = max(cfg.MCP.MaxConcurrentRequests, devMinConcurrency)
-	// A short poll wait keeps shutdown of the in-process pair quick.
-	if !k.Exists("control-plane.poll-timeout") {
-		cfg.ControlPlane.PollTimeout = defaultPollTimeout
-	}
 }
+
+// modeDefaults is what mode runs with when nothing is configured.
+func modeDefaults(mode Mode) Config {
+	d := defaults()
+	applyModeDefaults(&d, mode, noKeys{})
+	return d
+}
+
+// noKeys is a configuration in which no key is set.
+type noKeys struct{}
+
+func (noKeys) Exists(string) bool { return false }
 
 // session is one running subcommand.
 type session struct {
@@ -195,6 +227,16 @@ type session struct {
 	known  koanfView
 	log    *slog.Logger
 	audit  *slog.Logger // the tool-call audit trail (nil = off)
+	chains []sessionChain
+}
+
+// auditFor returns the audit trail for one side of the tunnel ("agent" or
+// "relay": `sluice dev` writes both to one trail), or nil when it is off.
+func (s *session) auditFor(side string) *slog.Logger {
+	if s.audit == nil {
+		return nil
+	}
+	return s.audit.With("side", side)
 }
 
 // koanfView is what a session keeps of the loaded koanf instance: the

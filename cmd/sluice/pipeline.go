@@ -21,7 +21,8 @@ import (
 type pipelines struct {
 	log     *slog.Logger
 	reg     prometheus.Registerer
-	baseDir string // relative .wasm paths are resolved against the config file's directory
+	baseDir string    // relative .wasm paths are resolved against the config file's directory
+	env     envSource // resolves env: references in plugin config (nil = the process environment)
 
 	mu sync.Mutex
 	rt *host.Runtime
@@ -77,6 +78,7 @@ func (p *pipelines) pluginConfig(key string, e PluginConfig) (host.PluginConfig,
 		Name:           e.stageName(),
 		SHA256:         e.SHA256,
 		Config:         e.Config,
+		Secrets:        pluginSecrets(p.env),
 		Hooks:          e.Hooks,
 		Methods:        e.Methods,
 		MemoryPages:    e.Limits.MemoryPages,
@@ -104,6 +106,87 @@ func (p *pipelines) pluginConfig(key string, e PluginConfig) (host.PluginConfig,
 	}
 	pc.Module = mod
 	return pc, nil
+}
+
+// newPipelines returns the session's pipeline builder.
+func (s *session) newPipelines(reg prometheus.Registerer) *pipelines {
+	return &pipelines{log: s.log, reg: reg, baseDir: s.configDir(), env: s.cli.env}
+}
+
+// defaultPipeline is the agent's chain when the config has no `pipeline` key
+// (`sluice run` and `sluice dev` alike; koanf.yaml and docs/plugins.md show
+// it): redact on responses with the credential and card detectors, the
+// personal-data detectors (email, phone, IBAN) off. `pipeline: []` turns the
+// chain off.
+func defaultPipeline() []PluginConfig {
+	return []PluginConfig{{
+		Plugin:  "redact",
+		Hooks:   []string{"response"},
+		Config:  map[string]any{"disable": []any{"email", "phone", "iban"}},
+		OnError: "fail_closed",
+	}}
+}
+
+// hasSecretRefs reports whether any entry's config holds a secret reference.
+func hasSecretRefs(entries []PluginConfig) bool {
+	for _, e := range entries {
+		if host.HasSecretRefs(e.Config) {
+			return true
+		}
+	}
+	return false
+}
+
+// chainLine describes a chain in one line: its stages in request order, or
+// "none".
+func chainLine(c *engine.Chain) string {
+	names := c.Stages()
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, " → ")
+}
+
+// sessionChain is one plugin chain a session runs, under its config key.
+type sessionChain struct {
+	key string // "pipeline" or "relay.pipeline"
+	p   *engine.Pipeline
+}
+
+// chainAttrs are the session's active chains as log attributes, one per
+// config key ("pipeline=redact").
+func (s *session) chainAttrs() []any {
+	out := make([]any, 0, 2*len(s.chains))
+	for _, c := range s.chains {
+		out = append(out, c.key, chainLine(c.p.Chain()))
+	}
+	return out
+}
+
+// pipelineKey registers one of the session's chains (for the active-chain
+// log lines) and returns its live key: rebuilt when its entries change, and
+// on every reload when they hold a secret reference (a rotated secret file
+// is picked up).
+func (s *session) pipelineKey(pl *pipelines, key string, p *engine.Pipeline, entries func(*Config) []PluginConfig) liveKey {
+	s.chains = append(s.chains, sessionChain{key: key, p: p})
+	return liveKey{
+		key:    key,
+		apply:  s.swapPipeline(pl, key, p, entries),
+		value:  func(c *Config) any { return entries(c) },
+		always: func(c *Config) bool { return hasSecretRefs(entries(c)) },
+	}
+}
+
+// swapPipeline returns the reload function of a pipeline key: it builds the
+// new chain while the old one serves, then swaps them.
+func (s *session) swapPipeline(pl *pipelines, key string, p *engine.Pipeline, entries func(*Config) []PluginConfig) func(context.Context, *Config) error {
+	return func(ctx context.Context, cfg *Config) error {
+		c, err := pl.build(ctx, key, entries(cfg))
+		if err != nil {
+			return err
+		}
+		return p.Swap(c, cfg.DrainTimeout)
+	}
 }
 
 func isModulePath(s string) bool {

@@ -19,9 +19,13 @@ import (
 type liveKey struct {
 	key   string
 	apply func(ctx context.Context, cfg *Config) error
-	// always applies on every reload even when the value is unchanged
-	// (tunnels: a file: key reference may point at a rotated key).
-	always bool
+	// value is the key's effective value in a loaded config (after mode
+	// defaults: an absent `pipeline` is the default chain, `pipeline: []`
+	// none); a reload applies the key when it changed.
+	value func(*Config) any
+	// always, when it reports true, applies the key on every reload even
+	// when its value is unchanged (a file: secret may have been rotated).
+	always func(*Config) bool
 }
 
 // reloadLoop waits for SIGHUP, a change of the config file or a test trigger,
@@ -78,7 +82,7 @@ func (s *session) reloadLoop(ctx context.Context, live []liveKey, reloaded func(
 	// applied holds, per live key, the value last applied successfully.
 	applied := map[string]any{}
 	for _, lk := range live {
-		applied[lk.key] = s.known.Get(lk.key)
+		applied[lk.key] = lk.value(s.cfg)
 	}
 	for {
 		select {
@@ -98,14 +102,33 @@ func (s *session) reloadLoop(ctx context.Context, live []liveKey, reloaded func(
 	}
 }
 
+// reloadOnce reloads the configuration once. It logs "reload started",
+// then one closing line with the time it took and the active chains:
+// "reload finished", or "reload failed: kept the old …" naming what stayed.
 func (s *session) reloadOnce(ctx context.Context, live []liveKey, applied map[string]any) error {
+	start := time.Now()
+	s.log.Info("reload started", "phase", "reload")
+	var failed []string
+	err := s.reloadKeys(ctx, live, applied, &failed)
+	attrs := append([]any{"phase", "reload", "took_ms", float64(time.Since(start).Microseconds()) / 1000}, s.chainAttrs()...)
+	if err != nil {
+		s.log.Error("reload failed: kept the old "+strings.Join(failed, " and "), append(attrs, "err", err)...)
+		return err
+	}
+	s.log.Info("reload finished", attrs...)
+	return nil
+}
+
+// reloadKeys loads the configuration again and applies the live keys that
+// changed. failed receives what was kept because it could not be applied
+// ("configuration" when nothing could be); the error holds every reason.
+func (s *session) reloadKeys(ctx context.Context, live []liveKey, applied map[string]any, failed *[]string) error {
 	if s.loader.path != "" {
 		// A file caught between truncate and write reads as empty: never
 		// take that for "remove every key".
 		if b, err := os.ReadFile(s.loader.path); err == nil && len(strings.TrimSpace(string(b))) == 0 {
-			err := &ConfigError{Msg: s.loader.path + " is empty"}
-			s.log.Error("reload failed: keeping the running configuration", "phase", "reload", "err", err)
-			return err
+			*failed = append(*failed, "configuration")
+			return &ConfigError{Msg: s.loader.path + " is empty"}
 		}
 	}
 	cfg, k, err := s.loader.load()
@@ -114,7 +137,7 @@ func (s *session) reloadOnce(ctx context.Context, live []liveKey, applied map[st
 		err = cfg.validate(s.mode)
 	}
 	if err != nil {
-		s.log.Error("reload failed: keeping the running configuration", "phase", "reload", "err", err)
+		*failed = append(*failed, "configuration")
 		return err
 	}
 	// Keys that need a restart: compared with what the process started with.
@@ -127,24 +150,46 @@ func (s *session) reloadOnce(ctx context.Context, live []liveKey, applied map[st
 			s.log.Warn("restart required: "+key, "phase", "reload")
 		}
 	}
-	var firstErr error
+	var errs []error
 	for _, lk := range live {
-		next := k.Get(lk.key)
-		if !lk.always && reflect.DeepEqual(normalize(applied[lk.key]), normalize(next)) {
+		next := lk.value(cfg)
+		if !lk.always(cfg) && reflect.DeepEqual(normalize(applied[lk.key]), normalize(next)) {
 			continue
 		}
 		if err := lk.apply(ctx, cfg); err != nil {
-			s.log.Error("reload failed: keeping the running "+lk.key, "phase", "reload", "err", err)
-			if firstErr == nil {
-				firstErr = err
-			}
+			*failed = append(*failed, lk.key)
+			errs = append(errs, err)
 			continue
 		}
 		applied[lk.key] = next
 		s.log.Info("reloaded "+lk.key, "phase", "reload")
 	}
-	return firstErr
+	return joinErrors(errs)
 }
+
+// joinErrors joins errs into one error with a one-line message (nil for
+// none); errors.Is and errors.As see each of them.
+func joinErrors(errs []error) error {
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return errs[0]
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return &joinedError{msg: strings.Join(msgs, "; "), errs: errs}
+}
+
+type joinedError struct {
+	msg  string
+	errs []error
+}
+
+func (e *joinedError) Error() string   { return e.msg }
+func (e *joinedError) Unwrap() []error { return e.errs }
 
 // fileQuiet is how long the config file must stay unchanged before a reload.
 const fileQuiet = 300 * time.Millisecond

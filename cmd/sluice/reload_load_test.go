@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -34,13 +33,7 @@ func TestPipelineReloadUnderLoad(t *testing.T) {
 			// on a busy CI machine can stretch a guest call far past the default.
 			fmt.Fprintf(&sb, "  - plugin: redact\n    name: %s-%s\n    config: {only: [%s], mask: fixed, mask_text: %s}\n    limits: {call-timeout: 30s}\n", kind, gen, kind, gen)
 		}
-		tmp := cfgPath + ".tmp"
-		if err := os.WriteFile(tmp, []byte(sb.String()), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, cfgPath); err != nil {
-			t.Fatal(err)
-		}
+		replaceFile(t, cfgPath, sb.String())
 	}
 	write("GENA")
 	info, errb, reload := startDevWithConfig(t, cfgPath)

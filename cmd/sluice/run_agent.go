@@ -68,7 +68,7 @@ func (s *session) runAgent(ctx context.Context) error {
 		return err
 	}
 	reg := newRegistry()
-	pl := &pipelines{log: s.log, reg: reg, baseDir: s.configDir()}
+	pl := s.newPipelines(reg)
 	defer func() { _ = pl.close(context.WithoutCancel(ctx)) }()
 
 	setup := agentSetup{baseURL: cfg.ControlPlane.BaseURL, tunnelID: cfg.ControlPlane.TunnelID, apiKey: apiKey}
@@ -96,8 +96,8 @@ func (s *session) runAgent(ctx context.Context) error {
 	}
 	defer parts.close()
 
-	live := []liveKey{{key: "pipeline", apply: s.swapPipeline(pl, "pipeline", parts.pipeline,
-		func(c *Config) []PluginConfig { return c.Pipeline })}}
+	live := []liveKey{s.pipelineKey(pl, "pipeline", parts.pipeline, agentEntries)}
+	s.log.Info("active chain", s.chainAttrs()...)
 	rctx, stopReload := context.WithCancel(ctx)
 	defer stopReload()
 	go s.reloadLoop(rctx, live, nil)
@@ -107,6 +107,10 @@ func (s *session) runAgent(ctx context.Context) error {
 	_ = parts.pipeline.Close()
 	return err
 }
+
+// agentEntries are the agent's pipeline entries (the default chain when the
+// config has none: applyModeDefaults).
+func agentEntries(c *Config) []PluginConfig { return c.Pipeline }
 
 // startAgent builds the bindings, the agent and its health listener.
 func (s *session) startAgent(ctx context.Context, reg *prometheus.Registry, setup agentSetup) (*agentParts, error) {
@@ -179,7 +183,7 @@ func (s *session) startAgent(ctx context.Context, reg *prometheus.Registry, setu
 		Pipeline:     parts.pipeline,
 		HTTPClient:   client,
 		LogRawUnsafe: cfg.Log.HTTPRawUnsafe,
-		Audit:        s.audit,
+		Audit:        s.auditFor("agent"),
 	})
 	if err != nil {
 		parts.close()
@@ -188,7 +192,7 @@ func (s *session) startAgent(ctx context.Context, reg *prometheus.Registry, setu
 	parts.agent = a
 	healthAddr := cfg.Health.ListenAddr
 	if healthAddr != "" {
-		if h, _, err := net.SplitHostPort(healthAddr); err == nil && !isLoopbackHost(h) && !cfg.AllowRemoteUI {
+		if h, _, err := net.SplitHostPort(healthAddr); err == nil && !isLoopbackHost(h) {
 			s.log.Warn("health.listen-addr is not loopback: /metrics and /readyz are reachable from the network", "addr", healthAddr)
 		}
 		u, err := agent.ServeHealth(ctx, healthAddr, cfg.Health.URLFile, a.HealthHandler(), s.log)
@@ -199,19 +203,6 @@ func (s *session) startAgent(ctx context.Context, reg *prometheus.Registry, setu
 		parts.healthURL = u
 	}
 	return parts, nil
-}
-
-// swapPipeline returns the reload function of a pipeline key: it builds the
-// new chain while the old one serves, then swaps them.
-func (s *session) swapPipeline(pl *pipelines, key string, p *engine.Pipeline, entries func(*Config) []PluginConfig) func(context.Context, *Config) error {
-	return func(ctx context.Context, cfg *Config) error {
-		c, err := pl.build(ctx, key, entries(cfg))
-		if err != nil {
-			return err
-		}
-		s.log.Info("swapping "+key, "phase", "reload", "stages", c.Stages())
-		return p.Swap(c, cfg.DrainTimeout)
-	}
 }
 
 // waitForMCP waits up to mcp.startup-wait-timeout for the main MCP server's

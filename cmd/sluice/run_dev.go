@@ -46,7 +46,7 @@ func (s *session) runDev(ctx context.Context) error {
 	}
 
 	reg := newRegistry()
-	pl := &pipelines{log: s.log, reg: reg, baseDir: s.configDir()}
+	pl := s.newPipelines(reg)
 	defer func() { _ = pl.close(context.WithoutCancel(ctx)) }()
 
 	// The relay outlives the agent so the agent can post its last results.
@@ -56,11 +56,7 @@ func (s *session) runDev(ctx context.Context) error {
 	if err != nil {
 		return asConfigError(err)
 	}
-	adminAddr := cfg.Relay.AdminListenAddr
-	if !s.known.Exists("relay.admin-listen-addr") {
-		adminAddr = "127.0.0.1:0"
-	}
-	rp, err := s.startRelay(relayCtx, reg, []relay.Tunnel{t}, relayChain, adminAddr)
+	rp, err := s.startRelay(relayCtx, reg, []relay.Tunnel{t}, relayChain, cfg.Relay.AdminListenAddr)
 	if err != nil {
 		_ = relayChain.Close()
 		return err
@@ -84,13 +80,7 @@ func (s *session) runDev(ctx context.Context) error {
 		}
 		setup.mainURL, info.ServerURL, info.Demo = u, u, true
 	}
-	entries := cfg.Pipeline
-	if !s.known.Exists("pipeline") {
-		if _, ok := lookupBuiltin("redact"); ok {
-			entries = []PluginConfig{{Plugin: "redact"}}
-		}
-	}
-	agentChain, err := pl.build(ctx, "pipeline", entries)
+	agentChain, err := pl.build(ctx, "pipeline", cfg.Pipeline)
 	if err != nil {
 		stopRelay()
 		<-relayDone
@@ -111,9 +101,9 @@ func (s *session) runDev(ctx context.Context) error {
 	info.Agent, info.Relay = agentChain.Stages(), relayChain.Stages()
 	printDevBanner(s.cli.stdout, info)
 
-	live := append([]liveKey{{key: "pipeline", apply: s.swapPipeline(pl, "pipeline", ap.pipeline,
-		func(c *Config) []PluginConfig { return c.Pipeline })}},
-		s.relayLiveKeys(pl, rp)[0]) // relay.pipeline; dev mints its own tunnel
+	live := []liveKey{s.pipelineKey(pl, "pipeline", ap.pipeline, agentEntries),
+		s.pipelineKey(pl, "relay.pipeline", rp.pipeline, relayEntries)} // dev mints its own tunnel
+	s.log.Info("active chain", s.chainAttrs()...)
 	rctx, stopReload := context.WithCancel(ctx)
 	defer stopReload()
 	go s.reloadLoop(rctx, live, nil)
@@ -171,7 +161,8 @@ func printDevBanner(w io.Writer, in devInfo) {
 		auth = fmt.Sprintf(" --header 'Authorization: Bearer %s'", in.Key)
 	}
 	fmt.Fprintf(&b, "\nTry it:\n")
-	fmt.Fprintf(&b, "  npx @modelcontextprotocol/inspector --cli %s --transport http%s --method tools/call --tool-name echo --tool-arg message=hi\n", in.MCPURL, auth)
+	fmt.Fprintf(&b, "  %s %s --transport http%s --method tools/call --tool-name echo --tool-arg message=hi\n", inspectorCommand, in.MCPURL, auth)
+	fmt.Fprintf(&b, "    (Node 20 or later; run it in a directory whose parent has a package.json, such as bin/ of a Sluice checkout)\n")
 	curlAuth := ""
 	if in.Key != "" {
 		curlAuth = fmt.Sprintf(" -H 'Authorization: Bearer %s'", in.Key)
@@ -184,7 +175,7 @@ func printDevBanner(w io.Writer, in devInfo) {
 
 func stageList(s []string) string {
 	if len(s) == 0 {
-		return "(none)"
+		return "none"
 	}
 	return strings.Join(s, " → ")
 }

@@ -60,34 +60,26 @@ func (s *session) startRelay(ctx context.Context, reg prometheus.Registerer, tun
 	if err != nil {
 		return nil, fmt.Errorf("relay.listen-addr: listen on %s: %w", cfg.Relay.ListenAddr, err)
 	}
-	public := cfg.Relay.PublicURL
 	scheme := "http"
 	if cfg.Relay.TLSCert != "" {
 		scheme = "https"
-		cert, err := tls.LoadX509KeyPair(cfg.Relay.TLSCert, cfg.Relay.TLSKey)
+		cert, err := relayCert(cfg)
 		if err != nil {
 			_ = ln.Close()
-			return nil, cfgErr("relay.tls-cert", "load certificate and key: %v", unwrapPathErr(err))
+			return nil, err
 		}
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
 			NextProtos: []string{"h2", "http/1.1"}})
 	}
 	bound := ln.Addr().String()
-	if public == "" {
-		if h, _, _ := net.SplitHostPort(bound); net.ParseIP(h) != nil && net.ParseIP(h).IsUnspecified() {
-			_ = ln.Close()
-			return nil, cfgErr("relay.public-url", "required when relay.listen-addr %s names no host (clients check it against Host/Origin)", cfg.Relay.ListenAddr)
-		}
-		public = scheme + "://" + bound
+	public, err := relayPublicURL(cfg, scheme, bound)
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
 	}
 	p := &relayParts{ln: ln, url: public, pipeline: engine.NewPipeline(chain)}
-	p.relay, err = relay.New(relay.Config{
-		ListenAddr:   bound,
-		PublicURL:    public,
-		MaxBodyBytes: cfg.Relay.MaxBodyBytes,
-		DrainTimeout: cfg.DrainTimeout,
-		Tunnels:      tunnels,
-	}, relay.Options{Logger: s.log, Registerer: reg, Pipeline: p.pipeline})
+	p.relay, err = relay.New(relayConfig(cfg, bound, public, tunnels),
+		relay.Options{Logger: s.log, Registerer: reg, Pipeline: p.pipeline, Audit: s.auditFor("relay")})
 	if err != nil {
 		_ = ln.Close()
 		return nil, &ConfigError{Msg: oneLine(err)}
@@ -119,20 +111,47 @@ func (s *session) startRelay(ctx context.Context, reg prometheus.Registerer, tun
 	return p, nil
 }
 
+// relayCert loads relay.tls-cert and relay.tls-key.
+func relayCert(cfg *Config) (tls.Certificate, error) {
+	cert, err := tls.LoadX509KeyPair(cfg.Relay.TLSCert, cfg.Relay.TLSKey)
+	if err != nil {
+		return cert, cfgErr("relay.tls-cert", "load certificate and key: %v", unwrapPathErr(err))
+	}
+	return cert, nil
+}
+
+// relayPublicURL is relay.public-url, or scheme://bound when it is unset and
+// bound names a host.
+func relayPublicURL(cfg *Config, scheme, bound string) (string, error) {
+	if cfg.Relay.PublicURL != "" {
+		return cfg.Relay.PublicURL, nil
+	}
+	if h, _, _ := net.SplitHostPort(bound); h == "" || net.ParseIP(h) != nil && net.ParseIP(h).IsUnspecified() {
+		return "", cfgErr("relay.public-url", "required when relay.listen-addr %s names no host (clients check it against Host/Origin)", cfg.Relay.ListenAddr)
+	}
+	return scheme + "://" + bound, nil
+}
+
+// relayConfig maps the configuration to the relay's own.
+func relayConfig(cfg *Config, bound, public string, tunnels []relay.Tunnel) relay.Config {
+	return relay.Config{
+		ListenAddr:       bound,
+		PublicURL:        public,
+		MaxBodyBytes:     cfg.Relay.MaxBodyBytes,
+		MaxResponseBytes: cfg.Relay.MaxResponseBytes,
+		DrainTimeout:     cfg.DrainTimeout,
+		Tunnels:          tunnels,
+	}
+}
+
 func (s *session) runRelay(ctx context.Context) error {
 	cfg := s.cfg
-	if cfg.Relay.AdminKey.IsSet() {
-		if _, err := cfg.Relay.AdminKey.resolve("relay.admin-key", s.cli.env); err != nil {
-			return err
-		}
-		s.log.Warn("relay.admin-key is set but this relay has no admin API yet; tunnels come from relay.tunnels")
-	}
 	tunnels, err := s.resolveTunnels(cfg)
 	if err != nil {
 		return err
 	}
 	reg := newRegistry()
-	pl := &pipelines{log: s.log, reg: reg, baseDir: s.configDir()}
+	pl := s.newPipelines(reg)
 	defer func() { _ = pl.close(context.WithoutCancel(ctx)) }()
 	chain, err := pl.build(ctx, "relay.pipeline", cfg.Relay.Pipeline)
 	if err != nil {
@@ -152,23 +171,27 @@ func (s *session) runRelay(ctx context.Context) error {
 		s.log.Warn("no tunnels configured: add relay.tunnels to the config file (it reloads live)")
 	}
 
+	live := s.relayLiveKeys(pl, p)
+	s.log.Info("active chain", s.chainAttrs()...)
 	rctx, stopReload := context.WithCancel(ctx)
 	defer stopReload()
-	go s.reloadLoop(rctx, s.relayLiveKeys(pl, p), nil)
+	go s.reloadLoop(rctx, live, nil)
 	return p.relay.Serve(ctx, p.ln)
 }
+
+// relayEntries are the relay's pipeline entries (none by default).
+func relayEntries(c *Config) []PluginConfig { return c.Relay.Pipeline }
 
 // relayLiveKeys are the relay's live-reloadable keys.
 func (s *session) relayLiveKeys(pl *pipelines, p *relayParts) []liveKey {
 	return []liveKey{
-		{key: "relay.pipeline", apply: s.swapPipeline(pl, "relay.pipeline", p.pipeline,
-			func(c *Config) []PluginConfig { return c.Relay.Pipeline })},
+		s.pipelineKey(pl, "relay.pipeline", p.pipeline, relayEntries),
 		{key: "relay.tunnels", apply: func(_ context.Context, cfg *Config) error {
 			ts, err := s.resolveTunnels(cfg)
 			if err != nil {
 				return err
 			}
 			return p.relay.SetTunnels(ts)
-		}, always: true},
+		}, value: func(c *Config) any { return c.Relay.Tunnels }, always: func(*Config) bool { return true }},
 	}
 }

@@ -12,13 +12,10 @@ import (
 )
 
 // TestInspectorCLI makes one tools/call through the tunnel with the MCP
-// inspector CLI (optional npm package: skipped when it did not install).
+// Inspector CLI (@modelcontextprotocol/inspector-cli, the Inspector that runs
+// on Node 20), invoked the way README.md and `sluice dev` tell users to.
 func TestInspectorCLI(t *testing.T) {
-	// Optional even in CI: the inspector is deprecated upstream and its
-	// install may be dropped without failing the e2e suite.
-	if _, err := os.Stat(inspectorCLIJS()); err != nil {
-		t.Skipf("optional inspector CLI not installed (%s); .ci/deps.sh installs it when it can", inspectorCLIJS())
-	}
+	requireFiles(t, inspectorCLIJS())
 	node := node20(t)
 	serverURL, _ := startServerEverything(t)
 	h := newHarness(t, harnessOptions{tunnels: []tunnelSpec{{serverURL: serverURL}}})
@@ -26,12 +23,16 @@ func TestInspectorCLI(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	// build/index.js is the CLI proper (build/cli.js only forwards to it); it
-	// finds its own package.json relative to the working directory.
-	cmd := exec.CommandContext(ctx, node, "index.js", te.mcpURL,
-		"--transport", "http", "--method", "tools/call", "--tool-name", "echo", "--tool-arg", "message=hi",
-		"--header", "Authorization: "+te.authHeader())
-	cmd.Dir = filepath.Dir(inspectorCLIJS())
+	// The documented command: mcp-inspector-cli --cli URL …. The CLI runs
+	// its worker with the `node` on PATH, and names itself from
+	// ../package.json relative to the working directory (a quirk of the
+	// standalone package), so it runs in a directory whose parent has one,
+	// as README.md says.
+	cmd := exec.CommandContext(ctx, node, inspectorCLIJS(), "--cli", te.mcpURL,
+		"--transport", "http", "--header", "Authorization: "+te.authHeader(),
+		"--method", "tools/call", "--tool-name", "echo", "--tool-arg", "message=hi")
+	cmd.Dir = npmModules()
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(node)+string(os.PathListSeparator)+os.Getenv("PATH"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second

@@ -39,7 +39,7 @@ func serverEverythingJS() string {
 }
 func tsSDKDir() string { return filepath.Join(npmModules(), "@modelcontextprotocol", "sdk") }
 func inspectorCLIJS() string {
-	return filepath.Join(npmModules(), "@modelcontextprotocol", "inspector-cli", "build", "index.js")
+	return filepath.Join(npmModules(), "@modelcontextprotocol", "inspector-cli", "build", "cli.js")
 }
 func goEverythingServer() string { return filepath.Join(toolsDir(), "bin", "everything-server") }
 

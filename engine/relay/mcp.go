@@ -52,7 +52,8 @@ type exchange struct {
 	rpcID     json.RawMessage  // the client's JSON-RPC id (nil for none)
 	method    string
 	sessionID string
-	sse       bool // the client accepts text/event-stream
+	sse       bool       // the client accepts text/event-stream
+	audit     *toolAudit // nil unless the exchange is an audited tools/call
 	// metadataURL is the relay's protected-resource metadata URL for the
 	// tunnel (WWW-Authenticate rewrites in oauth mode).
 	metadataURL string
@@ -94,6 +95,7 @@ func (r *Relay) handleMCPPost(w http.ResponseWriter, req *http.Request) {
 		sse:         engine.AcceptsEventStream(req.Header),
 		metadataURL: r.metadataURL(id),
 	}
+	w = r.auditToolCall(w, e, kind, caller, peek.Tool)
 	if r.pipeline != nil && r.pipeline.Chain().Len() > 0 {
 		e.x = r.pipeline.Begin()
 		defer e.x.Close()
@@ -105,6 +107,7 @@ func (r *Relay) handleMCPPost(w http.ResponseWriter, req *http.Request) {
 			Notification: kind == kindNotification,
 		}
 		out := e.x.Request(req.Context(), m)
+		e.audit.decided(out)
 		switch out.Action {
 		case engine.Continue:
 			p.cmd.JSONRPC = out.Body
@@ -113,7 +116,7 @@ func (r *Relay) handleMCPPost(w http.ResponseWriter, req *http.Request) {
 			}
 		case engine.Drop:
 			w.WriteHeader(http.StatusAccepted)
-			r.met.request(id, outcomePlugin, start)
+			r.finish(e, outcomePlugin, start)
 			return
 		default: // Respond, Reject
 			st := out.Status
@@ -128,11 +131,11 @@ func (r *Relay) handleMCPPost(w http.ResponseWriter, req *http.Request) {
 			} else {
 				writeRPC(w, st, out.Body)
 			}
-			r.met.request(id, outcomePlugin, start)
+			r.finish(e, outcomePlugin, start)
 			return
 		}
 	}
-	r.met.request(id, r.run(w, req, e), start)
+	r.finish(e, r.run(w, req, e), start)
 }
 
 // handleMCPDelete serves DELETE /v1/mcp/{id}: a session_termination command.
@@ -376,6 +379,7 @@ func (r *Relay) final(w http.ResponseWriter, req *http.Request, rc *http.Respons
 		body = m.RespJSON
 		if e.x != nil {
 			out := e.x.Response(req.Context(), r.responseMessage(e, m, false))
+			e.audit.decided(out)
 			body, header = out.Body, out.Header
 			if out.Status != 0 {
 				status = out.Status

@@ -28,6 +28,11 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Pipeline is the relay's plugin chain (nil = no chain).
 	Pipeline *engine.Pipeline
+	// Audit, when set, receives one record per tools/call an MCP client
+	// makes through the relay: tunnel, request id, session, caller (the
+	// client key's name), tool, verdict and deciding plugin, outcome, the
+	// HTTP status the client got, and latency. Never arguments or results.
+	Audit *slog.Logger
 }
 
 // Relay is the public side of the tunnel. Create it with New; it is safe for
@@ -36,6 +41,7 @@ type Relay struct {
 	set      settings
 	log      *slog.Logger
 	pipeline *engine.Pipeline
+	audit    *slog.Logger // nil = no audit trail
 	met      *metrics
 
 	mu      sync.RWMutex
@@ -84,6 +90,7 @@ func New(cfg Config, opts Options) (*Relay, error) {
 		set:       set,
 		log:       l,
 		pipeline:  opts.Pipeline,
+		audit:     opts.Audit,
 		tunnels:   make(map[string]*tunnelState, len(confs)),
 		closing:   make(chan struct{}),
 		draining:  make(chan struct{}),

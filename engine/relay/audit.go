@@ -1,0 +1,94 @@
+package relay
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/sluicemcp/sluice/engine"
+)
+
+// toolAudit is what the relay remembers of one tools/call for its audit
+// record (Options.Audit).
+type toolAudit struct {
+	caller string
+	tool   string
+	w      *statusRecorder
+	// plugin and verdict are the stage whose verdict decided the call and
+	// that verdict (respond, reject, drop, failed); empty when the chain let
+	// it pass.
+	plugin, verdict string
+}
+
+// decided remembers the first chain outcome that was not a plain pass.
+func (a *toolAudit) decided(o engine.Outcome) {
+	if a == nil || o.Stage == "" || a.plugin != "" {
+		return
+	}
+	a.plugin, a.verdict = o.Stage, o.Action.String()
+	if o.Failed {
+		a.verdict = "failed"
+	}
+}
+
+// auditToolCall starts the audit of e when auditing is on and e is a
+// tools/call request. It returns the writer to answer through, which
+// records the status the client gets.
+func (r *Relay) auditToolCall(w http.ResponseWriter, e *exchange, kind msgKind, caller, tool string) http.ResponseWriter {
+	if r.audit == nil || kind != kindRequest || e.method != "tools/call" {
+		return w
+	}
+	rec := &statusRecorder{ResponseWriter: w}
+	e.audit = &toolAudit{caller: caller, tool: tool, w: rec}
+	return rec
+}
+
+// finish counts the exchange's outcome and writes its audit record: tunnel,
+// request id, session, caller (the client key's name; empty in oauth and
+// public mode), tool, verdict, deciding plugin, outcome, status and latency.
+// Never arguments or results.
+func (r *Relay) finish(e *exchange, outcome string, start time.Time) {
+	r.met.request(e.t.id, outcome, start)
+	a := e.audit
+	if a == nil {
+		return
+	}
+	verdict := a.verdict
+	if verdict == "" {
+		verdict = engine.Continue.String()
+	}
+	var buf [10]slog.Attr
+	attrs := append(buf[:0], slog.String("tunnel", e.t.id),
+		slog.String("request_id", e.p.cmd.RequestID), slog.String("session", e.sessionID),
+		slog.String("caller", a.caller), slog.String("tool", a.tool), slog.String("verdict", verdict))
+	if a.plugin != "" {
+		attrs = append(attrs, slog.String("plugin", a.plugin))
+	}
+	attrs = append(attrs, slog.String("outcome", outcome), slog.Int("status", a.w.status),
+		slog.Float64("latency_ms", float64(time.Since(start).Microseconds())/1000))
+	r.audit.LogAttrs(context.Background(), slog.LevelInfo, "tool call", attrs...)
+}
+
+// statusRecorder remembers the status written to the client.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (flushes).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }

@@ -1,0 +1,90 @@
+package relay
+
+import (
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/sluicemcp/sluice/engine"
+	"github.com/sluicemcp/sluice/engine/enginetest"
+	"github.com/sluicemcp/sluice/engine/wire"
+)
+
+// TestAuditToolCalls: with Options.Audit the relay writes one record per
+// tools/call — caller, tunnel, tool, verdict, deciding plugin, outcome,
+// status, latency — and nothing for other methods; never arguments or
+// results.
+func TestAuditToolCalls(t *testing.T) {
+	var trail enginetest.SyncBuffer
+	guard := &fnStage{name: "guard", hooks: map[engine.Hook]bool{engine.HookRequest: true}, fn: func(m *engine.Message) engine.Result {
+		switch m.Tool {
+		case "forbidden":
+			return engine.Result{Action: engine.Reject, Status: 403, Error: &engine.RPCError{Code: -32001, Message: "no"}}
+		case "canned":
+			return engine.Result{Action: engine.Respond, Body: json.RawMessage(`{"jsonrpc":"2.0","id":3,"result":{}}`)}
+		}
+		return engine.Result{}
+	}}
+	h := newHarness(t, nil, Options{Pipeline: pipelineOf(guard), Audit: slog.New(slog.NewJSONHandler(&trail, nil))})
+	h.connect(tunA, runtimeA)
+
+	// Passed by the chain, answered by the agent.
+	got := h.clientPost(tunA, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"private words"}}}`,
+		map[string]string{"Mcp-Session-Id": "sess-1"})
+	cmd := h.next(tunA, runtimeA)
+	h.respond(tunA, runtimeA, cmd.ShardToken, wire.Response{RequestID: cmd.RequestID,
+		RespJSON: json.RawMessage(`{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"secret result"}]}}`), RespCode: 200})
+	if r := wait(t, got); r.StatusCode != 200 {
+		t.Fatalf("echo: %d", r.StatusCode)
+	}
+	// Rejected and answered by the chain.
+	if r := wait(t, h.clientPost(tunA, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"forbidden"}}`, nil)); r.StatusCode != 403 {
+		t.Fatalf("forbidden: %d", r.StatusCode)
+	}
+	if r := wait(t, h.clientPost(tunA, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"canned"}}`, nil)); r.StatusCode != 200 {
+		t.Fatalf("canned: %d", r.StatusCode)
+	}
+	// Not tool calls: no record.
+	got = h.clientPost(tunA, `{"jsonrpc":"2.0","id":4,"method":"tools/list"}`, nil)
+	cmd = h.next(tunA, runtimeA)
+	h.respond(tunA, runtimeA, cmd.ShardToken, wire.Response{RequestID: cmd.RequestID, RespJSON: json.RawMessage(`{"jsonrpc":"2.0","id":4,"result":{"tools":[]}}`), RespCode: 200})
+	wait(t, got)
+	if r := wait(t, h.clientPost(tunA, `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo"}}`,
+		map[string]string{"Authorization": "Bearer wrong"})); r.StatusCode != 401 {
+		t.Fatalf("wrong key: %d", r.StatusCode)
+	}
+
+	lines := strings.Split(strings.TrimSpace(trail.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("want 3 audit records, got %d:\n%s", len(lines), trail.String())
+	}
+	if strings.Contains(trail.String(), "private words") || strings.Contains(trail.String(), "secret result") {
+		t.Fatalf("the audit trail holds arguments or results:\n%s", trail.String())
+	}
+	want := []map[string]any{
+		{"tool": "echo", "verdict": "continue", "outcome": "ok", "status": 200.0, "session": "sess-1"},
+		{"tool": "forbidden", "verdict": "reject", "plugin": "guard", "outcome": "plugin", "status": 403.0},
+		{"tool": "canned", "verdict": "respond", "plugin": "guard", "outcome": "plugin", "status": 200.0},
+	}
+	for i, line := range lines {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("record %d not JSON: %s", i, line)
+		}
+		if rec["msg"] != "tool call" || rec["tunnel"] != tunA || rec["caller"] != "alice" || rec["request_id"] == "" {
+			t.Errorf("record %d: %s", i, line)
+		}
+		if _, ok := rec["latency_ms"].(float64); !ok {
+			t.Errorf("record %d has no latency: %s", i, line)
+		}
+		if _, ok := want[i]["plugin"]; !ok && rec["plugin"] != nil {
+			t.Errorf("record %d names a plugin that decided nothing: %s", i, line)
+		}
+		for k, v := range want[i] {
+			if rec[k] != v {
+				t.Errorf("record %d: %s = %v, want %v (%s)", i, k, rec[k], v, line)
+			}
+		}
+	}
+}
