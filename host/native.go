@@ -224,13 +224,10 @@ func (b *nativeBackend) instantiate(ctx context.Context) (instance, error) {
 		}
 	}
 	if b.interruptible {
-		g, ok := mod.ExportedGlobal(ExportInterrupt).(api.MutableGlobal)
-		if !ok {
+		if i.timer, err = interruptTimer(mod); err != nil {
 			_ = mod.Close(ctx)
-			return nil, fmt.Errorf("instantiate: no %s global", ExportInterrupt)
+			return nil, fmt.Errorf("instantiate: %w", err)
 		}
-		i.timer = time.AfterFunc(time.Hour, func() { g.Set(1) })
-		i.timer.Stop()
 		if b.hasInit {
 			if err := i.callExport(ctx, ExportInitialize, instantiateTimeout, nil); err != nil {
 				_ = mod.Close(ctx)

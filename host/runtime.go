@@ -183,14 +183,9 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig) (*Stage, error) {
 	}
 	var desc *description
 	if importsModule(compiled, ModuleExtismEnv) {
-		wasi := importsModule(compiled, ModuleWASI)
-		if err := checkExtismImports(compiled); err != nil {
-			_ = wrt.Close(ctx)
-			return nil, err
-		}
-		_ = wrt.Close(ctx)
-		eb, d, err := newExtismBackend(ctx, s, rc, bin, wasi)
+		eb, d, err := newExtismBackend(ctx, s, wrt, compiled, interruptible)
 		if err != nil {
+			_ = wrt.Close(ctx)
 			return nil, err
 		}
 		s.backend, desc = eb, d
@@ -221,12 +216,12 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig) (*Stage, error) {
 	return s, nil
 }
 
-// compile compiles bin on a new wazero runtime. A native-ABI module that is
-// not trusted is compiled with instrumentLoops' interrupt checks (and without
-// wazero's far costlier ones) when the instrumenter understands it; otherwise,
-// and for Extism modules, rc's checks apply.
+// compile compiles bin on a new wazero runtime. A module that is not
+// trusted is compiled with instrumentLoops' interrupt checks (and without
+// wazero's far costlier ones) when the instrumenter understands it;
+// otherwise rc's checks apply.
 func (r *Runtime) compile(ctx context.Context, cfg PluginConfig, rc wazero.RuntimeConfig, bin []byte) (wazero.Runtime, wazero.CompiledModule, bool, error) {
-	if !cfg.Trusted && !importsFrom(bin, ModuleExtismEnv) {
+	if !cfg.Trusted {
 		ib, err := instrumentLoops(bin)
 		if err == nil {
 			wrt := wazero.NewRuntimeWithConfig(ctx, rc.WithCloseOnContextDone(false))
@@ -261,23 +256,6 @@ func importsModule(c wazero.CompiledModule, module string) bool {
 		}
 	}
 	return false
-}
-
-func checkExtismImports(c wazero.CompiledModule) error {
-	for _, f := range c.ImportedFunctions() {
-		m, n, _ := f.Import()
-		switch m {
-		case ModuleExtismEnv, ModuleExtismUser, ModuleWASI:
-		default:
-			return fmt.Errorf("forbidden import %s.%s (an Extism plugin may import only %s, %s and %s)",
-				m, n, ModuleExtismEnv, ModuleExtismUser, ModuleWASI)
-		}
-	}
-	for _, mem := range c.ImportedMemories() {
-		m, n, _ := mem.Import()
-		return fmt.Errorf("forbidden memory import %s.%s", m, n)
-	}
-	return nil
 }
 
 // description is a plugin's describe output.

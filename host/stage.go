@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -47,6 +48,13 @@ type Stage struct {
 
 	hooks   uint8               // bit h set = hook h wanted
 	methods map[string]struct{} // nil = every method
+
+	// extismConfig is the config as Extism sees it (string values, and the
+	// whole object under ExtismConfigKey); nil for native modules.
+	extismConfig map[string]string
+	// http is the client of Extism's http_request, made on first use.
+	httpOnce sync.Once
+	http     *http.Client
 
 	closeOnce sync.Once
 	closeErr  error
