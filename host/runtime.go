@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -201,6 +202,10 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig) (*Stage, error) {
 		_ = s.backend.close(ctx)
 		return nil, err
 	}
+	if err := checkConfigKeys(desc, cfg.Config); err != nil {
+		_ = s.backend.close(ctx)
+		return nil, err
+	}
 	s.pool = newPool(cfg.PoolSize, s.backend.newInstance, s.m.instances)
 	// The eager instance becomes the pool's first idle instance.
 	s.pool.seed(s.backend.takeEager())
@@ -264,6 +269,34 @@ type description struct {
 	Version string   `json:"version"`
 	Hooks   []string `json:"hooks"`
 	Methods []string `json:"methods"`
+	// Config lists the config keys the plugin accepts; nil = not declared
+	// (any key is passed on).
+	Config []string `json:"config"`
+}
+
+// checkConfigKeys refuses a config key the plugin's description does not
+// list (when it lists them), naming the key and the accepted ones.
+func checkConfigKeys(d *description, cfg map[string]any) error {
+	if d == nil || d.Config == nil {
+		return nil
+	}
+	var unknown []string
+	for k := range cfg {
+		if !slices.Contains(d.Config, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	accepts := "no config"
+	if len(d.Config) > 0 {
+		keys := slices.Clone(d.Config)
+		slices.Sort(keys)
+		accepts = strings.Join(keys, ", ")
+	}
+	return fmt.Errorf("unknown config key %q (the plugin accepts %s)", unknown[0], accepts)
 }
 
 func parseDescription(b []byte) (*description, error) {

@@ -23,6 +23,10 @@ type Plugin struct {
 	Hooks []Hook
 	// Methods the plugin wants (JSON-RPC method names); nil = every method.
 	Methods []string
+	// ConfigKeys lists the top-level config keys the plugin accepts; the
+	// host refuses a stage configured with any other key, naming it. nil =
+	// not declared (every key reaches the plugin); empty = no config.
+	ConfigKeys []string
 
 	OnRequest      Handler
 	OnResponse     Handler
@@ -95,6 +99,16 @@ func (p Plugin) Describe() []byte {
 				b = append(b, ',')
 			}
 			b = AppendJSONString(b, m)
+		}
+		b = append(b, ']')
+	}
+	if p.ConfigKeys != nil {
+		b = append(b, `,"config":[`...)
+		for i, k := range p.ConfigKeys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = AppendJSONString(b, k)
 		}
 		b = append(b, ']')
 	}
