@@ -221,6 +221,19 @@ func (f *filter) Handle(ctx context.Context, m *engine.Message) (engine.Result, 
 	return r, nil
 }
 
+// InstanceMemory returns the memory, in bytes, of the largest idle instance:
+// its linear memory and, for an Extism module, its kernel memory. 0 when no
+// instance is idle.
+func (s *Stage) InstanceMemory() uint64 {
+	s.pool.mu.Lock()
+	defer s.pool.mu.Unlock()
+	var n uint64
+	for _, x := range s.pool.idle {
+		n = max(n, x.inst.memSize())
+	}
+	return n
+}
+
 // highWater is the memory size above which an instance is recycled at the
 // end of its exchange: half the page limit.
 func (s *Stage) highWater() uint64 { return uint64(s.cfg.MemoryPages) * 65536 / 2 }
