@@ -21,6 +21,7 @@ let loaded = false;
 let block: string[] = [];
 let tag = "";
 let mask: Uint8Array = new Uint8Array(0);
+let lit = 0; // offset of the mask's first literal (non-#) byte; mask.length if none
 
 function fail(why: string): void {
   Host.log(LogLevel.Error, "assemblyscript-filter: config: " + why);
@@ -51,6 +52,7 @@ function loadConfig(): void {
       const c = mask[i];
       if (c == 0x22 || c == 0x5c || c < 0x20) fail("mask may not hold quotes, backslashes or control characters");
     }
+    while (lit < mask.length && mask[lit] == 0x23) lit++;
   }
   loaded = true;
 }
@@ -119,13 +121,23 @@ class Reader {
     return s;
   }
 
+  // skipString moves past a JSON string without decoding it.
+  skipString(): void {
+    if (!this.eat(0x22)) fail("string expected");
+    const b = this.b;
+    let i = this.i;
+    while (i < b.length && b[i] != 0x22) i += b[i] == 0x5c ? 2 : 1;
+    if (i >= b.length) fail("unterminated string");
+    this.i = i + 1;
+  }
+
   // skip moves past one JSON value.
   skip(): void {
     this.ws();
     if (this.i >= this.b.length) fail("value expected");
     const c = this.b[this.i];
     if (c == 0x22) {
-      this.string();
+      this.skipString();
       return;
     }
     if (c == 0x7b || c == 0x5b) {
@@ -133,7 +145,7 @@ class Reader {
       while (this.i < this.b.length) {
         const d = this.b[this.i];
         if (d == 0x22) {
-          this.string();
+          this.skipString();
           continue;
         }
         if (d == 0x7b || d == 0x5b) depth++;
@@ -164,16 +176,26 @@ class Envelope {
   msgEnd: i32 = 0;
 }
 
+// spanIs reports whether b[s:e] holds the ASCII string lit.
+function spanIs(b: Uint8Array, s: i32, e: i32, lit: string): bool {
+  if (e - s != lit.length) return false;
+  for (let i = 0; i < lit.length; i++) if (<i32>b[s + i] != lit.charCodeAt(i)) return false;
+  return true;
+}
+
 function parseEnvelope(b: Uint8Array): Envelope {
   const e = new Envelope();
   const r = new Reader(b);
   if (!r.eat(0x7b)) unreachable();
   do {
-    const key = r.string();
+    r.ws();
+    const ks = r.i + 1;
+    r.skipString();
+    const ke = r.i - 1;
     if (!r.eat(0x3a)) unreachable();
-    if (key == "method") e.method = r.string();
-    else if (key == "tool") e.tool = r.string();
-    else if (key == "message") {
+    if (spanIs(b, ks, ke, "method")) e.method = r.string();
+    else if (spanIs(b, ks, ke, "tool")) e.tool = r.string();
+    else if (spanIs(b, ks, ke, "message")) {
       r.ws();
       e.msgStart = r.i;
       r.skip();
@@ -231,6 +253,23 @@ function matchAt(b: Uint8Array, i: i32): bool {
   return true;
 }
 
+// nextMatch returns where the first match at or after from starts in b, or
+// b.length; candidates are found by the mask's first literal byte.
+function nextMatch(b: Uint8Array, from: i32): i32 {
+  const n = b.length;
+  const m = mask.length;
+  if (n < m) return n;
+  if (lit < m) {
+    const c = mask[lit];
+    for (let i = from + lit; i + m - lit <= n; i++) {
+      if (b[i] == c && matchAt(b, i - lit)) return i - lit;
+    }
+    return n;
+  }
+  for (let s = from; s + m <= n; s++) if (matchAt(b, s)) return s;
+  return n;
+}
+
 const PREFIX = Uint8Array.wrap(String.UTF8.encode(`{"action":"replace","message":`));
 
 export function on_response(): i32 {
@@ -240,18 +279,14 @@ export function on_response(): i32 {
   const e = parseEnvelope(input);
   if (input[e.msgStart] != 0x7b) return 0; // not a JSON object: leave it
   const msg = input.subarray(e.msgStart, e.msgEnd);
-  let i = 0;
-  while (i + mask.length <= msg.length && !matchAt(msg, i)) i++;
-  if (i + mask.length > msg.length) return 0; // no match: continue
+  let s = nextMatch(msg, 0);
+  if (s == msg.length) return 0; // no match: continue
   const out = new Uint8Array(PREFIX.length + msg.length + 1);
   out.set(PREFIX, 0);
   out.set(msg, PREFIX.length);
   out[out.length - 1] = 0x7d;
-  while (i + mask.length <= msg.length) {
-    if (matchAt(msg, i)) {
-      out.fill(0x2a, PREFIX.length + i, PREFIX.length + i + mask.length);
-      i += mask.length;
-    } else i++;
+  for (; s < msg.length; s = nextMatch(msg, s + mask.length)) {
+    out.fill(0x2a, PREFIX.length + s, PREFIX.length + s + mask.length);
   }
   Host.output(out);
   return 0;

@@ -33,6 +33,7 @@ static int loaded;
 static sluice_str block[MAX_BLOCK];
 static uint32_t nblock;
 static sluice_str tag, mask;
+static uint32_t lit; /* offset of the mask's first literal (non-'#') byte; mask.len if none */
 
 static void fail(const char *why) {
     uint32_t n = 0;
@@ -107,6 +108,7 @@ static void load_config(void) {
         if (mask.ptr[i] == '"' || (unsigned char)mask.ptr[i] < 0x20) fail("c-filter: config: mask may not hold quotes or control characters");
     for (uint32_t i = 0; i < tag.len; i++)
         if (tag.ptr[i] == '\r' || tag.ptr[i] == '\n') fail("c-filter: config: tag may not hold line breaks");
+    while (lit < mask.len && mask.ptr[lit] == '#') lit++;
     loaded = 1;
 }
 
@@ -149,24 +151,35 @@ static int match_at(const char *b, uint32_t i) {
     return 1;
 }
 
+/* next_match returns where the first match at or after from starts, or n.
+ * Candidates are found by the mask's first literal byte. */
+static uint32_t next_match(const char *b, uint32_t n, uint32_t from) {
+    if (n < mask.len) return n;
+    if (lit < mask.len) {
+        char c = mask.ptr[lit];
+        for (uint32_t i = from + lit; i + mask.len - lit <= n; i++)
+            if (b[i] == c && match_at(b, i - lit)) return i - lit;
+        return n;
+    }
+    for (uint32_t s = from; s + mask.len <= n; s++)
+        if (match_at(b, s)) return s;
+    return n;
+}
+
 SLUICE_EXPORT("sluice_on_response") int64_t on_response(const uint8_t *p, uint32_t len) {
     if (!loaded) load_config();
     if (mask.len == 0) return 0;
     sluice_envelope e;
     if (!sluice_parse(p, len, &e)) __builtin_trap();
     const char *b = e.body.ptr;
-    uint32_t n = e.body.len, i = 0;
-    while (i + mask.len <= n && !match_at(b, i)) i++;
-    if (i + mask.len > n) return 0; /* no match: continue */
+    uint32_t n = e.body.len;
+    uint32_t s = next_match(b, n, 0);
+    if (s == n) return 0; /* no match: continue */
     sluice_answer a;
     sluice_answer_begin(&a, SLUICE_REPLACE, 0, 64 + n);
     uint8_t *out = a.buf + a.len + 4; /* where sluice_answer_end puts the body */
     int64_t ret = sluice_answer_end(&a, b, n);
-    for (; i + mask.len <= n; i++) {
-        if (match_at(b, i)) {
-            for (uint32_t j = 0; j < mask.len; j++) out[i + j] = '*';
-            i += mask.len - 1;
-        }
-    }
+    for (; s < n; s = next_match(b, n, s + mask.len))
+        for (uint32_t j = 0; j < mask.len; j++) out[s + j] = '*';
     return ret;
 }

@@ -150,3 +150,34 @@ func TestBuildScriptNamesMissingToolchain(t *testing.T) {
 		t.Fatalf("exit %d, output %q", code, out)
 	}
 }
+
+// TestFiltersMask: the masking rules, the same in every language: matches
+// do not overlap, a mask may start with '#' or be all '#', and a match right
+// after a backslash is left alone.
+func TestFiltersMask(t *testing.T) {
+	cases := []struct{ mask, in, want string }{
+		{"ACCT-####", `{"t":"ACCT-ACCT-1234ACCT-5678 ACCT-123"}`, `{"t":"ACCT-****************** ACCT-123"}`},
+		{"##-##", `{"t":"12-34-56 a1-23"}`, `{"t":"*****-56 a1-23"}`},
+		{"####", `{"t":"123456789","n":"\\1234"}`, `{"t":"********9","n":"\\1234"}`},
+		{"ACCT-####", `{"t":"none here"}`, ``},
+	}
+	for _, l := range Langs {
+		t.Run(l.Name, func(t *testing.T) {
+			rt := newRuntime(t)
+			for _, c := range cases {
+				s, err := loadFilter(t, rt, l.Name, map[string]any{"mask": c.mask})
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := run(t, s, message(engine.HookResponse, "tools/call", "", c.in))
+				_ = s.Close()
+				if err != nil {
+					t.Fatalf("%s on %s: %v", c.mask, c.in, err)
+				}
+				if got := string(res.Body); got != c.want || (c.want == "") != (res.Action == engine.Continue) {
+					t.Fatalf("%s on %s: %v %s, want %s", c.mask, c.in, res.Action, got, c.want)
+				}
+			}
+		})
+	}
+}

@@ -88,22 +88,40 @@ func onResponse(m *sdk.Message) sdk.Result {
 	if c.Mask == "" {
 		return sdk.Continue()
 	}
+	if out := mask(m.Body, c.Mask); out != nil {
+		return sdk.Replace(out)
+	}
+	return sdk.Continue()
+}
+
+// mask returns a copy of b with every match of pattern masked, or nil when
+// nothing matches. Candidates are found by the pattern's first literal byte
+// (bytes.IndexByte), so most of b is skipped without a per-position check.
+func mask(b []byte, pattern string) []byte {
+	k := strings.IndexFunc(pattern, func(r rune) bool { return r != '#' }) // offset of the first literal byte
 	var out []byte
-	for i := 0; i+len(c.Mask) <= len(m.Body); i++ {
-		if matchAt(m.Body, i, c.Mask) {
-			if out == nil {
-				out = bytes.Clone(m.Body)
+	for i := max(k, 0); i < len(b); {
+		if k >= 0 {
+			j := bytes.IndexByte(b[i:], pattern[k])
+			if j < 0 {
+				break
 			}
-			for j := range len(c.Mask) {
-				out[i+j] = '*'
-			}
-			i += len(c.Mask) - 1
+			i += j
 		}
+		start := i - max(k, 0)
+		if start+len(pattern) <= len(b) && matchAt(b, start, pattern) {
+			if out == nil {
+				out = bytes.Clone(b)
+			}
+			for j := range len(pattern) {
+				out[start+j] = '*'
+			}
+			i = start + len(pattern) + max(k, 0)
+			continue
+		}
+		i++
 	}
-	if out == nil {
-		return sdk.Continue()
-	}
-	return sdk.Replace(out)
+	return out
 }
 
 // matchAt reports whether pattern matches b at i: '#' matches one ASCII

@@ -184,26 +184,46 @@ fn match_at(b: &[u8], i: usize, mask: &[u8]) -> bool {
     mask.iter().zip(&b[i..i + mask.len()]).all(|(&m, &c)| if m == b'#' { c.is_ascii_digit() } else { c == m })
 }
 
+/// next_match returns where the first match at or after from starts, if
+/// any; candidates are found by the mask's first literal byte.
+fn next_match(b: &[u8], from: usize, mask: &[u8]) -> Option<usize> {
+    if b.len() < mask.len() {
+        return None;
+    }
+    let last = b.len() - mask.len(); // the last possible start
+    match mask.iter().position(|&c| c != b'#') {
+        Some(k) => {
+            let mut s = from;
+            while s <= last {
+                let i = s + k + b[s + k..=last + k].iter().position(|&c| c == mask[k])?;
+                if match_at(b, i - k, mask) {
+                    return Some(i - k);
+                }
+                s = i - k + 1;
+            }
+            None
+        }
+        None => (from..=last).find(|&s| match_at(b, s, mask)),
+    }
+}
+
 fn on_response(e: &Envelope) -> Answer {
     with_config(|c| {
         let (b, m) = (e.body, c.mask.as_slice());
-        if m.is_empty() || b.len() < m.len() {
+        if m.is_empty() {
             return Answer::continue_();
         }
-        let mut out: Option<Vec<u8>> = None;
-        let mut i = 0;
-        while i + m.len() <= b.len() {
-            if match_at(b, i, m) {
-                let o = out.get_or_insert_with(|| b.to_vec());
-                o[i..i + m.len()].fill(b'*');
-                i += m.len();
-            } else {
-                i += 1;
+        let mut s = match next_match(b, 0, m) {
+            Some(s) => s,
+            None => return Answer::continue_(),
+        };
+        let mut out = b.to_vec();
+        loop {
+            out[s..s + m.len()].fill(b'*');
+            match next_match(b, s + m.len(), m) {
+                Some(n) => s = n,
+                None => return Answer::replace(out),
             }
-        }
-        match out {
-            Some(o) => Answer::replace(o),
-            None => Answer::continue_(),
         }
     })
 }

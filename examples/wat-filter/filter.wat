@@ -35,6 +35,7 @@
   (global $tagn (mut i32) (i32.const 0))
   (global $mask (mut i32) (i32.const 0))
   (global $maskn (mut i32) (i32.const 0))
+  (global $lit (mut i32) (i32.const 0))    ;; offset of the mask's first literal (non-#) byte; maskn if none
   (global $envn (mut i32) (i32.const 0))   ;; size of the last sluice_alloc
 
   (func (export "sluice_abi_version") (result i32) (i32.const 1))
@@ -152,6 +153,12 @@
           (then unreachable))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $next)))
+    (block $found
+      (loop $next
+        (br_if $found (i32.ge_u (global.get $lit) (global.get $maskn)))
+        (br_if $found (i32.ne (i32.load8_u (i32.add (global.get $mask) (global.get $lit))) (i32.const 35)))
+        (global.set $lit (i32.add (global.get $lit) (i32.const 1)))
+        (br $next)))
     (global.set $loaded (i32.const 1)))
 
   ;; answer returns where the answer goes: after the envelope, 8-aligned,
@@ -237,8 +244,38 @@
         (br $next)))
     (i32.const 1))
 
+  ;; next_match returns where the first match at or after $from starts in
+  ;; the body ($b, $n), or $n. Candidates are found by the mask's first
+  ;; literal byte.
+  (func $next_match (param $b i32) (param $n i32) (param $from i32) (result i32)
+    (local $i i32) (local $c i32)
+    (if (i32.lt_u (local.get $n) (global.get $maskn)) (then (return (local.get $n))))
+    (if (i32.lt_u (global.get $lit) (global.get $maskn))
+      (then
+        (local.set $c (i32.load8_u (i32.add (global.get $mask) (global.get $lit))))
+        (local.set $i (i32.add (local.get $from) (global.get $lit)))
+        (block $done
+          (loop $next
+            ;; i + maskn - lit <= n
+            (br_if $done (i32.gt_u (i32.sub (i32.add (local.get $i) (global.get $maskn)) (global.get $lit)) (local.get $n)))
+            (if (i32.eq (i32.load8_u (i32.add (local.get $b) (local.get $i))) (local.get $c))
+              (then
+                (if (call $match_at (local.get $b) (i32.sub (local.get $i) (global.get $lit)))
+                  (then (return (i32.sub (local.get $i) (global.get $lit)))))))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $next)))
+        (return (local.get $n))))
+    (local.set $i (local.get $from))
+    (block $done
+      (loop $next
+        (br_if $done (i32.gt_u (i32.add (local.get $i) (global.get $maskn)) (local.get $n)))
+        (if (call $match_at (local.get $b) (local.get $i)) (then (return (local.get $i))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+    (local.get $n))
+
   (func (export "sluice_on_response") (param $p i32) (param $len i32) (result i64)
-    (local $o i32) (local $i i32) (local $h i32) (local $b i32) (local $bn i32) (local $a i32) (local $out i32) (local $j i32)
+    (local $o i32) (local $i i32) (local $h i32) (local $b i32) (local $bn i32) (local $a i32) (local $out i32)
     (if (i32.eqz (global.get $loaded)) (then (call $load_config)))
     (if (i32.eqz (global.get $maskn)) (then (return (i64.const 0))))
     ;; skip the seven strings, then the headers, to the body
@@ -262,15 +299,8 @@
     (local.set $bn (i32.load (local.get $o)))
     (local.set $b (i32.add (local.get $o) (i32.const 4)))
     (if (i32.gt_u (i32.add (local.get $b) (local.get $bn)) (i32.add (local.get $p) (local.get $len))) (then unreachable))
-    (if (i32.lt_u (local.get $bn) (global.get $maskn)) (then (return (i64.const 0))))
-    ;; first match, if any
-    (local.set $i (i32.const 0))
-    (block $found
-      (loop $next
-        (if (i32.gt_u (i32.add (local.get $i) (global.get $maskn)) (local.get $bn)) (then (return (i64.const 0))))
-        (br_if $found (call $match_at (local.get $b) (local.get $i)))
-        (local.set $i (i32.add (local.get $i) (i32.const 1)))
-        (br $next)))
+    (local.set $i (call $next_match (local.get $b) (local.get $bn) (i32.const 0)))
+    (if (i32.eq (local.get $i) (local.get $bn)) (then (return (i64.const 0)))) ;; no match: continue
     ;; replace: action 1, flag body, status 0, no edits, the body with matches masked
     (local.set $a (call $answer (i32.add (i32.const 16) (local.get $bn))))
     (i64.store (local.get $a) (i64.const 0x101))
@@ -280,12 +310,9 @@
     (memory.copy (local.get $out) (local.get $b) (local.get $bn))
     (block $done
       (loop $next
-        (br_if $done (i32.gt_u (i32.add (local.get $i) (global.get $maskn)) (local.get $bn)))
-        (if (call $match_at (local.get $b) (local.get $i))
-          (then
-            (memory.fill (i32.add (local.get $out) (local.get $i)) (i32.const 42) (global.get $maskn))
-            (local.set $i (i32.add (local.get $i) (global.get $maskn))))
-          (else (local.set $i (i32.add (local.get $i) (i32.const 1)))))
+        (br_if $done (i32.eq (local.get $i) (local.get $bn)))
+        (memory.fill (i32.add (local.get $out) (local.get $i)) (i32.const 42) (global.get $maskn))
+        (local.set $i (call $next_match (local.get $b) (local.get $bn) (i32.add (local.get $i) (global.get $maskn))))
         (br $next)))
     (call $result (local.get $a) (i32.add (i32.const 16) (local.get $bn))))
 )
