@@ -60,46 +60,8 @@ func checkExtismFunc(exports map[string]api.FunctionDefinition, name string) (bo
 	return true, nil
 }
 
-// checkExtismImports checks every import of an Extism module against what
-// the host provides; the error names the first one it refuses.
-func checkExtismImports(c wazero.CompiledModule) (wasi bool, err error) {
-	for _, f := range c.ImportedFunctions() {
-		m, n, _ := f.Import()
-		var want sig
-		var ok bool
-		switch m {
-		case ModuleExtismEnv:
-			if want, ok = extismEnvSigs[n]; !ok {
-				return false, fmt.Errorf("unknown import %s.%s (not an Extism kernel function)", m, n)
-			}
-		case ModuleExtismUser:
-			if want, ok = extismUserSigs[n]; !ok {
-				return false, fmt.Errorf("unknown import %s.%s (the host provides %s)", m, n, extismUserNames())
-			}
-		case ModuleWASI:
-			wasi = true
-			continue
-		default:
-			hint := ""
-			if m == "env" && n == "abort" {
-				hint = "; build AssemblyScript with --use abort=FILE/FUNCTION"
-			}
-			return false, fmt.Errorf("forbidden import %s.%s (an Extism plugin may import only %s, %s and %s%s)",
-				m, n, ModuleExtismEnv, ModuleExtismUser, ModuleWASI, hint)
-		}
-		if got := sigOf(f); !got.equal(want) {
-			return false, fmt.Errorf("import %s.%s has signature %s, want %s", m, n, got, want)
-		}
-	}
-	for _, mem := range c.ImportedMemories() {
-		m, n, _ := mem.Import()
-		return false, fmt.Errorf("forbidden memory import %s.%s", m, n)
-	}
-	return wasi, nil
-}
-
 func newExtismBackend(ctx context.Context, s *Stage, rt wazero.Runtime, c wazero.CompiledModule, interruptible bool) (*extismBackend, *description, error) {
-	wasi, err := checkExtismImports(c)
+	wasi, err := checkImports(c, true)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -102,27 +102,9 @@ func newNativeBackend(ctx context.Context, s *Stage, rt wazero.Runtime, c wazero
 	if _, ok := exports[ExportABIVersion]; !ok {
 		return nil, nil, fmt.Errorf("missing export %s (not a native-ABI module, and no %s import for the Extism ABI)", ExportABIVersion, ModuleExtismEnv)
 	}
-	wasi := false
-	for _, f := range c.ImportedFunctions() {
-		m, n, _ := f.Import()
-		switch m {
-		case ModuleSluice:
-			want, ok := hostImports[n]
-			if !ok {
-				return nil, nil, fmt.Errorf("unknown import %s.%s", m, n)
-			}
-			if got := sigOf(f); !got.equal(want) {
-				return nil, nil, fmt.Errorf("import %s.%s has signature %s, want %s", m, n, got, want)
-			}
-		case ModuleWASI:
-			wasi = true
-		default:
-			return nil, nil, fmt.Errorf("forbidden import %s.%s (a plugin may import only %s and %s)", m, n, ModuleSluice, ModuleWASI)
-		}
-	}
-	for _, mem := range c.ImportedMemories() {
-		m, n, _ := mem.Import()
-		return nil, nil, fmt.Errorf("forbidden memory import %s.%s", m, n)
+	wasi, err := checkImports(c, false)
+	if err != nil {
+		return nil, nil, err
 	}
 	if _, ok := c.ExportedMemories()[ExportMemory]; !ok {
 		return nil, nil, fmt.Errorf("missing export %s", ExportMemory)

@@ -206,6 +206,7 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig) (*Stage, error) {
 		_ = s.backend.close(ctx)
 		return nil, err
 	}
+	s.desc = desc
 	s.pool = newPool(cfg.PoolSize, s.backend.newInstance, s.m.instances)
 	// The eager instance becomes the pool's first idle instance.
 	s.pool.seed(s.backend.takeEager())

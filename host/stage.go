@@ -48,6 +48,7 @@ type Stage struct {
 
 	hooks   uint8               // bit h set = hook h wanted
 	methods map[string]struct{} // nil = every method
+	desc    *description        // the plugin's description; nil without one
 
 	// extismConfig is the config as Extism sees it (string values, and the
 	// whole object under ExtismConfigKey); nil for native modules.
