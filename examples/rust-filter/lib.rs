@@ -1,5 +1,5 @@
 //! The example security filter in Rust, on the native ABI through the
-//! hand-written binding module `sluice.rs` (no crates). Every example filter
+//! hand-written binding module `sdk/sluice.rs` (no crates). Every example filter
 //! (examples/LANG-filter) does the same, configured with:
 //!
 //! ```yaml
@@ -16,6 +16,7 @@
 //!
 //! Test natively: `rustc --test lib.rs -o filter-test && ./filter-test`.
 
+#[path = "../../sdk/sluice.rs"]
 mod sluice;
 
 use sluice::{Answer, Envelope, Level};

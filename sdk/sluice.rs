@@ -1,7 +1,8 @@
 //! The Sluice native plugin ABI (sdk/ABI.md, version 1) for Rust, in one
-//! module and without crates. Declare it with `mod sluice;` next to your
-//! `lib.rs`, export your handlers with `sluice::handle`, and build with
-//! `rustc --target wasm32-unknown-unknown --crate-type cdylib -O lib.rs`.
+//! module and without crates. Copy it next to your `lib.rs` (`sluice plugin
+//! new --lang rust` does), declare it with `mod sluice;`, export your
+//! handlers with `sluice::handle`, and build with
+//! `rustc --target wasm32-unknown-unknown --crate-type cdylib -O -C strip=symbols lib.rs`.
 //!
 //! Off wasm32 (in `rustc --test`), the host functions are a fake host:
 //! `sluice::testing::set_config` sets the config, logs go to stderr, and the
