@@ -60,6 +60,7 @@ Usage:
   sluice run      [flags]   run the agent inside your network (polls a relay)
   sluice relay    [flags]   run the self-hosted relay (the public side)
   sluice dev      [flags]   relay + agent + demo MCP server in one process
+  sluice plugin   COMMAND   new, build, inspect and test Wasm plugins
   sluice version            print version, commit and Go version
   sluice help [command]     show help (flags of a command)
 
@@ -85,12 +86,17 @@ func (c *cli) main(ctx context.Context, args []string) int {
 				fmt.Fprintf(c.stdout, "Usage: sluice %s [flags]\n\nFlags:\n", m)
 				fs.PrintDefaults()
 				return exitOK
+			case "plugin":
+				fmt.Fprint(c.stdout, pluginUsage)
+				return exitOK
 			}
 		}
 		fmt.Fprint(c.stdout, usageText)
 		return exitOK
 	case string(ModeRun), string(ModeRelay), string(ModeDev):
 		return c.serve(ctx, Mode(args[0]), args[1:])
+	case "plugin":
+		return c.plugin(ctx, args[1:])
 	}
 	fmt.Fprintf(c.stderr, "sluice: unknown command %q\n\n%s", args[0], usageText)
 	return exitConfig
