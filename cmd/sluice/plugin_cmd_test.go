@@ -12,7 +12,7 @@ import (
 
 // runPlugin runs `sluice plugin args...` in process and returns its exit
 // code, stdout and stderr.
-func runPlugin(t *testing.T, args ...string) (int, string, string) {
+func runPlugin(t testing.TB, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	c := &cli{stdout: &out, stderr: &errb}
@@ -22,7 +22,7 @@ func runPlugin(t *testing.T, args ...string) (int, string, string) {
 
 // needTool skips (or, with SLUICE_REQUIRE_TOOLCHAINS=1, fails) when a
 // toolchain command is missing, and returns its path.
-func needTool(t *testing.T, name string) string {
+func needTool(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
@@ -35,7 +35,7 @@ func needTool(t *testing.T, name string) string {
 }
 
 // repoRoot is the checkout this test runs in (for the Go SDK replace).
-func repoRoot(t *testing.T) string {
+func repoRoot(t testing.TB) string {
 	t.Helper()
 	r, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
@@ -44,7 +44,7 @@ func repoRoot(t *testing.T) string {
 	return r
 }
 
-func runIn(t *testing.T, dir string, env []string, name string, args ...string) {
+func runIn(t testing.TB, dir string, env []string, name string, args ...string) {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
@@ -54,81 +54,101 @@ func runIn(t *testing.T, dir string, env []string, name string, args ...string) 
 	}
 }
 
-// TestPluginNewBuildTest scaffolds a project per language in a directory
-// outside the repository, builds it with `sluice plugin build` and runs
-// its test message through `sluice plugin test`, as a plugin author would;
-// the Go, Rust project's own native test runs too.
+// newBuildTest is what a plugin author does: `sluice plugin new` in dir
+// (outside the repository), the language's own setup and test, `sluice
+// plugin build`, and `sluice plugin test` of the project's test message,
+// which must pass. It returns the module and the message.
+func newBuildTest(t testing.TB, lang, dir string) (mod, msg string) {
+	t.Helper()
+	switch lang {
+	case "go":
+		needTool(t, "go")
+	case "c":
+		t.Setenv("CLANG", needTool(t, "clang"))
+	case "rust":
+		rustc := "/usr/bin/rustc" // Debian's, with the wasm32 std (a rustup rustc earlier on PATH may lack it)
+		if _, err := os.Stat(rustc); err != nil {
+			rustc = needTool(t, "rustc")
+		}
+		t.Setenv("RUSTC", rustc)
+	case "assemblyscript":
+		needTool(t, "node")
+	}
+	if code, out, errb := runPlugin(t, "new", "myplug", "--lang", lang, "--dir", dir); code != 0 || !strings.Contains(out, "created "+dir) {
+		t.Fatalf("new: exit %d\n%s%s", code, out, errb)
+	}
+	switch lang {
+	case "go":
+		// The module is not published here: point the SDK at this
+		// checkout (a user runs `go mod tidy` against the proxy).
+		runIn(t, dir, nil, "go", "mod", "edit", "-replace", "github.com/sluicemcp/sluice="+repoRoot(t))
+		runIn(t, dir, nil, "go", "mod", "tidy")
+		runIn(t, dir, nil, "go", "test", "./...")
+	case "rust":
+		runIn(t, dir, nil, os.Getenv("RUSTC"), "--test", "lib.rs", "-o", "unit-test")
+		runIn(t, dir, nil, filepath.Join(dir, "unit-test"))
+	case "assemblyscript":
+		nm := filepath.Join(os.Getenv("SLUICE_TOOLS_DIR"), "npm", "node_modules")
+		if os.Getenv("SLUICE_TOOLS_DIR") == "" {
+			home, _ := os.UserHomeDir()
+			nm = filepath.Join(home, ".cache", "sluice", "npm", "node_modules")
+		}
+		if _, err := os.Stat(filepath.Join(nm, "assemblyscript")); err != nil {
+			if os.Getenv("SLUICE_REQUIRE_TOOLCHAINS") == "1" {
+				t.Fatalf("assemblyscript not installed in %s (.ci/deps.sh)", nm)
+			}
+			t.Skipf("assemblyscript not installed in %s (.ci/deps.sh)", nm)
+		}
+		// What `npm install` gives, from the packages .ci/deps.sh installed.
+		if err := os.Symlink(nm, filepath.Join(dir, "node_modules")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, out, errb := runPlugin(t, "build", dir); code != 0 || !strings.Contains(out, "built "+filepath.Join(dir, "myplug.wasm")) {
+		t.Fatalf("build: exit %d\n%s%s", code, out, errb)
+	}
+	mod = filepath.Join(dir, "myplug.wasm")
+	msg = filepath.Join(dir, "testdata", "request.json")
+	code, out, errb := runPlugin(t, "test", mod, "--message", msg, "--config", `block=["delete_file"]`, "--expect", "reject")
+	if code != 0 || !strings.Contains(out, "action:   reject\n") || !strings.Contains(out, `error:    {"code":-32001,"message":"tool blocked by policy"}`) ||
+		!strings.Contains(out, "time:     first call ") {
+		t.Fatalf("test: exit %d\n%s%s", code, out, errb)
+	}
+	if !strings.Contains(errb, `msg="blocked a tool" plugin=myplug request_id=sluice-plugin-test method=tools/call`) {
+		t.Errorf("the plugin's log line is missing from stderr:\n%s", errb)
+	}
+	return mod, msg
+}
+
+// TestPluginNewBuildTest scaffolds, builds and tests a project per
+// language, then checks the other answer and inspect.
 func TestPluginNewBuildTest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds plugins")
 	}
 	for _, lang := range pluginLangs {
 		t.Run(lang, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "myplug")
-			switch lang {
-			case "go":
-				needTool(t, "go")
-			case "c":
-				t.Setenv("CLANG", needTool(t, "clang"))
-			case "rust":
-				rustc := "/usr/bin/rustc" // Debian's, with the wasm32 std (a rustup rustc earlier on PATH may lack it)
-				if _, err := os.Stat(rustc); err != nil {
-					rustc = needTool(t, "rustc")
-				}
-				t.Setenv("RUSTC", rustc)
-			case "assemblyscript":
-				needTool(t, "node")
-			}
-			if code, out, errb := runPlugin(t, "new", "myplug", "--lang", lang, "--dir", dir); code != 0 || !strings.Contains(out, "created "+dir) {
-				t.Fatalf("new: exit %d\n%s%s", code, out, errb)
-			}
-			switch lang {
-			case "go":
-				// The module is not published here: point the SDK at this
-				// checkout (a user runs `go mod tidy` against the proxy).
-				runIn(t, dir, nil, "go", "mod", "edit", "-replace", "github.com/sluicemcp/sluice="+repoRoot(t))
-				runIn(t, dir, nil, "go", "mod", "tidy")
-				runIn(t, dir, nil, "go", "test", "./...")
-			case "rust":
-				runIn(t, dir, nil, os.Getenv("RUSTC"), "--test", "lib.rs", "-o", "unit-test")
-				runIn(t, dir, nil, filepath.Join(dir, "unit-test"))
-			case "assemblyscript":
-				nm := filepath.Join(os.Getenv("SLUICE_TOOLS_DIR"), "npm", "node_modules")
-				if os.Getenv("SLUICE_TOOLS_DIR") == "" {
-					home, _ := os.UserHomeDir()
-					nm = filepath.Join(home, ".cache", "sluice", "npm", "node_modules")
-				}
-				if _, err := os.Stat(filepath.Join(nm, "assemblyscript")); err != nil {
-					if os.Getenv("SLUICE_REQUIRE_TOOLCHAINS") == "1" {
-						t.Fatalf("assemblyscript not installed in %s (.ci/deps.sh)", nm)
-					}
-					t.Skipf("assemblyscript not installed in %s (.ci/deps.sh)", nm)
-				}
-				// What `npm install` gives, from the packages .ci/deps.sh installed.
-				if err := os.Symlink(nm, filepath.Join(dir, "node_modules")); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if code, out, errb := runPlugin(t, "build", dir); code != 0 || !strings.Contains(out, "built "+filepath.Join(dir, "myplug.wasm")) {
-				t.Fatalf("build: exit %d\n%s%s", code, out, errb)
-			}
-			mod := filepath.Join(dir, "myplug.wasm")
-			msg := filepath.Join(dir, "testdata", "request.json")
-			code, out, errb := runPlugin(t, "test", mod, "--message", msg, "--config", `block=["delete_file"]`, "--expect", "reject")
-			if code != 0 || !strings.Contains(out, "action:   reject\n") || !strings.Contains(out, `error:    {"code":-32001,"message":"tool blocked by policy"}`) ||
-				!strings.Contains(out, "time:     first call ") {
-				t.Fatalf("test: exit %d\n%s%s", code, out, errb)
-			}
-			if !strings.Contains(errb, `msg="blocked a tool" plugin=myplug request_id=sluice-plugin-test method=tools/call`) {
-				t.Errorf("the plugin's log line is missing from stderr:\n%s", errb)
-			}
-			code, out, errb = runPlugin(t, "test", mod, "--message", msg, "--config", `block=["drop_table"]`, "--expect", "reject")
+			mod, msg := newBuildTest(t, lang, filepath.Join(t.TempDir(), "myplug"))
+			code, out, errb := runPlugin(t, "test", mod, "--message", msg, "--config", `block=["drop_table"]`, "--expect", "reject")
 			if code != 1 || !strings.Contains(out, "action:   continue\n") || errb != "sluice plugin test: expected action reject, got continue\n" {
 				t.Fatalf("test, tool not blocked: exit %d\n%s%s", code, out, errb)
 			}
 			code, out, errb = runPlugin(t, "inspect", mod)
 			if code != 0 || !strings.Contains(out, "plugin:   myplug 0.1.0\n") || !strings.Contains(out, "config:   block\n") || !strings.Contains(out, "status:   loads\n") {
 				t.Fatalf("inspect: exit %d\n%s%s", code, out, errb)
+			}
+		})
+	}
+}
+
+// BenchmarkPluginNewToTest measures `sluice plugin new` to a passing
+// `sluice plugin test` per language, as newBuildTest does it (Go including
+// go mod tidy and go test), on a warm build cache.
+func BenchmarkPluginNewToTest(b *testing.B) {
+	for _, lang := range pluginLangs {
+		b.Run(lang, func(b *testing.B) {
+			for b.Loop() {
+				newBuildTest(b, lang, filepath.Join(b.TempDir(), "myplug"))
 			}
 		})
 	}
