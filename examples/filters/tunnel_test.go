@@ -112,7 +112,7 @@ func startTunnel(t *testing.T, serverURL string) *tunnel {
 		t.Fatal(err)
 	}
 	p := engine.NewPipeline(engine.NewChain(nil, engine.ChainOptions{}))
-	a, err := agent.New(agent.Config{BaseURL: base, TunnelID: id, APIKey: rk, PollTimeout: 2 * time.Second, ShutdownGrace: 2 * time.Second, ClientVersion: "filters-test"},
+	a, err := agent.New(agent.Config{BaseURL: base, TunnelID: id, APIKey: rk, PollTimeout: 2 * time.Second, ShutdownGrace: 2 * time.Second, ClientVersion: "1.0.0"},
 		agent.Options{Bindings: map[string]binding.Binding{"main": b}, Pipeline: p})
 	if err != nil {
 		t.Fatal(err)
