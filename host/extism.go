@@ -150,11 +150,7 @@ func (b *extismBackend) instantiate(ctx context.Context) (instance, error) {
 	}
 	i.mod = mod
 	i.mem = mod.ExportedMemory(ExportMemory)
-	for h := engine.HookRequest; h <= engine.HookHTTPResponse; h++ {
-		if b.handlers[h] {
-			i.handlers[h] = mod.ExportedFunction(extismHandlers[h])
-		}
-	}
+	i.handlers = handlerFuncs(mod, b.handlers, extismHandlers)
 	if b.interruptible {
 		if i.timer, err = interruptTimer(mod); err != nil {
 			_ = mod.Close(ctx)

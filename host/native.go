@@ -200,11 +200,7 @@ func (b *nativeBackend) instantiate(ctx context.Context) (instance, error) {
 		mem:   mod.ExportedMemory(ExportMemory),
 		alloc: mod.ExportedFunction(ExportAlloc),
 	}
-	for h := engine.HookRequest; h <= engine.HookHTTPResponse; h++ {
-		if b.handlers[h] {
-			i.handlers[h] = mod.ExportedFunction(nativeHandlers[h])
-		}
-	}
+	i.handlers = handlerFuncs(mod, b.handlers, nativeHandlers)
 	if b.interruptible {
 		if i.timer, err = interruptTimer(mod); err != nil {
 			_ = mod.Close(ctx)
@@ -218,6 +214,16 @@ func (b *nativeBackend) instantiate(ctx context.Context) (instance, error) {
 		}
 	}
 	return i, nil
+}
+
+// handlerFuncs looks up the handler export of every hook present has.
+func handlerFuncs(mod api.Module, present [4]bool, names [4]string) (fns [4]api.Function) {
+	for h := engine.HookRequest; h <= engine.HookHTTPResponse; h++ {
+		if present[h] {
+			fns[h] = mod.ExportedFunction(names[h])
+		}
+	}
+	return fns
 }
 
 // callExport calls the export name with stack st, bounded by d.

@@ -93,26 +93,24 @@ func (p Plugin) Describe() []byte {
 	}
 	b = append(b, ']')
 	if len(p.Methods) > 0 {
-		b = append(b, `,"methods":[`...)
-		for i, m := range p.Methods {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = AppendJSONString(b, m)
-		}
-		b = append(b, ']')
+		b = appendJSONStrings(append(b, `,"methods":`...), p.Methods)
 	}
 	if p.ConfigKeys != nil {
-		b = append(b, `,"config":[`...)
-		for i, k := range p.ConfigKeys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = AppendJSONString(b, k)
-		}
-		b = append(b, ']')
+		b = appendJSONStrings(append(b, `,"config":`...), p.ConfigKeys)
 	}
 	return append(b, '}')
+}
+
+// appendJSONStrings appends l as a JSON array of strings.
+func appendJSONStrings(b []byte, l []string) []byte {
+	b = append(b, '[')
+	for i, s := range l {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = AppendJSONString(b, s)
+	}
+	return append(b, ']')
 }
 
 func (p Plugin) handler(h Hook) Handler {
