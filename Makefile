@@ -24,7 +24,7 @@ RACE_PKGS ?= $(filter-out $(NORACE_PKGS),$(PKGS))
 TEST_TIMEOUT ?= 15m
 FUZZTIME ?= 5s
 
-.PHONY: all build run test test-go faults bench bench-load plugins lint fuzz-smoke clean
+.PHONY: all build run test test-go faults bench bench-load plugins examples lint fuzz-smoke clean
 
 all: build
 
@@ -77,6 +77,13 @@ plugins:
 	@if [[ -x plugins/build.sh ]]; then plugins/build.sh; \
 	elif [[ -f plugins/build.sh ]]; then bash plugins/build.sh; \
 	else echo "plugins: plugins/build.sh not present"; fi
+
+# Build the example filters (examples/LANG-filter/LANG-filter.wasm) in Go, C,
+# Rust, WAT and AssemblyScript; a language whose toolchain is missing is
+# skipped with a message (the AssemblyScript packages come from .ci/deps.sh).
+examples:
+	@if [[ -x .ci/deps.sh ]]; then .ci/deps.sh >/dev/null; fi
+	@bash examples/build.sh || { s=$$?; [[ $$s -eq 3 ]] || exit $$s; }
 
 lint:
 	$(GO) vet ./...

@@ -63,9 +63,9 @@ type PluginConfig struct {
 	// CallTimeout bounds one guest call (default DefaultCallTimeout).
 	CallTimeout time.Duration
 	// Trusted turns off the checks that let CallTimeout interrupt a guest
-	// stuck in a loop: for a native-ABI module the interrupt flag the host
-	// compiles into every loop (about 10% of compute, see interrupt.go),
-	// for an Extism module wazero's own checks (several times that). A
+	// stuck in a loop: the interrupt flag the host compiles into every loop
+	// (about 10% of compute, see interrupt.go), or wazero's own checks
+	// (several times that) for a module the instrumenter cannot parse. A
 	// trusted module that loops forever holds its instance, and a pool slot,
 	// forever: only for modules you vouch for.
 	Trusted bool
@@ -73,7 +73,8 @@ type PluginConfig struct {
 	// it returns (default 4 MiB).
 	MaxMessageSize int
 	// AllowedHosts lists the hosts an Extism plugin may reach with Extism's
-	// HTTP; none by default. Ignored for native plugins.
+	// http_request (exact names or * patterns such as "*.example.com");
+	// none by default. Ignored for native plugins.
 	AllowedHosts []string
 	// OnError is the stage's failure policy (for engine.ChainStage).
 	OnError engine.OnError

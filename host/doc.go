@@ -3,8 +3,9 @@
 //
 //   - The native ABI (sdk/ABI.md) runs on wazero: the host writes the
 //     envelope straight into guest memory and decodes the answer in place.
-//   - The Extism ABI runs through extism go-sdk, so any Extism PDK plugin
-//     loads unchanged; envelope and answer are JSON.
+//   - The Extism ABI runs on the same wazero runtime with the host's own
+//     implementation of the Extism kernel, so any Extism PDK plugin loads
+//     unchanged; envelope and answer are JSON.
 //
 // A Runtime owns the shared compilation cache and the per-plugin key/value
 // stores; Runtime.Load compiles one module once and returns a Stage with a

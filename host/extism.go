@@ -2,78 +2,136 @@ package host
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
-	"sync"
-	"sync/atomic"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
 
-	extism "github.com/extism/go-sdk"
 	"github.com/sluicemcp/sluice/engine"
 	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
 )
 
 var extismHandlers = [4]string{"", ExtismOnRequest, ExtismOnResponse, ExtismOnHTTPResponse}
 
-// extismBackend runs Extism-ABI modules through extism go-sdk: compiled
-// once, instances from the compiled plugin.
+// Initialisation exports of Extism guests, called once per instance the way
+// Extism hosts do: a WASI reactor's _initialize (else a WASI command's
+// __wasm_call_ctors), and the Haskell runtime's hs_init.
+const (
+	extismCallCtors = "__wasm_call_ctors"
+	extismHSInit    = "hs_init"
+)
+
+// extismBackend runs Extism-ABI modules on the stage's wazero runtime, with
+// the host's own Extism kernel (extism_kernel.go) and user host functions
+// (extism_user.go): compiled once, instantiated per pooled instance.
 type extismBackend struct {
 	s        *Stage
-	cp       *extism.CompiledPlugin
+	rt       wazero.Runtime
+	compiled wazero.CompiledModule
+	modCfg   wazero.ModuleConfig
 	handlers [4]bool
 	eager    instance
+	// interruptible: the module was instrumented by instrumentLoops (see
+	// nativeBackend).
+	interruptible bool
+	// init lists the initialisation exports to call after instantiation.
+	init []string
 }
 
-// extismLogLevel sets extism's process-wide log level once: Info, so guest
-// logs at info and above reach the stage's logger, while extism's own
-// per-call debug line ("Calling function") stays off.
-var extismLogLevel sync.Once
+// checkExtismFunc checks an Extism function export: no parameters, at most
+// one i32 result.
+func checkExtismFunc(exports map[string]api.FunctionDefinition, name string) (bool, error) {
+	d, ok := exports[name]
+	if !ok {
+		return false, nil
+	}
+	res := d.ResultTypes()
+	if len(d.ParamTypes()) != 0 || len(res) > 1 || len(res) == 1 && res[0] != i32 {
+		return false, fmt.Errorf("export %s has signature %s, want () -> (i32)", name, sigOf(d))
+	}
+	return true, nil
+}
 
-func newExtismBackend(ctx context.Context, s *Stage, rc wazero.RuntimeConfig, bin []byte, wasi bool) (*extismBackend, *description, error) {
-	extismLogLevel.Do(func() { extism.SetLogLevel(extism.LogLevelInfo) })
-	conf := map[string]string{ExtismConfigKey: string(s.cfgJSON)}
-	for k, v := range s.cfg.Config {
-		if str, ok := v.(string); ok {
-			conf[k] = str
-		} else if b, err := json.Marshal(v); err == nil {
-			conf[k] = string(b)
+func newExtismBackend(ctx context.Context, s *Stage, rt wazero.Runtime, c wazero.CompiledModule, interruptible bool) (*extismBackend, *description, error) {
+	wasi, err := checkImports(c, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	exports := c.ExportedFunctions()
+	b := &extismBackend{s: s, rt: rt, compiled: c, interruptible: interruptible}
+	for h := engine.HookRequest; h <= engine.HookHTTPResponse; h++ {
+		ok, err := checkExtismFunc(exports, extismHandlers[h])
+		if err != nil {
+			return nil, nil, err
+		}
+		b.handlers[h] = ok
+	}
+	hasDescribe, err := checkExtismFunc(exports, ExtismDescribe)
+	if err != nil {
+		return nil, nil, err
+	}
+	if wasi {
+		if ok, _ := checkExport(exports, ExportInitialize, sigInit, false); ok {
+			b.init = append(b.init, ExportInitialize)
+		} else if ok, _ := checkExport(exports, extismCallCtors, sigInit, false); ok {
+			b.init = append(b.init, extismCallCtors)
 		}
 	}
-	man := extism.Manifest{
-		Wasm:         []extism.Wasm{extism.WasmData{Data: bin, Name: "main"}},
-		Memory:       &extism.ManifestMemory{MaxPages: s.cfg.MemoryPages},
-		Config:       conf,
-		AllowedHosts: s.cfg.AllowedHosts, // nil: no host reachable
+	if ok, _ := checkExport(exports, extismHSInit, sig{[]api.ValueType{i32, i32}, nil}, false); ok {
+		if len(b.init) == 0 {
+			if ok, _ := checkExport(exports, ExportInitialize, sigInit, false); ok {
+				b.init = append(b.init, ExportInitialize)
+			}
+		}
+		b.init = append(b.init, extismHSInit)
 	}
-	cp, err := extism.NewCompiledPlugin(ctx, man, extism.PluginConfig{RuntimeConfig: rc, EnableWasi: wasi}, nil)
-	if err != nil {
-		return nil, nil, fmt.Errorf("extism: %w", err)
+
+	s.extismConfig = map[string]string{ExtismConfigKey: string(s.cfgJSON)}
+	for k, v := range s.cfg.Config {
+		if str, ok := v.(string); ok {
+			s.extismConfig[k] = str
+		} else if b, err := json.Marshal(v); err == nil {
+			s.extismConfig[k] = string(b)
+		}
 	}
-	b := &extismBackend{s: s, cp: cp}
+	if err := instantiateExtismEnv(ctx, rt, s); err != nil {
+		return nil, nil, fmt.Errorf("extism kernel: %w", err)
+	}
+	if err := instantiateExtismUser(ctx, rt, s); err != nil {
+		return nil, nil, fmt.Errorf("extism user functions: %w", err)
+	}
+	mc := wazero.NewModuleConfig().WithName("").WithStartFunctions()
+	if wasi {
+		if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+			return nil, nil, fmt.Errorf("wasi: %w", err)
+		}
+		mc = mc.WithRandSource(rand.Reader).WithSysWalltime().WithSysNanotime().WithSysNanosleep().
+			WithStdout(io.Discard).WithStderr(io.Discard)
+	}
+	b.modCfg = mc
+
 	inst, err := b.instantiate(ctx)
 	if err != nil {
-		_ = cp.Close(ctx)
 		return nil, nil, err
 	}
 	ei := inst.(*extismInstance)
-	for h := engine.HookRequest; h <= engine.HookHTTPResponse; h++ {
-		b.handlers[h] = ei.p.FunctionExists(extismHandlers[h])
-	}
 	var desc *description
-	if ei.p.FunctionExists(ExtismDescribe) {
-		cctx, cancel := context.WithTimeout(ctx, instantiateTimeout)
-		_, out, err := ei.p.CallWithContext(cctx, ExtismDescribe, nil)
-		cancel()
+	if hasDescribe {
+		out, err := ei.callFunc(ctx, ExtismDescribe, nil, s.cfg.CallTimeout*10)
 		if err != nil {
 			ei.close(ctx)
-			_ = cp.Close(ctx)
-			return nil, nil, fmt.Errorf("%s: %w", ExtismDescribe, firstLine(err))
+			return nil, nil, err
 		}
 		if desc, err = parseDescription(out); err != nil {
 			ei.close(ctx)
-			_ = cp.Close(ctx)
 			return nil, nil, err
 		}
 	}
@@ -84,16 +142,31 @@ func newExtismBackend(ctx context.Context, s *Stage, rc wazero.RuntimeConfig, bi
 func (b *extismBackend) instantiate(ctx context.Context) (instance, error) {
 	ctx, cancel := context.WithTimeout(ctx, instantiateTimeout)
 	defer cancel()
-	// extism go-sdk does not expose the guest's memory; a memory allocator
-	// hook sees every memory of the instance (guest and extism kernel), so
-	// the stage can recycle at its high-water mark and tell OOM from a trap.
-	mems := &memWatch{}
-	p, err := b.cp.Instance(experimental.WithMemoryAllocator(ctx, mems), extism.PluginInstanceConfig{})
+	i := &extismInstance{b: b, k: newKernel(uint64(b.s.cfg.MemoryPages) * 65536)}
+	ictx := context.WithValue(ctx, instanceKey{}, i)
+	mod, err := b.rt.InstantiateModule(ictx, b.compiled, b.modCfg)
 	if err != nil {
 		return nil, fmt.Errorf("instantiate: %w", firstLine(err))
 	}
-	i := &extismInstance{b: b, p: p, mems: mems}
-	p.SetLogger(i.logf)
+	i.mod = mod
+	i.mem = mod.ExportedMemory(ExportMemory)
+	i.handlers = handlerFuncs(mod, b.handlers, extismHandlers)
+	if b.interruptible {
+		if i.timer, err = interruptTimer(mod); err != nil {
+			_ = mod.Close(ctx)
+			return nil, fmt.Errorf("instantiate: %w", err)
+		}
+	}
+	for _, name := range b.init {
+		var st []uint64
+		if name == extismHSInit {
+			st = []uint64{0, 0}
+		}
+		if _, err := i.callFunc(ctx, name, st, instantiateTimeout); err != nil {
+			_ = mod.Close(ctx)
+			return nil, fmt.Errorf("instantiate: %w", err)
+		}
+	}
 	return i, nil
 }
 
@@ -118,160 +191,124 @@ func (b *extismBackend) close(ctx context.Context) error {
 	if b.eager != nil {
 		b.eager.close(ctx)
 	}
-	return b.cp.Close(ctx)
+	return b.rt.Close(ctx)
 }
 
+// extismInstance is one instantiated Extism-ABI module with its kernel.
 type extismInstance struct {
-	b    *extismBackend
-	p    *extism.Plugin
-	mems *memWatch
-	msg  *engine.Message
+	b        *extismBackend
+	mod      api.Module
+	mem      api.Memory // nil if the module exports none
+	handlers [4]api.Function
+	k        *kernel
+	msg      *engine.Message // the message being handled (log tags)
+	stack    [1]uint64
+	env      []byte // the envelope buffer, reused
+	deadline time.Time
+	timer    *time.Timer // sets the interrupt global (nil unless interruptible)
 }
 
-// memWatch allocates the linear memories of one instance as plain Go slices
-// and remembers the largest one's size.
-type memWatch struct{ mems []*watchedMemory }
-
-func (w *memWatch) Allocate(capacity, maxSize uint64) experimental.LinearMemory {
-	m := &watchedMemory{max: maxSize, buf: make([]byte, 0, capacity)}
-	w.mems = append(w.mems, m)
-	return m
-}
-
-func (w *memWatch) largest() uint64 {
-	var n uint64
-	for _, m := range w.mems {
-		n = max(n, m.size.Load())
+func (i *extismInstance) memSize() uint64 {
+	n := uint64(cap(i.k.mem))
+	if i.mem != nil {
+		n = max(n, uint64(i.mem.Size()))
 	}
 	return n
 }
 
-type watchedMemory struct {
-	buf  []byte
-	max  uint64
-	size atomic.Uint64
+func (i *extismInstance) close(ctx context.Context) {
+	if i.timer != nil {
+		i.timer.Stop()
+	}
+	_ = i.mod.Close(ctx)
 }
 
-func (m *watchedMemory) Reallocate(size uint64) []byte {
-	if size > m.max {
-		return nil
+// callFunc runs the export name with input in (nil = none) outside a
+// message (describe, initialisation), bounded by d, and returns its output.
+func (i *extismInstance) callFunc(ctx context.Context, name string, st []uint64, d time.Duration) ([]byte, error) {
+	fn := i.mod.ExportedFunction(name)
+	i.k.reset()
+	if st == nil {
+		st = i.stack[:]
 	}
-	if size > uint64(cap(m.buf)) {
-		nb := make([]byte, size, min(max(size, uint64(cap(m.buf))*2), m.max))
-		copy(nb, m.buf)
-		m.buf = nb
+	timedOut, err := i.invoke(ctx, fn, st, d)
+	if timedOut {
+		return nil, fmt.Errorf("%s: did not return within %s", name, d)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, firstLine(err))
+	}
+	if msg := i.k.errorMessage(); msg != "" {
+		return nil, fmt.Errorf("%s: plugin error: %s", name, msg)
+	}
+	if len(fn.Definition().ResultTypes()) == 1 && uint32(st[0]) != 0 {
+		return nil, fmt.Errorf("%s returned %d", name, int32(st[0]))
+	}
+	return append([]byte(nil), i.k.output()...), nil
+}
+
+// invoke calls fn bounded by d: through the interrupt timer when the module
+// is instrumented, else through a context deadline (wazero's checks).
+func (i *extismInstance) invoke(ctx context.Context, fn api.Function, st []uint64, d time.Duration) (timedOut bool, err error) {
+	i.deadline = time.Now().Add(d)
+	if i.timer != nil {
+		i.timer.Reset(d)
+		err = fn.CallWithStack(context.WithValue(ctx, instanceKey{}, i), st)
+		timedOut = !i.timer.Stop()
 	} else {
-		m.buf = m.buf[:size]
+		cctx, cancel := context.WithDeadline(ctx, i.deadline)
+		err = fn.CallWithStack(context.WithValue(cctx, instanceKey{}, i), st)
+		timedOut = cctx.Err() != nil
+		cancel()
 	}
-	m.size.Store(size)
-	return m.buf
-}
-
-func (m *watchedMemory) Free() { m.buf = nil }
-
-func (i *extismInstance) logf(level extism.LogLevel, msg string) {
-	s := i.b.s
-	lv := slog.LevelDebug
-	switch level {
-	case extism.LogLevelInfo:
-		lv = slog.LevelInfo
-	case extism.LogLevelWarn:
-		lv = slog.LevelWarn
-	case extism.LogLevelError:
-		lv = slog.LevelError
+	var exit *sys.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() == 0 {
+		err = nil // a WASI guest that exits 0 succeeded, as Extism hosts treat it
 	}
-	if len(msg) > maxLogLine {
-		msg = msg[:maxLogLine]
-	}
-	if !s.log.Enabled(context.Background(), lv) {
-		return
-	}
-	attrs := []slog.Attr{slog.String("plugin", s.name)}
-	if i.msg != nil {
-		attrs = append(attrs, slog.String("request_id", i.msg.RequestID), slog.String("method", i.msg.Method))
-	}
-	s.log.LogAttrs(context.Background(), lv, s.scrub.str(msg), attrs...)
-}
-
-func (i *extismInstance) memSize() uint64 { return i.mems.largest() }
-
-func (i *extismInstance) close(ctx context.Context) { _ = i.p.Close(ctx) }
-
-// extismEnvelope is the JSON envelope of the Extism ABI.
-type extismEnvelope struct {
-	Hook         string              `json:"hook"`
-	Side         string              `json:"side"`
-	Notification bool                `json:"notification"`
-	Status       int                 `json:"status"`
-	Tunnel       string              `json:"tunnel"`
-	Channel      string              `json:"channel"`
-	SessionID    string              `json:"session_id"`
-	RequestID    string              `json:"request_id"`
-	Method       string              `json:"method"`
-	Tool         string              `json:"tool"`
-	Caller       string              `json:"caller"`
-	Headers      map[string][]string `json:"headers"`
-	Message      json.RawMessage     `json:"message"`
-}
-
-// extismAnswer is the JSON answer of the Extism ABI.
-type extismAnswer struct {
-	Action  string          `json:"action"`
-	Status  int             `json:"status"`
-	Message json.RawMessage `json:"message"`
-	Headers []struct {
-		Op    string `json:"op"`
-		Name  string `json:"name"`
-		Value string `json:"value"`
-	} `json:"headers"`
-	Error *json.RawMessage `json:"error"`
-}
-
-func encodeExtismEnvelope(m *engine.Message) ([]byte, error) {
-	e := extismEnvelope{
-		Hook: m.Hook.String(), Side: "agent", Notification: m.Notification, Status: m.Status,
-		Tunnel: m.Tunnel, Channel: m.Channel, SessionID: m.SessionID, RequestID: m.RequestID,
-		Method: m.Method, Tool: m.Tool, Caller: m.Caller, Headers: m.Header, Message: m.Body,
-	}
-	if m.Side == engine.SideRelay {
-		e.Side = "relay"
-	}
-	if e.Headers == nil {
-		e.Headers = map[string][]string{}
-	}
-	if m.Hook == engine.HookHTTPResponse || len(m.Body) == 0 {
-		s, err := json.Marshal(string(m.Body))
-		if err != nil {
-			return nil, err
-		}
-		e.Message = s
-	}
-	return json.Marshal(&e)
+	return timedOut, err
 }
 
 func (i *extismInstance) call(ctx context.Context, m *engine.Message) (engine.Result, string, error) {
 	s := i.b.s
-	in, err := encodeExtismEnvelope(m)
-	if err != nil {
-		return engine.Result{}, kindMalformed, fmt.Errorf("envelope: %w", err)
+	fn := i.handlers[m.Hook]
+	if fn == nil {
+		return engine.Result{}, kindMalformed, fmt.Errorf("no handler for hook %s", m.Hook)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
-	defer cancel()
+	i.env = appendExtismEnvelope(i.env[:0], m)
+	if len(i.env) > s.cfg.MaxMessageSize+envelopeSlack {
+		return engine.Result{}, kindTooLarge, fmt.Errorf("envelope of %d bytes exceeds max-message-size", len(i.env))
+	}
+	name := extismHandlers[m.Hook]
+	i.k.reset()
 	i.msg = m
 	defer func() { i.msg = nil }()
-	rc, out, err := i.p.CallWithContext(ctx, extismHandlers[m.Hook], in)
+	st := i.stack[:]
+	kind, err := func() (kind string, err error) {
+		defer func() { // the input block itself may exceed the memory limit
+			if r := recover(); r != nil {
+				kind, err = kindOOM, fmt.Errorf("%v", r)
+			}
+		}()
+		i.k.setInput(i.env)
+		return "", nil
+	}()
 	if err != nil {
-		if ctx.Err() != nil {
-			return engine.Result{}, kindTimeout, firstLine(err)
-		}
-		if i.memSize() > uint64(s.cfg.MemoryPages)*65536/4*3 {
-			return engine.Result{}, kindOOM, firstLine(err)
-		}
-		return engine.Result{}, kindTrap, firstLine(err)
+		return engine.Result{}, kind, err
 	}
-	if rc != 0 {
-		return engine.Result{}, kindTrap, fmt.Errorf("%s returned %d", extismHandlers[m.Hook], rc)
+	timedOut, err := i.invoke(ctx, fn, st, s.cfg.CallTimeout)
+	switch {
+	case timedOut:
+		return engine.Result{}, kindTimeout, fmt.Errorf("%s: did not return within call-timeout %s", name, s.cfg.CallTimeout)
+	case err != nil:
+		return engine.Result{}, i.classify(err), fmt.Errorf("%s: %w", name, firstLine(err))
 	}
+	if msg := i.k.errorMessage(); msg != "" {
+		return engine.Result{}, kindTrap, fmt.Errorf("%s: plugin error: %.200s", name, msg)
+	}
+	if len(fn.Definition().ResultTypes()) == 1 && uint32(st[0]) != 0 {
+		return engine.Result{}, kindTrap, fmt.Errorf("%s returned %d", name, int32(st[0]))
+	}
+	out := i.k.output()
 	if len(out) == 0 {
 		return engine.Result{}, "", nil
 	}
@@ -283,6 +320,136 @@ func (i *extismInstance) call(ctx context.Context, m *engine.Message) (engine.Re
 		return engine.Result{}, kindMalformed, err
 	}
 	return r, "", nil
+}
+
+// classify names the failure kind of a guest call error that was not a
+// timeout.
+func (i *extismInstance) classify(err error) string {
+	if errors.Is(err, errKernelOOM) {
+		return kindOOM
+	}
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		switch exit.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded, sys.ExitCodeContextCanceled:
+			return kindTimeout
+		}
+	}
+	if i.mem != nil && uint64(i.mem.Size()) > uint64(i.b.s.cfg.MemoryPages)*65536/4*3 {
+		return kindOOM
+	}
+	return kindTrap
+}
+
+// appendExtismEnvelope appends the JSON envelope of the Extism ABI
+// (sdk/ABI.md) for m to b. The message is embedded as it is when it is one
+// valid JSON object, else (http_response bodies, anything malformed) as a
+// JSON string, so no message can add members to the envelope.
+func appendExtismEnvelope(b []byte, m *engine.Message) []byte {
+	side := "agent"
+	if m.Side == engine.SideRelay {
+		side = "relay"
+	}
+	b = append(b, `{"hook":`...)
+	b = appendJSONString(b, m.Hook.String())
+	b = append(b, `,"side":"`...)
+	b = append(b, side...)
+	b = append(b, `","notification":`...)
+	b = strconv.AppendBool(b, m.Notification)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(m.Status), 10)
+	for _, f := range [...]struct{ k, v string }{
+		{"tunnel", m.Tunnel}, {"channel", m.Channel}, {"session_id", m.SessionID}, {"request_id", m.RequestID},
+		{"method", m.Method}, {"tool", m.Tool}, {"caller", m.Caller},
+	} {
+		b = append(b, `,"`...)
+		b = append(b, f.k...)
+		b = append(b, `":`...)
+		b = appendJSONString(b, f.v)
+	}
+	b = append(b, `,"headers":{`...)
+	first := true
+	for k, vs := range m.Header {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendJSONString(b, k)
+		b = append(b, `:[`...)
+		for j, v := range vs {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, v)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `},"message":`...)
+	if m.Hook != engine.HookHTTPResponse && engine.ValidObject(m.Body) {
+		b = append(b, m.Body...)
+	} else {
+		b = appendJSONString(b, string(m.Body))
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for j := 0; j < len(s); {
+		c := s[j]
+		if c >= 0x20 && c != '"' && c != '\\' && c < 0x80 {
+			j++
+			continue
+		}
+		if c < 0x80 {
+			b = append(b, s[start:j]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			j++
+			start = j
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[j:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:j]...)
+			b = append(b, "\ufffd"...)
+			j++
+			start = j
+			continue
+		}
+		j += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// extismHeaderEdit is one header edit of an Extism answer.
+type extismHeaderEdit struct {
+	Op    string `json:"op"`
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// extismAnswer is the JSON answer of the Extism ABI.
+type extismAnswer struct {
+	Action  string             `json:"action"`
+	Status  int                `json:"status"`
+	Message json.RawMessage    `json:"message"`
+	Headers []extismHeaderEdit `json:"headers"`
+	Error   *json.RawMessage   `json:"error"`
 }
 
 func decodeExtismAnswer(out []byte, m *engine.Message) (engine.Result, error) {
@@ -315,7 +482,7 @@ func decodeExtismAnswer(out []byte, m *engine.Message) (engine.Result, error) {
 	if len(a.Headers) > 0 {
 		h := m.Header.Clone()
 		if h == nil {
-			h = map[string][]string{}
+			h = http.Header{}
 		}
 		for _, e := range a.Headers {
 			if e.Name == "" {

@@ -152,6 +152,8 @@ func TestFixturesUpToDate(t *testing.T) {
 	builds = append(builds,
 		build{name: "cguest.wasm", tool: "clang", dir: root, args: []string{"-O2", "--target=wasm32-unknown-unknown", "-mbulk-memory", "-nostdlib",
 			"-Wl,--no-entry", "-Wl,--strip-all", "-I", "sdk", "examples/c/echo.c", "-o"}, out: "cguest.wasm"},
+		build{name: "extism-c.wasm", tool: "clang", dir: "testdata", args: []string{"-O2", "--target=wasm32-unknown-unknown", "-mbulk-memory", "-nostdlib",
+			"-Wl,--no-entry", "-Wl,--strip-all", "extism-c.c", "-o"}, out: "extism-c.wasm"},
 		build{name: "goguest.wasm", tool: "go", dir: "testdata/goguest", args: []string{"build", "-buildmode=c-shared", "-trimpath", "-buildvcs=false", "-ldflags=-buildid=", "-o"},
 			env: []string{"GOOS=wasip1", "GOARCH=wasm"}, out: "goguest.wasm"},
 		build{name: "extism-go.wasm", tool: "go", dir: filepath.Join(root, "examples", "extism-go"), args: []string{"build", "-buildmode=c-shared", "-trimpath", "-buildvcs=false", "-ldflags=-buildid=", "-o"},

@@ -83,6 +83,7 @@ func TestLoadRefusesBrokenModules(t *testing.T) {
 		{"good.wasm", PluginConfig{Hooks: []string{"http_response"}}, "hook http_response configured but missing export sluice_on_http_response"},
 		{"good.wasm", PluginConfig{Hooks: []string{"bogus"}}, `unknown hook "bogus"`},
 		{"good.wasm", PluginConfig{SHA256: strings.Repeat("0", 64)}, "sha256 mismatch"},
+		{"configkeys.wasm", PluginConfig{Config: map[string]any{"tag": "x", "colour": "red"}}, `unknown config key "colour" (the plugin accepts block, tag)`},
 		{"missing.wasm", PluginConfig{}, "read module"},
 	}
 	for _, tt := range tests {
@@ -602,5 +603,14 @@ func TestInChain(t *testing.T) {
 				t.Fatalf("outcome %v %s, want %v %s", out.Action, out.Body, tt.action, tt.body)
 			}
 		})
+	}
+}
+
+// TestConfigKeysAccepted: a plugin that lists its config keys loads with
+// any subset of them, and with none.
+func TestConfigKeysAccepted(t *testing.T) {
+	r := newTestRuntime(t, nil, nil)
+	for _, cfg := range []map[string]any{nil, {"tag": "x"}, {"tag": "x", "block": []string{"a"}}} {
+		load(t, r, PluginConfig{Name: "keys", Path: fixture("configkeys.wasm"), Config: cfg})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/sluicemcp/sluice/engine"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 )
@@ -75,6 +76,16 @@ func guestBytes(mod api.Module, ptr, n uint32, what string) []byte {
 	return b
 }
 
+// logGuest writes a line a guest logged, tagged with the plugin and, while
+// it handles a message, the request id and method.
+func (s *Stage) logGuest(lv slog.Level, msg string, m *engine.Message) {
+	attrs := []slog.Attr{slog.String("plugin", s.name)}
+	if m != nil {
+		attrs = append(attrs, slog.String("request_id", m.RequestID), slog.String("method", m.Method))
+	}
+	s.log.LogAttrs(context.Background(), lv, s.scrub.str(msg), attrs...)
+}
+
 // instantiateHostModule provides the sluice import module for stage s in rt.
 func instantiateHostModule(ctx context.Context, rt wazero.Runtime, s *Stage) error {
 	b := rt.NewHostModuleBuilder(ModuleSluice)
@@ -100,11 +111,11 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime, s *Stage) err
 		if !s.log.Enabled(ctx, lv) {
 			return
 		}
-		attrs := []slog.Attr{slog.String("plugin", s.name)}
-		if i, ok := ctx.Value(instanceKey{}).(*nativeInstance); ok && i.msg != nil {
-			attrs = append(attrs, slog.String("request_id", i.msg.RequestID), slog.String("method", i.msg.Method))
+		var m *engine.Message
+		if i, ok := ctx.Value(instanceKey{}).(*nativeInstance); ok {
+			m = i.msg
 		}
-		s.log.LogAttrs(context.Background(), lv, s.scrub.str(string(msg)), attrs...)
+		s.logGuest(lv, string(msg), m)
 	})
 	fn(ImportConfig, func(ctx context.Context, mod api.Module, st []uint64) {
 		ptr, capacity := uint32(st[0]), uint32(st[1])

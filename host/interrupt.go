@@ -3,6 +3,9 @@ package host
 import (
 	"errors"
 	"fmt"
+	"time"
+
+	"github.com/tetratelabs/wazero/api"
 )
 
 // ExportInterrupt is the mutable i32 global that instrumentLoops adds to a
@@ -284,22 +287,6 @@ func walkImports(body []byte, fn func(module, name string, kind byte)) error {
 	return r.err
 }
 
-// importsFrom reports whether the binary bin imports anything from module
-// (false when it cannot tell).
-func importsFrom(bin []byte, module string) bool {
-	secs, err := splitSections(bin)
-	if err != nil {
-		return false
-	}
-	found := false
-	for _, s := range secs {
-		if s.id == secImport {
-			_ = walkImports(s.body, func(m, _ string, _ byte) { found = found || m == module })
-		}
-	}
-	return found
-}
-
 func checkExportName(body []byte, want string) error {
 	r := reader{b: body}
 	for n := r.u32(); n > 0 && r.err == nil; n-- {
@@ -539,4 +526,17 @@ func (r *reader) fail(prefix string, sub uint32) {
 	if r.err == nil {
 		r.err = fmt.Errorf("%w: opcode %s %d", errUninstrumentable, prefix, sub)
 	}
+}
+
+// interruptTimer returns a stopped timer that, once reset and fired, sets
+// the interrupt global of mod (an instance of an instrumented module), so
+// the guest traps at its next loop check.
+func interruptTimer(mod api.Module) (*time.Timer, error) {
+	g, ok := mod.ExportedGlobal(ExportInterrupt).(api.MutableGlobal)
+	if !ok {
+		return nil, fmt.Errorf("no %s global", ExportInterrupt)
+	}
+	t := time.AfterFunc(time.Hour, func() { g.Set(1) })
+	t.Stop()
+	return t, nil
 }

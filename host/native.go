@@ -102,27 +102,9 @@ func newNativeBackend(ctx context.Context, s *Stage, rt wazero.Runtime, c wazero
 	if _, ok := exports[ExportABIVersion]; !ok {
 		return nil, nil, fmt.Errorf("missing export %s (not a native-ABI module, and no %s import for the Extism ABI)", ExportABIVersion, ModuleExtismEnv)
 	}
-	wasi := false
-	for _, f := range c.ImportedFunctions() {
-		m, n, _ := f.Import()
-		switch m {
-		case ModuleSluice:
-			want, ok := hostImports[n]
-			if !ok {
-				return nil, nil, fmt.Errorf("unknown import %s.%s", m, n)
-			}
-			if got := sigOf(f); !got.equal(want) {
-				return nil, nil, fmt.Errorf("import %s.%s has signature %s, want %s", m, n, got, want)
-			}
-		case ModuleWASI:
-			wasi = true
-		default:
-			return nil, nil, fmt.Errorf("forbidden import %s.%s (a plugin may import only %s and %s)", m, n, ModuleSluice, ModuleWASI)
-		}
-	}
-	for _, mem := range c.ImportedMemories() {
-		m, n, _ := mem.Import()
-		return nil, nil, fmt.Errorf("forbidden memory import %s.%s", m, n)
+	wasi, err := checkImports(c, false)
+	if err != nil {
+		return nil, nil, err
 	}
 	if _, ok := c.ExportedMemories()[ExportMemory]; !ok {
 		return nil, nil, fmt.Errorf("missing export %s", ExportMemory)
@@ -218,19 +200,12 @@ func (b *nativeBackend) instantiate(ctx context.Context) (instance, error) {
 		mem:   mod.ExportedMemory(ExportMemory),
 		alloc: mod.ExportedFunction(ExportAlloc),
 	}
-	for h := engine.HookRequest; h <= engine.HookHTTPResponse; h++ {
-		if b.handlers[h] {
-			i.handlers[h] = mod.ExportedFunction(nativeHandlers[h])
-		}
-	}
+	i.handlers = handlerFuncs(mod, b.handlers, nativeHandlers)
 	if b.interruptible {
-		g, ok := mod.ExportedGlobal(ExportInterrupt).(api.MutableGlobal)
-		if !ok {
+		if i.timer, err = interruptTimer(mod); err != nil {
 			_ = mod.Close(ctx)
-			return nil, fmt.Errorf("instantiate: no %s global", ExportInterrupt)
+			return nil, fmt.Errorf("instantiate: %w", err)
 		}
-		i.timer = time.AfterFunc(time.Hour, func() { g.Set(1) })
-		i.timer.Stop()
 		if b.hasInit {
 			if err := i.callExport(ctx, ExportInitialize, instantiateTimeout, nil); err != nil {
 				_ = mod.Close(ctx)
@@ -239,6 +214,16 @@ func (b *nativeBackend) instantiate(ctx context.Context) (instance, error) {
 		}
 	}
 	return i, nil
+}
+
+// handlerFuncs looks up the handler export of every hook present has.
+func handlerFuncs(mod api.Module, present [4]bool, names [4]string) (fns [4]api.Function) {
+	for h := engine.HookRequest; h <= engine.HookHTTPResponse; h++ {
+		if present[h] {
+			fns[h] = mod.ExportedFunction(names[h])
+		}
+	}
+	return fns
 }
 
 // callExport calls the export name with stack st, bounded by d.

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -191,14 +192,9 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig) (_ *Stage, err error
 	}
 	var desc *description
 	if importsModule(compiled, ModuleExtismEnv) {
-		wasi := importsModule(compiled, ModuleWASI)
-		if err := checkExtismImports(compiled); err != nil {
-			_ = wrt.Close(ctx)
-			return nil, err
-		}
-		_ = wrt.Close(ctx)
-		eb, d, err := newExtismBackend(ctx, s, rc, bin, wasi)
+		eb, d, err := newExtismBackend(ctx, s, wrt, compiled, interruptible)
 		if err != nil {
+			_ = wrt.Close(ctx)
 			return nil, err
 		}
 		s.backend, desc = eb, d
@@ -214,6 +210,11 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig) (_ *Stage, err error
 		_ = s.backend.close(ctx)
 		return nil, err
 	}
+	if err := checkConfigKeys(desc, cfg.Config); err != nil {
+		_ = s.backend.close(ctx)
+		return nil, err
+	}
+	s.desc = desc
 	s.pool = newPool(cfg.PoolSize, s.backend.newInstance, s.m.instances)
 	// The eager instance becomes the pool's first idle instance.
 	s.pool.seed(s.backend.takeEager())
@@ -229,12 +230,12 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig) (_ *Stage, err error
 	return s, nil
 }
 
-// compile compiles bin on a new wazero runtime. A native-ABI module that is
-// not trusted is compiled with instrumentLoops' interrupt checks (and without
-// wazero's far costlier ones) when the instrumenter understands it; otherwise,
-// and for Extism modules, rc's checks apply.
+// compile compiles bin on a new wazero runtime. A module that is not
+// trusted is compiled with instrumentLoops' interrupt checks (and without
+// wazero's far costlier ones) when the instrumenter understands it;
+// otherwise rc's checks apply.
 func (r *Runtime) compile(ctx context.Context, cfg PluginConfig, rc wazero.RuntimeConfig, bin []byte) (wazero.Runtime, wazero.CompiledModule, bool, error) {
-	if !cfg.Trusted && !importsFrom(bin, ModuleExtismEnv) {
+	if !cfg.Trusted {
 		ib, err := instrumentLoops(bin)
 		if err == nil {
 			wrt := wazero.NewRuntimeWithConfig(ctx, rc.WithCloseOnContextDone(false))
@@ -271,29 +272,40 @@ func importsModule(c wazero.CompiledModule, module string) bool {
 	return false
 }
 
-func checkExtismImports(c wazero.CompiledModule) error {
-	for _, f := range c.ImportedFunctions() {
-		m, n, _ := f.Import()
-		switch m {
-		case ModuleExtismEnv, ModuleExtismUser, ModuleWASI:
-		default:
-			return fmt.Errorf("forbidden import %s.%s (an Extism plugin may import only %s, %s and %s)",
-				m, n, ModuleExtismEnv, ModuleExtismUser, ModuleWASI)
-		}
-	}
-	for _, mem := range c.ImportedMemories() {
-		m, n, _ := mem.Import()
-		return fmt.Errorf("forbidden memory import %s.%s", m, n)
-	}
-	return nil
-}
-
 // description is a plugin's describe output.
 type description struct {
 	Name    string   `json:"name"`
 	Version string   `json:"version"`
 	Hooks   []string `json:"hooks"`
 	Methods []string `json:"methods"`
+	// Config lists the config keys the plugin accepts; nil = not declared
+	// (any key is passed on).
+	Config []string `json:"config"`
+}
+
+// checkConfigKeys refuses a config key the plugin's description does not
+// list (when it lists them), naming the key and the accepted ones.
+func checkConfigKeys(d *description, cfg map[string]any) error {
+	if d == nil || d.Config == nil {
+		return nil
+	}
+	var unknown []string
+	for k := range cfg {
+		if !slices.Contains(d.Config, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	accepts := "no config"
+	if len(d.Config) > 0 {
+		keys := slices.Clone(d.Config)
+		slices.Sort(keys)
+		accepts = strings.Join(keys, ", ")
+	}
+	return fmt.Errorf("unknown config key %q (the plugin accepts %s)", unknown[0], accepts)
 }
 
 func parseDescription(b []byte) (*description, error) {

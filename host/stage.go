@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -48,6 +49,14 @@ type Stage struct {
 
 	hooks   uint8               // bit h set = hook h wanted
 	methods map[string]struct{} // nil = every method
+	desc    *description        // the plugin's description; nil without one
+
+	// extismConfig is the config as Extism sees it (string values, and the
+	// whole object under ExtismConfigKey); nil for native modules.
+	extismConfig map[string]string
+	// http is the client of Extism's http_request, made on first use.
+	httpOnce sync.Once
+	http     *http.Client
 
 	closeOnce sync.Once
 	closeErr  error
@@ -212,6 +221,19 @@ func (f *filter) Handle(ctx context.Context, m *engine.Message) (engine.Result, 
 	s.m.calls[m.Hook][r.Action].Inc()
 	s.pool.put(p, p.calls >= s.cfg.RecycleAfter || p.inst.memSize() > s.highWater())
 	return r, nil
+}
+
+// InstanceMemory returns the memory, in bytes, of the largest idle instance:
+// its linear memory and, for an Extism module, its kernel memory. 0 when no
+// instance is idle.
+func (s *Stage) InstanceMemory() uint64 {
+	s.pool.mu.Lock()
+	defer s.pool.mu.Unlock()
+	var n uint64
+	for _, x := range s.pool.idle {
+		n = max(n, x.inst.memSize())
+	}
+	return n
 }
 
 // highWater is the memory size above which an instance is recycled at the

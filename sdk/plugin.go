@@ -23,6 +23,10 @@ type Plugin struct {
 	Hooks []Hook
 	// Methods the plugin wants (JSON-RPC method names); nil = every method.
 	Methods []string
+	// ConfigKeys lists the top-level config keys the plugin accepts; the
+	// host refuses a stage configured with any other key, naming it. nil =
+	// not declared (every key reaches the plugin); empty = no config.
+	ConfigKeys []string
 
 	OnRequest      Handler
 	OnResponse     Handler
@@ -89,16 +93,24 @@ func (p Plugin) Describe() []byte {
 	}
 	b = append(b, ']')
 	if len(p.Methods) > 0 {
-		b = append(b, `,"methods":[`...)
-		for i, m := range p.Methods {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = AppendJSONString(b, m)
-		}
-		b = append(b, ']')
+		b = appendJSONStrings(append(b, `,"methods":`...), p.Methods)
+	}
+	if p.ConfigKeys != nil {
+		b = appendJSONStrings(append(b, `,"config":`...), p.ConfigKeys)
 	}
 	return append(b, '}')
+}
+
+// appendJSONStrings appends l as a JSON array of strings.
+func appendJSONStrings(b []byte, l []string) []byte {
+	b = append(b, '[')
+	for i, s := range l {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = AppendJSONString(b, s)
+	}
+	return append(b, ']')
 }
 
 func (p Plugin) handler(h Hook) Handler {

@@ -173,6 +173,10 @@ func TestDescribe(t *testing.T) {
 			`{"name":"a","version":"0.0.0","hooks":["response"]}`},
 		{"explicit", sdk.Plugin{Name: "b", Version: "1.2.3", Hooks: []sdk.Hook{sdk.HookRequest, sdk.HookHTTPResponse}, Methods: []string{"tools/call"}},
 			`{"name":"b","version":"1.2.3","hooks":["request","http_response"],"methods":["tools/call"]}`},
+		{"config keys", sdk.Plugin{Name: "c", OnRequest: func(*sdk.Message) sdk.Result { return sdk.Continue() }, ConfigKeys: []string{"block", "tag"}},
+			`{"name":"c","version":"0.0.0","hooks":["request"],"config":["block","tag"]}`},
+		{"no config", sdk.Plugin{Name: "d", OnRequest: func(*sdk.Message) sdk.Result { return sdk.Continue() }, ConfigKeys: []string{}},
+			`{"name":"d","version":"0.0.0","hooks":["request"],"config":[]}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -147,15 +147,19 @@ func (c *cli) help(args []string) int {
 		fs.PrintDefaults()
 		return exitOK
 	}
-	if name == "config" {
+	switch name {
+	case "config":
 		fmt.Fprint(c.stdout, configUsage)
+		return exitOK
+	case "plugin":
+		fmt.Fprint(c.stdout, pluginUsage)
 		return exitOK
 	}
 	if text, ok := helpTopics[name]; ok {
 		fmt.Fprint(c.stdout, text)
 		return exitOK
 	}
-	all := append([]string{"run", "relay", "dev", "config"}, helpTopicNames()...)
+	all := append([]string{"run", "relay", "dev", "config", "plugin"}, helpTopicNames()...)
 	msg := fmt.Sprintf("sluice help: no command or topic %q", name)
 	if s, ok := nearest(name, all); ok {
 		msg += " (did you mean " + s + "?)"
