@@ -113,14 +113,16 @@ func (r *Runtime) kvFor(name string) *kvStore {
 // once eagerly (so a broken guest fails here) and returns its Stage. Errors
 // read `host: load plugin "NAME": reason`.
 func (r *Runtime) Load(ctx context.Context, cfg PluginConfig) (*Stage, error) {
-	s, err := r.load(ctx, cfg)
+	s, err := r.load(ctx, cfg, nil)
 	if err != nil {
 		return nil, fmt.Errorf("host: load plugin %q: %w", cfg.Name, firstLine(err))
 	}
 	return s, nil
 }
 
-func (r *Runtime) load(ctx context.Context, c PluginConfig) (*Stage, error) {
+// load loads a chain stage (io nil) or a binding plugin's stage (io holds
+// its capabilities).
+func (r *Runtime) load(ctx context.Context, c PluginConfig, io *bindingIO) (*Stage, error) {
 	if c.Name == "" {
 		return nil, errors.New("name is empty")
 	}
@@ -172,6 +174,7 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig) (*Stage, error) {
 		kv:      r.kvFor(cfg.Name),
 		m:       r.metrics.forStage(cfg.Name),
 		rt:      r,
+		io:      io,
 	}
 	rc := wazero.NewRuntimeConfig().
 		WithCompilationCache(r.cache).
@@ -183,6 +186,10 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig) (*Stage, error) {
 	}
 	var desc *description
 	if importsModule(compiled, ModuleExtismEnv) {
+		if io != nil {
+			_ = wrt.Close(ctx)
+			return nil, fmt.Errorf("an Extism module cannot be a binding plugin (bindings use the native ABI and export %s)", ExportOnCall)
+		}
 		wasi := importsModule(compiled, ModuleWASI)
 		if err := checkExtismImports(compiled); err != nil {
 			_ = wrt.Close(ctx)
@@ -202,9 +209,15 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig) (*Stage, error) {
 		}
 		s.backend, desc = nb, d
 	}
-	if err := s.setWants(desc, hooks, cfg.Methods); err != nil {
+	if err := s.checkKind(desc); err != nil {
 		_ = s.backend.close(ctx)
 		return nil, err
+	}
+	if io == nil {
+		if err := s.setWants(desc, hooks, cfg.Methods); err != nil {
+			_ = s.backend.close(ctx)
+			return nil, err
+		}
 	}
 	s.pool = newPool(cfg.PoolSize, s.backend.newInstance, s.m.instances)
 	// The eager instance becomes the pool's first idle instance.
@@ -282,7 +295,9 @@ func checkExtismImports(c wazero.CompiledModule) error {
 
 // description is a plugin's describe output.
 type description struct {
-	Name    string   `json:"name"`
+	Name string `json:"name"`
+	// Kind is "binding" for a binding plugin, "" (or "filter") for a stage.
+	Kind    string   `json:"kind"`
 	Version string   `json:"version"`
 	Hooks   []string `json:"hooks"`
 	Methods []string `json:"methods"`
