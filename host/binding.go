@@ -128,23 +128,24 @@ func (r *Runtime) loadBinding(ctx context.Context, cfg BindingConfig) (*bindingG
 }
 
 // checkKind refuses a binding plugin loaded as a chain stage and a module
-// that is not a binding plugin loaded as one.
+// that is not a binding plugin loaded as one. A binding says what it is
+// with kind "binding" in its description, or (the Go SDK) by exporting
+// sluice_on_call with a description that lists no hooks.
 func (s *Stage) checkKind(d *description) error {
-	kind := ""
-	if d != nil {
-		kind = d.Kind
-	}
+	nb, native := s.backend.(*nativeBackend)
+	onCall := native && nb.hasOnCall
+	isBinding := d != nil && (d.Kind == "binding" || (onCall && d.Hooks != nil && len(d.Hooks) == 0))
 	if s.io == nil {
-		if kind == "binding" {
-			return errors.New("a binding plugin (its description says kind binding): configure it under mcp.bindings, not in a pipeline")
+		if isBinding {
+			return errors.New("a binding plugin (it exports " + ExportOnCall + " and wants no hooks): configure it under mcp.bindings, not in a pipeline")
 		}
 		return nil
 	}
-	if nb, ok := s.backend.(*nativeBackend); !ok || !nb.hasOnCall {
+	if !onCall {
 		return fmt.Errorf("missing export %s (not a binding plugin)", ExportOnCall)
 	}
-	if kind != "" && kind != "binding" {
-		return fmt.Errorf("not a binding plugin (its description says kind %q)", kind)
+	if d != nil && !isBinding && (d.Kind != "" || len(d.Hooks) > 0) {
+		return errors.New("not a binding plugin (its description asks for filter hooks)")
 	}
 	return nil
 }

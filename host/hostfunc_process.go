@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/tetratelabs/wazero/api"
@@ -146,7 +145,7 @@ func (r *commandRunner) start() (*lineProcess, error) {
 	c := &r.cmd
 	cmd := exec.Command(c.Argv[0], c.Argv[1:]...)
 	cmd.Env, cmd.Dir = c.environ(), c.Dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	ownProcessGroup(cmd)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -207,7 +206,7 @@ func (p *lineProcess) read(out *os.File, max int) {
 // kill kills the process group.
 func (p *lineProcess) kill() {
 	if p.cmd.Process != nil {
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		_ = killProcessGroup(p.cmd.Process)
 	}
 }
 
@@ -338,8 +337,8 @@ func (r *commandRunner) run(ctx context.Context, input []byte) ([]byte, int32, s
 	c := &r.cmd
 	cmd := exec.CommandContext(ctx, c.Argv[0], c.Argv[1:]...)
 	cmd.Env, cmd.Dir = c.environ(), c.Dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	ownProcessGroup(cmd)
+	cmd.Cancel = func() error { return killProcessGroup(cmd.Process) }
 	cmd.WaitDelay = time.Second
 	cmd.Stdin = bytes.NewReader(input)
 	out := &capWriter{max: c.MaxOutputBytes}
