@@ -47,6 +47,9 @@ type MCP struct {
 	MaxConcurrentRequests int           `koanf:"max-concurrent-requests"`
 	ExtraHeaders          []string      `koanf:"extra-headers"`
 	StartupWaitTimeout    time.Duration `koanf:"startup-wait-timeout"`
+	// Bindings bind channels in a YAML list (config_bindings.go): to a URL,
+	// a command, or a Wasm binding plugin.
+	Bindings []BindingEntry `koanf:"bindings"`
 }
 
 // Health configures the agent's health, readiness and metrics listener.

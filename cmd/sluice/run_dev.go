@@ -69,10 +69,10 @@ func (s *session) runDev(ctx context.Context) error {
 	relayDone := make(chan error, 1)
 	go func() { relayDone <- rp.relay.Serve(relayCtx, rp.ln) }()
 
-	setup := agentSetup{baseURL: "http://" + rp.ln.Addr().String(), tunnelID: tunnelID, apiKey: runtimeKey}
+	setup := agentSetup{baseURL: "http://" + rp.ln.Addr().String(), tunnelID: tunnelID, apiKey: runtimeKey, plugins: pl}
 	chans, _ := cfg.channels()
 	if ch, ok := chans["main"]; ok {
-		info.ServerURL = ch.URL
+		info.ServerURL = ch.describe()
 	} else {
 		demoCtx, stopDemo := context.WithCancel(context.WithoutCancel(ctx))
 		defer stopDemo()
@@ -113,7 +113,8 @@ func (s *session) runDev(ctx context.Context) error {
 
 	live := append([]liveKey{{key: "pipeline", apply: s.swapPipeline(pl, "pipeline", ap.pipeline,
 		func(c *Config) []PluginConfig { return c.Pipeline })}},
-		s.relayLiveKeys(pl, rp)[0]) // relay.pipeline; dev mints its own tunnel
+		s.relayLiveKeys(pl, rp)[0], // relay.pipeline; dev mints its own tunnel
+		s.reloadBindings(ap.wasm))
 	rctx, stopReload := context.WithCancel(ctx)
 	defer stopReload()
 	go s.reloadLoop(rctx, live, nil)
