@@ -48,17 +48,8 @@ func startDevConfig(t *testing.T, yaml string, env map[string]string) (devInfo, 
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var out, errb enginetest.SyncBuffer
-	ready := make(chan devInfo, 1)
-	c := &cli{stdout: &out, stderr: &errb, env: envOf(env), devReady: func(i devInfo) { ready <- i }}
-	startCLI(t, c, "dev", "--config", path, "--relay.listen-addr", "127.0.0.1:0", "--log.format", "json")
-	select {
-	case info := <-ready:
-		return info, &errb
-	case <-time.After(devStartTimeout):
-		t.Fatalf("dev not ready; stderr:\n%s", errb.String())
-	}
-	return devInfo{}, nil
+	info, logs, _ := startDevEnv(t, path, env)
+	return info, logs
 }
 
 // bindingClient is an mcp-go client of the tunnel, on version ("" = mcp-go's
@@ -121,6 +112,15 @@ func (bc *bindingClient) tools(t *testing.T) []string {
 // is an error result and its structured content.
 func (bc *bindingClient) call(t *testing.T, name string, args map[string]any) (string, bool, any) {
 	t.Helper()
+	text, isErr, structured, err := bc.try(name, args)
+	if err != nil {
+		t.Fatalf("tools/call %s: %v", name, err)
+	}
+	return text, isErr, structured
+}
+
+// try is call for any goroutine: it reports a failed call as an error.
+func (bc *bindingClient) try(name string, args map[string]any) (string, bool, any, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var req mcp.CallToolRequest
@@ -128,7 +128,7 @@ func (bc *bindingClient) call(t *testing.T, name string, args map[string]any) (s
 	req.Params.Meta = &mcp.Meta{ProgressToken: "sluice-binding-progress"}
 	res, err := bc.c.CallTool(ctx, req)
 	if err != nil {
-		t.Fatalf("tools/call %s: %v", name, err)
+		return "", false, nil, err
 	}
 	bc.mu.Lock()
 	bc.events = append(bc.events, "result")
@@ -139,7 +139,7 @@ func (bc *bindingClient) call(t *testing.T, name string, args map[string]any) (s
 			text = append(text, tc.Text)
 		}
 	}
-	return strings.Join(text, "\n"), res.IsError, res.StructuredContent
+	return strings.Join(text, "\n"), res.IsError, res.StructuredContent, nil
 }
 
 func (bc *bindingClient) takeEvents() string {
@@ -336,4 +336,68 @@ func TestCLIBindingEndToEnd(t *testing.T) {
 			t.Errorf("after a refusal: %q", text)
 		}
 	})
+}
+
+// TestBindingReloadKeepsInFlightCalls: a config change reloads the binding
+// plugin (new tools appear at once) while a call that started on the old
+// one finishes on it, successfully.
+func TestBindingReloadKeepsInFlightCalls(t *testing.T) {
+	wasm := buildExample(t, "rest-binding")
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			arrived <- struct{}{}
+			<-release
+		}
+		_, _ = io.WriteString(w, "answered "+r.URL.Path)
+	}))
+	defer api.Close()
+	write := func(path string, tools ...string) {
+		var sb strings.Builder
+		sb.WriteString("pipeline: []\nmcp:\n  bindings:\n    - channel: main\n      wasm:\n        path: " + wasm + "\n        config:\n          base-url: " + api.URL + "\n          tools:\n")
+		for _, tl := range tools {
+			sb.WriteString("            - {name: " + tl + ", path: /" + tl + "}\n")
+		}
+		sb.WriteString("        http: {allowed-hosts: [\"" + api.URL + "\"]}\n")
+		if err := os.WriteFile(path+".tmp", []byte(sb.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(path+".tmp", path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	write(path, "slow")
+	info, logs, reload := startDevEnv(t, path, nil)
+	c := newBindingClient(t, info.MCPURL, info.Key, "")
+	done := make(chan string, 1)
+	go func() {
+		text, isErr, _, err := c.try("slow", nil)
+		switch {
+		case err != nil:
+			text = "failed: " + err.Error()
+		case isErr:
+			text = "error result: " + text
+		}
+		done <- text
+	}()
+	<-arrived
+	write(path, "slow", "added")
+	reload <- struct{}{}
+	enginetest.WaitFor(t, "the reloaded plugin's tools", func() bool {
+		return strings.Contains(strings.Join(newBindingClient(t, info.MCPURL, info.Key, "").tools(t), ","), "added")
+	})
+	if text, _, _ := newBindingClient(t, info.MCPURL, info.Key, "").call(t, "added", nil); text != "answered /added" {
+		t.Fatalf("call on the new plugin: %q", text)
+	}
+	close(release)
+	select {
+	case text := <-done:
+		if text != "answered /slow" {
+			t.Fatalf("the in-flight call: %q", text)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the in-flight call never finished")
+	}
+	enginetest.WaitFor(t, "the reload log line", func() bool { return strings.Contains(logs.String(), `"msg":"reloaded binding plugin"`) })
 }

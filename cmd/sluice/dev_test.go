@@ -361,11 +361,17 @@ func TestPipelineLoadFailureIsConfigError(t *testing.T) {
 // printed for clients, its log, and the channel that triggers a reload.
 func startDevWithConfig(t *testing.T, cfgPath string) (devInfo, *enginetest.SyncBuffer, chan<- struct{}) {
 	t.Helper()
+	return startDevEnv(t, cfgPath, nil)
+}
+
+// startDevEnv is startDevWithConfig with the environment env.
+func startDevEnv(t *testing.T, cfgPath string, env map[string]string) (devInfo, *enginetest.SyncBuffer, chan<- struct{}) {
+	t.Helper()
 	var out enginetest.SyncBuffer
 	errb := &enginetest.SyncBuffer{}
 	ready := make(chan devInfo, 1)
 	reload := make(chan struct{})
-	startCLI(t, &cli{stdout: &out, stderr: errb, env: envOf(nil), reload: reload, devReady: func(i devInfo) { ready <- i }},
+	startCLI(t, &cli{stdout: &out, stderr: errb, env: envOf(env), reload: reload, devReady: func(i devInfo) { ready <- i }},
 		"dev", "--config", cfgPath, "--relay.listen-addr", "127.0.0.1:0", "--log.format", "json")
 	select {
 	case info := <-ready:
