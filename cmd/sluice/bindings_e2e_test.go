@@ -22,21 +22,50 @@ import (
 	"github.com/sluicemcp/sluice/engine/enginetest"
 )
 
-// buildExample builds the binding plugin examples/<name> (its own module,
-// standard Go for wasip1) into a temporary file. The Go build cache, outside
-// the clone, makes it quick after the first time. Skipped in -short mode.
+// builtExamples are the example plugins built by this test binary, in a
+// directory TestMain removes.
+var builtExamples struct {
+	mu   sync.Mutex
+	dir  string
+	path map[string]string
+}
+
+// TestMain removes the example plugins the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtExamples.dir != "" {
+		_ = os.RemoveAll(builtExamples.dir)
+	}
+	os.Exit(code)
+}
+
+// buildExample builds the binding plugin examples/<name> (its own module)
+// with its build.sh, which vets and unit-tests it natively first, once per
+// test binary. The Go build cache, outside the clone, makes it quick after
+// the first time. Skipped in -short mode.
 func buildExample(t *testing.T, name string) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds a Wasm example")
 	}
-	out := filepath.Join(t.TempDir(), name+".wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, ".")
-	cmd.Dir = filepath.Join("..", "..", "examples", name)
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build examples/%s: %v\n%s", name, err, msg)
+	builtExamples.mu.Lock()
+	defer builtExamples.mu.Unlock()
+	if p, ok := builtExamples.path[name]; ok {
+		return p
 	}
+	if builtExamples.dir == "" {
+		dir, err := os.MkdirTemp("", "sluice-examples-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		builtExamples.dir, builtExamples.path = dir, map[string]string{}
+	}
+	out := filepath.Join(builtExamples.dir, name+".wasm")
+	cmd := exec.Command("sh", filepath.Join("..", "..", "examples", name, "build.sh"), out)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("examples/%s/build.sh: %v\n%s", name, err, msg)
+	}
+	builtExamples.path[name] = out
 	return out
 }
 
