@@ -2,16 +2,11 @@ package e2e
 
 import (
 	"context"
-	"net/http"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/mark3labs/mcp-go/client"
-	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/sluicemcp/sluice/engine/binding"
@@ -23,17 +18,7 @@ import (
 // returns its SSE endpoint URL and the process.
 func startServerEverythingSSE(t testing.TB) (string, *proc) {
 	t.Helper()
-	requireFiles(t, serverEverythingJS())
-	node := node20(t)
-	preload, err := filepath.Abs(filepath.Join("testdata", "loopback.cjs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := freePort(t)
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	p := startProc(t, "server-everything-sse", []string{"PORT=" + strconv.Itoa(port)},
-		node, "--require", preload, serverEverythingJS(), "sse")
-	waitTCP(t, p, addr)
+	addr, p := startServerEverythingMode(t, "sse")
 	return "http://" + addr + "/sse", p
 }
 
@@ -59,39 +44,7 @@ func legacyHarness(t *testing.T, url string) *tunnelEnv {
 func TestLegacySSEServerTypeScriptClient(t *testing.T) {
 	url, server := startServerEverythingSSE(t)
 	te := legacyHarness(t, url)
-	out := runTSClient(t, te.mcpURL, te.clientKey)
-	if !out.OK {
-		t.Fatalf("ts client failed: %s (output %+v)", out.Error, out)
-	}
-	if out.ServerName != "mcp-servers/everything" || out.SessionID == "" {
-		t.Errorf("server %q, session %q", out.ServerName, out.SessionID)
-	}
-	for _, want := range []string{"echo", "trigger-long-running-operation", "trigger-sampling-request", "trigger-elicitation-request"} {
-		if !slices.Contains(out.Tools, want) {
-			t.Errorf("tools/list lacks %q: %v", want, out.Tools)
-		}
-	}
-	if got := strings.Join(out.Events, ","); got != "progress:1/3,progress:2/3,progress:3/3,result" {
-		t.Errorf("events = %q, want three progress notifications, then the result", got)
-	}
-	if !strings.Contains(out.LongResult, "Long running operation completed") {
-		t.Errorf("long-running result = %q", out.LongResult)
-	}
-	if got := strings.Join(out.ServerRequests, ","); got != "sampling/createMessage,elicitation/create" {
-		t.Errorf("server-to-client requests answered = %q", got)
-	}
-	if !strings.Contains(out.SamplingResult, "sampled through the tunnel") {
-		t.Errorf("sampling result = %q: the client's answer did not reach the server", out.SamplingResult)
-	}
-	if !strings.Contains(out.ElicitationResult, "Name: Sluice Tunnel") {
-		t.Errorf("elicitation result = %q: the client's answer did not reach the server", out.ElicitationResult)
-	}
-	if out.Echo != "Echo: ünïcode ✓ 0" {
-		t.Errorf("echo = %q", out.Echo)
-	}
-	if !out.Terminated {
-		t.Errorf("terminateSession did not end the session")
-	}
+	checkEverythingTSRun(t, runTSClient(t, te.mcpURL, te.clientKey))
 	// The client's DELETE closes the binding's stream: the server logs the
 	// disconnect of its session (the readiness probe's session too).
 	deadline := time.Now().Add(5 * time.Second)
@@ -127,15 +80,7 @@ func runEverythingMCPGo(t *testing.T, url string, headers map[string]string, ver
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	trans, err := transport.NewStreamableHTTP(url, transport.WithHTTPBasicClient(&http.Client{Transport: headerTransport{headers: headers, base: http.DefaultTransport}}))
-	if err != nil {
-		t.Fatalf("transport: %v", err)
-	}
-	var copts []client.ClientOption
-	if version != "" {
-		copts = append(copts, client.WithProtocolVersion(version))
-	}
-	c := client.NewClient(trans, copts...)
+	c := newMCPGoClient(t, url, headers, version)
 	if err := c.Start(ctx); err != nil {
 		t.Fatalf("start: %v", err)
 	}

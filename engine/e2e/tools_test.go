@@ -166,6 +166,14 @@ func startGoEverythingServer(t testing.TB) string {
 // and the process (whose output the tests read).
 func startServerEverything(t testing.TB) (string, *proc) {
 	t.Helper()
+	addr, p := startServerEverythingMode(t, "streamableHttp")
+	return "http://" + addr + "/mcp", p
+}
+
+// startServerEverythingMode starts the reference server in mode
+// (streamableHttp, sse) on 127.0.0.1 and returns its address.
+func startServerEverythingMode(t testing.TB, mode string) (string, *proc) {
+	t.Helper()
 	requireFiles(t, serverEverythingJS())
 	node := node20(t)
 	preload, err := filepath.Abs(filepath.Join("testdata", "loopback.cjs"))
@@ -174,10 +182,10 @@ func startServerEverything(t testing.TB) (string, *proc) {
 	}
 	port := freePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	p := startProc(t, "server-everything", []string{"PORT=" + strconv.Itoa(port)},
-		node, "--require", preload, serverEverythingJS(), "streamableHttp")
+	p := startProc(t, "server-everything-"+mode, []string{"PORT=" + strconv.Itoa(port)},
+		node, "--require", preload, serverEverythingJS(), mode)
 	waitTCP(t, p, addr)
-	return "http://" + addr + "/mcp", p
+	return addr, p
 }
 
 // runNode runs a Node script to completion with a deadline and returns its

@@ -96,13 +96,19 @@ func AppendHTTPRequest(b []byte, req HTTPRequest) []byte {
 	}
 	b = appendStr(b, m)
 	b = appendStr(b, req.URL)
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(req.Header)))
-	for _, h := range req.Header {
-		b = appendStr(b, h.Name)
-		b = appendStr(b, h.Value)
+	return appendHeadersBody(b, req.Header, req.Body)
+}
+
+// appendHeadersBody appends u32 n, n × (string name, string value), string
+// body.
+func appendHeadersBody(b []byte, h sdk.Headers, body []byte) []byte {
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(h)))
+	for _, x := range h {
+		b = appendStr(b, x.Name)
+		b = appendStr(b, x.Value)
 	}
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(req.Body)))
-	return append(b, req.Body...)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(body)))
+	return append(b, body...)
 }
 
 // AppendHTTPResponse appends resp in the encoding the host answers
@@ -110,13 +116,7 @@ func AppendHTTPRequest(b []byte, req HTTPRequest) []byte {
 // string body. Tests use it.
 func AppendHTTPResponse(b []byte, resp *HTTPResponse) []byte {
 	b = binary.LittleEndian.AppendUint32(b, uint32(resp.Status))
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(resp.Header)))
-	for _, h := range resp.Header {
-		b = appendStr(b, h.Name)
-		b = appendStr(b, h.Value)
-	}
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(resp.Body)))
-	return append(b, resp.Body...)
+	return appendHeadersBody(b, resp.Header, resp.Body)
 }
 
 // DecodeHTTPRequest decodes AppendHTTPRequest's encoding (copies).
@@ -127,10 +127,7 @@ func DecodeHTTPRequest(b []byte) (HTTPRequest, error) {
 	if uint64(n)*8 > uint64(len(b)) {
 		return HTTPRequest{}, errors.New("binding: http request header count overruns it")
 	}
-	for range n {
-		req.Header = append(req.Header, sdk.Header{Name: string(r.bytes()), Value: string(r.bytes())})
-	}
-	req.Body = append([]byte(nil), r.bytes()...)
+	req.Header, req.Body = r.headersBody(n)
 	if r.err || r.off != len(b) {
 		return HTTPRequest{}, errors.New("binding: malformed http request")
 	}
@@ -145,10 +142,7 @@ func DecodeHTTPResponse(b []byte) (*HTTPResponse, error) {
 	if uint64(n)*8 > uint64(len(b)) {
 		return nil, errors.New("binding: http response header count overruns it")
 	}
-	for range n {
-		resp.Header = append(resp.Header, sdk.Header{Name: string(r.bytes()), Value: string(r.bytes())})
-	}
-	resp.Body = append([]byte(nil), r.bytes()...)
+	resp.Header, resp.Body = r.headersBody(n)
 	if r.err || r.off != len(b) {
 		return nil, errors.New("binding: malformed http response from the host")
 	}
@@ -176,6 +170,15 @@ func Exchange(command string, input []byte) ([]byte, error) {
 func appendStr(b []byte, s string) []byte {
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(s)))
 	return append(b, s...)
+}
+
+// headersBody reads n × (string name, string value), string body (copies).
+func (r *reader) headersBody(n uint32) (sdk.Headers, []byte) {
+	var h sdk.Headers
+	for range n {
+		h = append(h, sdk.Header{Name: string(r.bytes()), Value: string(r.bytes())})
+	}
+	return h, append([]byte(nil), r.bytes()...)
 }
 
 // reader reads the ABI's little-endian encodings; the first error sticks.
