@@ -35,8 +35,8 @@ type tunnelSpec struct {
 	responseTimeout time.Duration
 	// agentHTTP is the agent's control-plane client (nil = the agent's own).
 	agentHTTP *http.Client
-	// binding builds the agent's main binding (nil = the http binding for
-	// serverURL).
+	// binding builds the agent's main binding instead (nil = command's
+	// stdio binding, else the http binding for serverURL).
 	binding func(t testing.TB) binding.Binding
 }
 
