@@ -92,7 +92,7 @@ func (r *Runtime) LoadBinding(ctx context.Context, cfg BindingConfig) (*Binding,
 }
 
 func (r *Runtime) loadBinding(ctx context.Context, cfg BindingConfig) (*bindingGen, error) {
-	io := &bindingIO{plugin: cfg.Plugin.Name, log: r.log}
+	io := &bindingIO{plugin: cfg.Plugin.Name, log: r.log.With("channel", cfg.Channel)}
 	if len(cfg.HTTP.AllowedHosts) > 0 || len(cfg.HTTP.Headers) > 0 {
 		a, err := newHTTPAccess(cfg.HTTP)
 		if err != nil {
@@ -110,7 +110,7 @@ func (r *Runtime) loadBinding(ctx context.Context, cfg BindingConfig) (*bindingG
 			_ = s.Close()
 			return nil, fmt.Errorf("command %s configured twice", c.Name)
 		}
-		cr, err := newCommandRunner(c, r.log.With("plugin", cfg.Plugin.Name, "channel", cfg.Channel))
+		cr, err := newCommandRunner(c, io.log.With("plugin", cfg.Plugin.Name))
 		if err != nil {
 			_ = s.Close()
 			return nil, err
