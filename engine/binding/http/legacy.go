@@ -330,6 +330,11 @@ func (b *LegacySSE) open(ctx context.Context, fwd http.Header, register bool) (*
 		resp = r.resp
 	case <-ctx.Done():
 		cancel()
+		go func() { // the GET may still answer: do not leak its body
+			if r := <-got; r.resp != nil {
+				r.resp.Body.Close()
+			}
+		}()
 		return nil, classify(ctx, ctx.Err(), false)
 	}
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
