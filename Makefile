@@ -65,9 +65,10 @@ bench:
 
 # The end-to-end load run: 1 KiB tools/call on loopback, directly against an
 # mcp-go echo server and through relay + agent (separate processes), at
-# concurrency 1 and 64, with and without the default plugin chain, in one run;
-# prints calls/s, p50/p99, the tunnel/direct ratios and the RSS of both halves.
-BENCH_LOAD_FLAGS ?= -duration 5s -concurrency 1,64 -pipeline redact -compare-chain
+# concurrency 1 and 64, with and without the default plugin chain, and the
+# same echo tool served by a Wasm binding plugin in the agent, in one run;
+# prints calls/s, p50/p99, the ratios and the RSS of both halves.
+BENCH_LOAD_FLAGS ?= -duration 5s -concurrency 1,64 -pipeline redact -compare-chain -binding
 bench-load: build
 	$(GO) build -o bin/sluice-bench ./cmd/sluice-bench
 	bin/sluice-bench -sluice $(BIN) $(BENCH_LOAD_FLAGS)

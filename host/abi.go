@@ -84,3 +84,37 @@ const (
 	logWarn  = 2
 	logError = 3
 )
+
+// Binding plugins: a module that is the MCP server of a channel (sdk/ABI.md,
+// "Binding plugins"). The call's input is an envelope (same layout as a
+// filter's) with hook HookCall; its output is a reply in the answer layout.
+const (
+	// ExportOnCall handles one MCP request of the channel and returns its
+	// final reply: (ptr i32, len i32) -> i64, like the filter handlers.
+	ExportOnCall = "sluice_on_call"
+	// HookCall is the envelope's hook byte for a binding call.
+	HookCall = 4
+
+	// envFlagSessionEnd marks a binding call that ends the session named by
+	// the envelope's session id (an HTTP DELETE); the body is empty.
+	envFlagSessionEnd = 1 << 2
+)
+
+// Binding imports (module sluice). Each is gated by the binding's config;
+// a module without a binding config gets HostErrDenied from all but result.
+const (
+	ImportEmit        = "emit"         // (ptr, len i32) -> i32: stream one notification now
+	ImportHTTPRequest = "http_request" // (req_ptr, req_len, out_ptr, out_cap i32) -> i32
+	ImportProcess     = "process"      // (name_ptr, name_len, in_ptr, in_len, out_ptr, out_cap i32) -> i32
+	ImportResult      = "result"       // (ptr, cap i32) -> i32: the pending result of the last host call
+)
+
+// Negative results of emit, http_request and process. The pending result
+// (read with result) then holds a one-line UTF-8 message saying why.
+const (
+	HostErrDenied   = -1 // not allowed by the config: a host off the allow-list, a process not configured
+	HostErrInvalid  = -2 // the guest's input is malformed (a bad URL, not a notification, …)
+	HostErrFailed   = -3 // the operation failed (connection refused, the process exited, …)
+	HostErrTooLarge = -4 // the response or output exceeds the configured limit
+	HostErrTimeout  = -5 // the operation timed out or the call was cancelled
+)

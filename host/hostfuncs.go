@@ -147,6 +147,9 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime, s *Stage) err
 	fn(ImportKVDelete, func(ctx context.Context, mod api.Module, st []uint64) {
 		s.kv.delete(guestBytes(mod, uint32(st[0]), uint32(st[1]), ImportKVDelete))
 	})
+	for _, c := range capabilityFuncs { // hostfunc_*.go: one file per capability
+		fn(c.name, func(ctx context.Context, mod api.Module, st []uint64) { c.fn(ctx, s, mod, st) })
+	}
 	_, err := b.Instantiate(ctx)
 	return err
 }

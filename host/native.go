@@ -28,6 +28,7 @@ type nativeBackend struct {
 	// are bounded by setting its interrupt global, not by wazero's checks.
 	interruptible bool
 	hasInit       bool
+	hasOnCall     bool // exports sluice_on_call (a binding plugin)
 }
 
 type sig struct{ params, results []api.ValueType }
@@ -133,6 +134,9 @@ func newNativeBackend(ctx context.Context, s *Stage, rt wazero.Runtime, c wazero
 		}
 		b.handlers[h] = ok
 	}
+	if b.hasOnCall, err = checkExport(exports, ExportOnCall, sigHandler, false); err != nil {
+		return nil, nil, err
+	}
 
 	if err := instantiateHostModule(ctx, rt, s); err != nil {
 		return nil, nil, fmt.Errorf("host module: %w", err)
@@ -201,6 +205,9 @@ func (b *nativeBackend) instantiate(ctx context.Context) (instance, error) {
 		alloc: mod.ExportedFunction(ExportAlloc),
 	}
 	i.handlers = handlerFuncs(mod, b.handlers, nativeHandlers)
+	if b.hasOnCall {
+		i.onCall = mod.ExportedFunction(ExportOnCall)
+	}
 	if b.interruptible {
 		if i.timer, err = interruptTimer(mod); err != nil {
 			_ = mod.Close(ctx)
@@ -279,6 +286,8 @@ type nativeInstance struct {
 	mem      api.Memory
 	alloc    api.Function
 	handlers [4]api.Function
+	onCall   api.Function // sluice_on_call (binding plugins)
+	bc       *bindingCall // the binding call running, with its host-call state
 	stack    [2]uint64
 	msg      *engine.Message // the message being handled (for log tags)
 	// timer sets the module's interrupt global when a call overruns (nil
@@ -324,46 +333,68 @@ func (i *nativeInstance) call(ctx context.Context, m *engine.Message) (engine.Re
 
 // callGuest hands m to the guest: alloc, envelope, handler, answer.
 func (i *nativeInstance) callGuest(ctx context.Context, m *engine.Message, size uint64) (engine.Result, string, error) {
-	s := i.b.s
 	fn := i.handlers[m.Hook]
 	i.msg = m
 	defer func() { i.msg = nil }()
 
+	ptr, kind, err := i.putEnvelope(ctx, m, size)
+	if err != nil {
+		return engine.Result{}, kind, err
+	}
 	st := i.stack[:]
-	st[0] = uint64(size)
-	if err := i.alloc.CallWithStack(ctx, st[:1]); err != nil {
-		return engine.Result{}, i.classify(ctx, err), fmt.Errorf("%s: %w", ExportAlloc, firstLine(err))
-	}
-	ptr := uint32(st[0])
-	if ptr == 0 {
-		return engine.Result{}, kindOOM, fmt.Errorf("%s(%d) returned 0", ExportAlloc, size)
-	}
-	buf, ok := i.mem.Read(ptr, uint32(size))
-	if !ok {
-		return engine.Result{}, kindMalformed, fmt.Errorf("%s(%d) returned %d, out of bounds", ExportAlloc, size, ptr)
-	}
-	encodeEnvelope(buf, m)
 	st[0], st[1] = uint64(ptr), size
 	if err := fn.CallWithStack(ctx, st); err != nil {
 		return engine.Result{}, i.classify(ctx, err), fmt.Errorf("%s: %w", nativeHandlers[m.Hook], firstLine(err))
 	}
-	ret := st[0]
-	n := uint32(ret)
-	if n == 0 {
-		return engine.Result{}, "", nil
+	ans, err := i.answer(st[0])
+	if err != nil {
+		return engine.Result{}, kindMalformed, err
 	}
-	if n > uint32(s.cfg.MaxMessageSize)+envelopeSlack {
-		return engine.Result{}, kindMalformed, fmt.Errorf("answer of %d bytes exceeds max-message-size", n)
-	}
-	ans, ok := i.mem.Read(uint32(ret>>32), n)
-	if !ok {
-		return engine.Result{}, kindMalformed, fmt.Errorf("answer [%d, +%d) out of bounds of memory (%d bytes)", ret>>32, n, i.mem.Size())
+	if ans == nil {
+		return engine.Result{}, "", nil // continue: the cheap path
 	}
 	r, err := decodeAnswer(ans, m)
 	if err != nil {
 		return engine.Result{}, kindMalformed, err
 	}
 	return r, "", nil
+}
+
+// putEnvelope has the guest allocate size bytes (sluice_alloc) and writes
+// m's envelope there, straight into guest memory; it returns the pointer.
+func (i *nativeInstance) putEnvelope(ctx context.Context, m *engine.Message, size uint64) (uint32, string, error) {
+	st := i.stack[:1]
+	st[0] = size
+	if err := i.alloc.CallWithStack(ctx, st); err != nil {
+		return 0, i.classify(ctx, err), fmt.Errorf("%s: %w", ExportAlloc, firstLine(err))
+	}
+	ptr := uint32(st[0])
+	if ptr == 0 {
+		return 0, kindOOM, fmt.Errorf("%s(%d) returned 0", ExportAlloc, size)
+	}
+	buf, ok := i.mem.Read(ptr, uint32(size))
+	if !ok {
+		return 0, kindMalformed, fmt.Errorf("%s(%d) returned %d, out of bounds", ExportAlloc, size, ptr)
+	}
+	encodeEnvelope(buf, m)
+	return ptr, "", nil
+}
+
+// answer returns the guest memory a handler's ptr<<32|len result points at
+// (a view, valid until the next call into the instance); nil for len 0.
+func (i *nativeInstance) answer(ret uint64) ([]byte, error) {
+	n := uint32(ret)
+	if n == 0 {
+		return nil, nil
+	}
+	if n > uint32(i.b.s.cfg.MaxMessageSize)+envelopeSlack {
+		return nil, fmt.Errorf("answer of %d bytes exceeds max-message-size", n)
+	}
+	ans, ok := i.mem.Read(uint32(ret>>32), n)
+	if !ok {
+		return nil, fmt.Errorf("answer [%d, +%d) out of bounds of memory (%d bytes)", ret>>32, n, i.mem.Size())
+	}
+	return ans, nil
 }
 
 // classify names the failure kind of a guest call error.

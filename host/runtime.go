@@ -114,14 +114,16 @@ func (r *Runtime) kvFor(name string) *kvStore {
 // once eagerly (so a broken guest fails here) and returns its Stage. Errors
 // read `host: load plugin "NAME": reason`.
 func (r *Runtime) Load(ctx context.Context, cfg PluginConfig) (*Stage, error) {
-	s, err := r.load(ctx, cfg)
+	s, err := r.load(ctx, cfg, nil)
 	if err != nil {
 		return nil, fmt.Errorf("host: load plugin %q: %w", cfg.Name, firstLine(err))
 	}
 	return s, nil
 }
 
-func (r *Runtime) load(ctx context.Context, c PluginConfig) (_ *Stage, err error) {
+// load loads a chain stage (io nil) or a binding plugin's stage (io holds
+// its capabilities).
+func (r *Runtime) load(ctx context.Context, c PluginConfig, io *bindingIO) (_ *Stage, err error) {
 	if c.Name == "" {
 		return nil, errors.New("name is empty")
 	}
@@ -181,6 +183,7 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig) (_ *Stage, err error
 		kv:      r.kvFor(cfg.Name),
 		m:       r.metrics.forStage(cfg.Name),
 		rt:      r,
+		io:      io,
 	}
 	rc := wazero.NewRuntimeConfig().
 		WithCompilationCache(r.cache).
@@ -192,6 +195,10 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig) (_ *Stage, err error
 	}
 	var desc *description
 	if importsModule(compiled, ModuleExtismEnv) {
+		if io != nil {
+			_ = wrt.Close(ctx)
+			return nil, fmt.Errorf("an Extism module cannot be a binding plugin (bindings use the native ABI and export %s)", ExportOnCall)
+		}
 		eb, d, err := newExtismBackend(ctx, s, wrt, compiled, interruptible)
 		if err != nil {
 			_ = wrt.Close(ctx)
@@ -206,9 +213,15 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig) (_ *Stage, err error
 		}
 		s.backend, desc = nb, d
 	}
-	if err := s.setWants(desc, hooks, cfg.Methods); err != nil {
+	if err := s.checkKind(desc); err != nil {
 		_ = s.backend.close(ctx)
 		return nil, err
+	}
+	if io == nil {
+		if err := s.setWants(desc, hooks, cfg.Methods); err != nil {
+			_ = s.backend.close(ctx)
+			return nil, err
+		}
 	}
 	if err := checkConfigKeys(desc, cfg.Config); err != nil {
 		_ = s.backend.close(ctx)
@@ -274,7 +287,9 @@ func importsModule(c wazero.CompiledModule, module string) bool {
 
 // description is a plugin's describe output.
 type description struct {
-	Name    string   `json:"name"`
+	Name string `json:"name"`
+	// Kind is "binding" for a binding plugin, "" (or "filter") for a stage.
+	Kind    string   `json:"kind"`
 	Version string   `json:"version"`
 	Hooks   []string `json:"hooks"`
 	Methods []string `json:"methods"`

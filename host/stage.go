@@ -46,6 +46,7 @@ type Stage struct {
 	rt      *Runtime
 	backend backend
 	pool    *pool
+	io      *bindingIO // a binding plugin's capabilities (nil for a chain stage)
 
 	hooks   uint8               // bit h set = hook h wanted
 	methods map[string]struct{} // nil = every method
@@ -180,6 +181,9 @@ func (s *Stage) Close() error {
 	s.closeOnce.Do(func() {
 		s.pool.close()
 		s.closeErr = s.backend.close(context.Background())
+		if s.io != nil {
+			s.io.close()
+		}
 		s.rt.forget(s)
 	})
 	return s.closeErr

@@ -65,6 +65,8 @@ func main() {
 		sluiceEnv   = flag.String("sluice-env", "", "extra environment for the relay and agent only, e.g. GOMAXPROCS=1 (comma-separated)")
 		trusted     = flag.Bool("trusted", false, "run the -pipeline plugins with limits.trusted (no loop checks)")
 		skipInit    = flag.Bool("skip-initialized", false, "do not send notifications/initialized (mcp-go serves such sessions faster)")
+		bindingOn   = flag.Bool("binding", false, "also load the echo tool served by a Wasm binding plugin in the agent, and report it against the HTTP echo server through the tunnel")
+		bindingWasm = flag.String("binding-wasm", "", "with -binding: the echo binding plugin (default: build "+echoBindingPkg+")")
 	)
 	flag.Parse()
 	skipInitialized = *skipInit
@@ -110,6 +112,7 @@ func main() {
 	}
 	b.startupOn = *startupOn
 	b.naive = *naive
+	b.binding, b.bindingWasmFlag = *bindingOn, *bindingWasm
 	if *timelineOn {
 		b.tl = &timeline{}
 	}
@@ -194,6 +197,10 @@ type bench struct {
 	naive                      bool
 	results                    []result
 	tmp                        string
+	// binding loads the echo binding plugin too (-binding); bindingWasm is
+	// set while its tunnel starts.
+	binding                      bool
+	bindingWasmFlag, bindingWasm string
 }
 
 func freeAddr() string {
@@ -377,6 +384,15 @@ func (b *bench) run(pipeline string, compare bool) error {
 			float64(idleAgent)/1024, float64(rssKiB(agentCmd.Process.Pid))/1024, float64(hwmKiB(agentCmd.Process.Pid))/1024)
 		b.stopLast(2) // this tunnel's relay and agent, before the next one
 	}
+	var bindingRes map[int]result
+	if b.binding {
+		if _, ok := tunnelRes["none"]; !ok {
+			return fmt.Errorf("-binding compares against the HTTP echo server without a chain: use -pipeline none or -compare-chain")
+		}
+		if bindingRes, err = b.runBinding(b.bindingWasmFlag); err != nil {
+			return err
+		}
+	}
 	naiveRes := map[int]result{}
 	if b.naive {
 		if err := b.runNaive(echoURL, naiveRes); err != nil {
@@ -406,6 +422,13 @@ func (b *bench) run(pipeline string, compare bool) error {
 				c, n.CallsPerSec, n.P50ms, t.CallsPerSec/n.CallsPerSec, t.P50ms)
 		}
 	}
+	for _, c := range b.levels {
+		if r, ok := bindingRes[c]; ok {
+			h := tunnelRes["none"][c]
+			fmt.Printf("  c=%-3d binding plugin: %.0f calls/s, p50 %.3f ms; %.2f× the HTTP MCP server's through the tunnel (%.0f calls/s, p50 %.3f ms)\n",
+				c, r.CallsPerSec, r.P50ms, r.CallsPerSec/h.CallsPerSec, h.CallsPerSec, h.P50ms)
+		}
+	}
 	if len(pipes) == 2 {
 		for _, c := range b.levels {
 			a, p := tunnelRes["none"][c], tunnelRes[pipes[1]][c]
@@ -419,10 +442,15 @@ func (b *bench) run(pipeline string, compare bool) error {
 func (b *bench) startTunnel(echoURL, pipeline string) (mcpURL string, relay, agent *exec.Cmd, err error) {
 	tunnel := "tunnel_" + strings.Repeat("0123456789abcdef", 2)
 	relayAddr, adminAddr := freeAddr(), freeAddr()
-	cfg := filepath.Join(b.tmp, "sluice-"+strings.ReplaceAll(pipeline, ",", "_")+".yaml")
+	name := strings.ReplaceAll(pipeline, ",", "_")
+	if b.bindingWasm != "" {
+		name = "binding-" + name
+	}
+	cfg := filepath.Join(b.tmp, "sluice-"+name+".yaml")
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "relay:\n  listen-addr: %s\n  admin-listen-addr: %s\n  tunnels:\n", relayAddr, adminAddr)
 	fmt.Fprintf(&sb, "    - id: %s\n      name: bench\n      runtime-key: env:BENCH_RUNTIME_KEY\n      auth-mode: public\n", tunnel)
+	sb.WriteString(b.bindingYAML())
 	sb.WriteString("pipeline:")
 	if pipeline == "none" || pipeline == "" {
 		sb.WriteString(" []\n")
@@ -441,14 +469,17 @@ func (b *bench) startTunnel(echoURL, pipeline string) (mcpURL string, relay, age
 	env := append([]string{"BENCH_RUNTIME_KEY=sk-bench-runtime", "CONTROL_PLANE_API_KEY=sk-bench-runtime", "LOG_LEVEL=warn", "LOG_FORMAT=json"}, b.sluiceEnv...)
 	b.tunnelEnv = env
 	b.agentArgs = func(echoURL string) []string {
-		return []string{"--config", cfg,
+		args := []string{"--config", cfg,
 			"--control-plane.base-url", "http://" + relayAddr,
 			"--control-plane.tunnel-id", tunnel,
 			"--control-plane.max-inflight", "128",
-			"--mcp.max-concurrent-requests", "64",
-			"--mcp.server-url", echoURL}
+			"--mcp.max-concurrent-requests", "64"}
+		if echoURL != "" {
+			args = append(args, "--mcp.server-url", echoURL)
+		}
+		return args
 	}
-	relay, err = b.start("relay-"+pipeline, env, b.bin, "relay", "--config", cfg)
+	relay, err = b.start("relay-"+name, env, b.bin, "relay", "--config", cfg)
 	if err != nil {
 		return "", nil, nil, err
 	}
@@ -457,12 +488,12 @@ func (b *bench) startTunnel(echoURL, pipeline string) (mcpURL string, relay, age
 	}
 	healthAddr := freeAddr()
 	b.agentMetrics, b.relayMetrics = "http://"+healthAddr+"/metrics", "http://"+adminAddr+"/metrics"
-	agent, err = b.start("agent-"+pipeline, env, append([]string{b.bin, "run"}, append(b.agentArgs(echoURL), "--health.listen-addr", healthAddr)...)...)
+	agent, err = b.start("agent-"+name, env, append([]string{b.bin, "run"}, append(b.agentArgs(echoURL), "--health.listen-addr", healthAddr)...)...)
 	if err != nil {
 		return "", nil, nil, err
 	}
 	if err := waitHTTP("http://"+healthAddr+"/readyz", func(s int) bool { return s == 200 }, 15*time.Second); err != nil {
-		log, _ := os.ReadFile(filepath.Join(b.tmp, "logs", "agent-"+pipeline+".log"))
+		log, _ := os.ReadFile(filepath.Join(b.tmp, "logs", "agent-"+name+".log"))
 		return "", nil, nil, fmt.Errorf("agent: %w\n%s", err, log)
 	}
 	return "http://" + relayAddr + "/v1/mcp/" + tunnel, relay, agent, nil

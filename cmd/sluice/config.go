@@ -51,6 +51,9 @@ type MCP struct {
 	StartupWaitTimeout    time.Duration `koanf:"startup-wait-timeout"`
 	// MaxStreams bounds the MCP clients' GET streams open at once.
 	MaxStreams int `koanf:"max-streams"`
+	// Bindings bind channels in a YAML list (config_bindings.go): to a URL,
+	// a command, or a Wasm binding plugin.
+	Bindings []BindingEntry `koanf:"bindings"`
 }
 
 // Health configures the agent's health, readiness and metrics listener.

@@ -10,11 +10,17 @@ import (
 	"github.com/sluicemcp/sluice/engine/binding/stdio"
 )
 
-// Channel is one parsed mcp.server-url or mcp.command entry.
+// Channel is one parsed mcp.server-url, mcp.command or mcp.bindings entry.
 type Channel struct {
 	Name    string
 	URL     string
 	Command []string
+	// Transport is "sse" for a legacy HTTP+SSE server ("" = Streamable HTTP).
+	Transport string
+	// Wasm is the channel's binding plugin (nil = none).
+	Wasm *WasmBinding
+	// Key is the mcp.bindings entry the channel came from ("" otherwise).
+	Key string
 }
 
 // parseChannelEntry parses "channel=NAME,url=URL", "url=URL" or a bare URL
@@ -212,7 +218,7 @@ func (c *Config) validateAgent(mode Mode) error {
 	}
 	if mode == ModeRun && !c.EmbeddedMCPStub {
 		if _, ok := chans["main"]; !ok {
-			return cfgErr("mcp.server-url", "the main channel is required (MCP_SERVER_URL, or --embedded-mcp-stub)")
+			return cfgErr("mcp.server-url", "the main channel is required (MCP_SERVER_URL, mcp.bindings, or --embedded-mcp-stub)")
 		}
 	}
 	if c.Health.ListenAddr != "" {
@@ -249,6 +255,9 @@ func (c *Config) channels() (map[string]Channel, error) {
 			}
 			out[ch.Name] = ch
 		}
+	}
+	if err := c.bindingChannels(out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -362,17 +362,29 @@ func TestPipelineLoadFailureIsConfigError(t *testing.T) {
 // printed for clients, its log, and the channel that triggers a reload.
 func startDevWithConfig(t *testing.T, cfgPath string) (devInfo, *enginetest.SyncBuffer, chan<- struct{}) {
 	t.Helper()
-	return startDevWithConfigOut(t, cfgPath, &enginetest.SyncBuffer{})
+	return startDev(t, cfgPath, nil, &enginetest.SyncBuffer{})
 }
 
 // startDevWithConfigOut is startDevWithConfig with dev's stdout (the banner)
 // written to out, which must be safe for concurrent use.
 func startDevWithConfigOut(t *testing.T, cfgPath string, out io.Writer) (devInfo, *enginetest.SyncBuffer, chan<- struct{}) {
 	t.Helper()
+	return startDev(t, cfgPath, nil, out)
+}
+
+// startDevEnv is startDevWithConfig with the environment env.
+func startDevEnv(t *testing.T, cfgPath string, env map[string]string) (devInfo, *enginetest.SyncBuffer, chan<- struct{}) {
+	t.Helper()
+	return startDev(t, cfgPath, env, &enginetest.SyncBuffer{})
+}
+
+// startDev runs dev with the environment env and its stdout written to out.
+func startDev(t *testing.T, cfgPath string, env map[string]string, out io.Writer) (devInfo, *enginetest.SyncBuffer, chan<- struct{}) {
+	t.Helper()
 	errb := &enginetest.SyncBuffer{}
 	ready := make(chan devInfo, 1)
 	reload := make(chan struct{})
-	startCLI(t, &cli{stdout: out, stderr: errb, env: envOf(nil), reload: reload, devReady: func(i devInfo) { ready <- i }},
+	startCLI(t, &cli{stdout: out, stderr: errb, env: envOf(env), reload: reload, devReady: func(i devInfo) { ready <- i }},
 		"dev", "--config", cfgPath, "--relay.listen-addr", "127.0.0.1:0", "--log.format", "json")
 	select {
 	case info := <-ready:

@@ -148,6 +148,10 @@ func TestDocConfigKeys(t *testing.T) {
 	for _, k := range leafKeys(reflect.TypeFor[PluginConfig](), "") {
 		known[k] = true
 	}
+	// And of a Wasm binding entry (mcp.bindings[].wasm).
+	for _, k := range leafKeys(reflect.TypeFor[WasmBinding](), "") {
+		known[k] = true
+	}
 	section := regexp.MustCompile(`^(?:--)?((?:control-plane|mcp|health|log|pid|relay|limits)\.[a-z][a-z0-9-]*(?:\.[a-z][a-z0-9-]*)*)$`)
 	flagRef := regexp.MustCompile(`(?:^|[\s(])--((?:control-plane|mcp|health|log|pid|relay)\.[a-z][a-z0-9.-]*[a-z0-9])`)
 	texts := map[string]string{}

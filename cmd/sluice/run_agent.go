@@ -21,6 +21,7 @@ import (
 	httpbinding "github.com/sluicemcp/sluice/engine/binding/http"
 	"github.com/sluicemcp/sluice/engine/binding/stdio"
 	"github.com/sluicemcp/sluice/engine/demo"
+	"github.com/sluicemcp/sluice/host"
 )
 
 // newRegistry returns the process's metrics registry with the Go and process
@@ -44,6 +45,7 @@ type agentParts struct {
 	pipeline  *engine.Pipeline
 	healthURL string
 	bindings  map[string]binding.Binding
+	wasm      *wasmBindings // the Wasm bindings among them, for reload
 }
 
 func (p *agentParts) close() {
@@ -59,6 +61,7 @@ type agentSetup struct {
 	apiKey   string
 	mainURL  string // overrides the main channel ("" = from config)
 	chain    *engine.Chain
+	plugins  *pipelines // the Wasm runtime, for binding plugins
 }
 
 func (s *session) runAgent(ctx context.Context) error {
@@ -71,7 +74,7 @@ func (s *session) runAgent(ctx context.Context) error {
 	pl := s.newPipelines(reg)
 	defer func() { _ = pl.close(context.WithoutCancel(ctx)) }()
 
-	setup := agentSetup{baseURL: cfg.ControlPlane.BaseURL, tunnelID: cfg.ControlPlane.TunnelID, apiKey: apiKey}
+	setup := agentSetup{baseURL: cfg.ControlPlane.BaseURL, tunnelID: cfg.ControlPlane.TunnelID, apiKey: apiKey, plugins: pl}
 	if cfg.EmbeddedMCPStub {
 		chans, _ := cfg.channels()
 		if _, ok := chans["main"]; ok {
@@ -96,7 +99,7 @@ func (s *session) runAgent(ctx context.Context) error {
 	}
 	defer parts.close()
 
-	live := []liveKey{s.pipelineKey(pl, "pipeline", parts.pipeline, agentEntries)}
+	live := []liveKey{s.pipelineKey(pl, "pipeline", parts.pipeline, agentEntries), s.reloadBindings(parts.wasm)}
 	s.log.Info("active chain", s.chainAttrs()...)
 	rctx, stopReload := context.WithCancel(ctx)
 	defer stopReload()
@@ -126,8 +129,20 @@ func (s *session) startAgent(ctx context.Context, reg *prometheus.Registry, setu
 	if err != nil {
 		return nil, err
 	}
-	parts := &agentParts{bindings: map[string]binding.Binding{}}
+	parts := &agentParts{bindings: map[string]binding.Binding{},
+		wasm: &wasmBindings{b: map[string]*host.Binding{}, from: map[string]string{}, shape: channelKinds(chans)}}
 	for name, ch := range chans {
+		if b, ok, err := s.newChannelBinding(ctx, ch, setup.plugins, toHeader(extra)); ok {
+			if err != nil {
+				parts.close()
+				return nil, err
+			}
+			parts.bindings[name] = b
+			if hb, isWasm := b.(*host.Binding); isWasm {
+				parts.wasm.b[name], parts.wasm.from[name] = hb, s.wasmFingerprint(ch)
+			}
+			continue
+		}
 		if ch.URL == "" {
 			b, err := stdio.New(stdio.Config{Command: ch.Command}, stdio.Options{Logger: s.log.With("channel", name)})
 			if err != nil {

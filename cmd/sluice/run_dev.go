@@ -65,10 +65,10 @@ func (s *session) runDev(ctx context.Context) error {
 	relayDone := make(chan error, 1)
 	go func() { relayDone <- rp.relay.Serve(relayCtx, rp.ln) }()
 
-	setup := agentSetup{baseURL: "http://" + rp.ln.Addr().String(), tunnelID: tunnelID, apiKey: runtimeKey}
+	setup := agentSetup{baseURL: "http://" + rp.ln.Addr().String(), tunnelID: tunnelID, apiKey: runtimeKey, plugins: pl}
 	chans, _ := cfg.channels()
 	if ch, ok := chans["main"]; ok {
-		info.ServerURL = ch.URL
+		info.ServerURL = ch.describe()
 	} else {
 		demoCtx, stopDemo := context.WithCancel(context.WithoutCancel(ctx))
 		defer stopDemo()
@@ -102,7 +102,8 @@ func (s *session) runDev(ctx context.Context) error {
 	printDevBanner(s.cli.stdout, info)
 
 	live := []liveKey{s.pipelineKey(pl, "pipeline", ap.pipeline, agentEntries),
-		s.pipelineKey(pl, "relay.pipeline", rp.pipeline, relayEntries)} // dev mints its own tunnel
+		s.pipelineKey(pl, "relay.pipeline", rp.pipeline, relayEntries), // dev mints its own tunnel
+		s.reloadBindings(ap.wasm)}
 	s.log.Info("active chain", s.chainAttrs()...)
 	rctx, stopReload := context.WithCancel(ctx)
 	defer stopReload()

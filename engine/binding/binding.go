@@ -1,6 +1,9 @@
 // Package binding is how a message reaches an MCP server: over Streamable HTTP
-// (http), a supervised child process (stdio), or an mcp-go server in the same
-// process (inproc). Bindings are named channels; "main" is the default.
+// or the legacy HTTP+SSE transport (http), a supervised child process
+// (stdio), or an mcp-go server in the same process (inproc). A Wasm plugin
+// that is the server (host.Binding) is one more Binding; this package and
+// the agent do not know it is Wasm. Bindings are named channels; "main" is
+// the default.
 package binding
 
 import (

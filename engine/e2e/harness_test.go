@@ -37,6 +37,9 @@ type tunnelSpec struct {
 	agentHTTP *http.Client
 	// agentConfig, when set, adjusts the agent's config.
 	agentConfig func(*agent.Config)
+	// binding builds the agent's main binding instead (nil = command's
+	// stdio binding, else the http binding for serverURL).
+	binding func(t testing.TB) binding.Binding
 }
 
 // harnessOptions configures a harness.
@@ -216,13 +219,16 @@ func newBinding(t testing.TB, url string) binding.Binding {
 func (h *harness) startAgent(te *tunnelEnv) {
 	h.t.Helper()
 	var b binding.Binding
-	if len(te.spec.command) > 0 {
+	switch {
+	case te.spec.binding != nil:
+		b = te.spec.binding(h.t)
+	case len(te.spec.command) > 0:
 		sb, err := stdio.New(stdio.Config{Command: te.spec.command}, stdio.Options{Logger: testLogger(h.t, "stdio")})
 		if err != nil {
 			h.t.Fatalf("stdio binding: %v", err)
 		}
 		b = sb
-	} else {
+	default:
 		b = newBinding(h.t, te.spec.serverURL)
 	}
 	cfg := agent.Config{

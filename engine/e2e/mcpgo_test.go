@@ -130,19 +130,7 @@ func runMCPGoClient(t *testing.T, url string, headers map[string]string, version
 	// RoundTripper: mcp-go v1.2.1 applies WithHTTPHeaders to POST and GET
 	// but not to the DELETE that Close sends, which the relay would then
 	// refuse with 401 before it could end the session.
-	topts := []transport.StreamableHTTPCOption{
-		transport.WithHTTPLogger(testLogger(t, "mcp-go-client")),
-		transport.WithHTTPBasicClient(&http.Client{Transport: headerTransport{headers: headers, base: http.DefaultTransport}}),
-	}
-	trans, err := transport.NewStreamableHTTP(url, topts...)
-	if err != nil {
-		t.Fatalf("transport: %v", err)
-	}
-	var copts []client.ClientOption
-	if version != "" {
-		copts = append(copts, client.WithProtocolVersion(version))
-	}
-	c := client.NewClient(trans, copts...)
+	c := newMCPGoClient(t, url, headers, version)
 	var run mcpGoRun
 	var mu sync.Mutex
 	c.OnNotification(func(n mcp.JSONRPCNotification) {
@@ -280,4 +268,21 @@ func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 	}
 	return h.base.RoundTrip(r)
+}
+
+// newMCPGoClient returns an mcp-go Streamable HTTP client of url on version
+// ("" = mcp-go's default, 2026-07-28), sending headers on every request.
+func newMCPGoClient(t *testing.T, url string, headers map[string]string, version string) *client.Client {
+	t.Helper()
+	trans, err := transport.NewStreamableHTTP(url,
+		transport.WithHTTPLogger(testLogger(t, "mcp-go-client")),
+		transport.WithHTTPBasicClient(&http.Client{Transport: headerTransport{headers: headers, base: http.DefaultTransport}}))
+	if err != nil {
+		t.Fatalf("transport: %v", err)
+	}
+	var copts []client.ClientOption
+	if version != "" {
+		copts = append(copts, client.WithProtocolVersion(version))
+	}
+	return client.NewClient(trans, copts...)
 }

