@@ -88,7 +88,7 @@ func TestRunDefaultChain(t *testing.T) {
 		"CONTROL_PLANE_API_KEY":   runtimeKey,
 		"HEALTH_LISTEN_ADDR":      "127.0.0.1:0",
 	})}, "run", "--config", runCfg, "--embedded-mcp-stub", "--log.format", "json")
-	enginetest.WaitFor(t, "agent ready", func() bool { return strings.Contains(logs.String(), `"msg":"ready"`) })
+	waitLong(t, "agent ready", func() bool { return strings.Contains(logs.String(), `"msg":"ready"`) }, &logs)
 	if !strings.Contains(logs.String(), `"msg":"active chain","pipeline":"redact"`) {
 		t.Fatalf("sluice run did not print its default chain:\n%s", logs.String())
 	}
