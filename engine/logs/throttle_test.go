@@ -363,3 +363,21 @@ func TestFormat(t *testing.T) {
 		}
 	}
 }
+
+func TestClip(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"echo", 8, "echo"},
+		{"12345678", 8, "12345678"},
+		{"123456789", 8, "12345678…"},
+		{"1234567é", 8, "1234567…"}, // é is two bytes: cut before it
+		{strings.Repeat("x", 1<<20), MaxField, strings.Repeat("x", MaxField) + "…"},
+	} {
+		if got := Clip(tc.in, tc.n); got != tc.want {
+			t.Errorf("Clip(%.20q, %d) = %.40q, want %.40q", tc.in, tc.n, got, tc.want)
+		}
+	}
+}
