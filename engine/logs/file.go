@@ -204,10 +204,13 @@ func (f *File) run(fh *os.File) {
 				}
 				return
 			}
+			if len(*b) > w.Available() {
+				flush() // whole records per write(2): appenders sharing the file never split one
+			}
 			_, _ = w.Write(*b) // an error sticks to w: flush reports it
 			pending++
 			putRecord(b)
-			if len(f.queue) == 0 || w.Available() < 1024 {
+			if len(f.queue) == 0 {
 				flush()
 			}
 		case reply := <-f.reopen:
