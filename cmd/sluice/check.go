@@ -139,13 +139,17 @@ func inferMode(path string) Mode {
 	return ModeRun
 }
 
-// check does everything a start of s.mode does before it listens: secrets,
+// check does everything a start of s.mode does before it listens: the audit
+// file's path, secrets,
 // the control plane's TLS and proxy settings, the relay's TLS certificate and
 // tunnels, and every plugin of the mode's pipelines. It returns a one-line
 // summary.
 func (s *session) check(ctx context.Context) (string, error) {
 	cfg := s.cfg
 	var parts []string
+	if err := checkAuditPath(cfg.Log.Audit); err != nil {
+		return "", err
+	}
 	if s.mode == ModeRun {
 		if _, err := cfg.ControlPlane.APIKey.resolve("control-plane.api-key", s.cli.env); err != nil {
 			return "", err

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"time"
+
+	"github.com/sluicemcp/sluice/engine/logs"
 )
 
 // Config is the whole typed configuration of the sluice binary. Its zero value
@@ -69,8 +71,12 @@ type Log struct {
 	HTTPRawUnsafe bool   `koanf:"http-raw-unsafe"`
 	// Audit is where the one-record-per-tool-call audit trail goes: "log"
 	// (the log stream, at info whatever log.level), "off", or a file path
-	// (JSON lines, appended).
+	// (JSON lines, appended, reopened on SIGHUP for log rotation).
 	Audit string `koanf:"audit"`
+	// RepeatWindow is how long a repeated warning or error (or per-call info
+	// line) is counted instead of written after its first occurrence; 0
+	// writes every line.
+	RepeatWindow time.Duration `koanf:"repeat-window"`
 }
 
 // PID configures the pid file.
@@ -155,6 +161,8 @@ const (
 	defaultDrainTimeout     = 30 * time.Second
 	defaultLogLevel         = "info"
 	defaultLogFormat        = "auto"
+	defaultRepeatWindow     = logs.DefaultWindow
+	maxRepeatWindow         = time.Hour
 	devMinConcurrency       = 64
 	envConfig               = "SLUICE_CONFIG"
 	secretHint              = "a secret must be a reference (env:NAME or file:/path) in files and flags, never a literal value"
@@ -166,7 +174,7 @@ func defaults() Config {
 		ControlPlane: ControlPlane{BaseURL: defaultBaseURL, MaxInflight: defaultMaxInflight, PollTimeout: defaultPollTimeout, ResponseBatch: true, GetStream: true},
 		MCP:          MCP{MaxConcurrentRequests: defaultMaxConcurrent, MaxStreams: defaultMaxStreams},
 		Health:       Health{ListenAddr: defaultHealthAddr},
-		Log:          Log{Level: defaultLogLevel, Format: defaultLogFormat, Audit: "log"},
+		Log:          Log{Level: defaultLogLevel, Format: defaultLogFormat, Audit: "log", RepeatWindow: defaultRepeatWindow},
 		DrainTimeout: defaultDrainTimeout,
 		Relay: Relay{
 			ListenAddr:       defaultRelayAddr,

@@ -52,6 +52,7 @@ var envTable = []envVar{
 	{name: "LOG_FORMAT", key: "log.format"},
 	{name: "LOG_HTTP_RAW_UNSAFE", key: "log.http-raw-unsafe"},
 	{name: "LOG_AUDIT", key: "log.audit"},
+	{name: "LOG_REPEAT_WINDOW", key: "log.repeat-window"},
 	{name: "CA_BUNDLE", key: "ca-bundle"},
 	{name: "HTTPS_PROXY", key: "http-proxy"},
 	{name: "HTTP_PROXY", key: "http-proxy"}, // fallback

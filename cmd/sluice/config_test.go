@@ -126,6 +126,8 @@ func TestEnvTable(t *testing.T) {
 		"CONTROL_PLANE_RESPONSE_BATCH":  "false",
 		"CONTROL_PLANE_GET_STREAM":      "false",
 		"MCP_MAX_STREAMS":               "7",
+		"LOG_REPEAT_WINDOW":             "0s",
+		"LOG_AUDIT":                     "/var/log/sluice/audit.jsonl",
 	}
 	cfg, err := loadFor(t, ModeRun, nil, env, "")
 	if err != nil {
@@ -151,6 +153,8 @@ func TestEnvTable(t *testing.T) {
 		{"response-batch", cfg.ControlPlane.ResponseBatch, false},
 		{"get-stream", cfg.ControlPlane.GetStream, false},
 		{"max-streams", cfg.MCP.MaxStreams, 7},
+		{"repeat-window off", cfg.Log.RepeatWindow, time.Duration(0)},
+		{"audit file", cfg.Log.Audit, "/var/log/sluice/audit.jsonl"},
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {
@@ -277,6 +281,11 @@ func TestInvalidValues(t *testing.T) {
 		{name: "extension offer as extra header", args: []string{"--control-plane.extra-headers=X-Sluice-Extensions: get-stream"}, wantKey: "control-plane.extra-headers"},
 		{name: "max-streams zero", args: []string{"--mcp.max-streams=0"}, wantKey: "mcp.max-streams: want 1..10000"},
 		{name: "max-streams too large", env: map[string]string{"MCP_MAX_STREAMS": "10001"}, wantKey: "mcp.max-streams: want 1..10000"},
+		{name: "negative repeat window", args: []string{"--log.repeat-window=-1s"}, wantKey: "log.repeat-window: want 0 (write every line) or 1s..1h"},
+		{name: "repeat window too short", env: map[string]string{"LOG_REPEAT_WINDOW": "10ms"}, wantKey: "log.repeat-window: want 0"},
+		{name: "repeat window too long", file: "log:\n  repeat-window: 2h\n", wantKey: "log.repeat-window: want 0"},
+		{name: "repeat window not a duration", file: "log:\n  repeat-window: often\n", wantKey: "log.repeat-window"},
+		{name: "empty audit", file: "log:\n  audit: ''\n", wantKey: `log.audit: want "log", "off" or a file path`},
 		{name: "bad yaml", file: "control-plane: [\n", wantKey: "config: read"},
 	}
 	for _, tc := range tests {
@@ -378,6 +387,9 @@ func TestKoanfYAMLLoads(t *testing.T) {
 			}
 			if cfg.MCP.MaxStreams != want.MCP.MaxStreams || cfg.ControlPlane.GetStream != want.ControlPlane.GetStream {
 				t.Errorf("koanf.yaml: mcp.max-streams %d, control-plane.get-stream %v", cfg.MCP.MaxStreams, cfg.ControlPlane.GetStream)
+			}
+			if cfg.Log.RepeatWindow != want.Log.RepeatWindow || cfg.Log.Audit != want.Log.Audit {
+				t.Errorf("koanf.yaml: log.repeat-window %s, log.audit %q", cfg.Log.RepeatWindow, cfg.Log.Audit)
 			}
 			if mode != ModeDev && cfg.MCP.MaxConcurrentRequests != want.MCP.MaxConcurrentRequests {
 				t.Errorf("mcp.max-concurrent-requests = %d", cfg.MCP.MaxConcurrentRequests)

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/sluicemcp/sluice/engine/binding/stdio"
 )
@@ -148,6 +149,9 @@ func (c *Config) validate(mode Mode) error {
 	}
 	if c.Log.Audit == "" {
 		return cfgErr("log.audit", `want "log", "off" or a file path`)
+	}
+	if w := c.Log.RepeatWindow; w != 0 && (w < time.Second || w > maxRepeatWindow) {
+		return cfgErr("log.repeat-window", "want 0 (write every line) or 1s..1h")
 	}
 	if c.DrainTimeout < 0 {
 		return cfgErr("drain-timeout", "must not be negative")

@@ -68,7 +68,8 @@ func newFlagSet(mode Mode, out io.Writer) *pflag.FlagSet {
 	fs.String("log.level", d.Log.Level, "debug, info, warn or error")
 	fs.String("log.format", d.Log.Format, "auto (text on a terminal, JSON otherwise), text or json")
 	fs.Bool("log.http-raw-unsafe", false, "log raw HTTP payloads (unsafe: may log secrets)")
-	fs.String("log.audit", d.Log.Audit, `audit trail, one record per tool call: "log", "off" or a file path`)
+	fs.String("log.audit", d.Log.Audit, `audit trail, one record per tool call: "log", "off" or a file path (reopened on SIGHUP)`)
+	fs.Duration("log.repeat-window", d.Log.RepeatWindow, "write a repeated warning once per window, then a count (0 = every line)")
 	fs.Duration("drain-timeout", d.DrainTimeout, "how long in-flight work may finish on shutdown or reload")
 	return fs
 }

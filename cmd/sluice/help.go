@@ -118,8 +118,11 @@ An MCP client gets:
 A reload that fails keeps the running configuration and logs
 "reload failed: kept the old ..." with the reason. "restart required: KEY"
 means that key only changes on a restart. For more detail: --log.level debug
-(never logs payloads unless log.http-raw-unsafe is on).
-Docs: docs/configuration.md, docs/metrics.md, docs/security.md.
+(never logs payloads unless log.http-raw-unsafe is on). A warning that repeats
+is written once, then counted: "plugin failed … and 16,647 more in the last
+10 s" (log.repeat-window; 0 writes every line).
+Docs: docs/configuration.md, docs/metrics.md, docs/security.md,
+docs/operations.md (logs, audit trail, log rotation).
 `,
 }
 

@@ -14,6 +14,8 @@ import (
 
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
+
+	"github.com/sluicemcp/sluice/engine/logs"
 )
 
 // Exit codes.
@@ -138,7 +140,10 @@ func (c *cli) serve(ctx context.Context, mode Mode, args []string) int {
 	if l == nil {
 		return code
 	}
-	log := newLogger(cfg.Log, c.stderr, c.tty)
+	log, throttle := newLogger(cfg.Log, c.stderr, c.tty)
+	if throttle != nil {
+		defer throttle.Close() // last: what the rest of the shutdown logs is counted too
+	}
 	if cfg.Log.HTTPRawUnsafe {
 		log.Warn("UNSAFE: log.http-raw-unsafe is on: raw MCP payloads, which may hold secrets and personal data, will be written to the logs; turn it off outside debugging")
 	}
@@ -156,13 +161,16 @@ func (c *cli) serve(ctx context.Context, mode Mode, args []string) int {
 		defer os.Remove(cfg.PID.File)
 	}
 
-	audit, closeAudit, err := newAuditLogger(cfg.Log, c.stderr, c.tty)
+	audit, auditFile, err := newAuditLogger(cfg.Log, c.stderr, c.tty, log)
 	if err != nil {
 		fmt.Fprintln(c.stderr, "sluice: "+err.Error())
 		return exitConfig
 	}
-	defer closeAudit()
-	s := &session{cli: c, mode: mode, loader: l, cfg: cfg, known: k, log: log, audit: audit}
+	if auditFile != nil {
+		defer auditFile.Close() // writes the records still queued
+	}
+	s := &session{cli: c, mode: mode, loader: l, cfg: cfg, known: k, log: log, audit: audit,
+		auditFile: auditFile, throttle: throttle}
 	switch mode {
 	case ModeRun:
 		err = s.runAgent(ctx)
@@ -230,7 +238,12 @@ type session struct {
 	known  koanfView
 	log    *slog.Logger
 	audit  *slog.Logger // the tool-call audit trail (nil = off)
-	chains []sessionChain
+	// auditFile is the audit trail's file when log.audit is a path (nil
+	// otherwise): reopened on every reload, for log rotation.
+	auditFile *logs.File
+	// throttle counts repeated log lines (nil when log.repeat-window is 0).
+	throttle *logs.Throttle
+	chains   []sessionChain
 }
 
 // auditFor returns the audit trail for one side of the tunnel ("agent" or

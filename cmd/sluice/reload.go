@@ -108,6 +108,7 @@ func (s *session) reloadLoop(ctx context.Context, live []liveKey, reloaded func(
 func (s *session) reloadOnce(ctx context.Context, live []liveKey, applied map[string]any) error {
 	start := time.Now()
 	s.log.Info("reload started", "phase", "reload")
+	s.reopenAudit()
 	var failed []string
 	err := s.reloadKeys(ctx, live, applied, &failed)
 	attrs := append([]any{"phase", "reload", "took_ms", float64(time.Since(start).Microseconds()) / 1000}, s.chainAttrs()...)

@@ -25,10 +25,11 @@ import (
 )
 
 // newRegistry returns the process's metrics registry with the Go and process
-// collectors.
-func newRegistry() *prometheus.Registry {
+// collectors and the logging metrics.
+func (s *session) newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(s.logMetrics()...)
 	return reg
 }
 
@@ -70,7 +71,7 @@ func (s *session) runAgent(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	reg := newRegistry()
+	reg := s.newRegistry()
 	pl := s.newPipelines(reg)
 	defer func() { _ = pl.close(context.WithoutCancel(ctx)) }()
 

@@ -45,7 +45,7 @@ func (s *session) runDev(ctx context.Context) error {
 		t.ClientKeys = []relay.ClientKey{{Name: "dev", Key: info.Key}}
 	}
 
-	reg := newRegistry()
+	reg := s.newRegistry()
 	pl := s.newPipelines(reg)
 	defer func() { _ = pl.close(context.WithoutCancel(ctx)) }()
 

@@ -150,7 +150,7 @@ func (s *session) runRelay(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	reg := newRegistry()
+	reg := s.newRegistry()
 	pl := s.newPipelines(reg)
 	defer func() { _ = pl.close(context.WithoutCancel(ctx)) }()
 	chain, err := pl.build(ctx, "relay.pipeline", cfg.Relay.Pipeline)

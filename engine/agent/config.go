@@ -119,7 +119,8 @@ type Options struct {
 	LogRawUnsafe bool
 	// Audit, when set, receives one record per tools/call: tunnel, channel,
 	// request id, session, tool, outcome, the plugin that decided it (if
-	// one did), final status and latency. Never arguments or results.
+	// one did), final status and latency. Never arguments or results; the
+	// tool name and session id clipped to logs.MaxField bytes.
 	Audit *slog.Logger
 }
 

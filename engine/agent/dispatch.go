@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicemcp/sluice/engine"
 	"github.com/sluicemcp/sluice/engine/binding"
+	"github.com/sluicemcp/sluice/engine/logs"
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
@@ -84,7 +85,8 @@ func (a *Agent) runTask(t *task) {
 		// Typed attributes: no boxing of each value on a per-call path.
 		var buf [10]slog.Attr
 		attrs := append(buf[:0], slog.String("tunnel", a.cfg.TunnelID), slog.String("channel", t.cmd.Channel),
-			slog.String("request_id", t.cmd.RequestID), slog.String("session", r.session), slog.String("tool", r.tool),
+			slog.String("request_id", t.cmd.RequestID), slog.String("session", logs.Clip(r.session, logs.MaxField)),
+			slog.String("tool", logs.Clip(r.tool, logs.MaxField)),
 			slog.String("outcome", string(r.oc)), slog.Int("status", r.status))
 		if r.plugin != "" {
 			attrs = append(attrs, slog.String("plugin", r.plugin), slog.String("verdict", r.verdict))

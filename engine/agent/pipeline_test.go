@@ -13,6 +13,7 @@ import (
 	"github.com/sluicemcp/sluice/engine"
 	"github.com/sluicemcp/sluice/engine/binding"
 	"github.com/sluicemcp/sluice/engine/enginetest"
+	"github.com/sluicemcp/sluice/engine/logs"
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
@@ -141,5 +142,31 @@ func TestAuditRecords(t *testing.T) {
 	}
 	if r := byTool["echo"]; r["plugin"] != nil || r["outcome"] != "ok" || r["status"] != float64(200) || r["request_id"] != "allowed" {
 		t.Errorf("allowed call: %v", r)
+	}
+}
+
+// TestAuditClipsClientValues: a tool name and a session id as long as a
+// request allows do not make the audit record as long: both are clipped
+// to logs.MaxField bytes.
+func TestAuditClipsClientValues(t *testing.T) {
+	relay := newFakeRelay(t)
+	var buf enginetest.SyncBuffer
+	startAgent(t, relay, &fakeBinding{}, func(_ *Config, o *Options) { o.Audit = slog.New(slog.NewJSONHandler(&buf, nil)) })
+	long := strings.Repeat("t", 100<<10)
+	relay.add(cmd("huge", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"`+long+`"}}`,
+		func(c map[string]any) {
+			c["headers"] = map[string][]string{"mcp-session-id": {strings.Repeat("s", 60<<10)}}
+		}))
+	relay.finalFor("huge")
+	enginetest.WaitFor(t, "the audit record", func() bool { return strings.Contains(buf.String(), "tool call") })
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(buf.String())), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec["tool"] != strings.Repeat("t", logs.MaxField)+"…" || rec["session"] != strings.Repeat("s", logs.MaxField)+"…" {
+		t.Fatalf("tool %.40q…, session %.40q…: not clipped to %d bytes", rec["tool"], rec["session"], logs.MaxField)
+	}
+	if n := len(buf.String()); n > 2*1024 {
+		t.Fatalf("audit record of %d bytes", n)
 	}
 }

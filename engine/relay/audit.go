@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluicemcp/sluice/engine"
+	"github.com/sluicemcp/sluice/engine/logs"
 )
 
 // toolAudit is what the relay remembers of one tools/call for its audit
@@ -47,7 +48,8 @@ func (r *Relay) auditToolCall(w http.ResponseWriter, e *exchange, kind msgKind, 
 // finish counts the exchange's outcome and writes its audit record: tunnel,
 // request id, session, caller (the client key's name; empty in oauth and
 // public mode), tool, verdict, deciding plugin, outcome, status and latency.
-// Never arguments or results.
+// Never arguments or results; the values a client chooses (tool, session)
+// clipped to logs.MaxField bytes.
 func (r *Relay) finish(e *exchange, outcome string, start time.Time) {
 	r.met.request(e.t.id, outcome, start)
 	a := e.audit
@@ -60,8 +62,8 @@ func (r *Relay) finish(e *exchange, outcome string, start time.Time) {
 	}
 	var buf [10]slog.Attr
 	attrs := append(buf[:0], slog.String("tunnel", e.t.id),
-		slog.String("request_id", e.p.cmd.RequestID), slog.String("session", e.sessionID),
-		slog.String("caller", a.caller), slog.String("tool", a.tool), slog.String("verdict", verdict))
+		slog.String("request_id", e.p.cmd.RequestID), slog.String("session", logs.Clip(e.sessionID, logs.MaxField)),
+		slog.String("caller", a.caller), slog.String("tool", logs.Clip(a.tool, logs.MaxField)), slog.String("verdict", verdict))
 	if a.plugin != "" {
 		attrs = append(attrs, slog.String("plugin", a.plugin))
 	}

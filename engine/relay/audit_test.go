@@ -8,6 +8,7 @@ import (
 
 	"github.com/sluicemcp/sluice/engine"
 	"github.com/sluicemcp/sluice/engine/enginetest"
+	"github.com/sluicemcp/sluice/engine/logs"
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
@@ -86,5 +87,33 @@ func TestAuditToolCalls(t *testing.T) {
 				t.Errorf("record %d: %s = %v, want %v (%s)", i, k, rec[k], v, line)
 			}
 		}
+	}
+}
+
+// TestAuditClipsClientValues: a tool name as long as the body cap allows and
+// a long session id do not make the audit record as long: both are clipped
+// to logs.MaxField bytes.
+func TestAuditClipsClientValues(t *testing.T) {
+	var trail enginetest.SyncBuffer
+	h := newHarness(t, nil, Options{Audit: slog.New(slog.NewJSONHandler(&trail, nil))})
+	h.connect(tunA, runtimeA)
+	long := strings.Repeat("t", 1<<20)
+	got := h.clientPost(tunA, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"`+long+`"}}`,
+		map[string]string{"Mcp-Session-Id": strings.Repeat("s", 32<<10)})
+	cmd := h.next(tunA, runtimeA)
+	h.respond(tunA, runtimeA, cmd.ShardToken, wire.Response{RequestID: cmd.RequestID,
+		RespJSON: json.RawMessage(`{"jsonrpc":"2.0","id":1,"result":{}}`), RespCode: 200})
+	if r := wait(t, got); r.StatusCode != 200 {
+		t.Fatalf("call: %d", r.StatusCode)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(trail.String())), &rec); err != nil {
+		t.Fatalf("want one record: %v", err)
+	}
+	if rec["tool"] != strings.Repeat("t", logs.MaxField)+"…" || rec["session"] != strings.Repeat("s", logs.MaxField)+"…" {
+		t.Fatalf("tool %.40q…, session %.40q…: not clipped to %d bytes", rec["tool"], rec["session"], logs.MaxField)
+	}
+	if n := len(trail.String()); n > 2*1024 {
+		t.Fatalf("audit record of %d bytes", n)
 	}
 }
