@@ -193,15 +193,25 @@ func (b *Binding) Do(ctx context.Context, req *binding.Request, emit func(*bindi
 	if len(req.Body) > s.cfg.MaxMessageSize {
 		return b.failed(s, req, m, kindTooLarge, fmt.Errorf("message of %d bytes exceeds max-message-size %d", len(req.Body), s.cfg.MaxMessageSize), reply)
 	}
-	p, err := s.pool.get(ctx)
+	probe, ok := s.brk.allow()
+	if !ok {
+		return reply(failureReply(req, s.name, kindCircuitOpen))
+	}
+	p, err := s.pool.get(ctx, s.brk.openCh())
 	if err != nil {
+		s.brk.done(probe, false, false)
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if errors.Is(err, errCircuitOpen) {
+			s.brk.rejected.Inc()
+			return reply(failureReply(req, s.name, kindCircuitOpen))
 		}
 		return &binding.Error{Source: wire.SourceClientInternal, Kind: "unknown", Err: fmt.Errorf("binding plugin %q: %w", s.name, err)}
 	}
 	ni, ok := p.inst.(*nativeInstance)
 	if !ok { // LoadBinding accepts native modules only
+		s.brk.done(probe, false, false)
 		s.pool.put(p, true)
 		return &binding.Error{Source: wire.SourceClientInternal, Kind: "unknown", Err: fmt.Errorf("binding plugin %q: not a native instance", s.name)}
 	}
@@ -213,8 +223,10 @@ func (b *Binding) Do(ctx context.Context, req *binding.Request, emit func(*bindi
 	g.duration.Observe(time.Since(start).Seconds())
 	p.calls++
 	if err != nil {
-		s.pool.put(p, true)
-		if kind == kindCancelled || ctx.Err() != nil {
+		cancelled := kind == kindCancelled || ctx.Err() != nil
+		s.brk.done(probe, !cancelled, breakerCounts(kind))
+		s.pool.put(p, discardAfter(kind) || s.retire(p))
+		if cancelled {
 			return fmt.Errorf("binding plugin %q: %w", s.name, context.Cause(ctx))
 		}
 		if emitErr != nil {
@@ -222,7 +234,8 @@ func (b *Binding) Do(ctx context.Context, req *binding.Request, emit func(*bindi
 		}
 		return b.failed(s, req, m, kind, err, reply)
 	}
-	s.pool.put(p, p.calls >= s.cfg.RecycleAfter || ni.memSize() > s.highWater())
+	s.brk.done(probe, true, false)
+	s.pool.put(p, s.retire(p))
 	if rep.action == engine.Reject {
 		g.reject.Inc()
 	} else {
