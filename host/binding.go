@@ -193,18 +193,12 @@ func (b *Binding) Do(ctx context.Context, req *binding.Request, emit func(*bindi
 	if len(req.Body) > s.cfg.MaxMessageSize {
 		return b.failed(s, req, m, kindTooLarge, fmt.Errorf("message of %d bytes exceeds max-message-size %d", len(req.Body), s.cfg.MaxMessageSize), reply)
 	}
-	probe, ok := s.brk.allow()
-	if !ok {
-		return reply(failureReply(req, s.name, kindCircuitOpen))
-	}
-	p, err := s.pool.get(ctx, s.brk.openCh())
+	p, probe, err := s.checkout(ctx)
 	if err != nil {
-		s.brk.done(probe, false, false)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if errors.Is(err, errCircuitOpen) {
-			s.brk.rejected.Inc()
 			return reply(failureReply(req, s.name, kindCircuitOpen))
 		}
 		return &binding.Error{Source: wire.SourceClientInternal, Kind: "unknown", Err: fmt.Errorf("binding plugin %q: %w", s.name, err)}

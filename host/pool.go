@@ -174,3 +174,6 @@ func (p *pool) idleCount() int {
 	defer p.mu.Unlock()
 	return len(p.idle)
 }
+
+// size is the most instances the pool holds.
+func (p *pool) size() int { return cap(p.slots) }

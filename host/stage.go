@@ -216,17 +216,11 @@ func (f *filter) Handle(ctx context.Context, m *engine.Message) (engine.Result, 
 		return engine.Result{}, fmt.Errorf("plugin %q: message of %d bytes exceeds max-message-size %d: %w",
 			s.name, len(m.Body), s.cfg.MaxMessageSize, engine.ErrPluginFailure)
 	}
-	probe, ok := s.brk.allow()
-	if !ok {
+	p, probe, err := s.checkout(ctx)
+	if errors.Is(err, errCircuitOpen) {
 		return engine.Result{}, s.brk.errOpen()
 	}
-	p, err := s.pool.get(ctx, s.brk.openCh())
 	if err != nil {
-		s.brk.done(probe, false, false)
-		if errors.Is(err, errCircuitOpen) {
-			s.brk.rejected.Inc()
-			return engine.Result{}, s.brk.errOpen()
-		}
 		return engine.Result{}, fmt.Errorf("plugin %q: %w: %w", s.name, engine.ErrPluginFailure, err)
 	}
 	start := time.Now()
@@ -244,6 +238,32 @@ func (f *filter) Handle(ctx context.Context, m *engine.Message) (engine.Result, 
 	s.m.calls[m.Hook][r.Action].Inc()
 	s.pool.put(p, s.retire(p))
 	return r, nil
+}
+
+// checkout asks the circuit breaker, then checks an instance out of the
+// pool; probe says whether the call is the breaker's half-open probe (pass
+// it to s.brk.done with the outcome). errCircuitOpen means the circuit is
+// open, or opened while the call waited: the plugin must not run (counted
+// as rejected). On any error nothing needs releasing.
+func (s *Stage) checkout(ctx context.Context) (p *pooled, probe bool, err error) {
+	probe, ok := s.brk.allow()
+	if !ok {
+		return nil, false, errCircuitOpen
+	}
+	p, err = s.pool.get(ctx, s.brk.openCh())
+	if err == nil && !probe && s.brk.isOpen() {
+		// The circuit opened while this call waited for its slot.
+		s.pool.put(p, false)
+		err = errCircuitOpen
+	}
+	if err != nil {
+		s.brk.done(probe, false, false)
+		if errors.Is(err, errCircuitOpen) {
+			s.brk.rejected.Inc()
+		}
+		return nil, false, err
+	}
+	return p, probe, nil
 }
 
 // discardAfter reports whether an instance must be closed after a failure
