@@ -106,7 +106,8 @@ func (a *Agent) HealthHandler() http.Handler {
 			body = reason + "\n"
 		}
 		// Stages whose circuit is open are listed, one line each; they do not
-		// make the agent unready (engine/agent/RATIONALE.md).
+		// make the agent unready (RATIONALE.md, "An open plugin circuit is
+		// listed, not made unready").
 		for _, name := range a.OpenCircuits() {
 			body += "plugin " + name + ": circuit open\n"
 		}

@@ -128,7 +128,7 @@ type Readiness struct {
 	Tunnels []TunnelReadiness `json:"tunnels"`
 	// OpenCircuits lists the relay's plugin stages whose circuit breaker is
 	// open (their failure policy applies without running them); they do
-	// not make the relay unready.
+	// not make the relay unready (engine/agent/RATIONALE.md says why).
 	OpenCircuits []string `json:"open_circuits,omitempty"`
 }
 
