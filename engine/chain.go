@@ -175,3 +175,18 @@ const (
 // ErrPluginFailure wraps every failure a Stage reports for a message so callers
 // can tell it from a verdict.
 var ErrPluginFailure = errors.New("plugin failure")
+
+// ErrCircuitOpen marks a plugin failure that did not run the plugin: the
+// stage's circuit breaker is open after repeated failures, so its failure
+// policy applies at once. The chain does not log these one by one (the
+// stage logs when its circuit opens and closes).
+var ErrCircuitOpen = errors.New("circuit open")
+
+// CircuitBreaker is implemented by a Stage that can stop running its plugin
+// after repeated failures (host stages do). Readiness reports list the
+// stages whose circuit is open.
+type CircuitBreaker interface {
+	// CircuitOpen reports whether calls currently get the stage's failure
+	// policy without running it.
+	CircuitOpen() bool
+}

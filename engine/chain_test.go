@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -562,4 +563,58 @@ func FuzzValidObject(f *testing.F) {
 			t.Fatalf("ValidObject(%q) = %v, json.Valid says %v", b, got, want)
 		}
 	})
+}
+
+// breakerStage is a fakeStage with a circuit breaker whose state the test
+// sets.
+type breakerStage struct {
+	fakeStage
+	open atomic.Bool
+}
+
+func (s *breakerStage) CircuitOpen() bool { return s.open.Load() }
+
+// TestChainOpenCircuits: the chain lists the stages whose circuit is open,
+// in request order, and a failure that says the circuit is open gets the
+// stage's policy like any failure but is not logged call by call.
+func TestChainOpenCircuits(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	a := &breakerStage{fakeStage: fakeStage{name: "a"}}
+	b := &fakeStage{name: "b"}
+	c := &breakerStage{fakeStage: fakeStage{name: "c"}}
+	ch := NewChain([]ChainStage{{Stage: a}, {Stage: b}, {Stage: c}}, ChainOptions{Logger: log})
+	if got := ch.OpenCircuits(); got != nil {
+		t.Fatalf("open circuits %v, want none", got)
+	}
+	c.open.Store(true)
+	a.open.Store(true)
+	if got := strings.Join(ch.OpenCircuits(), ","); got != "a,c" {
+		t.Fatalf("open circuits %q, want a,c", got)
+	}
+	if (*Chain)(nil).OpenCircuits() != nil {
+		t.Fatal("nil chain")
+	}
+
+	a.handle = func(*Message) (Result, error) {
+		return Result{}, fmt.Errorf("plugin a: %w: %w", ErrPluginFailure, ErrCircuitOpen)
+	}
+	for range 5 {
+		x := ch.Begin()
+		out := x.Request(context.Background(), &Message{Hook: HookRequest, Method: "tools/call", Body: json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"tools/call"}`)})
+		x.Close()
+		if out.Action != Reject || !out.Failed || out.Stage != "a" {
+			t.Fatalf("outcome %+v, want fail_closed's reject", out)
+		}
+	}
+	if strings.Contains(logs.String(), "plugin failed") {
+		t.Fatalf("circuit-open failures logged one by one:\n%s", logs.String())
+	}
+	a.handle = func(*Message) (Result, error) { return Result{}, fmt.Errorf("trap: %w", ErrPluginFailure) }
+	x := ch.Begin()
+	x.Request(context.Background(), &Message{Hook: HookRequest, Method: "tools/call", Body: json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"tools/call"}`)})
+	x.Close()
+	if !strings.Contains(logs.String(), "plugin failed") {
+		t.Fatal("an ordinary failure was not logged")
+	}
 }

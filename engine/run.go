@@ -79,6 +79,21 @@ func (c *Chain) Stages() []string {
 	return out
 }
 
+// OpenCircuits returns the names of the stages whose circuit breaker is
+// open (see CircuitBreaker), in request order; nil when there are none.
+func (c *Chain) OpenCircuits() []string {
+	if c == nil {
+		return nil
+	}
+	var out []string
+	for _, s := range c.stages {
+		if b, ok := s.Stage.(CircuitBreaker); ok && b.CircuitOpen() {
+			out = append(out, s.Stage.Name())
+		}
+	}
+	return out
+}
+
 // Close closes every stage.
 func (c *Chain) Close() error {
 	if c == nil {
@@ -160,7 +175,11 @@ func (x *Exchange) call(ctx context.Context, i int, m *Message) (Result, error) 
 		x.c.obs.StageCalled(s.Stage.Name(), m.Hook, r.Action, err != nil, s.Shadow, time.Since(start))
 	}
 	if err != nil {
-		x.c.log.Warn("plugin failed", "plugin", s.Stage.Name(), "phase", m.Hook.String(),
+		level := slog.LevelWarn
+		if errors.Is(err, ErrCircuitOpen) {
+			level = slog.LevelDebug // logged by the stage when its circuit opens
+		}
+		x.c.log.Log(ctx, level, "plugin failed", "plugin", s.Stage.Name(), "phase", m.Hook.String(),
 			"request_id", m.RequestID, "method", m.Method, "err", err)
 		return Result{}, err
 	}

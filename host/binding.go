@@ -193,15 +193,19 @@ func (b *Binding) Do(ctx context.Context, req *binding.Request, emit func(*bindi
 	if len(req.Body) > s.cfg.MaxMessageSize {
 		return b.failed(s, req, m, kindTooLarge, fmt.Errorf("message of %d bytes exceeds max-message-size %d", len(req.Body), s.cfg.MaxMessageSize), reply)
 	}
-	p, err := s.pool.get(ctx)
+	p, probe, err := s.checkout(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if errors.Is(err, errCircuitOpen) {
+			return reply(failureReply(req, s.name, kindCircuitOpen))
 		}
 		return &binding.Error{Source: wire.SourceClientInternal, Kind: "unknown", Err: fmt.Errorf("binding plugin %q: %w", s.name, err)}
 	}
 	ni, ok := p.inst.(*nativeInstance)
 	if !ok { // LoadBinding accepts native modules only
+		s.brk.done(probe, false, false)
 		s.pool.put(p, true)
 		return &binding.Error{Source: wire.SourceClientInternal, Kind: "unknown", Err: fmt.Errorf("binding plugin %q: not a native instance", s.name)}
 	}
@@ -213,8 +217,10 @@ func (b *Binding) Do(ctx context.Context, req *binding.Request, emit func(*bindi
 	g.duration.Observe(time.Since(start).Seconds())
 	p.calls++
 	if err != nil {
-		s.pool.put(p, true)
-		if kind == kindCancelled || ctx.Err() != nil {
+		cancelled := kind == kindCancelled || ctx.Err() != nil
+		s.brk.done(probe, !cancelled, breakerCounts(kind))
+		s.pool.put(p, discardAfter(kind) || s.retire(p))
+		if cancelled {
 			return fmt.Errorf("binding plugin %q: %w", s.name, context.Cause(ctx))
 		}
 		if emitErr != nil {
@@ -222,7 +228,8 @@ func (b *Binding) Do(ctx context.Context, req *binding.Request, emit func(*bindi
 		}
 		return b.failed(s, req, m, kind, err, reply)
 	}
-	s.pool.put(p, p.calls >= s.cfg.RecycleAfter || ni.memSize() > s.highWater())
+	s.brk.done(probe, true, false)
+	s.pool.put(p, s.retire(p))
 	if rep.action == engine.Reject {
 		g.reject.Inc()
 	} else {

@@ -268,6 +268,8 @@ func failureText(kind string) string {
 		return "ran out of memory"
 	case kindTooLarge:
 		return "was sent a message larger than its max-message-size"
+	case kindCircuitOpen:
+		return "is not running: its circuit is open after repeated failures"
 	}
 	return "answered with a malformed reply"
 }

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"fmt"
 	"runtime"
 	"time"
 
@@ -26,6 +27,12 @@ const (
 	// DefaultIdleTimeout is how long an idle instance may wait in the pool
 	// before it is closed (one idle instance is always kept).
 	DefaultIdleTimeout = time.Minute
+	// DefaultMaxMemory is the least memory budget a stage gets by default
+	// (see PluginConfig.MaxMemory).
+	DefaultMaxMemory = 256 << 20
+	// maxPoolSize caps a pool whatever its memory budget allows (a module
+	// of one page would otherwise get thousands of instances).
+	maxPoolSize = 1024
 	// instantiateTimeout bounds instantiation including _initialize.
 	instantiateTimeout = 10 * time.Second
 )
@@ -80,9 +87,21 @@ type PluginConfig struct {
 	OnError engine.OnError
 	// Shadow marks the stage as shadow (for engine.ChainStage).
 	Shadow bool
-	// PoolSize is the maximum number of live instances (default
-	// GOMAXPROCS*2). Open blocks when all are checked out.
+	// PoolSize caps the number of live instances; 0 means as many as
+	// MaxMemory allows. A call waits (bounded by its context) when all are
+	// checked out.
 	PoolSize int
+	// MaxMemory bounds the memory of all the stage's instances together, in
+	// bytes: the pool never holds more instances than MaxMemory divided by
+	// one instance's memory limit (MemoryPages, or less when the module
+	// declares a smaller maximum; twice that for an Extism module, whose
+	// kernel memory has the same limit). Default: the larger of
+	// DefaultMaxMemory and that many instances' worth, where that many is
+	// PoolSize, or 2×GOMAXPROCS when PoolSize is 0. A value below one
+	// instance's limit is a load error.
+	MaxMemory uint64
+	// Breaker configures the stage's circuit breaker (on by default).
+	Breaker BreakerConfig
 	// RecycleAfter is the number of calls after which an instance is
 	// replaced (default 10000).
 	RecycleAfter int
@@ -99,11 +118,34 @@ func (c *PluginConfig) withDefaults() PluginConfig {
 	if d.MaxMessageSize <= 0 {
 		d.MaxMessageSize = DefaultMaxMessageSize
 	}
-	if d.PoolSize <= 0 {
-		d.PoolSize = runtime.GOMAXPROCS(0) * 2
+	if d.PoolSize < 0 {
+		d.PoolSize = 0
 	}
+	d.Breaker = d.Breaker.withDefaults()
 	if d.RecycleAfter <= 0 {
 		d.RecycleAfter = DefaultRecycleAfter
 	}
 	return d
+}
+
+// poolBudget returns the stage's memory budget and pool size for instances
+// of instLimit bytes each (see MaxMemory and PoolSize).
+func (c *PluginConfig) poolBudget(instLimit uint64) (budget uint64, size int, err error) {
+	instLimit = max(instLimit, 1)
+	budget = c.MaxMemory
+	if budget == 0 {
+		n := c.PoolSize
+		if n == 0 {
+			n = runtime.GOMAXPROCS(0) * 2
+		}
+		budget = max(DefaultMaxMemory, uint64(n)*instLimit)
+	}
+	if budget < instLimit {
+		return 0, 0, fmt.Errorf("max-memory %d is less than one instance's memory limit %d", budget, instLimit)
+	}
+	size = int(min(budget/instLimit, maxPoolSize))
+	if c.PoolSize > 0 {
+		size = min(size, c.PoolSize)
+	}
+	return budget, size, nil
 }

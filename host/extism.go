@@ -142,10 +142,11 @@ func newExtismBackend(ctx context.Context, s *Stage, rt wazero.Runtime, c wazero
 func (b *extismBackend) instantiate(ctx context.Context) (instance, error) {
 	ctx, cancel := context.WithTimeout(ctx, instantiateTimeout)
 	defer cancel()
-	i := &extismInstance{b: b, k: newKernel(uint64(b.s.cfg.MemoryPages) * 65536)}
-	ictx := context.WithValue(ctx, instanceKey{}, i)
+	i := &extismInstance{b: b, k: newKernel(uint64(b.s.cfg.MemoryPages)*65536, b.s.m.memory)}
+	ictx := b.s.alloc.allocatorFor(context.WithValue(ctx, instanceKey{}, i), &i.lm)
 	mod, err := b.rt.InstantiateModule(ictx, b.compiled, b.modCfg)
 	if err != nil {
+		i.k.dispose()
 		return nil, fmt.Errorf("instantiate: %w", firstLine(err))
 	}
 	i.mod = mod
@@ -154,6 +155,7 @@ func (b *extismBackend) instantiate(ctx context.Context) (instance, error) {
 	if b.interruptible {
 		if i.timer, err = interruptTimer(mod); err != nil {
 			_ = mod.Close(ctx)
+			i.k.dispose()
 			return nil, fmt.Errorf("instantiate: %w", err)
 		}
 	}
@@ -164,6 +166,7 @@ func (b *extismBackend) instantiate(ctx context.Context) (instance, error) {
 		}
 		if _, err := i.callFunc(ctx, name, st, instantiateTimeout); err != nil {
 			_ = mod.Close(ctx)
+			i.k.dispose()
 			return nil, fmt.Errorf("instantiate: %w", err)
 		}
 	}
@@ -184,6 +187,12 @@ func (b *extismBackend) takeEager() instance {
 	return i
 }
 
+// instanceLimit is the most memory one instance can hold: its linear
+// memory's limit plus its kernel memory's (both memory-pages).
+func (b *extismBackend) instanceLimit() uint64 {
+	return memoryLimit(b.compiled, b.s.cfg.MemoryPages) + uint64(b.s.cfg.MemoryPages)*65536
+}
+
 func (b *extismBackend) handlerName(h engine.Hook) string { return extismHandlers[h] }
 func (b *extismBackend) hasHandler(h engine.Hook) bool    { return b.handlers[h] }
 
@@ -198,7 +207,8 @@ func (b *extismBackend) close(ctx context.Context) error {
 type extismInstance struct {
 	b        *extismBackend
 	mod      api.Module
-	mem      api.Memory // nil if the module exports none
+	mem      api.Memory    // nil if the module exports none
+	lm       *linearMemory // the module's memory's backing (nil without one)
 	handlers [4]api.Function
 	k        *kernel
 	msg      *engine.Message // the message being handled (log tags)
@@ -216,11 +226,14 @@ func (i *extismInstance) memSize() uint64 {
 	return n
 }
 
+func (i *extismInstance) linear() *linearMemory { return i.lm }
+
 func (i *extismInstance) close(ctx context.Context) {
 	if i.timer != nil {
 		i.timer.Stop()
 	}
 	_ = i.mod.Close(ctx)
+	i.k.dispose()
 }
 
 // callFunc runs the export name with input in (nil = none) outside a

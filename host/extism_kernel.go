@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 )
@@ -79,9 +80,10 @@ type block struct {
 // kernel is one instance's Extism kernel state. It is used by one goroutine
 // at a time (the instance's), so it needs no lock.
 type kernel struct {
-	mem    []byte // kernel memory; offsets index it directly
-	top    uint64 // end of the highest block
-	limit  uint64 // maximum len(mem)
+	mem    []byte           // kernel memory; offsets index it directly
+	acct   prometheus.Gauge // counts cap(mem) (nil = none)
+	top    uint64           // end of the highest block
+	limit  uint64           // maximum len(mem)
 	blocks map[uint64]block
 	free   []uint64 // freed blocks below top, reused first-fit
 
@@ -95,8 +97,24 @@ type kernel struct {
 	httpStatus int32
 }
 
-func newKernel(limit uint64) *kernel {
-	return &kernel{limit: limit, top: kernelBase, blocks: map[uint64]block{}, mem: make([]byte, 0, 4096)}
+// newKernel returns a kernel whose memory may grow to limit bytes; acct
+// (nil = none) is kept up to date with the memory it holds.
+func newKernel(limit uint64, acct prometheus.Gauge) *kernel {
+	k := &kernel{limit: limit, top: kernelBase, blocks: map[uint64]block{}, mem: make([]byte, 0, 4096), acct: acct}
+	k.account(cap(k.mem))
+	return k
+}
+
+func (k *kernel) account(delta int) {
+	if k.acct != nil {
+		k.acct.Add(float64(delta))
+	}
+}
+
+// dispose drops the kernel memory (the instance is closed).
+func (k *kernel) dispose() {
+	k.account(-cap(k.mem))
+	k.mem = nil
 }
 
 // reset discards every block, the input, the output and the error (vars
@@ -129,6 +147,7 @@ func (k *kernel) alloc(n uint64) uint64 {
 	if end > uint64(cap(k.mem)) {
 		nm := make([]byte, end, min(max(end, uint64(cap(k.mem))*2), k.limit))
 		copy(nm, k.mem)
+		k.account(cap(nm) - cap(k.mem))
 		k.mem = nm
 	} else {
 		k.mem = k.mem[:end]

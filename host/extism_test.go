@@ -187,7 +187,7 @@ func TestExtismLoadErrors(t *testing.T) {
 }
 
 func TestKernelMemory(t *testing.T) {
-	k := newKernel(64)
+	k := newKernel(64, nil)
 	a := k.alloc(10)
 	b := k.alloc(0)
 	if a == 0 || b == 0 || a == b || k.length(a) != 10 || k.length(b) != 0 {

@@ -14,6 +14,10 @@ const (
 	kindOOM       = "oom"
 	kindMalformed = "malformed"
 	kindTooLarge  = "too_large" // the message exceeds max-message-size before the call
+	// kindCircuitOpen is the kind a binding plugin's error reply names when
+	// its circuit is open (counted in sluice_plugin_breaker_rejected_total,
+	// not as a failure).
+	kindCircuitOpen = "circuit_open"
 )
 
 type metrics struct {
@@ -21,6 +25,11 @@ type metrics struct {
 	failures  *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 	instances *prometheus.GaugeVec
+	memory    *prometheus.GaugeVec
+	memLimit  *prometheus.GaugeVec
+	brkState  *prometheus.GaugeVec
+	brkTrips  *prometheus.CounterVec
+	brkReject *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -42,12 +51,37 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "sluice_plugin_instances",
 			Help: "Live plugin instances.",
 		}, []string{"plugin"}),
+		memory: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_plugin_memory_bytes",
+			Help: "Linear memory held by the plugin's live instances (Extism plugins: plus their kernel memory).",
+		}, []string{"plugin"}),
+		memLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_plugin_memory_limit_bytes",
+			Help: "The plugin's max-memory: the memory limits of its live instances add up to at most this.",
+		}, []string{"plugin"}),
+		brkState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_plugin_breaker_state",
+			Help: "The plugin's circuit breaker: 0 closed, 1 open, 2 half-open (probing).",
+		}, []string{"plugin"}),
+		brkTrips: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_plugin_breaker_trips_total",
+			Help: "Times the plugin's circuit opened after repeated failures.",
+		}, []string{"plugin"}),
+		brkReject: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_plugin_breaker_rejected_total",
+			Help: "Calls that got the plugin's failure policy without running it, its circuit being open.",
+		}, []string{"plugin"}),
 	}
 	if reg != nil {
 		m.calls = register(reg, m.calls)
 		m.failures = register(reg, m.failures)
 		m.duration = register(reg, m.duration)
 		m.instances = register(reg, m.instances)
+		m.memory = register(reg, m.memory)
+		m.memLimit = register(reg, m.memLimit)
+		m.brkState = register(reg, m.brkState)
+		m.brkTrips = register(reg, m.brkTrips)
+		m.brkReject = register(reg, m.brkReject)
 	}
 	return m
 }
@@ -68,14 +102,27 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 
 // stageMetrics are the metric children of one stage, resolved once at load.
 type stageMetrics struct {
-	failures  map[string]prometheus.Counter
-	duration  [4]prometheus.Observer // by hook
-	calls     [4][5]prometheus.Counter
-	instances prometheus.Gauge
+	failures        map[string]prometheus.Counter
+	duration        [4]prometheus.Observer // by hook
+	calls           [4][5]prometheus.Counter
+	instances       prometheus.Gauge
+	memory          prometheus.Gauge
+	memLimit        prometheus.Gauge
+	breakerState    prometheus.Gauge
+	breakerTrips    prometheus.Counter
+	breakerRejected prometheus.Counter
 }
 
 func (m *metrics) forStage(name string) *stageMetrics {
-	s := &stageMetrics{failures: map[string]prometheus.Counter{}, instances: m.instances.WithLabelValues(name)}
+	s := &stageMetrics{
+		failures:        map[string]prometheus.Counter{},
+		instances:       m.instances.WithLabelValues(name),
+		memory:          m.memory.WithLabelValues(name),
+		memLimit:        m.memLimit.WithLabelValues(name),
+		breakerState:    m.brkState.WithLabelValues(name),
+		breakerTrips:    m.brkTrips.WithLabelValues(name),
+		breakerRejected: m.brkReject.WithLabelValues(name),
+	}
 	for _, k := range []string{kindTrap, kindTimeout, kindOOM, kindMalformed, kindTooLarge} {
 		s.failures[k] = m.failures.WithLabelValues(name, k)
 	}

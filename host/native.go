@@ -194,7 +194,8 @@ func newNativeBackend(ctx context.Context, s *Stage, rt wazero.Runtime, c wazero
 func (b *nativeBackend) instantiate(ctx context.Context) (instance, error) {
 	ctx, cancel := context.WithTimeout(ctx, instantiateTimeout)
 	defer cancel()
-	mod, err := b.rt.InstantiateModule(ctx, b.compiled, b.modCfg)
+	var lm *linearMemory
+	mod, err := b.rt.InstantiateModule(b.s.alloc.allocatorFor(ctx, &lm), b.compiled, b.modCfg)
 	if err != nil {
 		return nil, fmt.Errorf("instantiate: %w", firstLine(err))
 	}
@@ -202,6 +203,7 @@ func (b *nativeBackend) instantiate(ctx context.Context) (instance, error) {
 		b:     b,
 		mod:   mod,
 		mem:   mod.ExportedMemory(ExportMemory),
+		lm:    lm,
 		alloc: mod.ExportedFunction(ExportAlloc),
 	}
 	i.handlers = handlerFuncs(mod, b.handlers, nativeHandlers)
@@ -267,6 +269,23 @@ func (b *nativeBackend) takeEager() instance {
 	return i
 }
 
+// instanceLimit is the most memory one instance can hold: the page limit,
+// or the module's own declared maximum when that is lower.
+func (b *nativeBackend) instanceLimit() uint64 {
+	return memoryLimit(b.compiled, b.s.cfg.MemoryPages)
+}
+
+// memoryLimit is the byte limit of c's exported memory under a limit of
+// pages: the smaller of pages and the maximum the module declares.
+func memoryLimit(c wazero.CompiledModule, pages uint32) uint64 {
+	if m, ok := c.ExportedMemories()[ExportMemory]; ok {
+		if mx, declared := m.Max(); declared && mx < pages {
+			pages = mx
+		}
+	}
+	return uint64(pages) * 65536
+}
+
 func (b *nativeBackend) handlerName(h engine.Hook) string { return nativeHandlers[h] }
 func (b *nativeBackend) hasHandler(h engine.Hook) bool    { return b.handlers[h] }
 
@@ -284,6 +303,7 @@ type nativeInstance struct {
 	b        *nativeBackend
 	mod      api.Module
 	mem      api.Memory
+	lm       *linearMemory // mem's backing
 	alloc    api.Function
 	handlers [4]api.Function
 	onCall   api.Function // sluice_on_call (binding plugins)
@@ -298,6 +318,8 @@ type nativeInstance struct {
 type instanceKey struct{}
 
 func (i *nativeInstance) memSize() uint64 { return uint64(i.mem.Size()) }
+
+func (i *nativeInstance) linear() *linearMemory { return i.lm }
 
 func (i *nativeInstance) close(ctx context.Context) {
 	if i.timer != nil {

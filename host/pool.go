@@ -17,7 +17,9 @@ type pooled struct {
 }
 
 // pool is a bounded set of instances with exclusive checkout: at most size
-// live instances, created lazily, handed to one holder at a time. Idle
+// live instances (the stage's memory budget divided by one instance's
+// limit), created lazily as concurrent calls need them, handed to one holder
+// at a time. Idle
 // instances are kept LIFO (the warmest first) and closed after idleTimeout,
 // keeping one.
 type pool struct {
@@ -32,7 +34,10 @@ type pool struct {
 	idleTimeout time.Duration
 }
 
-var errPoolClosed = errors.New("stage is closed")
+var (
+	errPoolClosed  = errors.New("stage is closed")
+	errCircuitOpen = errors.New("circuit opened while waiting for an instance")
+)
 
 func newPool(size int, newInst func(context.Context) (instance, error), live prometheus.Gauge) *pool {
 	return &pool{slots: make(chan struct{}, size), newInst: newInst, live: live, idleTimeout: DefaultIdleTimeout}
@@ -50,8 +55,9 @@ func (p *pool) seed(i instance) {
 }
 
 // get checks out an instance, creating one when none is idle; it blocks
-// until a slot frees up or ctx is done.
-func (p *pool) get(ctx context.Context) (*pooled, error) {
+// until a slot frees up, ctx is done or abort is closed (the stage's
+// circuit opened: errCircuitOpen). A nil abort never fires.
+func (p *pool) get(ctx context.Context, abort <-chan struct{}) (*pooled, error) {
 	select {
 	case p.slots <- struct{}{}:
 	default:
@@ -59,6 +65,8 @@ func (p *pool) get(ctx context.Context) (*pooled, error) {
 		case p.slots <- struct{}{}:
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-abort:
+			return nil, errCircuitOpen
 		}
 	}
 	p.mu.Lock()
@@ -72,6 +80,7 @@ func (p *pool) get(ctx context.Context) (*pooled, error) {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
+		x.enter()
 		return x, nil
 	}
 	p.mu.Unlock()
@@ -81,12 +90,30 @@ func (p *pool) get(ctx context.Context) (*pooled, error) {
 		return nil, err
 	}
 	p.live.Inc()
-	return &pooled{inst: i}, nil
+	x := &pooled{inst: i}
+	x.enter()
+	return x, nil
+}
+
+// enter and leave bracket the time x is checked out: its memory must not
+// be released under a running call even if its module is closed (a stage
+// closed after its drain timeout), see linearMemory.
+func (x *pooled) enter() {
+	if lm := x.inst.linear(); lm != nil {
+		lm.enter()
+	}
+}
+
+func (x *pooled) leave() {
+	if lm := x.inst.linear(); lm != nil {
+		lm.leave()
+	}
 }
 
 // put returns x; discard closes it instead (after a failure or when due for
 // recycling).
 func (p *pool) put(x *pooled, discard bool) {
+	x.leave()
 	var stale []*pooled
 	p.mu.Lock()
 	if discard || p.closed {
@@ -147,3 +174,6 @@ func (p *pool) idleCount() int {
 	defer p.mu.Unlock()
 	return len(p.idle)
 }
+
+// size is the most instances the pool holds.
+func (p *pool) size() int { return cap(p.slots) }

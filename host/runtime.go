@@ -185,6 +185,7 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig, io *bindingIO) (_ *S
 		rt:      r,
 		io:      io,
 	}
+	s.alloc = &memAllocator{used: s.m.memory}
 	rc := wazero.NewRuntimeConfig().
 		WithCompilationCache(r.cache).
 		WithCloseOnContextDone(!cfg.Trusted).
@@ -228,7 +229,15 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig, io *bindingIO) (_ *S
 		return nil, err
 	}
 	s.desc = desc
-	s.pool = newPool(cfg.PoolSize, s.backend.newInstance, s.m.instances)
+	budget, size, err := cfg.poolBudget(s.backend.instanceLimit())
+	if err != nil {
+		_ = s.backend.close(ctx)
+		return nil, err
+	}
+	s.cfg.MaxMemory = budget
+	s.m.memLimit.Set(float64(budget))
+	s.brk = newBreaker(cfg.Breaker, cfg.Name, r.log, s.m)
+	s.pool = newPool(size, s.backend.newInstance, s.m.instances)
 	// The eager instance becomes the pool's first idle instance.
 	s.pool.seed(s.backend.takeEager())
 

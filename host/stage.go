@@ -19,6 +19,8 @@ type instance interface {
 	call(ctx context.Context, m *engine.Message) (engine.Result, string, error)
 	// memSize is the guest's current linear memory in bytes.
 	memSize() uint64
+	// linear is the backing of the guest's linear memory (nil without one).
+	linear() *linearMemory
 	close(ctx context.Context)
 }
 
@@ -27,6 +29,8 @@ type backend interface {
 	newInstance(ctx context.Context) (instance, error)
 	// takeEager hands over the instance created at load.
 	takeEager() instance
+	// instanceLimit is the most memory, in bytes, one instance can hold.
+	instanceLimit() uint64
 	// handlerName is the export that handles hook h; hasHandler whether it exists.
 	handlerName(h engine.Hook) string
 	hasHandler(h engine.Hook) bool
@@ -46,6 +50,8 @@ type Stage struct {
 	rt      *Runtime
 	backend backend
 	pool    *pool
+	alloc   *memAllocator // backs the instances' linear memory
+	brk     *breaker
 	io      *bindingIO // a binding plugin's capabilities (nil for a chain stage)
 
 	hooks   uint8               // bit h set = hook h wanted
@@ -65,8 +71,9 @@ type Stage struct {
 
 // Interface guards.
 var (
-	_ engine.Stage  = (*Stage)(nil)
-	_ engine.Filter = (*filter)(nil)
+	_ engine.Stage          = (*Stage)(nil)
+	_ engine.CircuitBreaker = (*Stage)(nil)
+	_ engine.Filter         = (*filter)(nil)
 )
 
 // Name returns the stage name.
@@ -166,8 +173,8 @@ func setOf(l []string) map[string]struct{} {
 	return m
 }
 
-// Open checks out one instance for the exchange; it blocks (bounded by ctx)
-// while all PoolSize instances are in use.
+// Open returns the exchange's filter; it holds no instance (each Handle
+// checks one out for its guest call).
 func (s *Stage) Open(ctx context.Context) (engine.Filter, error) {
 	if s.pool.isClosed() {
 		return nil, fmt.Errorf("plugin %q: %w", s.name, errPoolClosed)
@@ -209,7 +216,10 @@ func (f *filter) Handle(ctx context.Context, m *engine.Message) (engine.Result, 
 		return engine.Result{}, fmt.Errorf("plugin %q: message of %d bytes exceeds max-message-size %d: %w",
 			s.name, len(m.Body), s.cfg.MaxMessageSize, engine.ErrPluginFailure)
 	}
-	p, err := s.pool.get(ctx)
+	p, probe, err := s.checkout(ctx)
+	if errors.Is(err, errCircuitOpen) {
+		return engine.Result{}, s.brk.errOpen()
+	}
 	if err != nil {
 		return engine.Result{}, fmt.Errorf("plugin %q: %w: %w", s.name, engine.ErrPluginFailure, err)
 	}
@@ -219,13 +229,67 @@ func (f *filter) Handle(ctx context.Context, m *engine.Message) (engine.Result, 
 	p.calls++
 	if err != nil {
 		s.m.failures[kind].Inc()
-		s.pool.put(p, true)
+		// A call whose caller went away is not the plugin's fault.
+		s.brk.done(probe, ctx.Err() == nil, breakerCounts(kind))
+		s.pool.put(p, discardAfter(kind) || s.retire(p))
 		return engine.Result{}, fmt.Errorf("plugin %q %s: %w: %w", s.name, kind, engine.ErrPluginFailure, s.scrub.err(err))
 	}
+	s.brk.done(probe, true, false)
 	s.m.calls[m.Hook][r.Action].Inc()
-	s.pool.put(p, p.calls >= s.cfg.RecycleAfter || p.inst.memSize() > s.highWater())
+	s.pool.put(p, s.retire(p))
 	return r, nil
 }
+
+// checkout asks the circuit breaker, then checks an instance out of the
+// pool; probe says whether the call is the breaker's half-open probe (pass
+// it to s.brk.done with the outcome). errCircuitOpen means the circuit is
+// open, or opened while the call waited: the plugin must not run (counted
+// as rejected). On any error nothing needs releasing.
+func (s *Stage) checkout(ctx context.Context) (p *pooled, probe bool, err error) {
+	probe, ok := s.brk.allow()
+	if !ok {
+		return nil, false, errCircuitOpen
+	}
+	p, err = s.pool.get(ctx, s.brk.openCh())
+	if err == nil && !probe && s.brk.isOpen() {
+		// The circuit opened while this call waited for its slot.
+		s.pool.put(p, false)
+		err = errCircuitOpen
+	}
+	if err != nil {
+		s.brk.done(probe, false, false)
+		if errors.Is(err, errCircuitOpen) {
+			s.brk.rejected.Inc()
+		}
+		return nil, false, err
+	}
+	return p, probe, nil
+}
+
+// discardAfter reports whether an instance must be closed after a failure
+// of this kind. After a trap, timeout or out-of-memory failure the guest
+// stopped mid-call and its memory may be half-written; after a malformed or
+// too large answer it returned normally and is as sound as after any call,
+// so it goes back to the pool (a plugin that answers garbage does not cost
+// an instantiation per call).
+func discardAfter(kind string) bool {
+	return kind != kindMalformed && kind != kindTooLarge
+}
+
+// retire reports whether a healthy instance is due for replacement: after
+// RecycleAfter calls, or above the memory high-water mark.
+func (s *Stage) retire(p *pooled) bool {
+	return p.calls >= s.cfg.RecycleAfter || p.inst.memSize() > s.highWater()
+}
+
+// CircuitOpen reports whether the stage's circuit breaker is open (or
+// half-open, probing): calls get its failure policy without running it. It
+// implements engine.CircuitBreaker.
+func (s *Stage) CircuitOpen() bool { return s.brk.isOpen() }
+
+// MaxMemory returns the stage's effective memory budget in bytes (its
+// configured max-memory or the default).
+func (s *Stage) MaxMemory() uint64 { return s.cfg.MaxMemory }
 
 // InstanceMemory returns the memory, in bytes, of the largest idle instance:
 // its linear memory and, for an Extism module, its kernel memory. 0 when no

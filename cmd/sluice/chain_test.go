@@ -58,6 +58,38 @@ func TestDefaultPipelineConfig(t *testing.T) {
 	}
 }
 
+// TestPipelineLimitsReachHost: a pipeline entry's max-memory, pool-size and
+// breaker keys reach the host's plugin config; absent, they are zero (the
+// host's defaults).
+func TestPipelineLimitsReachHost(t *testing.T) {
+	cfg, err := loadFor(t, ModeRun, nil, runEnv(nil), `pipeline:
+  - plugin: redact
+    limits: {max-memory: 134217728, pool-size: 3}
+    breaker: {failures: 2, backoff: 2s, max-backoff: 8s}
+  - plugin: headers
+    breaker: {disabled: true}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := &pipelines{}
+	pc, err := pl.pluginConfig("pipeline[0]", cfg.Pipeline[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc.MaxMemory != 128<<20 || pc.PoolSize != 3 || pc.Breaker.Failures != 2 || pc.Breaker.Backoff != 2*time.Second ||
+		pc.Breaker.MaxBackoff != 8*time.Second || pc.Breaker.Disabled {
+		t.Fatalf("host config %+v", pc)
+	}
+	pc, err = pl.pluginConfig("pipeline[1]", cfg.Pipeline[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc.MaxMemory != 0 || pc.PoolSize != 0 || !pc.Breaker.Disabled || pc.Breaker.Failures != 0 {
+		t.Fatalf("host config %+v", pc)
+	}
+}
+
 // TestRunDefaultChain runs `sluice relay` and `sluice run` (demo server in
 // process) as a user would move from `sluice dev`: with no pipeline the
 // agent redacts credentials and card numbers in responses and leaves

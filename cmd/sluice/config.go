@@ -128,6 +128,7 @@ type PluginConfig struct {
 	Hooks   []string       `koanf:"hooks"`
 	Methods []string       `koanf:"methods"`
 	Limits  PluginLimits   `koanf:"limits"`
+	Breaker PluginBreaker  `koanf:"breaker"`
 	OnError string         `koanf:"on-error"`
 	Shadow  bool           `koanf:"shadow"`
 }
@@ -141,6 +142,36 @@ type PluginLimits struct {
 	// Trusted drops the loop checks that let call-timeout interrupt a guest
 	// (faster compute; a runaway loop is then not stopped).
 	Trusted bool `koanf:"trusted"`
+	// MaxMemory bounds the memory of all the stage's instances together,
+	// in bytes (host.PluginConfig.MaxMemory).
+	MaxMemory int64 `koanf:"max-memory"`
+	// PoolSize caps the stage's instances (default: as many as max-memory
+	// allows).
+	PoolSize int `koanf:"pool-size"`
+}
+
+// PluginBreaker configures a stage's circuit breaker; zero means the host's
+// default (host.BreakerConfig).
+type PluginBreaker struct {
+	Failures   int           `koanf:"failures"`
+	Backoff    time.Duration `koanf:"backoff"`
+	MaxBackoff time.Duration `koanf:"max-backoff"`
+	Disabled   bool          `koanf:"disabled"`
+}
+
+// validate checks the breaker of the entry at key.
+func (b PluginBreaker) validate(key string) error {
+	switch {
+	case b.Failures < 0:
+		return cfgErr(key+".failures", "must not be negative")
+	case b.Backoff < 0:
+		return cfgErr(key+".backoff", "must not be negative")
+	case b.MaxBackoff < 0:
+		return cfgErr(key+".max-backoff", "must not be negative")
+	case b.Backoff > 0 && b.MaxBackoff > 0 && b.MaxBackoff < b.Backoff:
+		return cfgErr(key+".max-backoff", "%s is less than backoff %s", b.MaxBackoff, b.Backoff)
+	}
+	return nil
 }
 
 // Defaults, documented in koanf.yaml and docs/configuration.md.

@@ -46,6 +46,7 @@ type WasmBinding struct {
 	HTTP     BindingHTTP      `koanf:"http"`
 	Commands []BindingCommand `koanf:"commands"`
 	Limits   BindingLimits    `koanf:"limits"`
+	Breaker  PluginBreaker    `koanf:"breaker"`
 }
 
 // BindingHTTP is what the plugin may reach over HTTP (nothing by default).
@@ -87,6 +88,9 @@ type BindingLimits struct {
 	MaxMessageSize int           `koanf:"max-message-size"`
 	PoolSize       int           `koanf:"pool-size"`
 	Trusted        bool          `koanf:"trusted"`
+	// MaxMemory bounds the memory of all the plugin's instances together,
+	// in bytes (default: 256 MiB, or pool-size instances' worth if more).
+	MaxMemory int64 `koanf:"max-memory"`
 }
 
 // Transports of a binding URL.
@@ -230,10 +234,10 @@ func validateWasmBinding(key string, w *WasmBinding) error {
 			}
 		}
 	}
-	if w.Limits.CallTimeout < 0 || w.Limits.MaxMessageSize < 0 || w.Limits.PoolSize < 0 {
+	if w.Limits.CallTimeout < 0 || w.Limits.MaxMessageSize < 0 || w.Limits.PoolSize < 0 || w.Limits.MaxMemory < 0 {
 		return cfgErr(key+".limits", "must not be negative")
 	}
-	return nil
+	return w.Breaker.validate(key + ".breaker")
 }
 
 // describe says what serves the channel, for the dev banner.
@@ -267,6 +271,7 @@ func (s *session) bindingConfig(ch Channel, maxConcurrent int) (host.BindingConf
 			Name: w.pluginName(), Path: path, SHA256: w.SHA256, Config: w.Config,
 			MemoryPages: w.Limits.MemoryPages, CallTimeout: w.Limits.CallTimeout,
 			MaxMessageSize: w.Limits.MaxMessageSize, Trusted: w.Limits.Trusted, PoolSize: pool,
+			MaxMemory: uint64(w.Limits.MaxMemory), Breaker: w.Breaker.hostConfig(),
 		},
 		HTTP: host.HTTPConfig{AllowedHosts: w.HTTP.AllowedHosts, Timeout: w.HTTP.Timeout, MaxResponseBytes: w.HTTP.MaxResponseBytes},
 	}

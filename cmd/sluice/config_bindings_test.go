@@ -71,6 +71,8 @@ mcp:
 		{"bad mode", "mcp:\n  bindings:\n    - channel: main\n      wasm: {path: a.wasm, commands: [{name: c, command: bc, mode: stream}]}\n", "mcp.bindings[0].wasm.commands[0].mode: want line or run"},
 		{"same plugin name twice", "mcp:\n  bindings:\n    - {channel: main, wasm: {path: a/x.wasm}}\n    - {channel: two, wasm: {path: b/x.wasm}}\n", "mcp.bindings[1].wasm.name: plugin name \"x\" is also mcp.bindings[0]'s"},
 		{"unknown key", "mcp:\n  bindings:\n    - channel: main\n      wasm: {path: a.wasm, allow-host: [x]}\n", "mcp.bindings[0].wasm.allow-host: unknown key"},
+		{"negative max-memory", "mcp:\n  bindings:\n    - channel: main\n      wasm: {path: a.wasm, limits: {max-memory: -5}}\n", "mcp.bindings[0].wasm.limits: must not be negative"},
+		{"bad breaker", "mcp:\n  bindings:\n    - channel: main\n      wasm: {path: a.wasm, breaker: {failures: -1}}\n", "mcp.bindings[0].wasm.breaker.failures: must not be negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := loadFor(t, ModeRun, nil, runEnvNoURL(), tc.file)
@@ -78,6 +80,22 @@ mcp:
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestBindingLimitsReachHost: a binding's max-memory and breaker reach the
+// host's plugin config.
+func TestBindingLimitsReachHost(t *testing.T) {
+	const file = "mcp:\n  bindings:\n    - channel: main\n      wasm: {path: /x/a.wasm, limits: {max-memory: 67108864}, breaker: {failures: 9, disabled: true}}\n"
+	cfg, err := loadFor(t, ModeRun, nil, runEnvNoURL(), file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chans, _ := cfg.channels()
+	s := &session{cli: &cli{env: envOf(nil)}, cfg: cfg, loader: &loader{}}
+	bc, err := s.bindingConfig(chans["main"], 10)
+	if err != nil || bc.Plugin.MaxMemory != 64<<20 || bc.Plugin.Breaker.Failures != 9 || !bc.Plugin.Breaker.Disabled {
+		t.Fatalf("%+v %v", bc.Plugin, err)
 	}
 }
 

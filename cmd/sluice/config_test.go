@@ -287,6 +287,12 @@ func TestInvalidValues(t *testing.T) {
 		{name: "repeat window not a duration", file: "log:\n  repeat-window: often\n", wantKey: "log.repeat-window"},
 		{name: "empty audit", file: "log:\n  audit: ''\n", wantKey: `log.audit: want "log", "off" or a file path`},
 		{name: "bad yaml", file: "control-plane: [\n", wantKey: "config: read"},
+		{name: "negative max-memory", file: "pipeline:\n  - plugin: x.wasm\n    limits: {max-memory: -1}\n", wantKey: "pipeline[0].limits.max-memory: must not be negative"},
+		{name: "negative pool-size", file: "pipeline:\n  - plugin: x.wasm\n    limits: {pool-size: -2}\n", wantKey: "pipeline[0].limits.pool-size: must not be negative"},
+		{name: "negative breaker failures", file: "pipeline:\n  - plugin: x.wasm\n    breaker: {failures: -1}\n", wantKey: "pipeline[0].breaker.failures: must not be negative"},
+		{name: "negative breaker backoff", file: "pipeline:\n  - plugin: x.wasm\n    breaker: {backoff: -1s}\n", wantKey: "pipeline[0].breaker.backoff: must not be negative"},
+		{name: "max-backoff below backoff", file: "pipeline:\n  - plugin: x.wasm\n    breaker: {backoff: 10s, max-backoff: 5s}\n", wantKey: "pipeline[0].breaker.max-backoff: 5s is less than backoff 10s"},
+		{name: "unknown breaker key", file: "pipeline:\n  - plugin: x.wasm\n    breaker: {threshold: 3}\n", wantKey: "pipeline[0].breaker.threshold: unknown key"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -317,6 +323,7 @@ func TestRelayValidation(t *testing.T) {
 		{name: "public url with path", file: "relay:\n  public-url: https://x.example/mcp\n", wantErr: "relay.public-url"},
 		{name: "tls half", file: "relay:\n  tls-cert: /c.pem\n", wantErr: "relay.tls-key"},
 		{name: "relay pipeline checked", file: "relay:\n  pipeline:\n    - plugin: ''\n", wantErr: "relay.pipeline[0].plugin"},
+		{name: "relay breaker checked", file: "relay:\n  pipeline:\n    - plugin: x.wasm\n      breaker: {max-backoff: -1s}\n", wantErr: "relay.pipeline[0].breaker.max-backoff: must not be negative"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -374,6 +374,15 @@ func validatePipeline(key string, p []PluginConfig) error {
 		if e.Limits.MaxMessageSize < 0 {
 			return cfgErr(k+".limits.max-message-size", "must not be negative")
 		}
+		if e.Limits.MaxMemory < 0 {
+			return cfgErr(k+".limits.max-memory", "must not be negative")
+		}
+		if e.Limits.PoolSize < 0 {
+			return cfgErr(k+".limits.pool-size", "must not be negative")
+		}
+		if err := e.Breaker.validate(k + ".breaker"); err != nil {
+			return err
+		}
 	}
 	return nil
 }

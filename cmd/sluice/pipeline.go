@@ -86,6 +86,9 @@ func (p *pipelines) pluginConfig(key string, e PluginConfig) (host.PluginConfig,
 		MaxMessageSize: e.Limits.MaxMessageSize,
 		AllowedHosts:   e.Limits.AllowedHosts,
 		Trusted:        e.Limits.Trusted,
+		MaxMemory:      uint64(e.Limits.MaxMemory),
+		PoolSize:       e.Limits.PoolSize,
+		Breaker:        e.Breaker.hostConfig(),
 		Shadow:         e.Shadow,
 	}
 	if e.OnError == "fail_open" {
@@ -106,6 +109,11 @@ func (p *pipelines) pluginConfig(key string, e PluginConfig) (host.PluginConfig,
 	}
 	pc.Module = mod
 	return pc, nil
+}
+
+// hostConfig returns the breaker's host configuration.
+func (b PluginBreaker) hostConfig() host.BreakerConfig {
+	return host.BreakerConfig{Failures: b.Failures, Backoff: b.Backoff, MaxBackoff: b.MaxBackoff, Disabled: b.Disabled}
 }
 
 // newPipelines returns the session's pipeline builder.

@@ -79,8 +79,18 @@ func (a *Agent) Ready() (ok bool, reason string) {
 	return true, ""
 }
 
+// OpenCircuits returns the names of the agent's plugin stages whose circuit
+// breaker is open: their failure policy applies without running them.
+func (a *Agent) OpenCircuits() []string {
+	if a.pipeline == nil {
+		return nil
+	}
+	return a.pipeline.Chain().OpenCircuits()
+}
+
 // HealthHandler serves /healthz (always 200 "ok"), /readyz (200 "ready" or
-// 503 with the reason) and /metrics (Prometheus text).
+// 503 with the reason, then one line per plugin stage whose circuit is
+// open) and /metrics (Prometheus text).
 func (a *Agent) HealthHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -90,12 +100,18 @@ func (a *Agent) HealthHandler() http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		ok, reason := a.Ready()
+		body := "ready\n"
 		if !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(reason + "\n"))
-			return
+			body = reason + "\n"
 		}
-		_, _ = w.Write([]byte("ready\n"))
+		// Stages whose circuit is open are listed, one line each; they do not
+		// make the agent unready (RATIONALE.md, "An open plugin circuit is
+		// listed, not made unready").
+		for _, name := range a.OpenCircuits() {
+			body += "plugin " + name + ": circuit open\n"
+		}
+		_, _ = w.Write([]byte(body))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.gatherer, promhttp.HandlerOpts{}))
 	return mux

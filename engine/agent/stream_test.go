@@ -563,3 +563,28 @@ func gaugeValue(t *testing.T, a *Agent, name string) float64 {
 
 // isNullBody reports whether a decoded resp_json is null or absent.
 func isNullBody(b json.RawMessage) bool { return len(b) == 0 || string(b) == "null" }
+
+// openStage is a Stage whose circuit breaker is open.
+type openStage struct{ funcStage }
+
+func (s *openStage) Name() string      { return "guard" }
+func (s *openStage) CircuitOpen() bool { return true }
+
+// TestReadyzListsOpenCircuits: /readyz lists each plugin stage whose
+// circuit is open on a line of its own, after the readiness line, and an
+// open circuit does not by itself make the agent unready.
+func TestReadyzListsOpenCircuits(t *testing.T) {
+	relay := newFakeRelay(t)
+	p := engine.NewPipeline(engine.NewChain([]engine.ChainStage{{Stage: &funcStage{}}, {Stage: &openStage{}}}, engine.ChainOptions{}))
+	a, _, _ := startAgent(t, relay, &probeBinding{}, func(_ *Config, o *Options) { o.Pipeline = p })
+	enginetest.WaitFor(t, "ready", func() bool { ok, _ := a.Ready(); return ok })
+	rec := &recorder{header: http.Header{}}
+	req, _ := http.NewRequest(http.MethodGet, "/readyz", nil)
+	a.HealthHandler().ServeHTTP(rec, req)
+	if rec.code != 200 || rec.body.String() != "ready\nplugin guard: circuit open\n" {
+		t.Fatalf("/readyz = %d %q", rec.code, rec.body.String())
+	}
+	if got := a.OpenCircuits(); len(got) != 1 || got[0] != "guard" {
+		t.Fatalf("OpenCircuits = %v", got)
+	}
+}

@@ -48,7 +48,10 @@ func TestFailingPluginLogs(t *testing.T) {
 	tp.startCountServer()
 	r := tp.startRelay(relayOptions{})
 	audit := filepath.Join(tp.dir, "audit.jsonl")
-	cfg := writeFile(t, tp.dir, "agent.yaml", fmt.Sprintf("log:\n  audit: %s\npipeline:\n  - plugin: %s\n    name: trap\n    methods: [tools/call]\n",
+	// The circuit breaker is off: every call runs the plugin and fails, so
+	// every call has a failure to log (with it on, the circuit opens after
+	// five and the calls after that are not logged one by one at all).
+	cfg := writeFile(t, tp.dir, "agent.yaml", fmt.Sprintf("log:\n  audit: %s\npipeline:\n  - plugin: %s\n    name: trap\n    methods: [tools/call]\n    breaker: {disabled: true}\n",
 		audit, trapModule(t)))
 	a := tp.startAgent(r, agentOptions{args: []string{"--config", cfg}})
 	const load = 12 * time.Second

@@ -126,6 +126,10 @@ type Readiness struct {
 	Ready   bool              `json:"ready"`
 	Reason  string            `json:"reason,omitempty"`
 	Tunnels []TunnelReadiness `json:"tunnels"`
+	// OpenCircuits lists the relay's plugin stages whose circuit breaker is
+	// open (their failure policy applies without running them); they do
+	// not make the relay unready (engine/agent/RATIONALE.md says why).
+	OpenCircuits []string `json:"open_circuits,omitempty"`
 }
 
 // TunnelReadiness is one tunnel's entry in Readiness.
@@ -137,6 +141,9 @@ type TunnelReadiness struct {
 
 func (r *Relay) handleReadyz(w http.ResponseWriter, _ *http.Request) {
 	rd := Readiness{Ready: r.serving.Load() && !r.isDraining(), Tunnels: []TunnelReadiness{}}
+	if r.pipeline != nil {
+		rd.OpenCircuits = r.pipeline.Chain().OpenCircuits()
+	}
 	switch {
 	case r.closed():
 		rd.Reason = "relay closed"

@@ -823,6 +823,31 @@ func TestChainSeam(t *testing.T) {
 	})
 }
 
+// openFnStage is an fnStage whose circuit breaker is open.
+type openFnStage struct{ fnStage }
+
+func (*openFnStage) CircuitOpen() bool { return true }
+
+// TestReadyzListsOpenCircuits: the relay's /readyz lists its plugin stages
+// whose circuit is open, and stays ready.
+func TestReadyzListsOpenCircuits(t *testing.T) {
+	ok := &fnStage{name: "fine", fn: func(*engine.Message) engine.Result { return engine.Result{} }}
+	open := &openFnStage{fnStage{name: "guard", fn: func(*engine.Message) engine.Result { return engine.Result{} }}}
+	h := newHarness(t, nil, Options{Pipeline: pipelineOf(ok, open)})
+	h.r.MarkServing()
+	rec := httptest.NewRecorder()
+	req, _ := http.NewRequest("GET", "/readyz", nil)
+	h.r.AdminHandler().ServeHTTP(rec, req)
+	var rd Readiness
+	if err := json.Unmarshal(rec.Body.Bytes(), &rd); err != nil || rec.Code != 200 || !rd.Ready ||
+		len(rd.OpenCircuits) != 1 || rd.OpenCircuits[0] != "guard" {
+		t.Fatalf("readyz %d %s", rec.Code, rec.Body)
+	}
+	if !strings.Contains(rec.Body.String(), `"open_circuits":["guard"]`) {
+		t.Fatalf("readyz body %s", rec.Body)
+	}
+}
+
 func TestAdminHandler(t *testing.T) {
 	h := newHarness(t, nil, Options{})
 	h.connect(tunA, runtimeA)
