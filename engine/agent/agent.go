@@ -65,6 +65,11 @@ type Agent struct {
 
 	streams streams // the get-stream extension (stream.go)
 
+	// callerOK: the relay advertised the caller extension (caller.go).
+	callerOK atomic.Bool
+	// offerHeaders are baseHeader plus each combination of offers, for polls.
+	offerHeaders [4]http.Header
+
 	// workCtx bounds MCP calls: cancelled when the shutdown grace ends.
 	// postCtx bounds response POSTs: cancelled abortBudget later.
 	workCtx   context.Context
@@ -149,6 +154,7 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	}
 	a.baseHeader = h
 	a.initStreams()
+	a.initOffers()
 
 	a.m, a.gatherer, err = newMetrics(opts.Registerer, cfg.MaxInflight, func() float64 { return float64(len(a.work)) })
 	if err != nil {

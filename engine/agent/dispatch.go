@@ -4,14 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/sluicemcp/sluice/engine"
 	"github.com/sluicemcp/sluice/engine/binding"
-	"github.com/sluicemcp/sluice/engine/logs"
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
@@ -82,17 +80,10 @@ func (a *Agent) runTask(t *task) {
 	total := time.Since(t.receipt)
 	a.m.latency("total", r.method, t.cmd.Channel, total)
 	if a.audit != nil && r.method == "tools/call" {
-		// Typed attributes: no boxing of each value on a per-call path.
-		var buf [10]slog.Attr
-		attrs := append(buf[:0], slog.String("tunnel", a.cfg.TunnelID), slog.String("channel", t.cmd.Channel),
-			slog.String("request_id", t.cmd.RequestID), slog.String("session", logs.Clip(r.session, logs.MaxField)),
-			slog.String("tool", logs.Clip(r.tool, logs.MaxField)),
-			slog.String("outcome", string(r.oc)), slog.Int("status", r.status))
-		if r.plugin != "" {
-			attrs = append(attrs, slog.String("plugin", r.plugin), slog.String("verdict", r.verdict))
-		}
-		attrs = append(attrs, slog.Float64("latency_ms", float64(total.Microseconds())/1000))
-		a.audit.LogAttrs(context.Background(), slog.LevelInfo, "tool call", attrs...)
+		rec := engine.ToolCallAudit{Tunnel: a.cfg.TunnelID, Channel: t.cmd.Channel,
+			RequestID: t.cmd.RequestID, SessionID: r.session, Caller: t.cmd.Caller, Tool: r.tool,
+			Verdict: r.verdict, Plugin: r.plugin, Outcome: string(r.oc), Status: r.status, Latency: total}
+		rec.Log(a.audit)
 	}
 }
 
@@ -129,7 +120,7 @@ func (r *run) jsonrpc() {
 		defer r.x.Close()
 		m := &engine.Message{Hook: engine.HookRequest, Side: engine.SideAgent, Tunnel: r.a.cfg.TunnelID,
 			Channel: cmd.Channel, SessionID: r.session, RequestID: cmd.RequestID, Method: p.Method, Tool: p.Tool,
-			Header: req.Header, Body: req.Body, Notification: r.notify}
+			Caller: cmd.Caller, Header: req.Header, Body: req.Body, Notification: r.notify}
 		o := r.x.Request(r.callCtx, m)
 		r.decided(o)
 		switch o.Action {
@@ -212,7 +203,7 @@ func (r *run) reply(req *binding.Request, rep *binding.Reply) {
 	if r.x != nil && len(body) > 0 {
 		m := &engine.Message{Hook: engine.HookResponse, Side: engine.SideAgent, Tunnel: r.a.cfg.TunnelID,
 			Channel: r.t.cmd.Channel, SessionID: r.session, RequestID: r.t.cmd.RequestID, Method: r.method,
-			Tool: r.tool, Status: status, Header: header, Body: body, Notification: !rep.Final}
+			Tool: r.tool, Caller: r.t.cmd.Caller, Status: status, Header: header, Body: body, Notification: !rep.Final}
 		o := r.x.Response(r.callCtx, m)
 		if rep.Final || o.Action != engine.Continue {
 			r.decided(o)

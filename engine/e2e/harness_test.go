@@ -37,6 +37,11 @@ type tunnelSpec struct {
 	agentHTTP *http.Client
 	// agentConfig, when set, adjusts the agent's config.
 	agentConfig func(*agent.Config)
+	// agentOptions, when set, adjusts the agent's options (pipeline, audit,
+	// logger).
+	agentOptions func(*agent.Options)
+	// tunnel, when set, adjusts the relay's config of the tunnel.
+	tunnel func(*relay.Tunnel)
 	// binding builds the agent's main binding instead (nil = command's
 	// stdio binding, else the http binding for serverURL).
 	binding func(t testing.TB) binding.Binding
@@ -53,6 +58,8 @@ type harnessOptions struct {
 	noRelay bool
 	// noAgent leaves the agents stopped; call startAgent later.
 	noAgent bool
+	// relayOptions, when set, adjusts the relay's options.
+	relayOptions func(*relay.Options)
 }
 
 // tunnelEnv is one tunnel of a running harness: ids, keys and the URL an MCP
@@ -122,7 +129,7 @@ func newHarness(t testing.TB, opts harnessOptions) *harness {
 		if mode == "" {
 			mode = relay.AuthClientKey
 		}
-		tunnels = append(tunnels, relay.Tunnel{
+		rt := relay.Tunnel{
 			ID:              te.id,
 			Name:            "e2e",
 			Description:     "end-to-end test tunnel",
@@ -130,7 +137,11 @@ func newHarness(t testing.TB, opts harnessOptions) *harness {
 			ClientKeys:      []relay.ClientKey{{Name: "e2e-client", Key: te.clientKey}},
 			AuthMode:        mode,
 			ResponseTimeout: spec.responseTimeout,
-		})
+		}
+		if spec.tunnel != nil {
+			spec.tunnel(&rt)
+		}
+		tunnels = append(tunnels, rt)
 		h.tunnels = append(h.tunnels, te)
 	}
 	h.cfg = relay.Config{
@@ -164,7 +175,11 @@ func (h *harness) tunnel(i int) *tunnelEnv { return h.tunnels[i] }
 // startRelay starts a fresh relay (same config, same port).
 func (h *harness) startRelay() {
 	h.t.Helper()
-	r, err := relay.New(h.cfg, relay.Options{Logger: testLogger(h.t, "relay")})
+	ro := relay.Options{Logger: testLogger(h.t, "relay")}
+	if h.opts.relayOptions != nil {
+		h.opts.relayOptions(&ro)
+	}
+	r, err := relay.New(h.cfg, ro)
 	if err != nil {
 		h.t.Fatalf("relay.New: %v", err)
 	}
@@ -242,11 +257,15 @@ func (h *harness) startAgent(te *tunnelEnv) {
 	if te.spec.agentConfig != nil {
 		te.spec.agentConfig(&cfg)
 	}
-	a, err := agent.New(cfg, agent.Options{
+	ao := agent.Options{
 		Logger:     testLogger(h.t, "agent"),
 		Bindings:   map[string]binding.Binding{"main": b},
 		HTTPClient: te.spec.agentHTTP,
-	})
+	}
+	if te.spec.agentOptions != nil {
+		te.spec.agentOptions(&ao)
+	}
+	a, err := agent.New(cfg, ao)
 	if err != nil {
 		h.t.Fatalf("agent.New: %v", err)
 	}

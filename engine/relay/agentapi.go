@@ -36,7 +36,7 @@ func (r *Relay) agentTunnel(w http.ResponseWriter, req *http.Request, authFail i
 
 // extensions is the HeaderExtensions value on every authenticated agent
 // answer: one value, as agents read only the first.
-var extensions = []string{wire.ExtResponseBatch + ", " + wire.ExtGetStream}
+var extensions = []string{wire.ExtResponseBatch + ", " + wire.ExtGetStream + ", " + wire.ExtCaller}
 
 // handleMetadata serves GET /v1/tunnels/{id}.
 func (r *Relay) handleMetadata(w http.ResponseWriter, req *http.Request) {
@@ -116,6 +116,9 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 	if len(cmds) == 0 {
 		w.WriteHeader(http.StatusNoContent)
 		return
+	}
+	if !offersCaller(req) {
+		withholdCallers(cmds)
 	}
 	buf := wire.AppendPollResponse(make([]byte, 0, 512+len(cmds)*1024), cmds)
 	w.Header().Set("Content-Type", "application/json")

@@ -245,6 +245,10 @@ func validateTunnels(ts []Tunnel) ([]*tunnelConf, error) {
 			if k.Name == "" {
 				return nil, fmt.Errorf("%s.name: required", kf)
 			}
+			if !wire.ValidCaller(k.Name) {
+				// The name is the caller plugins and agents see.
+				return nil, fmt.Errorf("%s.name: at most %d bytes of UTF-8 without control characters", kf, wire.MaxCallerBytes)
+			}
 			if !wire.ValidKey(k.Key) {
 				return nil, fmt.Errorf("%s.key: missing or not matching ^[0-9A-Za-z_-]+$", kf)
 			}

@@ -54,6 +54,7 @@ type exchange struct {
 	sessionID string
 	sse       bool       // the client accepts text/event-stream
 	audit     *toolAudit // nil unless the exchange is an audited tools/call
+	caller    string     // who is calling ("" when unknown)
 	// metadataURL is the relay's protected-resource metadata URL for the
 	// tunnel (WWW-Authenticate rewrites in oauth mode).
 	metadataURL string
@@ -88,8 +89,9 @@ func (r *Relay) handleMCPPost(w http.ResponseWriter, req *http.Request) {
 	headers := forwardHeaders(req.Header, conf.authMode == AuthOAuth)
 	now := time.Now()
 	p := newPending(wire.CommandJSONRPC, wire.DefaultChannel, headers, body, conf.responseTimeout, now)
+	p.carryCaller(caller)
 	e := &exchange{
-		t: t, conf: conf, p: p,
+		t: t, conf: conf, p: p, caller: caller,
 		rpcID: peek.ID, method: peek.Method,
 		sessionID:   req.Header.Get("Mcp-Session-Id"),
 		sse:         engine.AcceptsEventStream(req.Header),
@@ -142,7 +144,7 @@ func (r *Relay) handleMCPPost(w http.ResponseWriter, req *http.Request) {
 func (r *Relay) handleMCPDelete(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	id := req.PathValue("id")
-	t, conf, _, ok := r.mcpFrontDoor(w, req, id)
+	t, conf, caller, ok := r.mcpFrontDoor(w, req, id)
 	if !ok {
 		return
 	}
@@ -154,7 +156,8 @@ func (r *Relay) handleMCPDelete(w http.ResponseWriter, req *http.Request) {
 	}
 	headers := forwardHeaders(req.Header, conf.authMode == AuthOAuth)
 	p := newPending(wire.CommandSessionTermination, wire.DefaultChannel, headers, nil, conf.responseTimeout, time.Now())
-	e := &exchange{t: t, conf: conf, p: p, sessionID: sid, metadataURL: r.metadataURL(id)}
+	p.carryCaller(caller)
+	e := &exchange{t: t, conf: conf, p: p, caller: caller, sessionID: sid, metadataURL: r.metadataURL(id)}
 	r.met.request(id, r.run(w, req, e), start)
 }
 
@@ -417,7 +420,7 @@ func (r *Relay) responseMessage(e *exchange, m *wire.Response, notification bool
 	return &engine.Message{
 		Hook: engine.HookResponse, Side: engine.SideRelay,
 		Tunnel: e.t.id, Channel: wire.DefaultChannel, SessionID: e.sessionID,
-		RequestID: e.p.cmd.RequestID, Method: e.method,
+		RequestID: e.p.cmd.RequestID, Method: e.method, Caller: e.caller,
 		Status: m.RespCode, Header: http.Header(m.RespHeaders), Body: m.RespJSON,
 		Notification: notification,
 	}

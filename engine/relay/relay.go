@@ -29,9 +29,10 @@ type Options struct {
 	// Pipeline is the relay's plugin chain (nil = no chain).
 	Pipeline *engine.Pipeline
 	// Audit, when set, receives one record per tools/call an MCP client
-	// makes through the relay: tunnel, request id, session, caller (the
-	// client key's name), tool, verdict and deciding plugin, outcome, the
-	// HTTP status the client got, and latency. Never arguments or results.
+	// makes through the relay (engine.ToolCallAudit): tunnel, channel,
+	// request id, session, caller (the client key's name or the verified
+	// token subject), tool, verdict and deciding plugin, outcome, the HTTP
+	// status the client got, and latency. Never arguments or results.
 	Audit *slog.Logger
 }
 

@@ -90,6 +90,10 @@ var codecCases = []string{
 	`{"commands":[]} x`,
 	`{"commands":[],}`,
 	`{"other":{"deep":[[[]]]},"commands":[]}`,
+	`{"commands":[{"request_id":"a","command_type":"jsonrpc","jsonrpc":{},"caller":"alice"}]}`,
+	`{"commands":[{"request_id":"a","command_type":"jsonrpc","jsonrpc":{},"caller":null,"Caller":"x"}]}`,
+	`{"commands":[{"request_id":"a","command_type":"jsonrpc","jsonrpc":{},"caller":7}]}`,
+	`{"commands":[{"request_id":"a","command_type":"jsonrpc","jsonrpc":{},"caller":"caf\u00e9 \"q\""}]}`,
 }
 
 func TestCodecMatchesEncodingJSON(t *testing.T) {

@@ -91,6 +91,9 @@ type Command struct {
 	Headers         map[string][]string `json:"headers"`
 	ResponseTimeout *string             `json:"response_timeout,omitempty"`
 	JSONRPC         json.RawMessage     `json:"jsonrpc,omitempty"`
+	// Caller names who is calling (a client-key name or a verified token
+	// subject): the caller extension (caller.go). Empty when not carried.
+	Caller string `json:"caller,omitempty"`
 }
 
 // PollResponse is the 200 body of GET /v1/tunnels/{id}/poll.
