@@ -46,7 +46,7 @@ func (r *Relay) handleMCPGet(w http.ResponseWriter, req *http.Request) {
 	}
 	headers := forwardHeaders(req.Header, conf.authMode == AuthOAuth)
 	p := newPending(wire.CommandGetStream, wire.DefaultChannel, headers, nil, conf.responseTimeout, now)
-	p.carryCaller(caller)
+	p.carryIdentity(conf, caller)
 	e := &exchange{t: t, conf: conf, p: p, caller: caller, sessionID: req.Header.Get("Mcp-Session-Id"), sse: true, metadataURL: r.metadataURL(id)}
 	if r.pipeline != nil && r.pipeline.Chain().Len() > 0 {
 		e.x = r.pipeline.Begin()

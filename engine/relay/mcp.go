@@ -89,7 +89,7 @@ func (r *Relay) handleMCPPost(w http.ResponseWriter, req *http.Request) {
 	headers := forwardHeaders(req.Header, conf.authMode == AuthOAuth)
 	now := time.Now()
 	p := newPending(wire.CommandJSONRPC, wire.DefaultChannel, headers, body, conf.responseTimeout, now)
-	p.carryCaller(caller)
+	p.carryIdentity(conf, caller)
 	e := &exchange{
 		t: t, conf: conf, p: p, caller: caller,
 		rpcID: peek.ID, method: peek.Method,
@@ -156,7 +156,7 @@ func (r *Relay) handleMCPDelete(w http.ResponseWriter, req *http.Request) {
 	}
 	headers := forwardHeaders(req.Header, conf.authMode == AuthOAuth)
 	p := newPending(wire.CommandSessionTermination, wire.DefaultChannel, headers, nil, conf.responseTimeout, time.Now())
-	p.carryCaller(caller)
+	p.carryIdentity(conf, caller)
 	e := &exchange{t: t, conf: conf, p: p, caller: caller, sessionID: sid, metadataURL: r.metadataURL(id)}
 	r.met.request(id, r.run(w, req, e), start)
 }
@@ -182,24 +182,13 @@ func (r *Relay) mcpFrontDoor(w http.ResponseWriter, req *http.Request, id string
 		return nil, nil, "", false
 	}
 	t := r.tunnel(id)
-	var conf *tunnelConf
-	caller, ok := "", false
-	if t != nil {
-		conf = t.conf.Load()
-		switch conf.authMode {
-		case AuthClientKey:
-			caller, ok = clientAuth(req, conf)
-		default:
-			ok = true
-		}
-	}
-	if !ok {
-		// An unknown tunnel looks like a wrong key: its existence is not leaked.
-		w.Header().Set("WWW-Authenticate", "Bearer")
-		writeAPIError(w, http.StatusUnauthorized, "invalid_request_error", "", "missing or invalid client key")
-		r.met.request(id, outcomeUnauthorized, start)
+	v := r.authenticate(req, id, t) // frontdoor.go
+	if v.status != 0 {
+		r.refuse(w, v)
+		r.met.request(id, v.outcome, start)
 		return nil, nil, "", false
 	}
+	conf, caller := t.conf.Load(), v.caller
 	if r.closed() || r.isDraining() {
 		w.Header().Set("Retry-After", retryAfterDraining)
 		writeAPIError(w, http.StatusServiceUnavailable, "server_error", "", "relay is shutting down: retry")

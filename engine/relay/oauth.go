@@ -40,6 +40,10 @@ func (r *Relay) handleOAuthMetadata(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	t := r.tunnel(id)
+	if t != nil && t.conf.Load().authMode == AuthOAuthGateway {
+		r.serveGatewayMetadata(w, id, t.conf.Load())
+		return
+	}
 	if t == nil || t.conf.Load().authMode != AuthOAuth {
 		writeAPIError(w, http.StatusNotFound, "invalid_request_error", "", "not found")
 		return

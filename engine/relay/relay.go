@@ -28,6 +28,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Pipeline is the relay's plugin chain (nil = no chain).
 	Pipeline *engine.Pipeline
+	// ASClient fetches from authorization servers in oauth-gateway mode
+	// (metadata, key sets, introspection); nil means a client with bounded
+	// timeouts that follows no redirect.
+	ASClient *http.Client
 	// Audit, when set, receives one record per tools/call an MCP client
 	// makes through the relay (engine.ToolCallAudit): tunnel, channel,
 	// request id, session, caller (the client key's name or the verified
@@ -44,6 +48,7 @@ type Relay struct {
 	pipeline *engine.Pipeline
 	audit    *slog.Logger // nil = no audit trail
 	met      *metrics
+	asClient *http.Client // authorization server fetches (gateway mode)
 
 	mu      sync.RWMutex
 	tunnels map[string]*tunnelState
@@ -97,8 +102,13 @@ func New(cfg Config, opts Options) (*Relay, error) {
 		draining:  make(chan struct{}),
 		keepalive: 15 * time.Second,
 		conns:     make(map[net.Conn]*connInfo),
+		asClient:  opts.ASClient,
+	}
+	if r.asClient == nil {
+		r.asClient = defaultASClient()
 	}
 	r.streamIdle = wire.StreamIdleTimeout
+	r.attachGateways(confs)
 	for _, c := range confs {
 		r.tunnels[c.id] = r.newTunnel(c)
 	}
@@ -128,6 +138,7 @@ func (r *Relay) SetTunnels(ts []Tunnel) error {
 	if err != nil {
 		return err
 	}
+	r.attachGateways(confs)
 	r.mu.Lock()
 	next := make(map[string]*tunnelState, len(confs))
 	for _, c := range confs {
