@@ -387,6 +387,7 @@ func (r *run) oauthDiscovery() {
 		if rep.Status >= 400 {
 			oc = outcomeMCPError
 		}
+		r.debug("oauth discovery answered", "status", rep.Status)
 		r.postFinal(wire.RespOAuthDiscovery, rep.Status, rep.Header, objectOrNull(rep.Body), oc)
 	case r.a.graceOver.Load() && r.a.workCtx.Err() != nil:
 		r.abort()

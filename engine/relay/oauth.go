@@ -108,6 +108,7 @@ func (r *Relay) handleOAuthMetadata(w http.ResponseWriter, req *http.Request) {
 			status = mapStatus(out.Status)
 		}
 	}
+	r.log.Debug("protected-resource metadata served", "tunnel", id, "request_id", p.cmd.RequestID, "status", status)
 	w.Header().Set("Cache-Control", "no-store")
 	if len(body) == 0 {
 		w.WriteHeader(status)
