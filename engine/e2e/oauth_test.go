@@ -1,17 +1,25 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/sluicemcp/sluice/engine/agent"
 	"github.com/sluicemcp/sluice/engine/enginetest"
 	"github.com/sluicemcp/sluice/engine/relay"
 )
@@ -199,4 +207,116 @@ func TestOAuthTransparentStrictServer(t *testing.T) {
 	if out.Authorize.Resource != te.mcpURL {
 		t.Errorf("resource %q, want the relay's URL", out.Authorize.Resource)
 	}
+}
+
+// gatewayGuard puts a check in front of an MCP server: requests without
+// the gateway's header secret get 401 (and are counted, except the agent's
+// readiness probe), and it records whether any request carried an
+// Authorization header (a token must never reach it).
+type gatewayGuard struct {
+	mu        sync.Mutex
+	passed    int
+	refused   int
+	withToken int
+}
+
+func (g *gatewayGuard) wrap(t *testing.T, target, header, secret string) string {
+	t.Helper()
+	u, _ := url.Parse(target)
+	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: u.Scheme, Host: u.Host})
+	proxy.FlushInterval = -1
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		if r.Header.Get("Authorization") != "" {
+			g.withToken++
+		}
+		ok := r.Header.Get(header) == secret
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		switch {
+		case ok:
+			g.passed++
+		case !bytes.Contains(body, []byte(`"sluice-readiness-probe"`)):
+			// The agent's own readiness probe goes to the server directly,
+			// not through the gateway; anything else must have the secret.
+			g.refused++
+		}
+		g.mu.Unlock()
+		if !ok {
+			http.Error(w, "not through the gateway", http.StatusUnauthorized)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + u.Path
+}
+
+// TestOAuthGatewayIntrospection: gateway mode against a real authorization
+// server, the TypeScript SDK example's (opaque tokens, RFC 7662
+// introspection). The MCP server behind the agent is no OAuth resource
+// server at all: it accepts only calls with the gateway's header secret.
+// The headless SDK client discovers through the relay (whose metadata names
+// the authorization server), registers, authorizes with resource = the
+// relay's URL and calls a tool; the relay validates the token by
+// introspection, forwards no token, and the caller (the token's client)
+// reaches the agent's audit. A call without a token gets the relay's own
+// 401 challenge, an unknown token 401 invalid_token. No log line holds a
+// token, code or client secret.
+func TestOAuthGatewayIntrospection(t *testing.T) {
+	stack := startOAuthStack(t, false)
+	gs := startGoServer(t)
+	guard := &gatewayGuard{}
+	const header, secret = "X-Gateway-Secret", "gw-9c1f0e7d"
+	serverURL := guard.wrap(t, gs.url, header, secret)
+	var logs, agentAudit enginetest.SyncBuffer
+	h := newHarness(t, harnessOptions{logs: &logs, tunnels: []tunnelSpec{{
+		serverURL: serverURL,
+		authMode:  relay.AuthOAuthGateway,
+		tunnel: func(rt *relay.Tunnel) {
+			rt.OAuth = relay.OAuthConfig{Issuer: stack.asOrigin + "/", IntrospectionURL: stack.asOrigin + "/introspect",
+				Scopes: []string{"mcp:tools"}, UpstreamHeader: header, UpstreamSecret: secret}
+		},
+		agentOptions: func(o *agent.Options) { o.Audit = slog.New(slog.NewJSONHandler(&agentAudit, nil)) },
+	}}})
+	te := h.tunnel(0)
+	relayOrigin := origin(te.mcpURL)
+	out := runTSOAuthClient(t, te.mcpURL, []string{relayOrigin, stack.asOrigin}, "TOOL=echo", `TOOL_ARGS={"message":"through the gateway"}`)
+	if !out.OK {
+		t.Fatalf("client failed: %s\n%+v", out.Error, out)
+	}
+	prm := relayOrigin + "/.well-known/oauth-protected-resource/v1/mcp/" + te.id
+	if out.UnauthStatus != 401 || out.UnauthChallenge != `Bearer resource_metadata="`+prm+`", scope="mcp:tools"` {
+		t.Errorf("call without a token: %d %q", out.UnauthStatus, out.UnauthChallenge)
+	}
+	if out.Authorize.Resource != te.mcpURL || out.Authorize.CodeChallengeMethod != "S256" {
+		t.Errorf("authorization request: resource %q, PKCE %q", out.Authorize.Resource, out.Authorize.CodeChallengeMethod)
+	}
+	if out.Result != "echo: through the gateway" {
+		t.Errorf("result %q", out.Result)
+	}
+	guard.mu.Lock()
+	passed, refused, withToken := guard.passed, guard.refused, guard.withToken
+	guard.mu.Unlock()
+	if passed == 0 || refused != 0 || withToken != 0 {
+		t.Errorf("MCP server: %d calls with the gateway secret, %d without, %d carrying a token (want >0, 0, 0)", passed, refused, withToken)
+	}
+	var rec map[string]any
+	enginetest.WaitFor(t, "agent audit record", func() bool {
+		return json.Unmarshal([]byte(strings.TrimSpace(agentAudit.String())), &rec) == nil
+	})
+	if rec["caller"] != out.ClientID || rec["tool"] != "echo" {
+		t.Errorf("agent audit %v, want caller %q (the token's client)", rec, out.ClientID)
+	}
+	// An unknown token.
+	st, hdr, _ := rawPost(t, "POST", te.mcpURL, map[string]string{"Content-Type": "application/json",
+		"Accept": "application/json, text/event-stream", "Authorization": "Bearer not-a-token-of-this-server"},
+		[]byte(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+	if ch := hdr.Get("WWW-Authenticate"); st != 401 || !strings.Contains(ch, `error="invalid_token"`) {
+		t.Errorf("unknown token: %d %q", st, ch)
+	}
+	assertNoSecretsLogged(t, &logs, map[string]string{
+		"access token": out.Token, "authorization code": out.Code, "client secret": out.ClientSecret,
+		"gateway secret": secret, "authorization server": stack.asOrigin,
+	})
 }
