@@ -2,6 +2,7 @@ package agent
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/sluicemcp/sluice/engine/wire"
 )
@@ -18,40 +19,41 @@ import (
 // decides policy, so it is believed only from a relay that said it sends
 // one.
 
-// Offer bits of offerHeaders.
+// Offer bits of offerHeaders: the Sluice extensions an agent offers back on
+// its polls.
 const (
 	offerGetStream = 1 << iota
 	offerCaller
+	offerOAuthAS
+	offerAll = offerGetStream | offerCaller | offerOAuthAS
 )
+
+// offerNames are the extension names of the offer bits, in bit order.
+var offerNames = [...]string{wire.ExtGetStream, wire.ExtCaller, wire.ExtOAuthAS}
 
 // initOffers builds the poll headers for every combination of offers, once,
 // after New built baseHeader.
 func (a *Agent) initOffers() {
 	for i := range a.offerHeaders {
-		var exts string
-		if i&offerGetStream != 0 {
-			exts = wire.ExtGetStream
-		}
-		if i&offerCaller != 0 {
-			if exts != "" {
-				exts += ", "
+		var exts []string
+		for bit, name := range offerNames {
+			if i&(1<<bit) != 0 {
+				exts = append(exts, name)
 			}
-			exts += wire.ExtCaller
 		}
-		if exts == "" {
+		if len(exts) == 0 {
 			a.offerHeaders[i] = a.baseHeader
 			continue
 		}
 		h := a.baseHeader.Clone()
-		h.Set(wire.HeaderExtensions, exts)
+		h.Set(wire.HeaderExtensions, strings.Join(exts, ", "))
 		a.offerHeaders[i] = h
 	}
 }
 
 // pollHeader is the header of a poll: it offers each extension to a relay
-// that advertised it, and to no other. It reports whether it offered the
-// caller extension.
-func (a *Agent) pollHeader() (http.Header, bool) {
+// that advertised it, and to no other. It returns the offer bits.
+func (a *Agent) pollHeader() (http.Header, int) {
 	i := 0
 	if a.streams.ok.Load() {
 		i |= offerGetStream
@@ -59,7 +61,10 @@ func (a *Agent) pollHeader() (http.Header, bool) {
 	if a.callerOK.Load() {
 		i |= offerCaller
 	}
-	return a.offerHeaders[i], i&offerCaller != 0
+	if a.oauthAS.ok.Load() {
+		i |= offerOAuthAS
+	}
+	return a.offerHeaders[i], i
 }
 
 // setCallerOK records whether the relay's answer h advertises the caller

@@ -76,6 +76,8 @@ func (a *Agent) runTask(t *task) {
 		r.oauthDiscovery()
 	case wire.CommandGetStream:
 		r.getStream()
+	case wire.CommandOAuthAS:
+		r.oauthAS()
 	}
 	total := time.Since(t.receipt)
 	a.m.latency("total", r.method, t.cmd.Channel, total)
@@ -296,6 +298,8 @@ func (r *run) failureType() string {
 		return wire.RespSessionTermination
 	case wire.CommandOAuthDiscovery:
 		return wire.RespOAuthDiscovery
+	case wire.CommandOAuthAS:
+		return wire.RespOAuthAS
 	}
 	return wire.RespJSONRPCResponse
 }

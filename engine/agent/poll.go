@@ -117,8 +117,9 @@ func (a *Agent) pollOnce(ctx context.Context, limit int) error {
 	if err != nil {
 		return &pollError{kind: "internal", err: err}
 	}
-	var offeredCaller bool
-	req.Header, offeredCaller = a.pollHeader()
+	var offered int
+	req.Header, offered = a.pollHeader()
+	offeredCaller := offered&offerCaller != 0
 	resp, err := a.client.Do(req)
 	receipt := time.Now() // one monotonic receipt time, before decoding the body
 	if err != nil {
@@ -130,6 +131,7 @@ func (a *Agent) pollOnce(ctx context.Context, limit int) error {
 		a.setBatchOK(resp.Header)
 		a.setStreamOK(resp.Header)
 		a.setCallerOK(resp.Header)
+		a.setOAuthASOK(resp.Header)
 		a.ready.setRelay(relayOK)
 		return nil
 	case st == http.StatusOK:
@@ -138,6 +140,9 @@ func (a *Agent) pollOnce(ctx context.Context, limit int) error {
 		// A caller is believed only from the answer to a poll that offered
 		// the extension, when that answer itself advertises it.
 		offeredCaller = a.setCallerOK(resp.Header) && offeredCaller
+		if !a.setOAuthASOK(resp.Header) {
+			offered &^= offerOAuthAS
+		}
 	case st == http.StatusUnauthorized || st == http.StatusForbidden:
 		return &pollError{kind: "unauthorized", status: st}
 	case st == http.StatusTooManyRequests:
@@ -176,6 +181,7 @@ func (a *Agent) pollOnce(ctx context.Context, limit int) error {
 		a.m.outcome(outcomeSkipped)
 	}
 	a.screenCallers(cmds, offeredCaller)
+	a.screenOAuthAS(cmds, offered&offerOAuthAS != 0)
 	a.m.polled.Add(float64(len(cmds)))
 	a.enqueue(cmds, receipt)
 	if len(cmds) > 0 {
@@ -210,6 +216,7 @@ func (a *Agent) fetchMetadata(ctx context.Context) {
 		a.setBatchOK(resp.Header)
 		a.setStreamOK(resp.Header)
 		a.setCallerOK(resp.Header)
+		a.setOAuthASOK(resp.Header)
 		a.ready.setRelay(relayOK)
 	case st == http.StatusUnauthorized || st == http.StatusForbidden:
 		a.log.Error("relay rejected the runtime key", "status", st)

@@ -320,3 +320,62 @@ func TestOAuthGatewayIntrospection(t *testing.T) {
 		"gateway secret": secret, "authorization server": stack.asOrigin,
 	})
 }
+
+// TestOAuthPrivateAuthorizationServer: the same example stack, but the
+// client is never given the authorization server's address and may contact
+// nothing but the relay (every other fetch is refused and recorded): the
+// tunnel is configured with authorization-server: tunnel. The relay's
+// protected-resource metadata names the relay's own issuer; its metadata,
+// registration, authorization and token endpoints are the real server's,
+// reached by the agent. The client registers, authorizes with PKCE and
+// resource = the relay's URL, gets a token, lists tools and calls one; the
+// MCP server (which checks tokens with its authorization server inside the
+// network) accepts it. No log line holds a token, code, client secret or
+// the authorization server's address.
+func TestOAuthPrivateAuthorizationServer(t *testing.T) {
+	stack := startOAuthStack(t, false)
+	var logs enginetest.SyncBuffer
+	h := newHarness(t, harnessOptions{logs: &logs, tunnels: []tunnelSpec{{
+		serverURL: stack.mcpURL, authMode: relay.AuthOAuth,
+		tunnel: func(rt *relay.Tunnel) { rt.OAuth.AuthorizationServer = relay.ASTunnel },
+	}}})
+	te := h.tunnel(0)
+	relayOrigin := origin(te.mcpURL)
+	out := runTSOAuthClient(t, te.mcpURL, []string{relayOrigin})
+	if len(out.Refused) > 0 {
+		t.Errorf("the client tried to reach something other than the relay: %v", out.Refused)
+	}
+	if !out.OK {
+		t.Fatalf("client failed: %s\n%+v", out.Error, out)
+	}
+	for _, f := range out.Fetched {
+		if !strings.Contains(f, relayOrigin+"/") {
+			t.Errorf("the client contacted %s", f)
+		}
+	}
+	issuer := relayOrigin + "/oauth/" + te.id
+	for _, want := range []string{"GET " + relayOrigin + "/.well-known/oauth-authorization-server/oauth/" + te.id,
+		"POST " + issuer + "/register", "GET " + issuer + "/authorize", "POST " + issuer + "/token"} {
+		if !slices.Contains(out.Fetched, want) {
+			t.Errorf("the client did not %s: %v", want, out.Fetched)
+		}
+	}
+	if out.Authorize.Origin != relayOrigin || out.Authorize.Resource != te.mcpURL || out.Authorize.CodeChallengeMethod != "S256" {
+		t.Errorf("authorization request: at %q, resource %q, PKCE %q", out.Authorize.Origin, out.Authorize.Resource, out.Authorize.CodeChallengeMethod)
+	}
+	if out.AuthorizeStatus != 302 || out.RedirectedTo != "http://127.0.0.1:9/sluice-e2e-callback" || out.CallbackState != "sluice-e2e-state" {
+		t.Errorf("authorization response: %d to %q, state %q", out.AuthorizeStatus, out.RedirectedTo, out.CallbackState)
+	}
+	if out.Result != "Hello, tunnel!" {
+		t.Errorf("result %q", out.Result)
+	}
+	asHostPort := strings.TrimPrefix(stack.asOrigin, "http://")
+	raw, _ := json.Marshal(out)
+	if strings.Contains(strings.ReplaceAll(string(raw), `"refused":[]`, ""), asHostPort) {
+		t.Errorf("something the client received names the authorization server (%s): %s", asHostPort, raw)
+	}
+	assertNoSecretsLogged(t, &logs, map[string]string{
+		"access token": out.Token, "authorization code": out.Code, "client secret": out.ClientSecret,
+		"authorization server": asHostPort,
+	})
+}

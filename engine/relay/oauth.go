@@ -90,6 +90,9 @@ func (r *Relay) handleOAuthMetadata(w http.ResponseWriter, req *http.Request) {
 		if nb, err := setResource(body, r.resourceURL(id)); err == nil {
 			body = nb
 		}
+		if conf.oauth.AuthorizationServer == ASTunnel {
+			body = r.rewritePRMForTunnelAS(body, id) // oauthas.go
+		}
 	}
 	if r.pipeline != nil && r.pipeline.Chain().Len() > 0 {
 		x := r.pipeline.Begin()

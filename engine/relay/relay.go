@@ -49,6 +49,9 @@ type Relay struct {
 	audit    *slog.Logger // nil = no audit trail
 	met      *metrics
 	asClient *http.Client // authorization server fetches (gateway mode)
+	// A private authorization server through the tunnel (oauthas.go): per
+	// tunnel id, its *asProxy and when an agent last offered the extension.
+	asProxies, asOffers sync.Map
 
 	mu      sync.RWMutex
 	tunnels map[string]*tunnelState
@@ -196,6 +199,11 @@ func (r *Relay) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/mcp/{id}", r.handleMCPGet)
 	mux.HandleFunc("/v1/mcp/{id}", r.handleMCPOther)
 	mux.HandleFunc("GET /.well-known/oauth-protected-resource/v1/mcp/{id}", r.handleOAuthMetadata)
+	// A private authorization server through the tunnel (oauthas.go).
+	mux.HandleFunc("GET /.well-known/oauth-authorization-server/oauth/{id}", r.handleASMetadata)
+	mux.HandleFunc("GET /.well-known/openid-configuration/oauth/{id}", r.handleASMetadata)
+	mux.HandleFunc("GET /oauth/{id}/.well-known/openid-configuration", r.handleASMetadata)
+	mux.HandleFunc("/oauth/{id}/{endpoint}", r.handleASEndpoint)
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeAPIError(w, http.StatusNotFound, "invalid_request_error", "", "not found")
 	})
