@@ -67,6 +67,8 @@ type fakeRelay struct {
 	streams bool
 	// caller advertises the caller extension.
 	caller atomic.Bool
+	// extra are more extensions to advertise.
+	extra []string
 	// batchHook, when set, may answer batch POST n (0-based) as a whole.
 	batchHook func(n int, w http.ResponseWriter) bool
 	batches   [][]string // request ids of each batch POST that reached the items
@@ -191,6 +193,7 @@ func (f *fakeRelay) advertise(w http.ResponseWriter) {
 	if f.caller.Load() {
 		ext = append(ext, wire.ExtCaller)
 	}
+	ext = append(ext, f.extra...)
 	if len(ext) > 0 {
 		w.Header().Set(wire.HeaderExtensions, strings.Join(ext, ", "))
 	}
