@@ -379,3 +379,127 @@ func TestOAuthPrivateAuthorizationServer(t *testing.T) {
 		"authorization server": asHostPort,
 	})
 }
+
+func oauth2MockServerDir() string { return filepath.Join(npmModules(), "oauth2-mock-server") }
+
+// startJWTAS starts oauth2-mock-server (testdata/jwt-as.mjs) and returns
+// its issuer URL.
+func startJWTAS(t *testing.T) string {
+	t.Helper()
+	requireFiles(t, filepath.Join(oauth2MockServerDir(), "package.json"), node22Path())
+	script, _ := filepath.Abs(filepath.Join("testdata", "jwt-as.mjs"))
+	port := freePort(t)
+	p := startProc(t, "oauth2-mock-server", []string{"PORT=" + strconv.Itoa(port), "MOCK_DIR=" + oauth2MockServerDir()}, node22Path(), script)
+	waitTCP(t, p, "127.0.0.1:"+strconv.Itoa(port))
+	var first struct {
+		Issuer string `json:"issuer"`
+	}
+	enginetest.WaitFor(t, "issuer line", func() bool {
+		line, _, _ := strings.Cut(p.out.String(), "\n")
+		return json.Unmarshal([]byte(line), &first) == nil && first.Issuer != ""
+	})
+	return first.Issuer
+}
+
+// mintJWT asks the mock server's token endpoint for an access token shaped
+// by fields (test_aud, test_exp, test_scope, …).
+func mintJWT(t *testing.T, issuer string, fields url.Values) string {
+	t.Helper()
+	fields.Set("grant_type", "client_credentials")
+	fields.Set("client_id", "sluice-e2e")
+	if fields.Get("scope") == "" {
+		fields.Set("scope", "mcp:tools")
+	}
+	st, _, body := rawPost(t, "POST", issuer+"/token", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, []byte(fields.Encode()))
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if st != 200 || json.Unmarshal(body, &tok) != nil || tok.AccessToken == "" {
+		t.Fatalf("mint token: %d %s", st, body)
+	}
+	return tok.AccessToken
+}
+
+// TestOAuthGatewayJWT: gateway mode against a third-party authorization
+// server that signs real JWTs (oauth2-mock-server: RS256, its keys at its
+// jwks_uri, OpenID Connect discovery). The relay finds the key set through
+// the issuer's metadata and validates each token itself: a good one reaches
+// the MCP server (without the token, with the gateway header) and its
+// subject is the caller the agent sees; a token for another resource, an
+// expired one and one with a bad signature get 401 invalid_token, one
+// without the required scope 403 insufficient_scope, each with the relay's
+// challenge. No log line holds a token.
+func TestOAuthGatewayJWT(t *testing.T) {
+	issuer := startJWTAS(t)
+	gs := startGoServer(t)
+	guard := &gatewayGuard{}
+	const header, secret = "X-Gateway-Secret", "gw-3b6e1a90"
+	serverURL := guard.wrap(t, gs.url, header, secret)
+	var logs, agentAudit enginetest.SyncBuffer
+	h := newHarness(t, harnessOptions{logs: &logs, tunnels: []tunnelSpec{{
+		serverURL: serverURL,
+		authMode:  relay.AuthOAuthGateway,
+		tunnel: func(rt *relay.Tunnel) {
+			rt.OAuth = relay.OAuthConfig{Issuer: issuer, Scopes: []string{"mcp:tools"}, UpstreamHeader: header, UpstreamSecret: secret}
+		},
+		agentOptions: func(o *agent.Options) { o.Audit = slog.New(slog.NewJSONHandler(&agentAudit, nil)) },
+	}}})
+	te := h.tunnel(0)
+	good := mintJWT(t, issuer, url.Values{"test_aud": {te.mcpURL}, "test_sub": {"alice@example"}})
+	run := runMCPGoClient(t, te.mcpURL, map[string]string{"Authorization": "Bearer " + good}, "2025-11-25")
+	if run.echo != "echo: ünïcode ✓ 0" {
+		t.Fatalf("echo with a good token: %+v", run)
+	}
+	var rec map[string]any
+	enginetest.WaitFor(t, "agent audit", func() bool {
+		for _, line := range strings.Split(strings.TrimSpace(agentAudit.String()), "\n") {
+			if json.Unmarshal([]byte(line), &rec) == nil && rec["tool"] == "echo" {
+				return true
+			}
+		}
+		return false
+	})
+	if rec["caller"] != "alice@example" {
+		t.Errorf("agent audit caller %v, want the token's subject", rec["caller"])
+	}
+	guard.mu.Lock()
+	if guard.passed == 0 || guard.refused != 0 || guard.withToken != 0 {
+		t.Errorf("MCP server: %d with the secret, %d without, %d with a token", guard.passed, guard.refused, guard.withToken)
+	}
+	guard.mu.Unlock()
+
+	forged := mintJWT(t, issuer, url.Values{"test_aud": {te.mcpURL}})
+	dot := strings.LastIndexByte(forged, '.')
+	sig := []byte(forged[dot+1:])
+	// Another base64url character in the middle of the signature: still
+	// well-formed, no longer the issuer's signature.
+	if sig[len(sig)/2] != 'A' {
+		sig[len(sig)/2] = 'A'
+	} else {
+		sig[len(sig)/2] = 'B'
+	}
+	forged = forged[:dot+1] + string(sig)
+	prm := origin(te.mcpURL) + "/.well-known/oauth-protected-resource/v1/mcp/" + te.id
+	for _, tc := range []struct {
+		name, token string
+		status      int
+		code, desc  string
+	}{
+		{"another resource", mintJWT(t, issuer, url.Values{"test_aud": {"https://other.example/mcp"}}), 401, "invalid_token", "another resource"},
+		{"expired", mintJWT(t, issuer, url.Values{"test_aud": {te.mcpURL}, "test_exp": {"-120"}}), 401, "invalid_token", "expired"},
+		{"bad signature", forged, 401, "invalid_token", "signature"},
+		{"missing scope", mintJWT(t, issuer, url.Values{"test_aud": {te.mcpURL}, "test_scope": {"other"}}), 403, "insufficient_scope", "scope"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, hdr, body := rawPost(t, "POST", te.mcpURL, map[string]string{"Content-Type": "application/json",
+				"Accept": "application/json, text/event-stream", "Authorization": "Bearer " + tc.token},
+				[]byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"x"}}}`))
+			ch := hdr.Get("WWW-Authenticate")
+			if st != tc.status || !strings.HasPrefix(ch, `Bearer resource_metadata="`+prm+`"`) ||
+				!strings.Contains(ch, `error="`+tc.code+`"`) || !strings.Contains(ch, tc.desc) {
+				t.Errorf("status %d, challenge %q (%s); want %d %s mentioning %q", st, ch, body, tc.status, tc.code, tc.desc)
+			}
+		})
+	}
+	assertNoSecretsLogged(t, &logs, map[string]string{"access token": good, "forged token": forged, "gateway secret": secret})
+}
