@@ -385,21 +385,29 @@ func (r *run) oauthDiscovery() {
 		return
 	}
 	rep, err := ob.OAuthDiscovery(r.callCtx, canonicalHeader(r.t.cmd.Headers))
+	r.postFetched(wire.RespOAuthDiscovery, rep, err, "oauth discovery answered")
+}
+
+// postFetched posts the answer of a fetch made for a command (OAuth
+// discovery, an authorization server request) as typ: the reply as it
+// came, or the failure. msg is logged at debug with the status only (never
+// a URL, query or body: they hold codes and tokens).
+func (r *run) postFetched(typ string, rep *binding.Reply, err error, msg string, args ...any) {
 	switch {
 	case err == nil && rep != nil:
 		oc := outcomeOK
 		if rep.Status >= 400 {
 			oc = outcomeMCPError
 		}
-		r.debug("oauth discovery answered", "status", rep.Status)
-		r.postFinal(wire.RespOAuthDiscovery, rep.Status, rep.Header, objectOrNull(rep.Body), oc)
+		r.debug(msg, append(args, "status", rep.Status)...)
+		r.postFinal(typ, rep.Status, rep.Header, objectOrNull(rep.Body), oc)
 	case r.a.graceOver.Load() && r.a.workCtx.Err() != nil:
 		r.abort()
 	case r.t.expired(time.Now()):
 		r.outcome(outcomeExpired)
 	default:
 		if err == nil {
-			err = errors.New("oauth discovery: no reply")
+			err = errors.New(r.method + ": no reply")
 		}
 		r.fail(err)
 	}

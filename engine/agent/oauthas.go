@@ -2,10 +2,8 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"sync/atomic"
-	"time"
 
 	"github.com/sluicemcp/sluice/engine/binding"
 	"github.com/sluicemcp/sluice/engine/wire"
@@ -73,24 +71,5 @@ func (r *run) oauthAS() {
 		return
 	}
 	rep, err := p.OAuthAS(r.callCtx, r.t.cmd.OAuthAS, canonicalHeader(r.t.cmd.Headers))
-	switch {
-	case err == nil && rep != nil:
-		oc := outcomeOK
-		if rep.Status >= 400 {
-			oc = outcomeMCPError
-		}
-		// The endpoint's name and the status only: never the query, the
-		// body or a URL (they hold codes, secrets and tokens).
-		r.debug("authorization server request answered", "endpoint", r.t.cmd.OAuthAS.Endpoint, "status", rep.Status)
-		r.postFinal(wire.RespOAuthAS, rep.Status, rep.Header, objectOrNull(rep.Body), oc)
-	case r.a.graceOver.Load() && r.a.workCtx.Err() != nil:
-		r.abort()
-	case r.t.expired(time.Now()):
-		r.outcome(outcomeExpired)
-	default:
-		if err == nil {
-			err = errors.New("oauth-as: no reply")
-		}
-		r.fail(err)
-	}
+	r.postFetched(wire.RespOAuthAS, rep, err, "authorization server request answered", "endpoint", r.t.cmd.OAuthAS.Endpoint)
 }

@@ -252,6 +252,61 @@ func (g *gatewayGuard) wrap(t *testing.T, target, header, secret string) string 
 	return srv.URL + u.Path
 }
 
+// gatewayEnv is a relay and agent with one oauth-gateway tunnel in front of
+// an mcp-go server that trusts only the gateway's header secret.
+type gatewayEnv struct {
+	h                *harness
+	te               *tunnelEnv
+	guard            *gatewayGuard
+	logs, agentAudit enginetest.SyncBuffer
+}
+
+const gatewayHeader = "X-Gateway-Secret"
+
+// newGatewayEnv starts it with o (UpstreamHeader and UpstreamSecret are
+// set to gatewayHeader and secret).
+func newGatewayEnv(t *testing.T, o relay.OAuthConfig, secret string) *gatewayEnv {
+	t.Helper()
+	g := &gatewayEnv{guard: &gatewayGuard{}}
+	serverURL := g.guard.wrap(t, startGoServer(t).url, gatewayHeader, secret)
+	o.UpstreamHeader, o.UpstreamSecret = gatewayHeader, secret
+	g.h = newHarness(t, harnessOptions{logs: &g.logs, tunnels: []tunnelSpec{{
+		serverURL:    serverURL,
+		authMode:     relay.AuthOAuthGateway,
+		tunnel:       func(rt *relay.Tunnel) { rt.OAuth = o },
+		agentOptions: func(ao *agent.Options) { ao.Audit = slog.New(slog.NewJSONHandler(&g.agentAudit, nil)) },
+	}}})
+	g.te = g.h.tunnel(0)
+	return g
+}
+
+// auditOf waits for the agent's audit record of tool.
+func (g *gatewayEnv) auditOf(t *testing.T, tool string) map[string]any {
+	t.Helper()
+	var rec map[string]any
+	enginetest.WaitFor(t, "agent audit record of "+tool, func() bool {
+		for _, line := range strings.Split(strings.TrimSpace(g.agentAudit.String()), "\n") {
+			if json.Unmarshal([]byte(line), &rec) == nil && rec["tool"] == tool {
+				return true
+			}
+		}
+		return false
+	})
+	return rec
+}
+
+// checkTrust fails t unless calls reached the MCP server, all with the
+// gateway secret and none with a token.
+func (g *gatewayEnv) checkTrust(t *testing.T) {
+	t.Helper()
+	g.guard.mu.Lock()
+	defer g.guard.mu.Unlock()
+	if g.guard.passed == 0 || g.guard.refused != 0 || g.guard.withToken != 0 {
+		t.Errorf("MCP server: %d calls with the gateway secret, %d without, %d carrying a token (want >0, 0, 0)",
+			g.guard.passed, g.guard.refused, g.guard.withToken)
+	}
+}
+
 // TestOAuthGatewayIntrospection: gateway mode against a real authorization
 // server, the TypeScript SDK example's (opaque tokens, RFC 7662
 // introspection). The MCP server behind the agent is no OAuth resource
@@ -265,21 +320,10 @@ func (g *gatewayGuard) wrap(t *testing.T, target, header, secret string) string 
 // token, code or client secret.
 func TestOAuthGatewayIntrospection(t *testing.T) {
 	stack := startOAuthStack(t, false)
-	gs := startGoServer(t)
-	guard := &gatewayGuard{}
-	const header, secret = "X-Gateway-Secret", "gw-9c1f0e7d"
-	serverURL := guard.wrap(t, gs.url, header, secret)
-	var logs, agentAudit enginetest.SyncBuffer
-	h := newHarness(t, harnessOptions{logs: &logs, tunnels: []tunnelSpec{{
-		serverURL: serverURL,
-		authMode:  relay.AuthOAuthGateway,
-		tunnel: func(rt *relay.Tunnel) {
-			rt.OAuth = relay.OAuthConfig{Issuer: stack.asOrigin + "/", IntrospectionURL: stack.asOrigin + "/introspect",
-				Scopes: []string{"mcp:tools"}, UpstreamHeader: header, UpstreamSecret: secret}
-		},
-		agentOptions: func(o *agent.Options) { o.Audit = slog.New(slog.NewJSONHandler(&agentAudit, nil)) },
-	}}})
-	te := h.tunnel(0)
+	const secret = "gw-9c1f0e7d"
+	g := newGatewayEnv(t, relay.OAuthConfig{Issuer: stack.asOrigin + "/", IntrospectionURL: stack.asOrigin + "/introspect",
+		Scopes: []string{"mcp:tools"}}, secret)
+	te := g.te
 	relayOrigin := origin(te.mcpURL)
 	out := runTSOAuthClient(t, te.mcpURL, []string{relayOrigin, stack.asOrigin}, "TOOL=echo", `TOOL_ARGS={"message":"through the gateway"}`)
 	if !out.OK {
@@ -295,17 +339,8 @@ func TestOAuthGatewayIntrospection(t *testing.T) {
 	if out.Result != "echo: through the gateway" {
 		t.Errorf("result %q", out.Result)
 	}
-	guard.mu.Lock()
-	passed, refused, withToken := guard.passed, guard.refused, guard.withToken
-	guard.mu.Unlock()
-	if passed == 0 || refused != 0 || withToken != 0 {
-		t.Errorf("MCP server: %d calls with the gateway secret, %d without, %d carrying a token (want >0, 0, 0)", passed, refused, withToken)
-	}
-	var rec map[string]any
-	enginetest.WaitFor(t, "agent audit record", func() bool {
-		return json.Unmarshal([]byte(strings.TrimSpace(agentAudit.String())), &rec) == nil
-	})
-	if rec["caller"] != out.ClientID || rec["tool"] != "echo" {
+	g.checkTrust(t)
+	if rec := g.auditOf(t, "echo"); rec["caller"] != out.ClientID {
 		t.Errorf("agent audit %v, want caller %q (the token's client)", rec, out.ClientID)
 	}
 	// An unknown token.
@@ -315,7 +350,7 @@ func TestOAuthGatewayIntrospection(t *testing.T) {
 	if ch := hdr.Get("WWW-Authenticate"); st != 401 || !strings.Contains(ch, `error="invalid_token"`) {
 		t.Errorf("unknown token: %d %q", st, ch)
 	}
-	assertNoSecretsLogged(t, &logs, map[string]string{
+	assertNoSecretsLogged(t, &g.logs, map[string]string{
 		"access token": out.Token, "authorization code": out.Code, "client secret": out.ClientSecret,
 		"gateway secret": secret, "authorization server": stack.asOrigin,
 	})
@@ -431,42 +466,18 @@ func mintJWT(t *testing.T, issuer string, fields url.Values) string {
 // challenge. No log line holds a token.
 func TestOAuthGatewayJWT(t *testing.T) {
 	issuer := startJWTAS(t)
-	gs := startGoServer(t)
-	guard := &gatewayGuard{}
-	const header, secret = "X-Gateway-Secret", "gw-3b6e1a90"
-	serverURL := guard.wrap(t, gs.url, header, secret)
-	var logs, agentAudit enginetest.SyncBuffer
-	h := newHarness(t, harnessOptions{logs: &logs, tunnels: []tunnelSpec{{
-		serverURL: serverURL,
-		authMode:  relay.AuthOAuthGateway,
-		tunnel: func(rt *relay.Tunnel) {
-			rt.OAuth = relay.OAuthConfig{Issuer: issuer, Scopes: []string{"mcp:tools"}, UpstreamHeader: header, UpstreamSecret: secret}
-		},
-		agentOptions: func(o *agent.Options) { o.Audit = slog.New(slog.NewJSONHandler(&agentAudit, nil)) },
-	}}})
-	te := h.tunnel(0)
+	const secret = "gw-3b6e1a90"
+	g := newGatewayEnv(t, relay.OAuthConfig{Issuer: issuer, Scopes: []string{"mcp:tools"}}, secret)
+	te := g.te
 	good := mintJWT(t, issuer, url.Values{"test_aud": {te.mcpURL}, "test_sub": {"alice@example"}})
 	run := runMCPGoClient(t, te.mcpURL, map[string]string{"Authorization": "Bearer " + good}, "2025-11-25")
 	if run.echo != "echo: ünïcode ✓ 0" {
 		t.Fatalf("echo with a good token: %+v", run)
 	}
-	var rec map[string]any
-	enginetest.WaitFor(t, "agent audit", func() bool {
-		for _, line := range strings.Split(strings.TrimSpace(agentAudit.String()), "\n") {
-			if json.Unmarshal([]byte(line), &rec) == nil && rec["tool"] == "echo" {
-				return true
-			}
-		}
-		return false
-	})
-	if rec["caller"] != "alice@example" {
+	if rec := g.auditOf(t, "echo"); rec["caller"] != "alice@example" {
 		t.Errorf("agent audit caller %v, want the token's subject", rec["caller"])
 	}
-	guard.mu.Lock()
-	if guard.passed == 0 || guard.refused != 0 || guard.withToken != 0 {
-		t.Errorf("MCP server: %d with the secret, %d without, %d with a token", guard.passed, guard.refused, guard.withToken)
-	}
-	guard.mu.Unlock()
+	g.checkTrust(t)
 
 	forged := mintJWT(t, issuer, url.Values{"test_aud": {te.mcpURL}})
 	dot := strings.LastIndexByte(forged, '.')
@@ -501,5 +512,5 @@ func TestOAuthGatewayJWT(t *testing.T) {
 			}
 		})
 	}
-	assertNoSecretsLogged(t, &logs, map[string]string{"access token": good, "forged token": forged, "gateway secret": secret})
+	assertNoSecretsLogged(t, &g.logs, map[string]string{"access token": good, "forged token": forged, "gateway secret": secret})
 }

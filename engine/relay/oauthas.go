@@ -96,11 +96,8 @@ func (r *Relay) handleASMetadata(w http.ResponseWriter, req *http.Request) {
 	if !ok {
 		return
 	}
-	p, status := r.asProxyFor(w, req, t, conf)
+	p := r.asProxyFor(w, req, t, conf)
 	if p == nil {
-		if status != 0 {
-			writeOAuthError(w, status, "temporarily_unavailable", "the authorization server cannot be reached through the tunnel now")
-		}
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
@@ -124,11 +121,8 @@ func (r *Relay) handleASEndpoint(w http.ResponseWriter, req *http.Request) {
 		writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "method not allowed")
 		return
 	}
-	p, status := r.asProxyFor(w, req, t, conf)
+	p := r.asProxyFor(w, req, t, conf)
 	if p == nil {
-		if status != 0 {
-			writeOAuthError(w, status, "temporarily_unavailable", "the authorization server cannot be reached through the tunnel now")
-		}
 		return
 	}
 	if !p.declared[route.member] {
@@ -160,11 +154,8 @@ func (r *Relay) handleASEndpoint(w http.ResponseWriter, req *http.Request) {
 	if v := req.Header.Values("Authorization"); len(v) > 0 && (route.member == wire.ASToken || route.member == wire.ASRegistration) {
 		headers["Authorization"] = append([]string(nil), v...) // the client's credentials for the authorization server
 	}
-	m, status := r.asCall(w, req, t, conf, areq, headers)
+	m := r.asCall(w, req, t, conf, areq, headers)
 	if m == nil {
-		if status != 0 {
-			writeOAuthError(w, status, "temporarily_unavailable", "the authorization server cannot be reached through the tunnel now")
-		}
 		return
 	}
 	r.log.Debug("authorization server request answered", "tunnel", t.id, "request_id", m.RequestID, "endpoint", route.member, "status", m.RespCode)
@@ -198,28 +189,29 @@ func (r *Relay) handleASEndpoint(w http.ResponseWriter, req *http.Request) {
 
 // asProxyFor returns the tunnel's authorization server view, fetching its
 // metadata through the agent when there is none or it is stale. On failure
-// it returns nil and the status to refuse with (0: already answered).
-func (r *Relay) asProxyFor(w http.ResponseWriter, req *http.Request, t *tunnelState, conf *tunnelConf) (*asProxy, int) {
+// it answers the client itself and returns nil.
+func (r *Relay) asProxyFor(w http.ResponseWriter, req *http.Request, t *tunnelState, conf *tunnelConf) *asProxy {
 	v, _ := r.asProxies.LoadOrStore(t.id, &asProxy{})
 	p := v.(*asProxy)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.metadata != nil && time.Since(p.at) < asProxyTTL {
-		return p, 0
+		return p
 	}
-	m, status := r.asCall(w, req, t, conf, &wire.ASRequest{Endpoint: wire.ASMetadata, Method: http.MethodGet}, nil)
+	m := r.asCall(w, req, t, conf, &wire.ASRequest{Endpoint: wire.ASMetadata, Method: http.MethodGet}, nil)
 	if m == nil {
-		return nil, status
+		return nil
 	}
-	if m.RespCode != http.StatusOK || isNull(m.RespJSON) {
-		r.log.Warn("the agent could not fetch the authorization server's metadata", "tunnel", t.id, "status", m.RespCode)
-		return nil, http.StatusBadGateway
+	err := errors.New("no metadata")
+	if m.RespCode == http.StatusOK && !isNull(m.RespJSON) {
+		err = p.load(m.RespJSON, r.asIssuer(t.id))
 	}
-	if err := p.load(m.RespJSON, r.asIssuer(t.id)); err != nil {
-		r.log.Warn("authorization server metadata refused", "tunnel", t.id, "err", err)
-		return nil, http.StatusBadGateway
+	if err != nil {
+		r.log.Warn("no authorization server metadata through the agent", "tunnel", t.id, "status", m.RespCode, "err", err)
+		writeOAuthError(w, http.StatusBadGateway, "temporarily_unavailable", "the authorization server cannot be reached through the tunnel now")
+		return nil
 	}
-	return p, 0
+	return p
 }
 
 // load rewrites fetched metadata for the relay: issuer and the served
@@ -274,19 +266,18 @@ func pointsInto(v json.RawMessage, origin string) bool {
 }
 
 // asCall sends one oauth_as command and waits for its answer. On failure it
-// returns nil and the status to refuse with (0: already answered, or the
-// client left).
-func (r *Relay) asCall(w http.ResponseWriter, req *http.Request, t *tunnelState, conf *tunnelConf, areq *wire.ASRequest, headers map[string][]string) (*wire.Response, int) {
+// answers the client itself (unless it left) and returns nil.
+func (r *Relay) asCall(w http.ResponseWriter, req *http.Request, t *tunnelState, conf *tunnelConf, areq *wire.ASRequest, headers map[string][]string) *wire.Response {
 	now := time.Now()
 	if !t.connected(now, r.set.agentTimeout) {
 		w.Header().Set("Retry-After", retryAfterNotConnected)
 		writeAPIError(w, http.StatusServiceUnavailable, "server_error", wire.CodeTunnelClientNotConnected, "no tunnel agent is connected for this tunnel")
-		return nil, 0
+		return nil
 	}
 	if !r.asOffered(t.id, now) {
 		w.Header().Set("Retry-After", retryAfterNotConnected)
 		writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "no connected agent can reach the authorization server (it needs sluice run)")
-		return nil, 0
+		return nil
 	}
 	timeout := min(conf.responseTimeout, 30*time.Second)
 	p := newPending(wire.CommandOAuthAS, wire.DefaultChannel, headers, nil, timeout, now)
@@ -294,17 +285,17 @@ func (r *Relay) asCall(w http.ResponseWriter, req *http.Request, t *tunnelState,
 	if !t.register(p) {
 		w.Header().Set("Retry-After", "1")
 		writeAPIError(w, http.StatusTooManyRequests, "rate_limit_error", wire.CodeTunnelQueueFull, "the tunnel's queue is full")
-		return nil, 0
+		return nil
 	}
 	m, err := r.waitFinal(req, t, p)
 	if err != nil {
-		if errors.Is(err, errClientGone) {
-			return nil, 0
+		if !errors.Is(err, errClientGone) {
+			w.Header().Set("Retry-After", "1")
+			writeOAuthError(w, http.StatusGatewayTimeout, "temporarily_unavailable", "the authorization server cannot be reached through the tunnel now")
 		}
-		w.Header().Set("Retry-After", "1")
-		return nil, http.StatusGatewayTimeout
+		return nil
 	}
-	return m, 0
+	return m
 }
 
 // asOffers records, per tunnel, when an agent last polled offering the
