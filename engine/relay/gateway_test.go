@@ -2,10 +2,12 @@ package relay
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"math/big"
@@ -449,8 +451,11 @@ func TestGatewayConfig(t *testing.T) {
 }
 
 // BenchmarkGatewayVerify is the cost of validating one bearer token with a
-// cached key set: "jwt" checks the signature and claims every time (a new
-// token), "remembered" is a token seen within the last minute.
+// cached key set: "jwt" checks the signature and claims every time (a token
+// not seen before), "remembered" is a token seen within the last minute
+// (every later call with the same token), and "signature" is the bare
+// signature verification with crypto/* in the same run, the floor of "jwt"
+// on this machine.
 func BenchmarkGatewayVerify(b *testing.B) {
 	as := newTestAS(b)
 	aud := "https://relay.example/v1/mcp/" + tunA
@@ -460,6 +465,20 @@ func BenchmarkGatewayVerify(b *testing.B) {
 		if _, err := g.verify(context.Background(), tok); err != nil {
 			b.Fatal(err)
 		}
+		dot := strings.LastIndexByte(tok, '.')
+		sig, _ := base64.RawURLEncoding.DecodeString(tok[dot+1:])
+		b.Run(kid+"/signature", func(b *testing.B) {
+			for b.Loop() {
+				h := sha256.Sum256([]byte(tok[:dot]))
+				if k, ok := as.rsaKeys[kid]; ok {
+					if rsa.VerifyPKCS1v15(&k.PublicKey, crypto.SHA256, h[:], sig) != nil {
+						b.Fatal("bad signature")
+					}
+				} else if !ecdsa.Verify(&as.ecKeys[kid].PublicKey, h[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
+					b.Fatal("bad signature")
+				}
+			}
+		})
 		b.Run(kid+"/jwt", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
