@@ -286,6 +286,25 @@ func mustRSA(t testing.TB) *rsa.PrivateKey {
 	return k
 }
 
+// TestGatewayHidesUpstreamChallenge: in gateway mode the MCP server is no
+// OAuth resource server; a challenge of its own (say, after the gateway
+// secret rotated on one side only) is not passed to the client, whose
+// authorization server is the relay's.
+func TestGatewayHidesUpstreamChallenge(t *testing.T) {
+	as := newTestAS(t)
+	h := gatewayHarness(t, as, nil)
+	h.connect(tunA, runtimeA)
+	got := h.callWith(t, as.mint("rsa-1", jwt.MapClaims{"aud": h.url + "/v1/mcp/" + tunA}))
+	c := h.next(tunA, runtimeA)
+	h.respond(tunA, runtimeA, c.ShardToken, wire.Response{RequestID: c.RequestID, RespCode: 401,
+		RespHeaders: map[string][]string{"WWW-Authenticate": {`Bearer resource_metadata="http://mcp.internal/.well-known/oauth-protected-resource"`}}})
+	r := wait(t, got)
+	readAll(t, r)
+	if r.StatusCode != 401 || r.Header.Get("WWW-Authenticate") != "" {
+		t.Fatalf("status %d, challenge %q: the MCP server's challenge reached the client", r.StatusCode, r.Header.Get("WWW-Authenticate"))
+	}
+}
+
 // TestGatewayKeyRotation: a token signed with a key the relay has not seen
 // makes it fetch the key set again (so a rotation is followed at once), but
 // a burst of unknown kids fetches it at most once per refresh interval.

@@ -462,8 +462,16 @@ func copyRespHeaders(dst http.Header, src map[string][]string, e *exchange) {
 				if v == "" || strings.ContainsAny(v, "\r\n") {
 					continue
 				}
-				if ck == "Www-Authenticate" && e.conf.authMode == AuthOAuth {
-					v = rewriteResourceMetadata(v, e.metadataURL)
+				if ck == "Www-Authenticate" {
+					switch e.conf.authMode {
+					case AuthOAuth:
+						v = rewriteResourceMetadata(v, e.metadataURL)
+					case AuthOAuthGateway:
+						// The relay is the resource server: the MCP server's
+						// own challenge (it trusts the gateway, not tokens)
+						// would send the client somewhere it cannot go.
+						continue
+					}
 				}
 				dst.Add(ck, v)
 			}
