@@ -2,7 +2,8 @@
 # deps.sh installs the user-level third-party software the end-to-end tests
 # (engine/e2e) run against: npm packages (MCP TypeScript SDK, the official
 # conformance suite, Node 22 as a registry package, the reference "everything"
-# server, the Inspector CLI) and the go-sdk conformance server.
+# server, the Inspector CLI, oauth2-mock-server) and the go-sdk conformance
+# server.
 #
 # Everything goes into $SLUICE_TOOLS_DIR (default $HOME/.cache/sluice), never
 # inside the clone; npm keeps its default cache (~/.npm), Go its module cache.
@@ -60,6 +61,7 @@ check conformance "$nm/@modelcontextprotocol/conformance/dist/index.js"
 check server-everything "$nm/@modelcontextprotocol/server-everything/dist/index.js"
 check "typescript sdk" "$nm/@modelcontextprotocol/sdk/package.json"
 check inspector-cli "$nm/@modelcontextprotocol/inspector-cli/build/cli.js"
+check oauth2-mock-server "$nm/oauth2-mock-server/package.json"
 check everything-server "$es"
 # CI runs every test: a tool that did not install is an error here, not a
 # skip later.

@@ -109,6 +109,24 @@ type TunnelConfig struct {
 	ClientKeys      []ClientKey   `koanf:"client-keys"`
 	AuthMode        string        `koanf:"auth-mode"`
 	ResponseTimeout time.Duration `koanf:"response-timeout"`
+	// OAuth configures auth modes oauth and oauth-gateway (docs/oauth.md).
+	OAuth TunnelOAuth `koanf:"oauth"`
+}
+
+// TunnelOAuth is a tunnel's OAuth settings.
+type TunnelOAuth struct {
+	// AuthorizationServer: direct (default) or tunnel (oauth mode: a
+	// private authorization server served through the agent).
+	AuthorizationServer string `koanf:"authorization-server"`
+	// The rest is for auth-mode oauth-gateway.
+	Issuer                    string   `koanf:"issuer"`
+	JWKSURL                   string   `koanf:"jwks-url"`
+	IntrospectionURL          string   `koanf:"introspection-url"`
+	IntrospectionClientID     string   `koanf:"introspection-client-id"`
+	IntrospectionClientSecret Secret   `koanf:"introspection-client-secret"`
+	Scopes                    []string `koanf:"scopes"`
+	UpstreamHeader            string   `koanf:"upstream-header"`
+	UpstreamSecret            Secret   `koanf:"upstream-secret"`
 }
 
 // ClientKey is one named key an MCP client presents to the relay.

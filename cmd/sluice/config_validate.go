@@ -316,8 +316,20 @@ func (c *Config) validateRelay(mode Mode) error {
 				return cfgErr(p+".client-keys", "auth-mode client-key needs at least one client key")
 			}
 		case "oauth", "public":
+		case "oauth-gateway":
+			if t.OAuth.Issuer == "" {
+				return cfgErr(p+".oauth.issuer", "required with auth-mode oauth-gateway (the authorization server's issuer URL)")
+			}
 		default:
-			return cfgErr(p+".auth-mode", "want client-key, oauth or public")
+			return cfgErr(p+".auth-mode", "want client-key, oauth, oauth-gateway or public")
+		}
+		for _, sec := range []struct {
+			key string
+			s   Secret
+		}{{".oauth.introspection-client-secret", t.OAuth.IntrospectionClientSecret}, {".oauth.upstream-secret", t.OAuth.UpstreamSecret}} {
+			if err := sec.s.check(p + sec.key); err != nil {
+				return err
+			}
 		}
 		for j, ck := range t.ClientKeys {
 			kp := fmt.Sprintf("%s.client-keys[%d]", p, j)

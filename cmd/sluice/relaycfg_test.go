@@ -60,3 +60,32 @@ func TestRelayMaxResponseBytes(t *testing.T) {
 		t.Fatalf("the agent did not see the relay refuse the response:\n%s", errb.String())
 	}
 }
+
+// TestRelayTunnelOAuth: a tunnel's oauth settings reach the relay with
+// their secret references resolved, and a missing secret is an error that
+// names the key, never a value.
+func TestRelayTunnelOAuth(t *testing.T) {
+	file := "relay:\n  tunnels:\n    - id: " + testTunnel + "\n      runtime-key: env:RK\n      auth-mode: oauth-gateway\n" +
+		"      oauth:\n        issuer: https://login.example.com\n        introspection-url: https://login.example.com/introspect\n" +
+		"        introspection-client-id: relay\n        introspection-client-secret: env:INTRO\n        scopes: [mcp:tools, files:read]\n" +
+		"        upstream-header: X-Sluice-Gateway\n        upstream-secret: env:GW\n"
+	cfg, err := loadFor(t, ModeRelay, nil, nil, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &session{cli: &cli{env: envOf(map[string]string{"RK": "rk-1", "INTRO": "intro-s3cret", "GW": "gw-s3cret"})}, cfg: cfg, loader: &loader{}}
+	ts, err := s.resolveTunnels(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := ts[0].OAuth
+	if ts[0].AuthMode != "oauth-gateway" || o.Issuer != "https://login.example.com" || o.IntrospectionURL != "https://login.example.com/introspect" ||
+		o.IntrospectionClientID != "relay" || o.IntrospectionClientSecret != "intro-s3cret" || o.UpstreamHeader != "X-Sluice-Gateway" ||
+		o.UpstreamSecret != "gw-s3cret" || strings.Join(o.Scopes, " ") != "mcp:tools files:read" {
+		t.Fatalf("resolved oauth settings: %+v", o)
+	}
+	s.cli.env = envOf(map[string]string{"RK": "rk-1", "INTRO": "intro-s3cret"})
+	if _, err := s.resolveTunnels(cfg); err == nil || !strings.Contains(err.Error(), "relay.tunnels[0].oauth.upstream-secret") {
+		t.Fatalf("missing secret: %v", err)
+	}
+}

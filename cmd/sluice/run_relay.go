@@ -27,6 +27,9 @@ func (s *session) resolveTunnels(cfg *Config) ([]relay.Tunnel, error) {
 		}
 		rt := relay.Tunnel{ID: t.ID, Name: t.Name, Description: t.Description, RuntimeKey: rk,
 			AuthMode: t.AuthMode, ResponseTimeout: t.ResponseTimeout}
+		if rt.OAuth, err = s.resolveTunnelOAuth(p+".oauth", t.OAuth); err != nil {
+			return nil, err
+		}
 		if rt.ResponseTimeout == 0 {
 			rt.ResponseTimeout = cfg.Relay.ResponseTimeout
 		}
@@ -38,6 +41,22 @@ func (s *session) resolveTunnels(cfg *Config) ([]relay.Tunnel, error) {
 			rt.ClientKeys = append(rt.ClientKeys, relay.ClientKey{Name: ck.Name, Key: key})
 		}
 		out = append(out, rt)
+	}
+	return out, nil
+}
+
+// resolveTunnelOAuth maps a tunnel's OAuth settings, resolving their
+// secret references.
+func (s *session) resolveTunnelOAuth(p string, o TunnelOAuth) (relay.OAuthConfig, error) {
+	out := relay.OAuthConfig{AuthorizationServer: o.AuthorizationServer, Issuer: o.Issuer, JWKSURL: o.JWKSURL,
+		IntrospectionURL: o.IntrospectionURL, IntrospectionClientID: o.IntrospectionClientID,
+		Scopes: o.Scopes, UpstreamHeader: o.UpstreamHeader}
+	var err error
+	if out.IntrospectionClientSecret, err = o.IntrospectionClientSecret.resolve(p+".introspection-client-secret", s.cli.env); err != nil {
+		return out, err
+	}
+	if out.UpstreamSecret, err = o.UpstreamSecret.resolve(p+".upstream-secret", s.cli.env); err != nil {
+		return out, err
 	}
 	return out, nil
 }

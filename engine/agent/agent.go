@@ -65,6 +65,13 @@ type Agent struct {
 
 	streams streams // the get-stream extension (stream.go)
 
+	// callerOK: the relay advertised the caller extension (caller.go).
+	callerOK atomic.Bool
+	// offerHeaders are baseHeader plus each combination of offers, for polls.
+	offerHeaders [offerAll + 1]http.Header
+	// oauthAS is the oauth-as extension (oauthas.go).
+	oauthAS oauthASState
+
 	// workCtx bounds MCP calls: cancelled when the shutdown grace ends.
 	// postCtx bounds response POSTs: cancelled abortBudget later.
 	workCtx   context.Context
@@ -149,6 +156,8 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	}
 	a.baseHeader = h
 	a.initStreams()
+	a.initOAuthAS()
+	a.initOffers()
 
 	a.m, a.gatherer, err = newMetrics(opts.Registerer, cfg.MaxInflight, func() float64 { return float64(len(a.work)) })
 	if err != nil {
@@ -339,6 +348,11 @@ func (a *Agent) enqueue(cmds []wire.Command, receipt time.Time) {
 				break
 			}
 			fallthrough // never offered: as unknown as any other type
+		case wire.CommandOAuthAS:
+			if c.CommandType == wire.CommandOAuthAS && c.OAuthAS != nil { // screened by pollOnce: offered on this poll
+				break
+			}
+			fallthrough
 		default:
 			a.log.Warn("skipping command of unknown type", "request_id", c.RequestID, "channel", c.Channel,
 				"command_type", truncate(c.CommandType, 64))

@@ -117,10 +117,12 @@ type Options struct {
 	HTTPClient *http.Client
 	// LogRawUnsafe allows payloads in debug logs (log.http-raw-unsafe).
 	LogRawUnsafe bool
-	// Audit, when set, receives one record per tools/call: tunnel, channel,
-	// request id, session, tool, outcome, the plugin that decided it (if
-	// one did), final status and latency. Never arguments or results; the
-	// tool name and session id clipped to logs.MaxField bytes.
+	// Audit, when set, receives one record per tools/call
+	// (engine.ToolCallAudit): tunnel, channel, request id, session, caller
+	// (from a relay that carries it), tool, verdict, the plugin that decided
+	// it (if one did), outcome, final status and latency. Never arguments or
+	// results; the values a client chooses (tool, session, caller) clipped
+	// to logs.MaxField bytes.
 	Audit *slog.Logger
 }
 

@@ -4,14 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/sluicemcp/sluice/engine"
 	"github.com/sluicemcp/sluice/engine/binding"
-	"github.com/sluicemcp/sluice/engine/logs"
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
@@ -78,21 +76,16 @@ func (a *Agent) runTask(t *task) {
 		r.oauthDiscovery()
 	case wire.CommandGetStream:
 		r.getStream()
+	case wire.CommandOAuthAS:
+		r.oauthAS()
 	}
 	total := time.Since(t.receipt)
 	a.m.latency("total", r.method, t.cmd.Channel, total)
 	if a.audit != nil && r.method == "tools/call" {
-		// Typed attributes: no boxing of each value on a per-call path.
-		var buf [10]slog.Attr
-		attrs := append(buf[:0], slog.String("tunnel", a.cfg.TunnelID), slog.String("channel", t.cmd.Channel),
-			slog.String("request_id", t.cmd.RequestID), slog.String("session", logs.Clip(r.session, logs.MaxField)),
-			slog.String("tool", logs.Clip(r.tool, logs.MaxField)),
-			slog.String("outcome", string(r.oc)), slog.Int("status", r.status))
-		if r.plugin != "" {
-			attrs = append(attrs, slog.String("plugin", r.plugin), slog.String("verdict", r.verdict))
-		}
-		attrs = append(attrs, slog.Float64("latency_ms", float64(total.Microseconds())/1000))
-		a.audit.LogAttrs(context.Background(), slog.LevelInfo, "tool call", attrs...)
+		rec := engine.ToolCallAudit{Tunnel: a.cfg.TunnelID, Channel: t.cmd.Channel,
+			RequestID: t.cmd.RequestID, SessionID: r.session, Caller: t.cmd.Caller, Tool: r.tool,
+			Verdict: r.verdict, Plugin: r.plugin, Outcome: string(r.oc), Status: r.status, Latency: total}
+		rec.Log(a.audit)
 	}
 }
 
@@ -129,7 +122,7 @@ func (r *run) jsonrpc() {
 		defer r.x.Close()
 		m := &engine.Message{Hook: engine.HookRequest, Side: engine.SideAgent, Tunnel: r.a.cfg.TunnelID,
 			Channel: cmd.Channel, SessionID: r.session, RequestID: cmd.RequestID, Method: p.Method, Tool: p.Tool,
-			Header: req.Header, Body: req.Body, Notification: r.notify}
+			Caller: cmd.Caller, Header: req.Header, Body: req.Body, Notification: r.notify}
 		o := r.x.Request(r.callCtx, m)
 		r.decided(o)
 		switch o.Action {
@@ -212,7 +205,7 @@ func (r *run) reply(req *binding.Request, rep *binding.Reply) {
 	if r.x != nil && len(body) > 0 {
 		m := &engine.Message{Hook: engine.HookResponse, Side: engine.SideAgent, Tunnel: r.a.cfg.TunnelID,
 			Channel: r.t.cmd.Channel, SessionID: r.session, RequestID: r.t.cmd.RequestID, Method: r.method,
-			Tool: r.tool, Status: status, Header: header, Body: body, Notification: !rep.Final}
+			Tool: r.tool, Caller: r.t.cmd.Caller, Status: status, Header: header, Body: body, Notification: !rep.Final}
 		o := r.x.Response(r.callCtx, m)
 		if rep.Final || o.Action != engine.Continue {
 			r.decided(o)
@@ -305,6 +298,8 @@ func (r *run) failureType() string {
 		return wire.RespSessionTermination
 	case wire.CommandOAuthDiscovery:
 		return wire.RespOAuthDiscovery
+	case wire.CommandOAuthAS:
+		return wire.RespOAuthAS
 	}
 	return wire.RespJSONRPCResponse
 }
@@ -390,20 +385,29 @@ func (r *run) oauthDiscovery() {
 		return
 	}
 	rep, err := ob.OAuthDiscovery(r.callCtx, canonicalHeader(r.t.cmd.Headers))
+	r.postFetched(wire.RespOAuthDiscovery, rep, err, "oauth discovery answered")
+}
+
+// postFetched posts the answer of a fetch made for a command (OAuth
+// discovery, an authorization server request) as typ: the reply as it
+// came, or the failure. msg is logged at debug with the status only (never
+// a URL, query or body: they hold codes and tokens).
+func (r *run) postFetched(typ string, rep *binding.Reply, err error, msg string, args ...any) {
 	switch {
 	case err == nil && rep != nil:
 		oc := outcomeOK
 		if rep.Status >= 400 {
 			oc = outcomeMCPError
 		}
-		r.postFinal(wire.RespOAuthDiscovery, rep.Status, rep.Header, objectOrNull(rep.Body), oc)
+		r.debug(msg, append(args, "status", rep.Status)...)
+		r.postFinal(typ, rep.Status, rep.Header, objectOrNull(rep.Body), oc)
 	case r.a.graceOver.Load() && r.a.workCtx.Err() != nil:
 		r.abort()
 	case r.t.expired(time.Now()):
 		r.outcome(outcomeExpired)
 	default:
 		if err == nil {
-			err = errors.New("oauth discovery: no reply")
+			err = errors.New(r.method + ": no reply")
 		}
 		r.fail(err)
 	}

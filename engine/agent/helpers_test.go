@@ -65,6 +65,10 @@ type fakeRelay struct {
 	batch bool
 	// streams advertises the get-stream extension.
 	streams bool
+	// caller advertises the caller extension.
+	caller atomic.Bool
+	// extra are more extensions to advertise.
+	extra []string
 	// batchHook, when set, may answer batch POST n (0-based) as a whole.
 	batchHook func(n int, w http.ResponseWriter) bool
 	batches   [][]string // request ids of each batch POST that reached the items
@@ -186,6 +190,10 @@ func (f *fakeRelay) advertise(w http.ResponseWriter) {
 	if f.streams {
 		ext = append(ext, wire.ExtGetStream)
 	}
+	if f.caller.Load() {
+		ext = append(ext, wire.ExtCaller)
+	}
+	ext = append(ext, f.extra...)
 	if len(ext) > 0 {
 		w.Header().Set(wire.HeaderExtensions, strings.Join(ext, ", "))
 	}
@@ -290,6 +298,10 @@ func cmd(id, body string, extra ...func(map[string]any)) map[string]any {
 
 func call(id string, rpcID int, method string) map[string]any {
 	return cmd(id, `{"jsonrpc":"2.0","id":`+strconv.Itoa(rpcID)+`,"method":"`+method+`","params":{}}`)
+}
+
+func withCaller(v string) func(map[string]any) {
+	return func(c map[string]any) { c["caller"] = v }
 }
 
 func withTimeout(v string) func(map[string]any) {

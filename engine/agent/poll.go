@@ -117,7 +117,9 @@ func (a *Agent) pollOnce(ctx context.Context, limit int) error {
 	if err != nil {
 		return &pollError{kind: "internal", err: err}
 	}
-	req.Header = a.pollHeader()
+	var offered int
+	req.Header, offered = a.pollHeader()
+	offeredCaller := offered&offerCaller != 0
 	resp, err := a.client.Do(req)
 	receipt := time.Now() // one monotonic receipt time, before decoding the body
 	if err != nil {
@@ -128,11 +130,19 @@ func (a *Agent) pollOnce(ctx context.Context, limit int) error {
 	case st == http.StatusNoContent:
 		a.setBatchOK(resp.Header)
 		a.setStreamOK(resp.Header)
+		a.setCallerOK(resp.Header)
+		a.setOAuthASOK(resp.Header)
 		a.ready.setRelay(relayOK)
 		return nil
 	case st == http.StatusOK:
 		a.setBatchOK(resp.Header)
 		a.setStreamOK(resp.Header)
+		// A caller is believed only from the answer to a poll that offered
+		// the extension, when that answer itself advertises it.
+		offeredCaller = a.setCallerOK(resp.Header) && offeredCaller
+		if !a.setOAuthASOK(resp.Header) {
+			offered &^= offerOAuthAS
+		}
 	case st == http.StatusUnauthorized || st == http.StatusForbidden:
 		return &pollError{kind: "unauthorized", status: st}
 	case st == http.StatusTooManyRequests:
@@ -170,6 +180,8 @@ func (a *Agent) pollOnce(ctx context.Context, limit int) error {
 		a.log.Warn("skipping malformed command", "request_id", truncate(b.RequestID, 128), "channel", truncate(b.Channel, 64), "err", b.Err)
 		a.m.outcome(outcomeSkipped)
 	}
+	a.screenCallers(cmds, offeredCaller)
+	a.screenOAuthAS(cmds, offered&offerOAuthAS != 0)
 	a.m.polled.Add(float64(len(cmds)))
 	a.enqueue(cmds, receipt)
 	if len(cmds) > 0 {
@@ -203,6 +215,8 @@ func (a *Agent) fetchMetadata(ctx context.Context) {
 	case st >= 200 && st < 300:
 		a.setBatchOK(resp.Header)
 		a.setStreamOK(resp.Header)
+		a.setCallerOK(resp.Header)
+		a.setOAuthASOK(resp.Header)
 		a.ready.setRelay(relayOK)
 	case st == http.StatusUnauthorized || st == http.StatusForbidden:
 		a.log.Error("relay rejected the runtime key", "status", st)

@@ -196,7 +196,8 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 // JSON-RPC message: body is copied as is (or null when empty). Acknowledgements
 // (notify_ack, session_termination_response) carry neither resp_json nor
 // resp_headers; an oauth_discovery_response carries the metadata fetch's
-// headers unfiltered; every other type keeps only the MCP response headers of
+// headers unfiltered, an oauth_as_response the binding's selection; every
+// other type keeps only the MCP response headers of
 // wire.FilterResponseHeaders.
 func encodeResponse(requestID, channel, typ string, status int, header http.Header, body []byte) []byte {
 	ack := wire.IsAckType(typ)
@@ -220,7 +221,9 @@ func encodeResponse(requestID, channel, typ string, status int, header http.Head
 			b = append(b, body...)
 		}
 		b = append(b, `,"resp_headers":`...)
-		if typ == wire.RespOAuthDiscovery {
+		if typ == wire.RespOAuthDiscovery || typ == wire.RespOAuthAS {
+			// oauth_as: the binding already kept only the authorization
+			// server's headers the extension carries (Location among them).
 			b = wire.AppendHeaders(b, header)
 		} else {
 			b = wire.AppendHeaders(b, wire.FilterResponseHeaders(header))

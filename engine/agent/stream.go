@@ -33,8 +33,6 @@ type streams struct {
 	enabled bool
 	// ok: the relay advertised the extension on its latest answer.
 	ok atomic.Bool
-	// offerHeader is baseHeader plus the offer, for polls.
-	offerHeader http.Header
 	// slots holds one token per open stream.
 	slots chan struct{}
 	// ctx ends the streams when the agent stops polling.
@@ -48,9 +46,6 @@ func (a *Agent) initStreams() {
 	_, canStream := a.bindings[wire.DefaultChannel].(binding.Streamer)
 	a.streams.enabled = !a.cfg.NoGetStream && canStream
 	a.streams.slots = make(chan struct{}, a.cfg.MaxStreams)
-	h := a.baseHeader.Clone()
-	h.Set(wire.HeaderExtensions, wire.ExtGetStream)
-	a.streams.offerHeader = h
 }
 
 // setStreamOK records whether the relay's answer h advertises the extension.
@@ -59,15 +54,6 @@ func (a *Agent) setStreamOK(h http.Header) {
 	if a.streams.ok.Swap(ok) != ok {
 		a.log.Debug("relay get streams", "enabled", ok)
 	}
-}
-
-// pollHeader is the header of a poll: it offers the extension to a relay
-// that advertised it, and to no other.
-func (a *Agent) pollHeader() http.Header {
-	if a.streams.ok.Load() {
-		return a.streams.offerHeader
-	}
-	return a.baseHeader
 }
 
 // getStream starts a get_stream command's stream on a goroutine of its own,
@@ -260,7 +246,7 @@ func (s *stream) message(status int, header http.Header, body json.RawMessage, n
 	}
 	return &engine.Message{Hook: engine.HookResponse, Side: engine.SideAgent, Tunnel: s.a.cfg.TunnelID,
 		Channel: s.t.cmd.Channel, SessionID: s.session, RequestID: s.t.cmd.RequestID,
-		Method: method, Status: status, Header: header, Body: body, Notification: notification}
+		Method: method, Caller: s.t.cmd.Caller, Status: status, Header: header, Body: body, Notification: notification}
 }
 
 // send posts one jsonrpc_notify of the stream. After a failure the stream

@@ -37,6 +37,11 @@ type tunnelSpec struct {
 	agentHTTP *http.Client
 	// agentConfig, when set, adjusts the agent's config.
 	agentConfig func(*agent.Config)
+	// agentOptions, when set, adjusts the agent's options (pipeline, audit,
+	// logger).
+	agentOptions func(*agent.Options)
+	// tunnel, when set, adjusts the relay's config of the tunnel.
+	tunnel func(*relay.Tunnel)
 	// binding builds the agent's main binding instead (nil = command's
 	// stdio binding, else the http binding for serverURL).
 	binding func(t testing.TB) binding.Binding
@@ -53,6 +58,12 @@ type harnessOptions struct {
 	noRelay bool
 	// noAgent leaves the agents stopped; call startAgent later.
 	noAgent bool
+	// relayOptions, when set, adjusts the relay's options.
+	relayOptions func(*relay.Options)
+	// logs, when set, receives every log line of the relay, the agents and
+	// their http bindings, at debug level, as JSON (for tests that check
+	// what is logged).
+	logs io.Writer
 }
 
 // tunnelEnv is one tunnel of a running harness: ids, keys and the URL an MCP
@@ -88,10 +99,40 @@ type harness struct {
 // testLogger returns a logger that writes to the test log when
 // SLUICE_E2E_LOG=1, and discards otherwise.
 func testLogger(t testing.TB, component string) *slog.Logger {
+	return testLoggerTo(t, component, nil)
+}
+
+// testLoggerTo is testLogger that also writes every line, at debug level,
+// as JSON, to capture when it is not nil.
+func testLoggerTo(t testing.TB, component string, capture io.Writer) *slog.Logger {
+	if capture != nil {
+		h := slog.Handler(slog.NewJSONHandler(capture, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		if os.Getenv("SLUICE_E2E_LOG") == "1" {
+			h = teeHandler{h, slog.NewTextHandler(tLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})}
+		}
+		return slog.New(h).With("component", component)
+	}
 	if os.Getenv("SLUICE_E2E_LOG") != "1" {
 		return slog.New(slog.DiscardHandler)
 	}
 	return slog.New(slog.NewTextHandler(tLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", component)
+}
+
+// teeHandler sends each record to two handlers.
+type teeHandler struct{ a, b slog.Handler }
+
+func (h teeHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.a.Enabled(ctx, l) || h.b.Enabled(ctx, l)
+}
+func (h teeHandler) Handle(ctx context.Context, r slog.Record) error {
+	_ = h.a.Handle(ctx, r.Clone())
+	return h.b.Handle(ctx, r)
+}
+func (h teeHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return teeHandler{h.a.WithAttrs(as), h.b.WithAttrs(as)}
+}
+func (h teeHandler) WithGroup(g string) slog.Handler {
+	return teeHandler{h.a.WithGroup(g), h.b.WithGroup(g)}
 }
 
 type tLogWriter struct{ t testing.TB }
@@ -122,7 +163,7 @@ func newHarness(t testing.TB, opts harnessOptions) *harness {
 		if mode == "" {
 			mode = relay.AuthClientKey
 		}
-		tunnels = append(tunnels, relay.Tunnel{
+		rt := relay.Tunnel{
 			ID:              te.id,
 			Name:            "e2e",
 			Description:     "end-to-end test tunnel",
@@ -130,7 +171,11 @@ func newHarness(t testing.TB, opts harnessOptions) *harness {
 			ClientKeys:      []relay.ClientKey{{Name: "e2e-client", Key: te.clientKey}},
 			AuthMode:        mode,
 			ResponseTimeout: spec.responseTimeout,
-		})
+		}
+		if spec.tunnel != nil {
+			spec.tunnel(&rt)
+		}
+		tunnels = append(tunnels, rt)
 		h.tunnels = append(h.tunnels, te)
 	}
 	h.cfg = relay.Config{
@@ -164,7 +209,11 @@ func (h *harness) tunnel(i int) *tunnelEnv { return h.tunnels[i] }
 // startRelay starts a fresh relay (same config, same port).
 func (h *harness) startRelay() {
 	h.t.Helper()
-	r, err := relay.New(h.cfg, relay.Options{Logger: testLogger(h.t, "relay")})
+	ro := relay.Options{Logger: testLoggerTo(h.t, "relay", h.opts.logs)}
+	if h.opts.relayOptions != nil {
+		h.opts.relayOptions(&ro)
+	}
+	r, err := relay.New(h.cfg, ro)
 	if err != nil {
 		h.t.Fatalf("relay.New: %v", err)
 	}
@@ -208,7 +257,13 @@ func (h *harness) stopRelay() {
 // newBinding returns the http binding for a tunnel's MCP server.
 func newBinding(t testing.TB, url string) binding.Binding {
 	t.Helper()
-	b, err := httpbinding.New(httpbinding.Config{URL: url}, httpbinding.Options{Logger: testLogger(t, "binding")})
+	return newBindingLogged(t, url, nil)
+}
+
+// newBindingLogged is newBinding whose logs also go to capture (testLoggerTo).
+func newBindingLogged(t testing.TB, url string, capture io.Writer) binding.Binding {
+	t.Helper()
+	b, err := httpbinding.New(httpbinding.Config{URL: url}, httpbinding.Options{Logger: testLoggerTo(t, "binding", capture)})
 	if err != nil {
 		t.Fatalf("http binding: %v", err)
 	}
@@ -223,13 +278,13 @@ func (h *harness) startAgent(te *tunnelEnv) {
 	case te.spec.binding != nil:
 		b = te.spec.binding(h.t)
 	case len(te.spec.command) > 0:
-		sb, err := stdio.New(stdio.Config{Command: te.spec.command}, stdio.Options{Logger: testLogger(h.t, "stdio")})
+		sb, err := stdio.New(stdio.Config{Command: te.spec.command}, stdio.Options{Logger: testLoggerTo(h.t, "stdio", h.opts.logs)})
 		if err != nil {
 			h.t.Fatalf("stdio binding: %v", err)
 		}
 		b = sb
 	default:
-		b = newBinding(h.t, te.spec.serverURL)
+		b = newBindingLogged(h.t, te.spec.serverURL, h.opts.logs)
 	}
 	cfg := agent.Config{
 		BaseURL:       h.baseURL,
@@ -242,11 +297,15 @@ func (h *harness) startAgent(te *tunnelEnv) {
 	if te.spec.agentConfig != nil {
 		te.spec.agentConfig(&cfg)
 	}
-	a, err := agent.New(cfg, agent.Options{
-		Logger:     testLogger(h.t, "agent"),
+	ao := agent.Options{
+		Logger:     testLoggerTo(h.t, "agent", h.opts.logs),
 		Bindings:   map[string]binding.Binding{"main": b},
 		HTTPClient: te.spec.agentHTTP,
-	})
+	}
+	if te.spec.agentOptions != nil {
+		te.spec.agentOptions(&ao)
+	}
+	a, err := agent.New(cfg, ao)
 	if err != nil {
 		h.t.Fatalf("agent.New: %v", err)
 	}

@@ -36,7 +36,7 @@ func (r *Relay) agentTunnel(w http.ResponseWriter, req *http.Request, authFail i
 
 // extensions is the HeaderExtensions value on every authenticated agent
 // answer: one value, as agents read only the first.
-var extensions = []string{wire.ExtResponseBatch + ", " + wire.ExtGetStream}
+var extensions = []string{wire.ExtResponseBatch + ", " + wire.ExtGetStream + ", " + wire.ExtCaller + ", " + wire.ExtOAuthAS}
 
 // handleMetadata serves GET /v1/tunnels/{id}.
 func (r *Relay) handleMetadata(w http.ResponseWriter, req *http.Request) {
@@ -87,6 +87,7 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 	instance := agentInstance(req)
 	r.bindAgentConn(req, t, instance)
 	t.pollStart(time.Now(), instance, req.Header.Get(wire.HeaderServerInfo))
+	r.noteASOffer(req, t)
 	t.polls.Add(1)
 	defer func() { t.pollEnd(time.Now(), instance) }()
 	// The agent offers GET streams on the polls that may carry them.
@@ -116,6 +117,9 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 	if len(cmds) == 0 {
 		w.WriteHeader(http.StatusNoContent)
 		return
+	}
+	if !offersCaller(req) {
+		withholdCallers(cmds)
 	}
 	buf := wire.AppendPollResponse(make([]byte, 0, 512+len(cmds)*1024), cmds)
 	w.Header().Set("Content-Type", "application/json")

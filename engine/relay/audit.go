@@ -1,13 +1,10 @@
 package relay
 
 import (
-	"context"
-	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/sluicemcp/sluice/engine"
-	"github.com/sluicemcp/sluice/engine/logs"
 )
 
 // toolAudit is what the relay remembers of one tools/call for its audit
@@ -45,31 +42,21 @@ func (r *Relay) auditToolCall(w http.ResponseWriter, e *exchange, kind msgKind, 
 	return rec
 }
 
-// finish counts the exchange's outcome and writes its audit record: tunnel,
-// request id, session, caller (the client key's name; empty in oauth and
-// public mode), tool, verdict, deciding plugin, outcome, status and latency.
-// Never arguments or results; the values a client chooses (tool, session)
-// clipped to logs.MaxField bytes.
+// finish counts the exchange's outcome and writes its audit record
+// (engine.ToolCallAudit): tunnel, channel, request id, session, caller (the
+// client-key name or verified token subject; empty in transparent oauth and
+// public mode), tool, verdict, deciding plugin, outcome, status and
+// latency. Never arguments or results.
 func (r *Relay) finish(e *exchange, outcome string, start time.Time) {
 	r.met.request(e.t.id, outcome, start)
 	a := e.audit
 	if a == nil {
 		return
 	}
-	verdict := a.verdict
-	if verdict == "" {
-		verdict = engine.Continue.String()
-	}
-	var buf [10]slog.Attr
-	attrs := append(buf[:0], slog.String("tunnel", e.t.id),
-		slog.String("request_id", e.p.cmd.RequestID), slog.String("session", logs.Clip(e.sessionID, logs.MaxField)),
-		slog.String("caller", a.caller), slog.String("tool", logs.Clip(a.tool, logs.MaxField)), slog.String("verdict", verdict))
-	if a.plugin != "" {
-		attrs = append(attrs, slog.String("plugin", a.plugin))
-	}
-	attrs = append(attrs, slog.String("outcome", outcome), slog.Int("status", a.w.status),
-		slog.Float64("latency_ms", float64(time.Since(start).Microseconds())/1000))
-	r.audit.LogAttrs(context.Background(), slog.LevelInfo, "tool call", attrs...)
+	rec := engine.ToolCallAudit{Tunnel: e.t.id, Channel: e.p.cmd.Channel,
+		RequestID: e.p.cmd.RequestID, SessionID: e.sessionID, Caller: a.caller, Tool: a.tool,
+		Verdict: a.verdict, Plugin: a.plugin, Outcome: outcome, Status: a.w.status, Latency: time.Since(start)}
+	rec.Log(r.audit)
 }
 
 // statusRecorder remembers the status written to the client.

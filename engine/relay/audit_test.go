@@ -73,7 +73,8 @@ func TestAuditToolCalls(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatalf("record %d not JSON: %s", i, line)
 		}
-		if rec["msg"] != "tool call" || rec["tunnel"] != tunA || rec["caller"] != "alice" || rec["request_id"] == "" {
+		if rec["msg"] != "tool call" || rec["tunnel"] != tunA || rec["channel"] != "main" ||
+			rec["caller"] != "alice" || rec["request_id"] == "" {
 			t.Errorf("record %d: %s", i, line)
 		}
 		if _, ok := rec["latency_ms"].(float64); !ok {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -37,7 +38,53 @@ const (
 	AuthOAuth = "oauth"
 	// AuthPublic: no authentication at all (development only).
 	AuthPublic = "public"
+	// AuthOAuthGateway: the relay is the OAuth resource server. It
+	// validates each bearer token itself (Tunnel.OAuth) and forwards none;
+	// the MCP server trusts the relay instead (OAuthConfig.UpstreamHeader).
+	AuthOAuthGateway = "oauth-gateway"
 )
+
+// Where an oauth tunnel's clients find the authorization server
+// (OAuthConfig.AuthorizationServer).
+const (
+	// ASDirect: clients reach the authorization server the MCP server names
+	// themselves (the default).
+	ASDirect = "direct"
+	// ASTunnel: the authorization server is reachable only from the agent's
+	// side; the relay serves its metadata and endpoints under its own URL,
+	// fetched through the agent (docs/oauth.md).
+	ASTunnel = "tunnel"
+)
+
+// OAuthConfig is the OAuth part of a tunnel's configuration.
+type OAuthConfig struct {
+	// Issuer is the authorization server's issuer identifier (oauth-gateway,
+	// required): tokens must name it in iss, and its metadata (RFC 8414, or
+	// OpenID Connect Discovery) must name it too.
+	Issuer string
+	// JWKSURL is where the signing keys are; default the metadata's
+	// jwks_uri.
+	JWKSURL string
+	// IntrospectionURL, when set, validates tokens by introspection (RFC
+	// 7662) instead of as JWTs.
+	IntrospectionURL string
+	// IntrospectionClientID and IntrospectionClientSecret (the literal
+	// secret) authenticate the relay to the introspection endpoint (HTTP
+	// Basic), when set.
+	IntrospectionClientID     string
+	IntrospectionClientSecret string
+	// Scopes every token must carry; one missing is 403 insufficient_scope.
+	Scopes []string
+	// UpstreamHeader and UpstreamSecret (the literal secret) are a header
+	// the relay adds to every command of the tunnel once it validated the
+	// token, for the MCP server to check: how it knows a request came
+	// through the gateway.
+	UpstreamHeader string
+	UpstreamSecret string
+	// AuthorizationServer is ASDirect (default) or ASTunnel (oauth mode
+	// only).
+	AuthorizationServer string
+}
 
 // Config configures a Relay. Zero fields take the defaults above.
 type Config struct {
@@ -80,6 +127,8 @@ type Tunnel struct {
 	// ResponseTimeout is how long the relay waits for a command's final
 	// response; it is sent as the command's response_timeout (default 120s).
 	ResponseTimeout time.Duration
+	// OAuth configures auth modes oauth and oauth-gateway.
+	OAuth OAuthConfig
 }
 
 // ClientKey is one MCP client key of a tunnel. Name identifies the caller to
@@ -190,6 +239,10 @@ type tunnelConf struct {
 	clientKeys            []hashedKey
 	authMode              string
 	responseTimeout       time.Duration
+	oauth                 OAuthConfig
+	// gw validates tokens in oauth-gateway mode (attached by the relay:
+	// attachGateways).
+	gw *gateway
 }
 
 type hashedKey struct {
@@ -222,6 +275,7 @@ func validateTunnels(ts []Tunnel) ([]*tunnelConf, error) {
 			runtimeKey:      sha256.Sum256([]byte(t.RuntimeKey)),
 			authMode:        t.AuthMode,
 			responseTimeout: t.ResponseTimeout,
+			oauth:           t.OAuth,
 		}
 		if j, dup := runtime[c.runtimeKey]; dup {
 			return nil, fmt.Errorf("%s.runtime-key: same key as tunnels[%d] (a runtime key is scoped to one tunnel)", field, j)
@@ -230,9 +284,12 @@ func validateTunnels(ts []Tunnel) ([]*tunnelConf, error) {
 		switch c.authMode {
 		case "":
 			c.authMode = AuthClientKey
-		case AuthClientKey, AuthOAuth, AuthPublic:
+		case AuthClientKey, AuthOAuth, AuthPublic, AuthOAuthGateway:
 		default:
-			return nil, fmt.Errorf("%s.auth-mode: %q is not one of client-key, oauth, public", field, t.AuthMode)
+			return nil, fmt.Errorf("%s.auth-mode: %q is not one of client-key, oauth, oauth-gateway, public", field, t.AuthMode)
+		}
+		if err := validateOAuth(field+".oauth", c.authMode, &c.oauth); err != nil {
+			return nil, err
 		}
 		if c.responseTimeout < 0 {
 			return nil, fmt.Errorf("%s.response-timeout: must not be negative", field)
@@ -244,6 +301,10 @@ func validateTunnels(ts []Tunnel) ([]*tunnelConf, error) {
 			kf := fmt.Sprintf("%s.client-keys[%d]", field, j)
 			if k.Name == "" {
 				return nil, fmt.Errorf("%s.name: required", kf)
+			}
+			if !wire.ValidCaller(k.Name) {
+				// The name is the caller plugins and agents see.
+				return nil, fmt.Errorf("%s.name: at most %d bytes of UTF-8 without control characters", kf, wire.MaxCallerBytes)
 			}
 			if !wire.ValidKey(k.Key) {
 				return nil, fmt.Errorf("%s.key: missing or not matching ^[0-9A-Za-z_-]+$", kf)
@@ -302,4 +363,98 @@ func isLoopbackName(h string) bool {
 	}
 	ip := net.ParseIP(strings.Trim(h, "[]"))
 	return ip != nil && ip.IsLoopback()
+}
+
+// validateOAuth checks a tunnel's OAuth settings for its auth mode. Errors
+// name the field, never a secret's value.
+func validateOAuth(field, mode string, o *OAuthConfig) error {
+	switch o.AuthorizationServer {
+	case "":
+		o.AuthorizationServer = ASDirect
+	case ASDirect:
+	case ASTunnel:
+		if mode != AuthOAuth {
+			return fmt.Errorf("%s.authorization-server: tunnel needs auth-mode oauth", field)
+		}
+	default:
+		return fmt.Errorf("%s.authorization-server: %q is not direct or tunnel", field, o.AuthorizationServer)
+	}
+	if mode != AuthOAuthGateway {
+		if o.Issuer != "" || o.JWKSURL != "" || o.IntrospectionURL != "" || o.UpstreamHeader != "" || len(o.Scopes) > 0 {
+			return fmt.Errorf("%s: issuer, jwks-url, introspection-url, scopes and upstream-header apply to auth-mode oauth-gateway only", field)
+		}
+		return nil
+	}
+	if o.Issuer == "" {
+		return fmt.Errorf("%s.issuer: required with auth-mode oauth-gateway", field)
+	}
+	for _, f := range []struct{ name, v string }{{"issuer", o.Issuer}, {"jwks-url", o.JWKSURL}, {"introspection-url", o.IntrospectionURL}} {
+		if f.v == "" {
+			continue
+		}
+		u, err := url.Parse(f.v)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.Fragment != "" {
+			return fmt.Errorf("%s.%s: %q is not an http(s) URL", field, f.name, f.v)
+		}
+		if u.Scheme == "http" && !isLoopbackName(u.Hostname()) {
+			return fmt.Errorf("%s.%s: must be https (http only on loopback)", field, f.name)
+		}
+		if f.name == "issuer" && u.RawQuery != "" {
+			return fmt.Errorf("%s.issuer: an issuer has no query (RFC 8414)", field)
+		}
+	}
+	if (o.IntrospectionClientID == "") != (o.IntrospectionClientSecret == "") {
+		return fmt.Errorf("%s.introspection-client-secret: introspection-client-id and -secret go together", field)
+	}
+	if o.IntrospectionClientID != "" && o.IntrospectionURL == "" {
+		return fmt.Errorf("%s.introspection-client-id: needs introspection-url", field)
+	}
+	if o.JWKSURL != "" && o.IntrospectionURL != "" {
+		return fmt.Errorf("%s: jwks-url and introspection-url exclude each other (JWT or introspection)", field)
+	}
+	for i, sc := range o.Scopes {
+		if sc == "" || strings.ContainsAny(sc, " \t\"\\") {
+			return fmt.Errorf("%s.scopes[%d]: %q is not a scope token", field, i, sc)
+		}
+	}
+	if o.UpstreamHeader != "" {
+		if !validHeaderName(o.UpstreamHeader) || forwardedHeaders[http.CanonicalHeaderKey(o.UpstreamHeader)] ||
+			strings.EqualFold(o.UpstreamHeader, "Authorization") || strings.HasPrefix(http.CanonicalHeaderKey(o.UpstreamHeader), "Mcp-") {
+			return fmt.Errorf("%s.upstream-header: %q is not a header name the relay may set", field, o.UpstreamHeader)
+		}
+		if !validHeaderValue(o.UpstreamSecret) {
+			return fmt.Errorf("%s.upstream-secret: required with upstream-header, printable, no line breaks", field)
+		}
+	} else if o.UpstreamSecret != "" {
+		return fmt.Errorf("%s.upstream-secret: needs upstream-header", field)
+	}
+	return nil
+}
+
+// validHeaderName reports whether s is an HTTP field name (RFC 9110 token).
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderValue reports whether s is a non-empty visible-ASCII field
+// value.
+func validHeaderValue(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }

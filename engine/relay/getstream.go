@@ -29,7 +29,7 @@ func (r *Relay) handleMCPGet(w http.ResponseWriter, req *http.Request) {
 	}
 	start := time.Now()
 	id := req.PathValue("id")
-	t, conf, _, ok := r.mcpFrontDoor(w, req, id)
+	t, conf, caller, ok := r.mcpFrontDoor(w, req, id)
 	if !ok {
 		return
 	}
@@ -46,7 +46,8 @@ func (r *Relay) handleMCPGet(w http.ResponseWriter, req *http.Request) {
 	}
 	headers := forwardHeaders(req.Header, conf.authMode == AuthOAuth)
 	p := newPending(wire.CommandGetStream, wire.DefaultChannel, headers, nil, conf.responseTimeout, now)
-	e := &exchange{t: t, conf: conf, p: p, sessionID: req.Header.Get("Mcp-Session-Id"), sse: true, metadataURL: r.metadataURL(id)}
+	p.carryIdentity(conf, caller)
+	e := &exchange{t: t, conf: conf, p: p, caller: caller, sessionID: req.Header.Get("Mcp-Session-Id"), sse: true, metadataURL: r.metadataURL(id)}
 	if r.pipeline != nil && r.pipeline.Chain().Len() > 0 {
 		e.x = r.pipeline.Begin()
 		defer e.x.Close()

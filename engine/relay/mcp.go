@@ -54,6 +54,7 @@ type exchange struct {
 	sessionID string
 	sse       bool       // the client accepts text/event-stream
 	audit     *toolAudit // nil unless the exchange is an audited tools/call
+	caller    string     // who is calling ("" when unknown)
 	// metadataURL is the relay's protected-resource metadata URL for the
 	// tunnel (WWW-Authenticate rewrites in oauth mode).
 	metadataURL string
@@ -88,8 +89,9 @@ func (r *Relay) handleMCPPost(w http.ResponseWriter, req *http.Request) {
 	headers := forwardHeaders(req.Header, conf.authMode == AuthOAuth)
 	now := time.Now()
 	p := newPending(wire.CommandJSONRPC, wire.DefaultChannel, headers, body, conf.responseTimeout, now)
+	p.carryIdentity(conf, caller)
 	e := &exchange{
-		t: t, conf: conf, p: p,
+		t: t, conf: conf, p: p, caller: caller,
 		rpcID: peek.ID, method: peek.Method,
 		sessionID:   req.Header.Get("Mcp-Session-Id"),
 		sse:         engine.AcceptsEventStream(req.Header),
@@ -142,7 +144,7 @@ func (r *Relay) handleMCPPost(w http.ResponseWriter, req *http.Request) {
 func (r *Relay) handleMCPDelete(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	id := req.PathValue("id")
-	t, conf, _, ok := r.mcpFrontDoor(w, req, id)
+	t, conf, caller, ok := r.mcpFrontDoor(w, req, id)
 	if !ok {
 		return
 	}
@@ -154,7 +156,8 @@ func (r *Relay) handleMCPDelete(w http.ResponseWriter, req *http.Request) {
 	}
 	headers := forwardHeaders(req.Header, conf.authMode == AuthOAuth)
 	p := newPending(wire.CommandSessionTermination, wire.DefaultChannel, headers, nil, conf.responseTimeout, time.Now())
-	e := &exchange{t: t, conf: conf, p: p, sessionID: sid, metadataURL: r.metadataURL(id)}
+	p.carryIdentity(conf, caller)
+	e := &exchange{t: t, conf: conf, p: p, caller: caller, sessionID: sid, metadataURL: r.metadataURL(id)}
 	r.met.request(id, r.run(w, req, e), start)
 }
 
@@ -179,24 +182,13 @@ func (r *Relay) mcpFrontDoor(w http.ResponseWriter, req *http.Request, id string
 		return nil, nil, "", false
 	}
 	t := r.tunnel(id)
-	var conf *tunnelConf
-	caller, ok := "", false
-	if t != nil {
-		conf = t.conf.Load()
-		switch conf.authMode {
-		case AuthClientKey:
-			caller, ok = clientAuth(req, conf)
-		default:
-			ok = true
-		}
-	}
-	if !ok {
-		// An unknown tunnel looks like a wrong key: its existence is not leaked.
-		w.Header().Set("WWW-Authenticate", "Bearer")
-		writeAPIError(w, http.StatusUnauthorized, "invalid_request_error", "", "missing or invalid client key")
-		r.met.request(id, outcomeUnauthorized, start)
+	v := r.authenticate(req, id, t) // frontdoor.go
+	if v.status != 0 {
+		r.refuse(w, v)
+		r.met.request(id, v.outcome, start)
 		return nil, nil, "", false
 	}
+	conf, caller := t.conf.Load(), v.caller
 	if r.closed() || r.isDraining() {
 		w.Header().Set("Retry-After", retryAfterDraining)
 		writeAPIError(w, http.StatusServiceUnavailable, "server_error", "", "relay is shutting down: retry")
@@ -417,7 +409,7 @@ func (r *Relay) responseMessage(e *exchange, m *wire.Response, notification bool
 	return &engine.Message{
 		Hook: engine.HookResponse, Side: engine.SideRelay,
 		Tunnel: e.t.id, Channel: wire.DefaultChannel, SessionID: e.sessionID,
-		RequestID: e.p.cmd.RequestID, Method: e.method,
+		RequestID: e.p.cmd.RequestID, Method: e.method, Caller: e.caller,
 		Status: m.RespCode, Header: http.Header(m.RespHeaders), Body: m.RespJSON,
 		Notification: notification,
 	}
@@ -470,8 +462,16 @@ func copyRespHeaders(dst http.Header, src map[string][]string, e *exchange) {
 				if v == "" || strings.ContainsAny(v, "\r\n") {
 					continue
 				}
-				if ck == "Www-Authenticate" && e.conf.authMode == AuthOAuth {
-					v = rewriteResourceMetadata(v, e.metadataURL)
+				if ck == "Www-Authenticate" {
+					switch e.conf.authMode {
+					case AuthOAuth:
+						v = rewriteResourceMetadata(v, e.metadataURL)
+					case AuthOAuthGateway:
+						// The relay is the resource server: the MCP server's
+						// own challenge (it trusts the gateway, not tokens)
+						// would send the client somewhere it cannot go.
+						continue
+					}
 				}
 				dst.Add(ck, v)
 			}

@@ -40,6 +40,10 @@ func (r *Relay) handleOAuthMetadata(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	t := r.tunnel(id)
+	if t != nil && t.conf.Load().authMode == AuthOAuthGateway {
+		r.serveGatewayMetadata(w, id, t.conf.Load())
+		return
+	}
 	if t == nil || t.conf.Load().authMode != AuthOAuth {
 		writeAPIError(w, http.StatusNotFound, "invalid_request_error", "", "not found")
 		return
@@ -86,6 +90,9 @@ func (r *Relay) handleOAuthMetadata(w http.ResponseWriter, req *http.Request) {
 		if nb, err := setResource(body, r.resourceURL(id)); err == nil {
 			body = nb
 		}
+		if conf.oauth.AuthorizationServer == ASTunnel {
+			body = r.rewritePRMForTunnelAS(body, id) // oauthas.go
+		}
 	}
 	if r.pipeline != nil && r.pipeline.Chain().Len() > 0 {
 		x := r.pipeline.Begin()
@@ -104,6 +111,7 @@ func (r *Relay) handleOAuthMetadata(w http.ResponseWriter, req *http.Request) {
 			status = mapStatus(out.Status)
 		}
 	}
+	r.log.Debug("protected-resource metadata served", "tunnel", id, "request_id", p.cmd.RequestID, "status", status)
 	w.Header().Set("Cache-Control", "no-store")
 	if len(body) == 0 {
 		w.WriteHeader(status)

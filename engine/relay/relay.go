@@ -28,10 +28,15 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Pipeline is the relay's plugin chain (nil = no chain).
 	Pipeline *engine.Pipeline
+	// ASClient fetches from authorization servers in oauth-gateway mode
+	// (metadata, key sets, introspection); nil means a client with bounded
+	// timeouts that follows no redirect.
+	ASClient *http.Client
 	// Audit, when set, receives one record per tools/call an MCP client
-	// makes through the relay: tunnel, request id, session, caller (the
-	// client key's name), tool, verdict and deciding plugin, outcome, the
-	// HTTP status the client got, and latency. Never arguments or results.
+	// makes through the relay (engine.ToolCallAudit): tunnel, channel,
+	// request id, session, caller (the client key's name or the verified
+	// token subject), tool, verdict and deciding plugin, outcome, the HTTP
+	// status the client got, and latency. Never arguments or results.
 	Audit *slog.Logger
 }
 
@@ -43,6 +48,10 @@ type Relay struct {
 	pipeline *engine.Pipeline
 	audit    *slog.Logger // nil = no audit trail
 	met      *metrics
+	asClient *http.Client // authorization server fetches (gateway mode)
+	// A private authorization server through the tunnel (oauthas.go): per
+	// tunnel id, its *asProxy and when an agent last offered the extension.
+	asProxies, asOffers sync.Map
 
 	mu      sync.RWMutex
 	tunnels map[string]*tunnelState
@@ -96,8 +105,13 @@ func New(cfg Config, opts Options) (*Relay, error) {
 		draining:  make(chan struct{}),
 		keepalive: 15 * time.Second,
 		conns:     make(map[net.Conn]*connInfo),
+		asClient:  opts.ASClient,
+	}
+	if r.asClient == nil {
+		r.asClient = defaultASClient()
 	}
 	r.streamIdle = wire.StreamIdleTimeout
+	r.attachGateways(confs)
 	for _, c := range confs {
 		r.tunnels[c.id] = r.newTunnel(c)
 	}
@@ -127,6 +141,7 @@ func (r *Relay) SetTunnels(ts []Tunnel) error {
 	if err != nil {
 		return err
 	}
+	r.attachGateways(confs)
 	r.mu.Lock()
 	next := make(map[string]*tunnelState, len(confs))
 	for _, c := range confs {
@@ -184,6 +199,11 @@ func (r *Relay) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/mcp/{id}", r.handleMCPGet)
 	mux.HandleFunc("/v1/mcp/{id}", r.handleMCPOther)
 	mux.HandleFunc("GET /.well-known/oauth-protected-resource/v1/mcp/{id}", r.handleOAuthMetadata)
+	// A private authorization server through the tunnel (oauthas.go).
+	mux.HandleFunc("GET /.well-known/oauth-authorization-server/oauth/{id}", r.handleASMetadata)
+	mux.HandleFunc("GET /.well-known/openid-configuration/oauth/{id}", r.handleASMetadata)
+	mux.HandleFunc("GET /oauth/{id}/.well-known/openid-configuration", r.handleASMetadata)
+	mux.HandleFunc("/oauth/{id}/{endpoint}", r.handleASEndpoint)
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeAPIError(w, http.StatusNotFound, "invalid_request_error", "", "not found")
 	})

@@ -119,6 +119,26 @@ func (s *scanner) command(c *Command) error {
 				raw = nil
 			}
 			c.JSONRPC = raw
+		case "caller":
+			err = s.setString(&c.Caller)
+		case "oauth_as":
+			// Rare (one command per OAuth step): encoding/json decodes it.
+			var raw []byte
+			if raw, err = s.Value(0); err == nil {
+				if string(raw) == "null" {
+					c.OAuthAS = nil
+				} else {
+					// Into the existing value, as encoding/json merges a
+					// repeated key.
+					a := c.OAuthAS
+					if a == nil {
+						a = &ASRequest{}
+					}
+					if err = json.Unmarshal(raw, a); err == nil {
+						c.OAuthAS = a
+					}
+				}
+			}
 		default:
 			if keyFolds(key) {
 				return errFallback
@@ -132,10 +152,10 @@ func (s *scanner) command(c *Command) error {
 // keyFolds reports whether key is a case-insensitive match of a known field
 // that is not an exact match: encoding/json would accept it, so defer to it.
 func keyFolds(key []byte) bool {
-	if len(key) < 7 || len(key) > 16 {
+	if len(key) < 6 || len(key) > 16 {
 		return false
 	}
-	for _, k := range [...]string{"request_id", "shard_token", "command_type", "channel", "created_at", "headers", "response_timeout", "jsonrpc",
+	for _, k := range [...]string{"request_id", "shard_token", "command_type", "channel", "created_at", "headers", "response_timeout", "jsonrpc", "caller", "oauth_as",
 		"resp_json", "resp_headers", "resp_code", "resp_type"} {
 		if len(k) == len(key) && equalFold(k, key) {
 			return true
@@ -336,6 +356,15 @@ func appendCommand(dst []byte, c *Command) []byte {
 	if len(c.JSONRPC) > 0 {
 		dst = append(dst, `,"jsonrpc":`...)
 		dst = append(dst, c.JSONRPC...)
+	}
+	if c.Caller != "" {
+		dst = append(dst, `,"caller":`...)
+		dst = appendJSONString(dst, c.Caller)
+	}
+	if c.OAuthAS != nil {
+		b, _ := json.Marshal(c.OAuthAS)
+		dst = append(dst, `,"oauth_as":`...)
+		dst = append(dst, b...)
 	}
 	return append(dst, '}')
 }

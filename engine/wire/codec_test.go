@@ -90,6 +90,15 @@ var codecCases = []string{
 	`{"commands":[]} x`,
 	`{"commands":[],}`,
 	`{"other":{"deep":[[[]]]},"commands":[]}`,
+	`{"commands":[{"request_id":"a","command_type":"jsonrpc","jsonrpc":{},"caller":"alice"}]}`,
+	`{"commands":[{"request_id":"a","command_type":"jsonrpc","jsonrpc":{},"caller":null,"Caller":"x"}]}`,
+	`{"commands":[{"request_id":"a","command_type":"jsonrpc","jsonrpc":{},"caller":7}]}`,
+	`{"commands":[{"request_id":"a","command_type":"jsonrpc","jsonrpc":{},"caller":"caf\u00e9 \"q\""}]}`,
+	`{"commands":[{"request_id":"a","command_type":"oauth_as","oauth_as":{"endpoint":"token_endpoint","method":"POST","body":"a=b"}}]}`,
+	`{"commands":[{"request_id":"a","command_type":"oauth_as","oauth_as":{"endpoint":"jwks_uri","method":"GET"},"oauth_as":{"query":"x=1"}}]}`,
+	`{"commands":[{"request_id":"a","command_type":"oauth_as","oauth_as":{"endpoint":"jwks_uri","method":"GET"},"oauth_as":null}]}`,
+	`{"commands":[{"request_id":"a","command_type":"oauth_as","oauth_as":"x"}]}`,
+	`{"commands":[{"request_id":"a","command_type":"oauth_as","oauth_as":{"endpoint":"userinfo_endpoint","method":"GET"}}]}`,
 }
 
 func TestCodecMatchesEncodingJSON(t *testing.T) {

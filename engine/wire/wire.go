@@ -91,6 +91,12 @@ type Command struct {
 	Headers         map[string][]string `json:"headers"`
 	ResponseTimeout *string             `json:"response_timeout,omitempty"`
 	JSONRPC         json.RawMessage     `json:"jsonrpc,omitempty"`
+	// Caller names who is calling (a client-key name or a verified token
+	// subject): the caller extension (caller.go). Empty when not carried.
+	Caller string `json:"caller,omitempty"`
+	// OAuthAS is the request of a CommandOAuthAS (the oauth-as extension,
+	// oauthas.go).
+	OAuthAS *ASRequest `json:"oauth_as,omitempty"`
 }
 
 // PollResponse is the 200 body of GET /v1/tunnels/{id}/poll.
@@ -380,6 +386,11 @@ func (c *Command) Validate() error {
 		j := bytes.TrimSpace(c.JSONRPC)
 		if len(j) == 0 || j[0] != '{' {
 			return fmt.Errorf("command %q: jsonrpc is not an object", c.RequestID)
+		}
+	case c.CommandType == CommandOAuthAS:
+		a := c.OAuthAS
+		if a == nil || !ValidASEndpoint(a.Endpoint) || (a.Method != "GET" && a.Method != "POST") || len(a.Body) > MaxOAuthASBody {
+			return fmt.Errorf("command %q: oauth_as must name a known endpoint, GET or POST, and a body of at most %d bytes", c.RequestID, MaxOAuthASBody)
 		}
 	}
 	return nil

@@ -64,6 +64,7 @@ type Binding struct {
 	client    *http.Client
 	transport interface{ CloseIdleConnections() } // owned, closed by Close; nil when injected
 	log       *slog.Logger
+	as        asCache // the authorization server (oauthas.go)
 }
 
 // Interface guard.
