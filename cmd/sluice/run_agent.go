@@ -123,6 +123,9 @@ func (s *session) startAgent(ctx context.Context, reg *prometheus.Registry, setu
 	if err != nil {
 		return nil, err
 	}
+	// The shape a reload compares with is the config's: a main channel the
+	// process made itself (dev's demo, the embedded stub) is not in the file.
+	shape := channelKinds(chans)
 	if setup.mainURL != "" {
 		chans["main"] = Channel{Name: "main", URL: setup.mainURL}
 	}
@@ -131,7 +134,7 @@ func (s *session) startAgent(ctx context.Context, reg *prometheus.Registry, setu
 		return nil, err
 	}
 	parts := &agentParts{bindings: map[string]binding.Binding{},
-		wasm: &wasmBindings{b: map[string]*host.Binding{}, from: map[string]string{}, shape: channelKinds(chans)}}
+		wasm: &wasmBindings{b: map[string]*host.Binding{}, from: map[string]string{}, shape: shape}}
 	for name, ch := range chans {
 		if b, ok, err := s.newChannelBinding(ctx, ch, setup.plugins, toHeader(extra)); ok {
 			if err != nil {
