@@ -30,15 +30,9 @@ func TestRelayMaxResponseBytes(t *testing.T) {
 		{name: "too small", file: "relay:\n  max-response-bytes: 100\n", error: "config: relay.max-response-bytes: want at least 1024"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := loadFor(t, ModeRelay, tc.args, tc.env, tc.file)
-			if tc.error != "" {
-				if err == nil || err.Error() != tc.error {
-					t.Fatalf("err = %v, want %q", err, tc.error)
-				}
+			cfg := loadRelayCase(t, tc.args, tc.env, tc.file, tc.error)
+			if cfg == nil {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if cfg.Relay.MaxResponseBytes != tc.want {
 				t.Fatalf("max-response-bytes = %d, want %d", cfg.Relay.MaxResponseBytes, tc.want)
@@ -124,15 +118,9 @@ func TestRelayLimitKeys(t *testing.T) {
 		{name: "negative concurrency", file: "relay:\n  max-concurrent-per-address: -5\n", error: "config: relay.max-concurrent-per-address: must not be negative (0 = no limit)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := loadFor(t, ModeRelay, tc.args, tc.env, tc.file)
-			if tc.error != "" {
-				if err == nil || err.Error() != tc.error {
-					t.Fatalf("err = %v, want %q", err, tc.error)
-				}
+			cfg := loadRelayCase(t, tc.args, tc.env, tc.file, tc.error)
+			if cfg == nil {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			rc := relayConfig(cfg, "127.0.0.1:1", "http://127.0.0.1:1", nil)
 			got := relay.Config{BodyReadTimeout: rc.BodyReadTimeout, MaxBodyBytesInFlight: rc.MaxBodyBytesInFlight,
@@ -145,4 +133,22 @@ func TestRelayLimitKeys(t *testing.T) {
 			}
 		})
 	}
+}
+
+// loadRelayCase loads a relay config from args, env and file and checks
+// the error against wantErr ("": none). It returns nil when the expected
+// error came.
+func loadRelayCase(t *testing.T, args []string, env map[string]string, file, wantErr string) *Config {
+	t.Helper()
+	cfg, err := loadFor(t, ModeRelay, args, env, file)
+	if wantErr != "" {
+		if err == nil || err.Error() != wantErr {
+			t.Fatalf("err = %v, want %q", err, wantErr)
+		}
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

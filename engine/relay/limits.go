@@ -258,9 +258,13 @@ func (r *Relay) guardBodies(next http.Handler) http.Handler {
 		}
 		switch req.Method {
 		case http.MethodGet, http.MethodHead, http.MethodDelete:
-			r.limited(w, http.StatusBadRequest, refusedBodyNotAllowed, req.Method+" requests take no body")
-			cutBody(w, req)
-			return
+			// A body is declared (an HTTP/2 request of unknown length may
+			// still end without one: let it through).
+			if req.ContentLength > 0 || req.ProtoMajor == 1 {
+				r.limited(w, http.StatusBadRequest, refusedBodyNotAllowed, req.Method+" requests take no body")
+				cutBody(w, req)
+				return
+			}
 		}
 		orig := req.Body
 		wb := &watchedBody{ReadCloser: orig}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -309,11 +310,18 @@ func TestConcurrencyPerKey(t *testing.T) {
 func TestConcurrencyPerAddress(t *testing.T) {
 	other := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
 	if ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: other.IP}); err != nil {
+		if os.Getenv("CI") != "" || os.Getenv("SLUICE_REQUIRE_TOOLCHAINS") != "" {
+			t.Fatalf("no second loopback address (127.0.0.2): %v", err)
+		}
 		t.Skipf("no second loopback address here (%v)", err)
 	} else {
 		ln.Close()
 	}
-	h := newHarness(t, func(c *Config) { withCarol(c); c.MaxConcurrentPerAddress = 2 }, Options{})
+	h := newHarness(t, func(c *Config) {
+		withCarol(c)
+		c.MaxConcurrentPerAddress = 2
+		c.Tunnels[1].AuthMode = AuthOAuth // its metadata route counts per address too
+	}, Options{})
 	h.slowPost("/v1/mcp/"+tunA, clientKeyA, 1000, 10, nil)
 	h.slowPost("/v1/mcp/"+tunA, clientKeyC, 1000, 10, nil)
 	waitFor(t, "two bodies being read", func() bool { return h.r.lim.bodies.Load() == 2 })
@@ -323,8 +331,11 @@ func TestConcurrencyPerAddress(t *testing.T) {
 	if resp.StatusCode == http.StatusTooManyRequests {
 		t.Fatalf("a call from another address was limited: %s", body)
 	}
-	if got := h.metric(refusals(refusedAddrConcurrency)); got != 1 {
-		t.Errorf("address_concurrency refusals = %v, want 1", got)
+	resp = h.do("GET", "/.well-known/oauth-protected-resource/v1/mcp/"+tunB, nil, nil)
+	body = readAll(t, resp)
+	assertLimited(t, resp, body, http.StatusTooManyRequests, wire.CodeRateLimitExceeded)
+	if got := h.metric(refusals(refusedAddrConcurrency)); got != 2 {
+		t.Errorf("address_concurrency refusals = %v, want 2", got)
 	}
 }
 

@@ -185,9 +185,10 @@ func attackOne(ctx context.Context, c net.Conn, head string, declared int, trick
 	if _, err := c.Write([]byte(head)); err != nil {
 		return <-done
 	}
-	t := time.NewTicker(trickle)
-	defer t.Stop()
-	for sent := 1; sent < declared-1; sent++ { // never the whole body
+	tick := time.NewTicker(trickle)
+	defer tick.Stop()
+	next := tick.C
+	for sent := 1; ; { // the head sent the first byte
 		select {
 		case st := <-done:
 			return st
@@ -195,19 +196,14 @@ func attackOne(ctx context.Context, c net.Conn, head string, declared int, trick
 			c.Close()
 			<-done
 			return -1
-		case <-t.C:
+		case <-next:
 			if _, err := c.Write([]byte{' '}); err != nil {
 				return <-done
 			}
+			if sent++; sent == declared-1 {
+				next = nil // never the whole body: wait for the answer
+			}
 		}
-	}
-	select {
-	case st := <-done:
-		return st
-	case <-ctx.Done():
-		c.Close()
-		<-done
-		return -1
 	}
 }
 
