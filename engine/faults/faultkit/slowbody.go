@@ -1,13 +1,14 @@
 package faultkit
 
 import (
-	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,20 @@ type SlowResult struct {
 	Cut int64 `json:"cut"`
 	// MaxOpen is the most connections the attacker had open at once.
 	MaxOpen int64 `json:"max_open"`
+}
+
+// Add adds o's counts to r's (MaxOpen: the larger).
+func (r *SlowResult) Add(o *SlowResult) {
+	r.Requests += o.Requests
+	r.DialErrors += o.DialErrors
+	r.Cut += o.Cut
+	r.MaxOpen = max(r.MaxOpen, o.MaxOpen)
+	if r.Answers == nil {
+		r.Answers = map[int]int64{}
+	}
+	for st, n := range o.Answers {
+		r.Answers[st] += n
+	}
 }
 
 // String summarises the result on one line.
@@ -104,7 +119,7 @@ func (s *SlowBodies) Run(ctx context.Context) *SlowResult {
 		res.Answers[status]++
 		mu.Unlock()
 	}
-	d := net.Dialer{Timeout: 5 * time.Second}
+	d := net.Dialer{Timeout: 5 * time.Second, KeepAlive: -1}
 	var tokens chan struct{} // nil: redials are not paced
 	if s.Rate > 0 {
 		tokens = make(chan struct{})
@@ -170,40 +185,45 @@ func (s *SlowBodies) Run(ctx context.Context) *SlowResult {
 }
 
 // attackOne sends head on c and trickles the body until the server answers
-// or closes, or ctx ends. It returns the answer's status (0: none).
+// or closes, or ctx ends. It returns the answer's status (0: none, -1: ctx
+// ended). One goroutine per connection, woken by its read deadline to send
+// the next byte: the attacker must stay cheap, since it shares the machine
+// with what it attacks.
 func attackOne(ctx context.Context, c net.Conn, head string, declared int, trickle time.Duration) int {
-	done := make(chan int, 1)
-	go func() {
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			done <- 0
-			return
-		}
-		resp.Body.Close()
-		done <- resp.StatusCode
-	}()
-	if _, err := c.Write([]byte(head)); err != nil {
-		return <-done
+	stop := context.AfterFunc(ctx, func() { _ = c.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if _, err := io.WriteString(c, head); err != nil {
+		return 0
 	}
-	tick := time.NewTicker(trickle)
-	defer tick.Stop()
-	next := tick.C
-	for sent := 1; ; { // the head sent the first byte
-		select {
-		case st := <-done:
+	var (
+		buf  [16]byte // "HTTP/1.1 429 ..."
+		got  int
+		sent = 1 // the head carries the first byte
+		next = time.Now().Add(trickle)
+	)
+	for {
+		_ = c.SetReadDeadline(next)
+		n, err := c.Read(buf[got:])
+		if got += n; got >= 12 {
+			st, _ := strconv.Atoi(string(buf[9:12]))
 			return st
-		case <-ctx.Done():
-			c.Close()
-			<-done
-			return -1
-		case <-next:
-			if _, err := c.Write([]byte{' '}); err != nil {
-				return <-done
-			}
-			if sent++; sent == declared-1 {
-				next = nil // never the whole body: wait for the answer
-			}
 		}
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			return -1
+		}
+		if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+			return 0 // closed without an answer
+		}
+		if sent < declared-1 { // never the whole body
+			if _, err := c.Write([]byte{' '}); err != nil {
+				return 0
+			}
+			sent++
+		}
+		next = next.Add(trickle)
 	}
 }
 
