@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
@@ -463,5 +465,29 @@ func TestLimitSettings(t *testing.T) {
 				t.Fatalf("got per-key %d total %d, %d/key %d/address, timeout %s", s.keyBodyBudget, s.bodyBudget, s.perKey, s.perAddress, s.bodyTimeout)
 			}
 		})
+	}
+}
+
+// TestConcurrencyPerTokenSubject: on an oauth-gateway tunnel the per-key
+// limit is per validated token subject: a subject at its limit gets 429,
+// another subject is served.
+func TestConcurrencyPerTokenSubject(t *testing.T) {
+	as := newTestAS(t)
+	h := newHarness(t, func(c *Config) {
+		c.MaxConcurrentPerKey = 1
+		c.Tunnels[0].AuthMode = AuthOAuthGateway
+		c.Tunnels[0].ClientKeys = nil
+		c.Tunnels[0].OAuth = OAuthConfig{Issuer: as.issuer, Scopes: []string{"mcp:tools"}}
+	}, Options{})
+	resource := h.url + "/v1/mcp/" + tunA
+	ann := as.mint("rsa-1", jwt.MapClaims{"aud": resource, "sub": "ann"})
+	bea := as.mint("rsa-1", jwt.MapClaims{"aud": resource, "sub": "bea"})
+	h.slowPost("/v1/mcp/"+tunA, ann, 1000, 10, nil) // ann's only slot
+	waitFor(t, "ann's body to be read", func() bool { return h.r.lim.bodies.Load() == 1 })
+	resp := wait(t, h.callWith(t, as.mint("rsa-1", jwt.MapClaims{"aud": resource, "sub": "ann"})))
+	assertLimited(t, resp, readAll(t, resp), http.StatusTooManyRequests, wire.CodeRateLimitExceeded)
+	resp = wait(t, h.callWith(t, bea))
+	if body := readAll(t, resp); resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, wire.CodeTunnelClientNotConnected) {
+		t.Fatalf("bea: %d %s, want 503 tunnel_client_not_connected", resp.StatusCode, body)
 	}
 }

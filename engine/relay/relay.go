@@ -52,7 +52,7 @@ type Relay struct {
 	// A private authorization server through the tunnel (oauthas.go): per
 	// tunnel id, its *asProxy and when an agent last offered the extension.
 	asProxies, asOffers sync.Map
-	lim      *limits // limits for hostile clients (limits.go)
+	lim                 *limits // limits for hostile clients (limits.go)
 
 	mu      sync.RWMutex
 	tunnels map[string]*tunnelState
