@@ -98,6 +98,21 @@ type Relay struct {
 	ResponseTimeout  time.Duration  `koanf:"response-timeout"`
 	Tunnels          []TunnelConfig `koanf:"tunnels"`
 	Pipeline         []PluginConfig `koanf:"pipeline"`
+	// BodyReadTimeout bounds reading a request body, a client's or an
+	// agent's (plus one second per 64 KiB received): 408 after it.
+	BodyReadTimeout time.Duration `koanf:"body-read-timeout"`
+	// MaxBodyBytesInFlight bounds the bytes of request bodies being read at
+	// once, relay-wide (0: 64 MiB, or the per-key budget if larger).
+	MaxBodyBytesInFlight int64 `koanf:"max-body-bytes-in-flight"`
+	// MaxBodyBytesInFlightPerKey bounds them per client key or runtime key
+	// (0: 16 MiB, or the larger body cap if larger).
+	MaxBodyBytesInFlightPerKey int64 `koanf:"max-body-bytes-in-flight-per-key"`
+	// MaxConcurrentPerKey bounds the MCP requests in progress per client
+	// key (0: no limit).
+	MaxConcurrentPerKey int `koanf:"max-concurrent-per-key"`
+	// MaxConcurrentPerAddress bounds the MCP requests in progress per
+	// remote IP address (0: no limit).
+	MaxConcurrentPerAddress int `koanf:"max-concurrent-per-address"`
 }
 
 // TunnelConfig is one tunnel the relay serves.
@@ -207,6 +222,9 @@ const (
 	defaultMaxBodyBytes     = 4 << 20
 	defaultMaxResponseBytes = 16 << 20
 	defaultResponseTimeout  = 120 * time.Second
+	defaultBodyReadTimeout  = 10 * time.Second
+	defaultMaxPerKey        = 256
+	defaultMaxPerAddress    = 1024
 	defaultDrainTimeout     = 30 * time.Second
 	defaultLogLevel         = "info"
 	defaultLogFormat        = "auto"
@@ -231,6 +249,10 @@ func defaults() Config {
 			MaxBodyBytes:     defaultMaxBodyBytes,
 			MaxResponseBytes: defaultMaxResponseBytes,
 			ResponseTimeout:  defaultResponseTimeout,
+			BodyReadTimeout:  defaultBodyReadTimeout,
+			// MaxBodyBytesInFlight(PerKey): 0, derived from the body caps.
+			MaxConcurrentPerKey:     defaultMaxPerKey,
+			MaxConcurrentPerAddress: defaultMaxPerAddress,
 		},
 	}
 }

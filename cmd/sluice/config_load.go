@@ -66,6 +66,11 @@ var envTable = []envVar{
 	{name: "RELAY_MAX_BODY_BYTES", key: "relay.max-body-bytes"},
 	{name: "RELAY_MAX_RESPONSE_BYTES", key: "relay.max-response-bytes"},
 	{name: "RELAY_RESPONSE_TIMEOUT", key: "relay.response-timeout"},
+	{name: "RELAY_BODY_READ_TIMEOUT", key: "relay.body-read-timeout"},
+	{name: "RELAY_MAX_BODY_BYTES_IN_FLIGHT", key: "relay.max-body-bytes-in-flight"},
+	{name: "RELAY_MAX_BODY_BYTES_IN_FLIGHT_PER_KEY", key: "relay.max-body-bytes-in-flight-per-key"},
+	{name: "RELAY_MAX_CONCURRENT_PER_KEY", key: "relay.max-concurrent-per-key"},
+	{name: "RELAY_MAX_CONCURRENT_PER_ADDRESS", key: "relay.max-concurrent-per-address"},
 }
 
 // envSource resolves environment variables; tests inject their own.

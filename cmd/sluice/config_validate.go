@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicemcp/sluice/engine/binding/stdio"
+	"github.com/sluicemcp/sluice/engine/relay"
 )
 
 // Channel is one parsed mcp.server-url, mcp.command or mcp.bindings entry.
@@ -294,6 +295,9 @@ func (c *Config) validateRelay(mode Mode) error {
 	if r.ResponseTimeout <= 0 {
 		return cfgErr("relay.response-timeout", "must be positive")
 	}
+	if err := r.validateLimits(); err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	for i, t := range r.Tunnels {
 		p := fmt.Sprintf("relay.tunnels[%d]", i)
@@ -419,4 +423,36 @@ func isHex(s string, n int) bool {
 		}
 	}
 	return true
+}
+
+// validateLimits checks the limits for hostile clients: a byte budget that
+// is set must hold one body of the largest cap (per key) and the per-key
+// budget (relay-wide).
+func (r Relay) validateLimits() error {
+	if r.BodyReadTimeout <= 0 {
+		return cfgErr("relay.body-read-timeout", "must be positive")
+	}
+	largest := max(r.MaxBodyBytes, r.MaxResponseBytes)
+	perKey := r.MaxBodyBytesInFlightPerKey
+	switch {
+	case perKey < 0:
+		return cfgErr("relay.max-body-bytes-in-flight-per-key", "must not be negative (0 = automatic)")
+	case perKey == 0:
+		perKey = max(relay.DefaultMaxBodyBytesInFlightPerKey, largest)
+	case perKey < largest:
+		return cfgErr("relay.max-body-bytes-in-flight-per-key", "want at least %d (relay.max-body-bytes or relay.max-response-bytes, whichever is larger), or 0", largest)
+	}
+	switch total := r.MaxBodyBytesInFlight; {
+	case total < 0:
+		return cfgErr("relay.max-body-bytes-in-flight", "must not be negative (0 = automatic)")
+	case total > 0 && total < perKey:
+		return cfgErr("relay.max-body-bytes-in-flight", "want at least %d (the per-key budget), or 0", perKey)
+	}
+	if r.MaxConcurrentPerKey < 0 {
+		return cfgErr("relay.max-concurrent-per-key", "must not be negative (0 = no limit)")
+	}
+	if r.MaxConcurrentPerAddress < 0 {
+		return cfgErr("relay.max-concurrent-per-address", "must not be negative (0 = no limit)")
+	}
+	return nil
 }

@@ -61,6 +61,11 @@ func newFlagSet(mode Mode, out io.Writer) *pflag.FlagSet {
 		fs.Int64("relay.max-body-bytes", d.Relay.MaxBodyBytes, "cap on an MCP client's request body")
 		fs.Int64("relay.max-response-bytes", d.Relay.MaxResponseBytes, "cap on an agent's response POST (one response or a batch)")
 		fs.Duration("relay.response-timeout", d.Relay.ResponseTimeout, "default response_timeout per command")
+		fs.Duration("relay.body-read-timeout", d.Relay.BodyReadTimeout, "time a request body may take to arrive (plus 1s per 64 KiB); 408 after it")
+		fs.Int64("relay.max-body-bytes-in-flight", 0, "request body bytes being read at once, relay-wide (0 = 64 MiB or the per-key budget)")
+		fs.Int64("relay.max-body-bytes-in-flight-per-key", 0, "request body bytes being read at once per key (0 = 16 MiB or the larger body cap)")
+		fs.Int("relay.max-concurrent-per-key", d.Relay.MaxConcurrentPerKey, "MCP requests in progress per client key (0 = no limit)")
+		fs.Int("relay.max-concurrent-per-address", d.Relay.MaxConcurrentPerAddress, "MCP requests in progress per remote IP address (0 = no limit)")
 	}
 	if mode == ModeDev {
 		fs.Bool("public", false, "no client key: anyone who can reach the relay may call the tunnel")

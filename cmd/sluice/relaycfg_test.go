@@ -3,8 +3,12 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sluicemcp/sluice/engine/relay"
 )
 
 // TestRelayMaxResponseBytes: relay.max-response-bytes is a real key, from
@@ -26,15 +30,9 @@ func TestRelayMaxResponseBytes(t *testing.T) {
 		{name: "too small", file: "relay:\n  max-response-bytes: 100\n", error: "config: relay.max-response-bytes: want at least 1024"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := loadFor(t, ModeRelay, tc.args, tc.env, tc.file)
-			if tc.error != "" {
-				if err == nil || err.Error() != tc.error {
-					t.Fatalf("err = %v, want %q", err, tc.error)
-				}
+			cfg := loadRelayCase(t, tc.args, tc.env, tc.file, tc.error)
+			if cfg == nil {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if cfg.Relay.MaxResponseBytes != tc.want {
 				t.Fatalf("max-response-bytes = %d, want %d", cfg.Relay.MaxResponseBytes, tc.want)
@@ -88,4 +86,69 @@ func TestRelayTunnelOAuth(t *testing.T) {
 	if _, err := s.resolveTunnels(cfg); err == nil || !strings.Contains(err.Error(), "relay.tunnels[0].oauth.upstream-secret") {
 		t.Fatalf("missing secret: %v", err)
 	}
+}
+
+// TestRelayLimitKeys: the limits for hostile clients are real keys, from
+// file, environment and flag, validated, and mapped onto the relay's config
+// (where 0 means the default and "no limit" is negative).
+func TestRelayLimitKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		file  string
+		want  relay.Config
+		error string
+	}{
+		{name: "default", want: relay.Config{BodyReadTimeout: 10 * time.Second, MaxConcurrentPerKey: 256, MaxConcurrentPerAddress: 1024}},
+		{name: "file", file: "relay:\n  body-read-timeout: 3s\n  max-body-bytes-in-flight: 134217728\n  max-body-bytes-in-flight-per-key: 33554432\n  max-concurrent-per-key: 8\n  max-concurrent-per-address: 0\n",
+			want: relay.Config{BodyReadTimeout: 3 * time.Second, MaxBodyBytesInFlight: 128 << 20, MaxBodyBytesInFlightPerKey: 32 << 20, MaxConcurrentPerKey: 8, MaxConcurrentPerAddress: -1}},
+		{name: "environment", env: map[string]string{"RELAY_BODY_READ_TIMEOUT": "4s", "RELAY_MAX_CONCURRENT_PER_KEY": "0", "RELAY_MAX_CONCURRENT_PER_ADDRESS": "9",
+			"RELAY_MAX_BODY_BYTES_IN_FLIGHT": "100000000", "RELAY_MAX_BODY_BYTES_IN_FLIGHT_PER_KEY": "20000000"},
+			want: relay.Config{BodyReadTimeout: 4 * time.Second, MaxBodyBytesInFlight: 100000000, MaxBodyBytesInFlightPerKey: 20000000, MaxConcurrentPerKey: -1, MaxConcurrentPerAddress: 9}},
+		{name: "flag", args: []string{"--relay.body-read-timeout", "5s", "--relay.max-concurrent-per-key", "7", "--relay.max-concurrent-per-address", "70",
+			"--relay.max-body-bytes-in-flight-per-key", "16777216", "--relay.max-body-bytes-in-flight", "16777216"},
+			want: relay.Config{BodyReadTimeout: 5 * time.Second, MaxBodyBytesInFlight: 16 << 20, MaxBodyBytesInFlightPerKey: 16 << 20, MaxConcurrentPerKey: 7, MaxConcurrentPerAddress: 70}},
+		{name: "zero timeout", file: "relay:\n  body-read-timeout: 0s\n", error: "config: relay.body-read-timeout: must be positive"},
+		{name: "per-key budget below a cap", file: "relay:\n  max-body-bytes-in-flight-per-key: 1048576\n",
+			error: "config: relay.max-body-bytes-in-flight-per-key: want at least 16777216 (relay.max-body-bytes or relay.max-response-bytes, whichever is larger), or 0"},
+		{name: "budget below per key", file: "relay:\n  max-response-bytes: 33554432\n  max-body-bytes-in-flight: 20000000\n",
+			error: "config: relay.max-body-bytes-in-flight: want at least 33554432 (the per-key budget), or 0"},
+		{name: "negative budget", args: []string{"--relay.max-body-bytes-in-flight", "-1"}, error: "config: relay.max-body-bytes-in-flight: must not be negative (0 = automatic)"},
+		{name: "negative concurrency", file: "relay:\n  max-concurrent-per-address: -5\n", error: "config: relay.max-concurrent-per-address: must not be negative (0 = no limit)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := loadRelayCase(t, tc.args, tc.env, tc.file, tc.error)
+			if cfg == nil {
+				return
+			}
+			rc := relayConfig(cfg, "127.0.0.1:1", "http://127.0.0.1:1", nil)
+			got := relay.Config{BodyReadTimeout: rc.BodyReadTimeout, MaxBodyBytesInFlight: rc.MaxBodyBytesInFlight,
+				MaxBodyBytesInFlightPerKey: rc.MaxBodyBytesInFlightPerKey, MaxConcurrentPerKey: rc.MaxConcurrentPerKey, MaxConcurrentPerAddress: rc.MaxConcurrentPerAddress}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("relay config %+v, want %+v", got, tc.want)
+			}
+			if _, err := relay.New(rc, relay.Options{}); err != nil {
+				t.Fatalf("the relay refuses what the config accepted: %v", err)
+			}
+		})
+	}
+}
+
+// loadRelayCase loads a relay config from args, env and file and checks
+// the error against wantErr ("": none). It returns nil when the expected
+// error came.
+func loadRelayCase(t *testing.T, args []string, env map[string]string, file, wantErr string) *Config {
+	t.Helper()
+	cfg, err := loadFor(t, ModeRelay, args, env, file)
+	if wantErr != "" {
+		if err == nil || err.Error() != wantErr {
+			t.Fatalf("err = %v, want %q", err, wantErr)
+		}
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

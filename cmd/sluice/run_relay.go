@@ -154,13 +154,27 @@ func relayPublicURL(cfg *Config, scheme, bound string) (string, error) {
 // relayConfig maps the configuration to the relay's own.
 func relayConfig(cfg *Config, bound, public string, tunnels []relay.Tunnel) relay.Config {
 	return relay.Config{
-		ListenAddr:       bound,
-		PublicURL:        public,
-		MaxBodyBytes:     cfg.Relay.MaxBodyBytes,
-		MaxResponseBytes: cfg.Relay.MaxResponseBytes,
-		DrainTimeout:     cfg.DrainTimeout,
-		Tunnels:          tunnels,
+		ListenAddr:                 bound,
+		PublicURL:                  public,
+		MaxBodyBytes:               cfg.Relay.MaxBodyBytes,
+		MaxResponseBytes:           cfg.Relay.MaxResponseBytes,
+		DrainTimeout:               cfg.DrainTimeout,
+		BodyReadTimeout:            cfg.Relay.BodyReadTimeout,
+		MaxBodyBytesInFlight:       cfg.Relay.MaxBodyBytesInFlight,
+		MaxBodyBytesInFlightPerKey: cfg.Relay.MaxBodyBytesInFlightPerKey,
+		MaxConcurrentPerKey:        noLimit(cfg.Relay.MaxConcurrentPerKey),
+		MaxConcurrentPerAddress:    noLimit(cfg.Relay.MaxConcurrentPerAddress),
+		Tunnels:                    tunnels,
 	}
+}
+
+// noLimit maps a limit whose 0 means "none" (the config's) to the relay's,
+// where 0 means the default and a negative value none.
+func noLimit(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 func (s *session) runRelay(ctx context.Context) error {

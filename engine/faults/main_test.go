@@ -26,6 +26,12 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		os.Exit(0)
+	case "slowbodies":
+		if err := runSlowBodies(); err != nil {
+			fmt.Fprintln(os.Stderr, "slow bodies:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
 	if os.Getenv("SLUICE_FAULTS") != "1" {
 		fmt.Println("engine/faults: the fault suite runs with `make faults` (SLUICE_FAULTS=1); skipped")

@@ -160,11 +160,12 @@ func TestHotReloadUnderLoad(t *testing.T) {
 // TestQueueOverflowAnswersFast: 2,000 concurrent calls on one tunnel whose
 // agent runs 16 at a time, each taking 2 s. The relay's queue (1,024) takes
 // what fits; every other call gets 429 tunnel_queue_full at once instead of
-// waiting. Nothing hangs.
+// waiting. Nothing hangs. (The per-key and per-address limits are off
+// here: they would refuse most of these calls before the queue.)
 func TestQueueOverflowAnswersFast(t *testing.T) {
 	tp := newTopo(t)
 	tp.startCountServer()
-	r := tp.startRelay(relayOptions{responseTimeout: 30 * time.Second})
+	r := tp.startRelay(relayOptions{responseTimeout: 30 * time.Second, extraYAML: "max-concurrent-per-key: 0\nmax-concurrent-per-address: 0\n"})
 	tp.startAgent(r, agentOptions{maxInflight: 16, maxConcurrent: 16})
 	tp.waitServing(r, 20*time.Second)
 	l := tp.load(r)

@@ -14,13 +14,16 @@ import (
 	"github.com/sluicemcp/sluice/engine/relay"
 )
 
-// tunnel is one tunnel of a scenario: its ids and key files.
+// tunnel is one tunnel of a scenario: its ids and key files. The relay
+// knows two client keys: clientKey ("load") and otherKey ("other").
 type tunnel struct {
 	id             string
 	runtimeKey     string
 	clientKey      string
+	otherKey       string
 	runtimeKeyFile string
 	clientKeyFile  string
+	otherKeyFile   string
 }
 
 // topo is a scenario's processes: the counting MCP server, relays and agents.
@@ -37,6 +40,8 @@ func newTopo(t *testing.T) *topo {
 	tn := tunnel{id: relay.NewTunnelID(), runtimeKey: relay.NewKey("sk-faults-rt-"), clientKey: relay.NewKey("sk-faults-cl-")}
 	tn.runtimeKeyFile = writeFile(t, dir, "runtime.key", tn.runtimeKey)
 	tn.clientKeyFile = writeFile(t, dir, "client.key", tn.clientKey)
+	tn.otherKey = relay.NewKey("sk-faults-ot-")
+	tn.otherKeyFile = writeFile(t, dir, "other.key", tn.otherKey)
 	return &topo{t: t, dir: dir, tun: tn}
 }
 
@@ -116,7 +121,9 @@ relay:
       client-keys:
         - name: load
           key: file:%s
-`, addr, admin, o.responseTimeout, indent(o.extraYAML, "  "), tp.tun.id, tp.tun.runtimeKeyFile, tp.tun.clientKeyFile)
+        - name: other
+          key: file:%s
+`, addr, admin, o.responseTimeout, indent(o.extraYAML, "  "), tp.tun.id, tp.tun.runtimeKeyFile, tp.tun.clientKeyFile, tp.tun.otherKeyFile)
 	path := writeFile(t, tp.dir, "relay-"+strings.ReplaceAll(addr, ":", "_")+".yaml", cfg)
 	p := faultkit.Start(t, "relay", o.env, sluiceBin, "relay", "--config", path)
 	r := &relayProc{Proc: p, addr: addr, URL: "http://" + addr, adminURL: "http://" + admin, config: path}

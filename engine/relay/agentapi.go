@@ -3,8 +3,6 @@ package relay
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -12,10 +10,6 @@ import (
 
 	"github.com/sluicemcp/sluice/engine/wire"
 )
-
-// bodyReadTimeout bounds reading a request body (the server has no
-// ReadTimeout, which would also cut long-polls and SSE).
-const bodyReadTimeout = 30 * time.Second
 
 // agentTunnel checks the tunnel id in the path and the runtime key of an agent
 // call, and answers 400 or authFail itself when either is wrong.
@@ -229,14 +223,15 @@ func (r *Relay) agentActive(req *http.Request, t *tunnelState) func() {
 }
 
 // agentPost checks an agent's response POST and reads its body up to the
-// cap; on a nil tunnel the error answer is written.
+// cap, from the runtime key's byte budget; on a nil tunnel the error answer
+// is written.
 func (r *Relay) agentPost(w http.ResponseWriter, req *http.Request) (*tunnelState, []byte) {
 	t := r.agentTunnel(w, req, http.StatusUnauthorized)
 	if t == nil {
 		return nil, nil
 	}
-	body, ok := readBody(w, req, r.set.maxResponse)
-	if !ok {
+	body, outcome := r.readBody(w, req, r.set.maxResponse, keyID(t.conf.Load().runtimeKey))
+	if outcome != "" {
 		return nil, nil
 	}
 	return t, body
@@ -320,36 +315,6 @@ func (r *Relay) accept(t *tunnelState, token string, body []byte) (status int, c
 }
 
 var ackOK = []byte(`{"status":"ok"}`)
-
-// readBody reads req's body up to max bytes, answering 413 (and false) above
-// it and 400 on a read error.
-func readBody(w http.ResponseWriter, req *http.Request, max int64) ([]byte, bool) {
-	if req.ContentLength > max {
-		writeAPIError(w, http.StatusRequestEntityTooLarge, "invalid_request_error", wire.CodeRequestBodyTooLarge, "request body too large")
-		return nil, false
-	}
-	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
-	var body []byte
-	var err error
-	if n := req.ContentLength; n >= 0 { // known length (net/http enforces it): one allocation
-		body = make([]byte, n)
-		_, err = io.ReadFull(req.Body, body)
-	} else {
-		body, err = io.ReadAll(http.MaxBytesReader(w, req.Body, max))
-	}
-	_ = rc.SetReadDeadline(time.Time{})
-	if err != nil {
-		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			writeAPIError(w, http.StatusRequestEntityTooLarge, "invalid_request_error", wire.CodeRequestBodyTooLarge, "request body too large")
-			return nil, false
-		}
-		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", "", "could not read request body")
-		return nil, false
-	}
-	return body, true
-}
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)

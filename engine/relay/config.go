@@ -26,7 +26,29 @@ const (
 	DefaultAgentTimeout     = 45 * time.Second
 	DefaultResponseTimeout  = 120 * time.Second
 	DefaultDrainTimeout     = 30 * time.Second
+	// DefaultBodyReadTimeout bounds reading one request body (plus
+	// BodyReadAllowance per 64 KiB received).
+	DefaultBodyReadTimeout = 10 * time.Second
+	// DefaultMaxBodyBytesInFlight is the relay-wide budget of request body
+	// bytes being read at once (raised to the per-key budget if that is
+	// larger).
+	DefaultMaxBodyBytesInFlight = 64 << 20
+	// DefaultMaxBodyBytesInFlightPerKey is the per-key budget of request
+	// body bytes being read at once (raised to MaxBodyBytes and
+	// MaxResponseBytes if either is larger).
+	DefaultMaxBodyBytesInFlightPerKey = 16 << 20
+	// DefaultMaxConcurrentPerKey bounds the MCP requests one client key has
+	// in progress.
+	DefaultMaxConcurrentPerKey = 256
+	// DefaultMaxConcurrentPerAddress bounds the MCP requests in progress
+	// from one remote IP address.
+	DefaultMaxConcurrentPerAddress = 1024
 )
+
+// BodyReadAllowance is the time a request body gets, on top of its
+// BodyReadTimeout, for every 64 KiB of it that has arrived: a large body on a
+// slow but steady link is read to the end, a trickle is cut at the timeout.
+const BodyReadAllowance = time.Second
 
 // Authentication modes of a tunnel's public MCP endpoint.
 const (
@@ -108,6 +130,29 @@ type Config struct {
 	// DrainTimeout bounds how long, once Serve's context ends, calls already
 	// delivered to an agent may take to finish (default 30s; see Drain).
 	DrainTimeout time.Duration
+	// BodyReadTimeout bounds reading a request body, an MCP client's or an
+	// agent's (default 10s), plus BodyReadAllowance for every 64 KiB
+	// received; a body not read by then is answered 408.
+	BodyReadTimeout time.Duration
+	// MaxBodyBytesInFlight bounds the bytes of request bodies being read at
+	// once, relay-wide (default 64 MiB, and never below the per-key budget).
+	// A read that would pass it is refused with 503 and Retry-After.
+	MaxBodyBytesInFlight int64
+	// MaxBodyBytesInFlightPerKey bounds the bytes of request bodies being
+	// read at once per key: a client key, or a tunnel's runtime key for its
+	// agents' response POSTs (default 16 MiB, and never below MaxBodyBytes
+	// or MaxResponseBytes, so that one body of each cap always fits). A read
+	// that would pass it is refused with 429 and Retry-After.
+	MaxBodyBytesInFlightPerKey int64
+	// MaxConcurrentPerKey bounds the MCP requests (POST, DELETE, GET
+	// streams) one client key has in progress at once (default 256;
+	// negative: no limit). Excess requests get 429 with Retry-After.
+	MaxConcurrentPerKey int
+	// MaxConcurrentPerAddress bounds the MCP requests in progress at once
+	// from one remote IP address, whatever their key or tunnel (default
+	// 1024; negative: no limit). Behind a proxy every request has the
+	// proxy's address: the limit then bounds the whole relay.
+	MaxConcurrentPerAddress int
 	// Tunnels are the tunnels the relay serves.
 	Tunnels []Tunnel
 }
@@ -149,6 +194,11 @@ type settings struct {
 	agentTimeout     time.Duration
 	drainTimeout     time.Duration
 	publicHostIsLoop bool
+	bodyTimeout      time.Duration
+	bodyBudget       int64 // relay-wide bytes of bodies being read
+	keyBodyBudget    int64 // the same per key
+	perKey           int   // concurrent MCP requests per client key (0 = no limit)
+	perAddress       int   // concurrent MCP requests per remote IP (0 = no limit)
 }
 
 func (c Config) settings() (settings, error) {
@@ -159,6 +209,7 @@ func (c Config) settings() (settings, error) {
 		queueSize:    c.QueueSize,
 		agentTimeout: c.AgentTimeout,
 		drainTimeout: c.DrainTimeout,
+		bodyTimeout:  c.BodyReadTimeout,
 	}
 	listen := c.ListenAddr
 	if listen == "" {
@@ -215,6 +266,7 @@ func (c Config) settings() (settings, error) {
 		{"max-poll-wait", &s.maxPollWait, DefaultMaxPollWait},
 		{"agent-timeout", &s.agentTimeout, DefaultAgentTimeout},
 		{"drain-timeout", &s.drainTimeout, DefaultDrainTimeout},
+		{"body-read-timeout", &s.bodyTimeout, DefaultBodyReadTimeout},
 	} {
 		if *f.v < 0 {
 			return s, fmt.Errorf("relay: %s: must not be negative", f.name)
@@ -229,7 +281,48 @@ func (c Config) settings() (settings, error) {
 	if s.queueSize == 0 {
 		s.queueSize = DefaultQueueSize
 	}
+	if err := c.limits(&s); err != nil {
+		return s, err
+	}
 	return s, nil
+}
+
+// limits applies the defaults of the limits for hostile clients and checks
+// that one body of each cap fits in the budgets.
+func (c Config) limits(s *settings) error {
+	if c.MaxBodyBytesInFlight < 0 || c.MaxBodyBytesInFlightPerKey < 0 {
+		return errors.New("relay: max-body-bytes-in-flight, max-body-bytes-in-flight-per-key: must not be negative")
+	}
+	largest := max(s.maxBody, s.maxResponse)
+	s.keyBodyBudget = c.MaxBodyBytesInFlightPerKey
+	switch {
+	case s.keyBodyBudget == 0:
+		s.keyBodyBudget = max(DefaultMaxBodyBytesInFlightPerKey, largest)
+	case s.keyBodyBudget < largest:
+		return fmt.Errorf("relay: max-body-bytes-in-flight-per-key: %d is below the largest body cap (%d, max-body-bytes or max-response-bytes): such a body could never be read", s.keyBodyBudget, largest)
+	}
+	s.bodyBudget = c.MaxBodyBytesInFlight
+	switch {
+	case s.bodyBudget == 0:
+		s.bodyBudget = max(DefaultMaxBodyBytesInFlight, s.keyBodyBudget)
+	case s.bodyBudget < s.keyBodyBudget:
+		return fmt.Errorf("relay: max-body-bytes-in-flight: %d is below max-body-bytes-in-flight-per-key (%d)", s.bodyBudget, s.keyBodyBudget)
+	}
+	for _, f := range []struct {
+		v, def int
+		out    *int
+	}{
+		{c.MaxConcurrentPerKey, DefaultMaxConcurrentPerKey, &s.perKey},
+		{c.MaxConcurrentPerAddress, DefaultMaxConcurrentPerAddress, &s.perAddress},
+	} {
+		switch {
+		case f.v == 0:
+			*f.out = f.def
+		case f.v > 0:
+			*f.out = f.v
+		}
+	}
+	return nil
 }
 
 // tunnelConf is a validated Tunnel with hashed keys.

@@ -22,6 +22,9 @@ import (
 // verdict is the front door's answer for one request.
 type verdict struct {
 	caller string
+	// key is whose limits apply (limits.go): the client key, or the
+	// gateway's token subject; zero when no caller is known.
+	key keyID
 	// status is 0 when the request may pass, else the refusal's status with
 	// its WWW-Authenticate challenge and message.
 	status    int
@@ -40,8 +43,8 @@ func (r *Relay) authenticate(req *http.Request, id string, t *tunnelState) verdi
 	conf := t.conf.Load()
 	switch conf.authMode {
 	case AuthClientKey:
-		if caller, ok := clientAuth(req, conf); ok {
-			return verdict{caller: caller}
+		if k, ok := clientAuth(req, conf); ok {
+			return verdict{caller: k.name, key: keyID(k.sum)}
 		}
 		return verdict{status: http.StatusUnauthorized, challenge: "Bearer", msg: "missing or invalid client key", outcome: outcomeUnauthorized}
 	case AuthOAuthGateway:
@@ -67,7 +70,7 @@ func (r *Relay) gatewayAuth(req *http.Request, id string, conf *tunnelConf) verd
 	var te *tokenError
 	switch {
 	case err == nil:
-		return verdict{caller: sub}
+		return verdict{caller: sub, key: subjectKey(id, sub)}
 	case errors.As(err, &te):
 		r.log.Info("bearer token refused", "tunnel", id, "reason", te.desc)
 		out := outcomeUnauthorized

@@ -29,10 +29,12 @@ func (r *Relay) handleMCPGet(w http.ResponseWriter, req *http.Request) {
 	}
 	start := time.Now()
 	id := req.PathValue("id")
-	t, conf, caller, ok := r.mcpFrontDoor(w, req, id)
+	d, ok := r.mcpFrontDoor(w, req, id)
 	if !ok {
 		return
 	}
+	defer d.slot.release()
+	t, conf, caller := d.t, d.conf, d.caller
 	now := time.Now()
 	if !t.connected(now, r.set.agentTimeout) {
 		w.Header().Set("Retry-After", retryAfterNotConnected)

@@ -28,6 +28,8 @@ const (
 	outcomeBadRequest   = "bad_request"   // malformed, batch, oversize, missing header
 	outcomePlugin       = "plugin"        // answered, rejected or dropped by the chain
 	outcomeUnavailable  = "unavailable"   // relay closing or tunnel removed
+	outcomeLimited      = "limited"       // 429/503: a limit for hostile clients (limits.go)
+	outcomeSlowBody     = "slow_body"     // 408: the body did not arrive in time
 )
 
 // retryAfterNotConnected is the Retry-After (seconds) of a 503
@@ -64,10 +66,12 @@ type exchange struct {
 func (r *Relay) handleMCPPost(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	id := req.PathValue("id")
-	t, conf, caller, ok := r.mcpFrontDoor(w, req, id)
+	d, ok := r.mcpFrontDoor(w, req, id)
 	if !ok {
 		return
 	}
+	defer d.slot.release()
+	t, conf, caller := d.t, d.conf, d.caller
 	if !engine.IsJSON(req.Header.Get("Content-Type")) {
 		// Streamable HTTP: the body of a POST is one JSON-RPC message.
 		writeRPC(w, http.StatusUnsupportedMediaType, engine.ErrorResponse(nil, &engine.RPCError{
@@ -75,9 +79,9 @@ func (r *Relay) handleMCPPost(w http.ResponseWriter, req *http.Request) {
 		r.met.request(id, outcomeBadRequest, start)
 		return
 	}
-	body, ok := readBody(w, req, r.set.maxBody)
-	if !ok {
-		r.met.request(id, outcomeBadRequest, start)
+	body, outcome := r.readBody(w, req, r.set.maxBody, d.key)
+	if outcome != "" {
+		r.met.request(id, outcome, start)
 		return
 	}
 	peek, kind, rpcErr := classify(body)
@@ -144,10 +148,12 @@ func (r *Relay) handleMCPPost(w http.ResponseWriter, req *http.Request) {
 func (r *Relay) handleMCPDelete(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	id := req.PathValue("id")
-	t, conf, caller, ok := r.mcpFrontDoor(w, req, id)
+	d, ok := r.mcpFrontDoor(w, req, id)
 	if !ok {
 		return
 	}
+	defer d.slot.release()
+	t, conf, caller := d.t, d.conf, d.caller
 	sid := req.Header.Get("Mcp-Session-Id")
 	if sid == "" {
 		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeMissingMCPSessionID, "DELETE needs an Mcp-Session-Id header")
@@ -168,34 +174,49 @@ func (r *Relay) handleMCPOther(w http.ResponseWriter, _ *http.Request) {
 	writeAPIError(w, http.StatusMethodNotAllowed, "invalid_request_error", "", "method not allowed: use POST (or DELETE to end a session)")
 }
 
-// mcpFrontDoor checks the tunnel id, Host/Origin and the caller. It writes
-// the error response itself and returns ok=false on failure.
-func (r *Relay) mcpFrontDoor(w http.ResponseWriter, req *http.Request, id string) (*tunnelState, *tunnelConf, string, bool) {
+// door is a request that passed the MCP front door.
+type door struct {
+	t      *tunnelState
+	conf   *tunnelConf
+	caller string // who is calling ("" when unknown), for plugins, audit and the agent
+	key    keyID  // whose limits apply (zero when no caller is known)
+	slot   slot   // its place in the concurrency limits: release it when done
+}
+
+// mcpFrontDoor checks the tunnel id, Host/Origin and the caller, and takes
+// the request's slot in the per-address and per-key concurrency limits
+// (limits.go). It writes the error response itself and returns ok=false on
+// failure; on success the caller must release d.slot when it is done.
+func (r *Relay) mcpFrontDoor(w http.ResponseWriter, req *http.Request, id string) (d door, ok bool) {
 	start := time.Now()
 	if !wire.ValidTunnelID(id) {
 		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeInvalidTunnelIDFormat, "tunnel id must match ^tunnel_[a-z0-9]{32}$")
-		return nil, nil, "", false
+		return door{}, false
 	}
 	if !r.hostAllowed(req) {
 		writeAPIError(w, http.StatusForbidden, "invalid_request_error", "", "Host or Origin does not match the relay's public URL")
 		r.met.request(id, outcomeForbidden, start)
-		return nil, nil, "", false
+		return door{}, false
 	}
 	t := r.tunnel(id)
 	v := r.authenticate(req, id, t) // frontdoor.go
 	if v.status != 0 {
 		r.refuse(w, v)
 		r.met.request(id, v.outcome, start)
-		return nil, nil, "", false
+		return door{}, false
 	}
-	conf, caller := t.conf.Load(), v.caller
+	d = door{t: t, conf: t.conf.Load(), caller: v.caller, key: v.key}
 	if r.closed() || r.isDraining() {
 		w.Header().Set("Retry-After", retryAfterDraining)
 		writeAPIError(w, http.StatusServiceUnavailable, "server_error", "", "relay is shutting down: retry")
 		r.met.request(id, outcomeUnavailable, start)
-		return nil, nil, "", false
+		return door{}, false
 	}
-	return t, conf, caller, true
+	if d.slot, ok = r.admit(w, req, d.key); !ok {
+		r.met.request(id, outcomeLimited, start)
+		return door{}, false
+	}
+	return d, true
 }
 
 // classify checks that body is one JSON-RPC 2.0 message as MCP defines it and

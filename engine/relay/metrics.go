@@ -15,6 +15,7 @@ import (
 type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	refused  *prometheus.CounterVec // refusals by the limits for hostile clients, by reason
 	gatherer prometheus.Gatherer
 }
 
@@ -29,6 +30,14 @@ func newMetrics(r *Relay, reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time from an MCP client request's arrival to its final answer.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
 		}, []string{"tunnel"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_relay_limit_refusals_total",
+			Help: "Requests refused by the limits for hostile clients, by reason: key_concurrency, address_concurrency (429), key_body_budget (429), body_budget (503), body_timeout (408), body_too_large (413), body_not_allowed (400).",
+		}, []string{"reason"}),
+	}
+	for _, reason := range []string{refusedKeyConcurrency, refusedAddrConcurrency, refusedKeyBodyBudget,
+		refusedBodyBudget, refusedBodyTimeout, refusedBodyTooLarge, refusedBodyNotAllowed} {
+		m.refused.WithLabelValues(reason) // every reason is exported from the start, at 0
 	}
 	if reg == nil {
 		priv := prometheus.NewRegistry()
@@ -39,7 +48,19 @@ func newMetrics(r *Relay, reg prometheus.Registerer) (*metrics, error) {
 	} else {
 		m.gatherer = prometheus.DefaultGatherer
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, &tunnelCollector{r: r}} {
+	budget := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "sluice_relay_body_budget_bytes",
+		Help: "The relay-wide budget of request body bytes being read at once (max-body-bytes-in-flight).",
+	}, func() float64 { return float64(r.lim.bodyBudget) })
+	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "sluice_relay_body_inflight_bytes",
+		Help: "Request body bytes held by reads in progress, relay-wide.",
+	}, func() float64 { return float64(r.lim.bodyBytes.Load()) })
+	reading := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "sluice_relay_body_reads",
+		Help: "Request bodies being read right now.",
+	}, func() float64 { return float64(r.lim.bodies.Load()) })
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.refused, budget, inflight, reading, &tunnelCollector{r: r}} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("relay: register metrics: %w", err)
 		}

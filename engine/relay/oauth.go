@@ -53,6 +53,11 @@ func (r *Relay) handleOAuthMetadata(w http.ResponseWriter, req *http.Request) {
 		writeAPIError(w, http.StatusServiceUnavailable, "server_error", "", "relay is shutting down: retry")
 		return
 	}
+	slot, ok := r.admit(w, req, keyID{}) // unauthenticated: per address only
+	if !ok {
+		return
+	}
+	defer slot.release()
 	conf := t.conf.Load()
 	if !t.connected(time.Now(), r.set.agentTimeout) {
 		w.Header().Set("Retry-After", retryAfterNotConnected)

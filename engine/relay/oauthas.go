@@ -64,38 +64,45 @@ func (r *Relay) asIssuer(id string) string { return r.set.publicOrigin + "/oauth
 
 // asTunnel returns the tunnel and its config when it serves a private
 // authorization server, writing the refusal itself otherwise (404: the
-// routes do not exist for other tunnels).
-func (r *Relay) asTunnel(w http.ResponseWriter, req *http.Request) (*tunnelState, *tunnelConf, bool) {
+// routes do not exist for other tunnels). On success it holds the
+// request's slot in the per-address limit (the routes are unauthenticated
+// and go through the tunnel): release it when done.
+func (r *Relay) asTunnel(w http.ResponseWriter, req *http.Request) (*tunnelState, *tunnelConf, slot, bool) {
 	id := req.PathValue("id")
 	if !wire.ValidTunnelID(id) {
 		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeInvalidTunnelIDFormat, "tunnel id must match ^tunnel_[a-z0-9]{32}$")
-		return nil, nil, false
+		return nil, nil, slot{}, false
 	}
 	if !r.hostAllowed(req) {
 		writeAPIError(w, http.StatusForbidden, "invalid_request_error", "", "Host or Origin does not match the relay's public URL")
-		return nil, nil, false
+		return nil, nil, slot{}, false
 	}
 	t := r.tunnel(id)
 	if t == nil || t.conf.Load().authMode != AuthOAuth || t.conf.Load().oauth.AuthorizationServer != ASTunnel {
 		writeAPIError(w, http.StatusNotFound, "invalid_request_error", "", "not found")
-		return nil, nil, false
+		return nil, nil, slot{}, false
 	}
 	if r.closed() || r.isDraining() {
 		w.Header().Set("Retry-After", retryAfterDraining)
 		writeAPIError(w, http.StatusServiceUnavailable, "server_error", "", "relay is shutting down: retry")
-		return nil, nil, false
+		return nil, nil, slot{}, false
 	}
-	return t, t.conf.Load(), true
+	sl, ok := r.admit(w, req, keyID{})
+	if !ok {
+		return nil, nil, slot{}, false
+	}
+	return t, t.conf.Load(), sl, true
 }
 
 // handleASMetadata serves the private authorization server's metadata at
 // the relay's well-known locations (RFC 8414, and both OpenID Connect
 // Discovery forms MCP clients try).
 func (r *Relay) handleASMetadata(w http.ResponseWriter, req *http.Request) {
-	t, conf, ok := r.asTunnel(w, req)
+	t, conf, sl, ok := r.asTunnel(w, req)
 	if !ok {
 		return
 	}
+	defer sl.release()
 	p := r.asProxyFor(w, req, t, conf)
 	if p == nil {
 		return
@@ -107,10 +114,11 @@ func (r *Relay) handleASMetadata(w http.ResponseWriter, req *http.Request) {
 // handleASEndpoint serves one endpoint the private authorization server's
 // metadata declares, through the agent.
 func (r *Relay) handleASEndpoint(w http.ResponseWriter, req *http.Request) {
-	t, conf, ok := r.asTunnel(w, req)
+	t, conf, sl, ok := r.asTunnel(w, req)
 	if !ok {
 		return
 	}
+	defer sl.release()
 	route, known := asRoutes[req.PathValue("endpoint")]
 	if !known {
 		writeAPIError(w, http.StatusNotFound, "invalid_request_error", "", "not found")
@@ -135,8 +143,8 @@ func (r *Relay) handleASEndpoint(w http.ResponseWriter, req *http.Request) {
 	}
 	areq := &wire.ASRequest{Endpoint: route.member, Method: req.Method, Query: req.URL.RawQuery}
 	if req.Method == http.MethodPost {
-		body, ok := readBody(w, req, wire.MaxOAuthASBody)
-		if !ok {
+		body, outcome := r.readBody(w, req, wire.MaxOAuthASBody, keyID{})
+		if outcome != "" {
 			return
 		}
 		if !utf8.Valid(body) {

@@ -52,6 +52,7 @@ type Relay struct {
 	// A private authorization server through the tunnel (oauthas.go): per
 	// tunnel id, its *asProxy and when an agent last offered the extension.
 	asProxies, asOffers sync.Map
+	lim                 *limits // limits for hostile clients (limits.go)
 
 	mu      sync.RWMutex
 	tunnels map[string]*tunnelState
@@ -106,6 +107,7 @@ func New(cfg Config, opts Options) (*Relay, error) {
 		keepalive: 15 * time.Second,
 		conns:     make(map[net.Conn]*connInfo),
 		asClient:  opts.ASClient,
+		lim:       newLimits(set),
 	}
 	if r.asClient == nil {
 		r.asClient = defaultASClient()
@@ -187,7 +189,8 @@ func (r *Relay) closed() bool {
 }
 
 // Handler returns the public handler: the MCP endpoint, the OAuth metadata
-// route and the agent endpoints.
+// route and the agent endpoints. No request body can hold a connection the
+// handler is done with (guardBodies).
 func (r *Relay) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/tunnels/{id}", r.handleMetadata)
@@ -207,7 +210,7 @@ func (r *Relay) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeAPIError(w, http.StatusNotFound, "invalid_request_error", "", "not found")
 	})
-	return mux
+	return r.guardBodies(mux)
 }
 
 // Serve serves Handler on ln until ctx is cancelled, then drains (Drain,
@@ -292,20 +295,23 @@ func (r *Relay) agentAuth(req *http.Request, id string) *tunnelState {
 }
 
 // clientAuth checks an MCP client's key in client-key mode and returns the
-// key's name.
-func clientAuth(req *http.Request, c *tunnelConf) (string, bool) {
+// key (its name and hash).
+func clientAuth(req *http.Request, c *tunnelConf) (hashedKey, bool) {
 	tok, ok := bearer(req)
 	if !ok {
-		return "", false
+		return hashedKey{}, false
 	}
 	sum := sha256.Sum256([]byte(tok))
-	name, found := "", false
+	var (
+		key   hashedKey
+		found bool
+	)
 	for _, k := range c.clientKeys {
 		if subtle.ConstantTimeCompare(sum[:], k.sum[:]) == 1 && !found {
-			name, found = k.name, true
+			key, found = k, true
 		}
 	}
-	return name, found
+	return key, found
 }
 
 func bearer(req *http.Request) (string, bool) {
