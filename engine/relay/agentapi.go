@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"net/http"
 	"runtime"
@@ -12,16 +13,28 @@ import (
 )
 
 // agentTunnel checks the tunnel id in the path and the runtime key of an agent
-// call, and answers 400 or authFail itself when either is wrong.
+// call, and answers 400, 429 or authFail itself when either is wrong.
 func (r *Relay) agentTunnel(w http.ResponseWriter, req *http.Request, authFail int) *tunnelState {
 	id := req.PathValue("id")
 	if !wire.ValidTunnelID(id) {
 		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeInvalidTunnelIDFormat, "tunnel id must match ^tunnel_[a-z0-9]{32}$")
 		return nil
 	}
-	t := r.agentAuth(req, id)
+	addr, now := clientAddr(req), time.Now()
+	if wait := r.limiter.allow(addr, id, now); wait > 0 {
+		r.met.authFailure(realmAgent, failRateLimited)
+		refuseRateLimited(w, wait)
+		return nil
+	}
+	t, res := r.agentAuth(req, id)
 	if t == nil {
-		writeAPIError(w, authFail, "invalid_request_error", wire.CodeTunnelUseForbidden, "runtime key not valid for this tunnel")
+		r.limiter.fail(addr, id, now)
+		msg, why := "runtime key not valid for this tunnel", failInvalid
+		if res.revoked != nil {
+			msg, why = revokedMessage(ScopeRuntime, res.revoked), failRevoked
+		}
+		r.met.authFailure(realmAgent, why)
+		writeAPIError(w, authFail, "invalid_request_error", wire.CodeTunnelUseForbidden, msg)
 		return nil
 	}
 	w.Header()[wire.HeaderExtensions] = extensions
@@ -230,7 +243,9 @@ func (r *Relay) agentPost(w http.ResponseWriter, req *http.Request) (*tunnelStat
 	if t == nil {
 		return nil, nil
 	}
-	body, outcome := r.readBody(w, req, r.set.maxResponse, keyID(t.conf.Load().runtimeKey))
+	// The budget is the runtime key's that authenticated the request.
+	tok, _ := bearer(req)
+	body, outcome := r.readBody(w, req, r.set.maxResponse, keyID(sha256.Sum256([]byte(tok))))
 	if outcome != "" {
 		return nil, nil
 	}
