@@ -443,3 +443,35 @@ func hashedKeyOf(s string) hashedKey {
 
 // Keep the helper types in use for vet.
 var _ = http.StatusOK
+
+// TestRevocationSharedStore: two relays on one store (in process: the
+// memory store notifies its watchers); a revocation on one reaches the
+// other through the watch, not a poll.
+func TestRevocationSharedStore(t *testing.T) {
+	st := store.NewMemory()
+	defer st.Close()
+	h1 := newHarness(t, nil, Options{Store: st})
+	h2 := newHarness(t, nil, Options{Store: st})
+	a := newAdmin(t, h1.r)
+	tn := a.createTunnel(`{"name":"x"}`)
+	rk := a.createKey(tn.ID, ScopeRuntime, "agent")
+	deadline := time.Now().Add(time.Second)
+	for {
+		if st, _ := h2.poll(tn.ID, rk.Value, 1, time.Millisecond, nil); st == 204 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second relay never saw the key")
+		}
+	}
+	start := time.Now()
+	a.call("DELETE", "/v1/tunnels/"+tn.ID+"/keys/"+rk.ID, "", nil)
+	for {
+		if st, _ := h2.poll(tn.ID, rk.Value, 1, time.Millisecond, nil); st == 401 {
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatal("the second relay accepts a key revoked on the first")
+		}
+	}
+}

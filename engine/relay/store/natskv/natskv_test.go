@@ -1,4 +1,4 @@
-package natskv
+package natskv_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicemcp/sluice/engine/relay/store"
+	"github.com/sluicemcp/sluice/engine/relay/store/natskv"
 	"github.com/sluicemcp/sluice/engine/relay/store/storetest"
 )
 
@@ -31,7 +32,7 @@ func startServer(t *testing.T) *server.Server {
 }
 
 // openStore connects to srv and opens the store in bucket.
-func openStore(t *testing.T, srv *server.Server, bucket string) *Store {
+func openStore(t *testing.T, srv *server.Server, bucket string) *natskv.Store {
 	t.Helper()
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
@@ -44,7 +45,7 @@ func openStore(t *testing.T, srv *server.Server, bucket string) *Store {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := Open(ctx, js, Options{Bucket: bucket})
+	s, err := natskv.Open(ctx, js, natskv.Options{Bucket: bucket})
 	if err != nil {
 		t.Fatal(err)
 	}
