@@ -351,6 +351,12 @@ func (c *Config) validateRelay(mode Mode) error {
 			return cfgErr(p+".response-timeout", "must not be negative")
 		}
 	}
+	if err := r.AdminKey.check("relay.admin-key"); err != nil {
+		return err
+	}
+	if err := r.NATS.validate(); err != nil {
+		return err
+	}
 	return validatePipeline("relay.pipeline", r.Pipeline)
 }
 
