@@ -475,3 +475,51 @@ func TestRevocationSharedStore(t *testing.T) {
 		}
 	}
 }
+
+// TestRevocationEndsHeldPoll: a poll held when its key is revoked ends at
+// once with the 401 saying why, and no command reaches it afterwards.
+func TestRevocationEndsHeldPoll(t *testing.T) {
+	h := newHarness(t, nil, Options{})
+	a := newAdmin(t, h.r)
+	tn := a.createTunnel(`{"name":"x"}`)
+	rk := a.createKey(tn.ID, ScopeRuntime, "agent")
+	other := a.createKey(tn.ID, ScopeRuntime, "agent-2")
+	type result struct {
+		status int
+		body   string
+	}
+	held := make(chan result, 1)
+	go func() {
+		resp := h.do("GET", "/v1/tunnels/"+tn.ID+"/poll?timeout_ms=20000", nil, map[string]string{"Authorization": "Bearer " + rk.Value})
+		held <- result{resp.StatusCode, readAll(t, resp)}
+	}()
+	// Another agent's held poll, on a key that stays.
+	kept := make(chan int, 1)
+	go func() {
+		st, _ := h.poll(tn.ID, other.Value, 1, 1500*time.Millisecond, nil)
+		kept <- st
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for h.r.tunnel(tn.ID).heldPolls() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("polls not held")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	a.call("DELETE", "/v1/tunnels/"+tn.ID+"/keys/"+rk.ID, "", nil)
+	select {
+	case r := <-held:
+		if r.status != 401 || !strings.Contains(r.body, "runtime key revoked at") {
+			t.Fatalf("held poll after revocation: %d %s", r.status, r.body)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("held poll ended %v after the revocation", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the held poll outlived its key's revocation")
+	}
+	if st := <-kept; st != 204 {
+		t.Fatalf("a poll on a key that stays: %d", st)
+	}
+}

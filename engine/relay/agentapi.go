@@ -41,6 +41,18 @@ func (r *Relay) agentTunnel(w http.ResponseWriter, req *http.Request, authFail i
 	return t
 }
 
+// refuseRevoked answers a held poll whose key was revoked meanwhile.
+func (r *Relay) refuseRevoked(w http.ResponseWriter, t *tunnelState, req *http.Request) {
+	r.met.authFailure(realmAgent, failRevoked)
+	msg := "runtime key not valid for this tunnel"
+	tok, _ := bearer(req)
+	if rk := matchRevoked(sha256.Sum256([]byte(tok)), t.conf.Load().revoked, ScopeRuntime); rk != nil {
+		msg = revokedMessage(ScopeRuntime, rk)
+	}
+	delete(w.Header(), wire.HeaderExtensions)
+	writeAPIError(w, http.StatusUnauthorized, "invalid_request_error", wire.CodeTunnelUseForbidden, msg)
+}
+
 // extensions is the HeaderExtensions value on every authenticated agent
 // answer: one value, as agents read only the first.
 var extensions = []string{wire.ExtResponseBatch + ", " + wire.ExtGetStream + ", " + wire.ExtCaller + ", " + wire.ExtOAuthAS}
@@ -91,6 +103,8 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 			wait = time.Duration(n) * time.Millisecond
 		}
 	}
+	req, stopWatch := t.watchPoll(req)
+	defer stopWatch()
 	instance := agentInstance(req)
 	r.bindAgentConn(req, t, instance)
 	t.pollStart(time.Now(), instance, req.Header.Get(wire.HeaderServerInfo))
@@ -105,6 +119,11 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 	}
 
 	cmds, taken := r.collect(req, t, limit, wait, instance, offer)
+	if keyRevoked(req) {
+		// Revoked while the poll was held: say so now, not on the next poll
+		// (the commands taken, if any, go back below).
+		r.refuseRevoked(w, t, req)
+	}
 	if req.Context().Err() != nil && len(taken) > 0 {
 		// The agent left before its answer was written: it never saw these
 		// commands. Put them back for the next poller (they keep their
@@ -119,6 +138,9 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 				r.log.Warn("queue full: command dropped after a poller left", "tunnel", t.id, "request_id", p.cmd.RequestID)
 			}
 		}
+		return
+	}
+	if keyRevoked(req) {
 		return
 	}
 	if len(cmds) == 0 {

@@ -267,8 +267,8 @@ func (r *Relay) syncLocked(id string, removed []*tunnelState) []*tunnelState {
 		removed = append(removed, t)
 	case want != nil && t == nil:
 		r.tunnels[id] = r.newTunnel(want)
-	case want != nil:
-		t.conf.Store(want)
+	case want != nil && t.conf.Load() != want:
+		t.setConf(want)
 	}
 	return removed
 }

@@ -39,6 +39,10 @@ type tunnelState struct {
 	// lostCalls counts the calls failed because their agent was lost.
 	lostCalls atomic.Uint64
 
+	// held are the polls being held, each with its key's hash, so a
+	// revocation ends them at once (pollwatch.go; t.mu).
+	held map[*pollWatch]struct{}
+
 	// The get-stream extension (getstream.go): get_stream commands queue
 	// apart, for the polls that offered it only.
 	streams     chan *pending
