@@ -448,7 +448,7 @@ func (b *bench) startTunnel(echoURL, pipeline string) (mcpURL string, relay, age
 	}
 	cfg := filepath.Join(b.tmp, "sluice-"+name+".yaml")
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "relay:\n  listen-addr: %s\n  admin-listen-addr: %s\n  tunnels:\n", relayAddr, adminAddr)
+	fmt.Fprintf(&sb, "relay:\n  listen-addr: %s\n  admin-listen-addr: %s\n  data-dir: %s\n  tunnels:\n", relayAddr, adminAddr, filepath.Join(b.tmp, "relay-data-"+name))
 	fmt.Fprintf(&sb, "    - id: %s\n      name: bench\n      runtime-key: env:BENCH_RUNTIME_KEY\n      auth-mode: public\n", tunnel)
 	sb.WriteString(b.bindingYAML())
 	sb.WriteString("pipeline:")

@@ -523,3 +523,41 @@ func TestRevocationEndsHeldPoll(t *testing.T) {
 		t.Fatalf("a poll on a key that stays: %d", st)
 	}
 }
+
+// TestRevocationFailsHeldCalls: the calls an agent holds when its key is
+// revoked fail at once (its results could not be posted anyway), and the
+// tunnel stops counting as connected, so new calls get 503 at once.
+func TestRevocationFailsHeldCalls(t *testing.T) {
+	h := newHarness(t, nil, Options{})
+	a := newAdmin(t, h.r)
+	tn := a.createTunnel(`{"name":"x","response_timeout":"30s"}`)
+	rk := a.createKey(tn.ID, ScopeRuntime, "agent")
+	ck := a.createKey(tn.ID, ScopeClient, "c")
+	inst := map[string]string{wire.HeaderClientInstanceID: "inst-1"}
+	if st, _ := h.poll(tn.ID, rk.Value, 1, time.Millisecond, inst); st != 204 {
+		t.Fatalf("connect: %d", st)
+	}
+	call := func() <-chan *http.Response {
+		return h.client(context.Background(), "POST", tn.ID, `{"jsonrpc":"2.0","id":7,"method":"tools/call"}`,
+			map[string]string{"Content-Type": "application/json"}, map[string]string{"Authorization": "Bearer " + ck.Value})
+	}
+	got := call()
+	cmd := h.nextWith(tn.ID, rk.Value, inst)
+	start := time.Now()
+	a.call("DELETE", "/v1/tunnels/"+tn.ID+"/keys/"+rk.ID, "", nil)
+	resp := wait(t, got)
+	body := readAll(t, resp)
+	if !strings.Contains(body, `"id":7`) || !strings.Contains(body, "-32603") || !strings.Contains(body, "agent_key_revoked") {
+		t.Fatalf("held call after revocation: %d %s", resp.StatusCode, body)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("held call failed %v after the revocation", d)
+	}
+	if st, code := h.respond(tn.ID, rk.Value, cmd.ShardToken, wire.Response{RequestID: cmd.RequestID, RespJSON: json.RawMessage(`{}`)}); st != 401 || code != wire.CodeTunnelUseForbidden {
+		t.Fatalf("a late result on the revoked key: %d %s", st, code)
+	}
+	next := wait(t, call())
+	if code := apiCode(next); next.StatusCode != 503 || code != wire.CodeTunnelClientNotConnected {
+		t.Fatalf("a new call with only a revoked agent: %d %s", next.StatusCode, code)
+	}
+}

@@ -103,14 +103,20 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 			wait = time.Duration(n) * time.Millisecond
 		}
 	}
-	req, stopWatch := t.watchPoll(req)
-	defer stopWatch()
 	instance := agentInstance(req)
+	req, stopWatch := t.watchPoll(req, instance)
+	defer stopWatch()
 	r.bindAgentConn(req, t, instance)
 	t.pollStart(time.Now(), instance, req.Header.Get(wire.HeaderServerInfo))
 	r.noteASOffer(req, t)
 	t.polls.Add(1)
-	defer func() { t.pollEnd(time.Now(), instance) }()
+	defer func() {
+		if keyRevoked(req) {
+			t.pollEndRevoked(instance)
+			return
+		}
+		t.pollEnd(time.Now(), instance)
+	}()
 	// The agent offers GET streams on the polls that may carry them.
 	offer := wire.HasExtension(req.Header.Get(wire.HeaderExtensions), wire.ExtGetStream)
 	if offer {

@@ -199,6 +199,9 @@ func (r *Relay) newTunnel(c *tunnelConf) *tunnelState {
 		t.lostCalls.Add(uint64(held))
 		r.log.Warn("agent lost: failing the calls it held", "tunnel", t.id, "instance", instance, "calls", held)
 	}
+	t.revokedCalls = func(n int) {
+		r.log.Warn("runtime key revoked: failing the calls its agent held", "tunnel", t.id, "calls", n)
+	}
 	return t
 }
 

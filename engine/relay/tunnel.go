@@ -38,6 +38,9 @@ type tunnelState struct {
 	lost func(instance string, held int)
 	// lostCalls counts the calls failed because their agent was lost.
 	lostCalls atomic.Uint64
+	// revokedCalls is called with the number of calls failed because
+	// their agent's key was revoked (nil: not told).
+	revokedCalls func(n int)
 
 	// held are the polls being held, each with its key's hash, so a
 	// revocation ends them at once (pollwatch.go; t.mu).
