@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluicemcp/sluice/engine/enginetest"
 	"github.com/sluicemcp/sluice/engine/relay"
+	"github.com/sluicemcp/sluice/engine/relay/natsconn"
 )
 
 // adminRelay is a relay in process whose admin API is served on loopback.
@@ -282,4 +283,66 @@ func TestAdminEndToEnd(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestRelaysShareNATSStore: two `sluice relay` processes on one NATS
+// server share their tunnels and keys: only the first prints an admin key,
+// a tunnel made on one is served by the other, and a key revoked on one is
+// refused by the other within a second.
+func TestRelaysShareNATSStore(t *testing.T) {
+	srv, err := natsconn.StartServer(natsconn.ServerOptions{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	start := func() (relayAddr, adminAddr string, p *relayProcess) {
+		relayAddr, adminAddr = freeAddr(t), freeAddr(t)
+		cfg := writeFile(t, "relay.yaml", "relay:\n  listen-addr: "+relayAddr+"\n  admin-listen-addr: "+adminAddr+
+			"\n  nats:\n    url: "+srv.ClientURL()+"\n")
+		return relayAddr, adminAddr, startRelayProcess(t, cfg, adminAddr, nil)
+	}
+	_, adminA, a := start()
+	relayB, adminB, b := start()
+	keys := regexp.MustCompile(`sk_adm_[0-9A-Za-z]{40}`)
+	adminKey := keys.FindString(a.stdout.String())
+	if adminKey == "" || keys.MatchString(b.stdout.String()) {
+		t.Fatalf("admin keys printed: first %q, second %q", a.stdout.String(), b.stdout.String())
+	}
+	if !strings.Contains(a.log.String(), `"store":"nats bucket sluice_relay"`) {
+		t.Fatalf("the relay does not say where its store is:\n%s", a.log.String())
+	}
+	admin := func(addr string, args ...string) string {
+		t.Helper()
+		code, out, errb := runCLI(t, map[string]string{"SLUICE_ADMIN_URL": "http://" + addr, "SLUICE_ADMIN_KEY": adminKey}, append([]string{"admin"}, args...)...)
+		if code != exitOK {
+			t.Fatalf("sluice admin %v: exit %d\n%s", args, code, errb)
+		}
+		return out
+	}
+	id := tunnelIDRe.FindString(admin(adminA, "tunnels", "create", "--name", "shared"))
+	out := admin(adminA, "keys", "create", "--tunnel", id, "--scope", "runtime", "--name", "agent")
+	rk, kid := regexp.MustCompile(`sk_run_[0-9A-Za-z]{40}`).FindString(out), keyIDRe.FindString(out)
+	poll := func() int {
+		req, _ := http.NewRequest("GET", "http://"+relayB+"/v1/tunnels/"+id+"/poll?timeout_ms=1", nil)
+		req.Header.Set("Authorization", "Bearer "+rk)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	enginetest.WaitFor(t, "the other relay serves the new tunnel", func() bool { return poll() == 204 })
+	if out := admin(adminB, "tunnels", "list"); !strings.Contains(out, id) {
+		t.Fatalf("the other relay does not list the tunnel:\n%s", out)
+	}
+	admin(adminA, "keys", "revoke", kid, "--tunnel", id)
+	revoked := time.Now()
+	for poll() != 401 {
+		if time.Since(revoked) > time.Second {
+			t.Fatal("the other relay accepts the key a second after its revocation")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	_ = b
 }

@@ -16,55 +16,6 @@ import (
 	"github.com/sluicemcp/sluice/engine/relay/store/natskv"
 )
 
-// RelayNATS joins the relay to a NATS cluster (relay.nats.*): the tunnels
-// and keys managed through the admin API then live in a JetStream
-// key-value bucket every replica shares.
-type RelayNATS struct {
-	// URL is one or more server URLs, comma-separated.
-	URL string `koanf:"url"`
-	// Credentials is a NATS credentials file's content (a reference,
-	// typically file:/path/to/user.creds).
-	Credentials Secret `koanf:"credentials"`
-	// Token is an authentication token (a reference).
-	Token Secret       `koanf:"token"`
-	TLS   RelayNATSTLS `koanf:"tls"`
-	// Replicas is the replication factor of the bucket when the relay
-	// creates it (0: 1).
-	Replicas int `koanf:"replicas"`
-}
-
-// RelayNATSTLS is TLS to the NATS servers.
-type RelayNATSTLS struct {
-	CAFile     string `koanf:"ca-file"`
-	CertFile   string `koanf:"cert-file"`
-	KeyFile    string `koanf:"key-file"`
-	ServerName string `koanf:"server-name"`
-}
-
-// validate checks relay.nats without resolving its secrets.
-func (n RelayNATS) validate() error {
-	if n.URL == "" {
-		if n.Credentials.IsSet() || n.Token.IsSet() || n.TLS != (RelayNATSTLS{}) || n.Replicas != 0 {
-			return cfgErr("relay.nats.url", "required when other relay.nats keys are set")
-		}
-		return nil
-	}
-	if err := n.Credentials.check("relay.nats.credentials"); err != nil {
-		return err
-	}
-	if err := n.Token.check("relay.nats.token"); err != nil {
-		return err
-	}
-	if n.Replicas < 0 || n.Replicas > 5 {
-		return cfgErr("relay.nats.replicas", "want 1 to 5")
-	}
-	c := n.connConfig("", "")
-	if err := c.Validate(); err != nil {
-		return natsCfgErr(err)
-	}
-	return nil
-}
-
 // connConfig is natsconn's configuration with resolved secrets.
 func (n RelayNATS) connConfig(creds, token string) natsconn.Config {
 	return natsconn.Config{URL: n.URL, Name: "sluice relay", Credentials: creds, Token: token,
@@ -157,7 +108,16 @@ func (s *session) openRelayStore(ctx context.Context) (*relayStore, error) {
 		nc.Close()
 		return nil, fmt.Errorf("nats: jetstream: %w", err)
 	}
-	st, err := natskv.Open(ctx, js, natskv.Options{Replicas: s.cfg.Relay.NATS.Replicas})
+	n := s.cfg.Relay.NATS
+	replicas := n.Replicas
+	if replicas == 0 {
+		replicas = 1
+		if len(nc.Servers()) >= 3 {
+			replicas = 3
+		}
+	}
+	bucket := kvBucket(n.Prefix)
+	st, err := natskv.Open(ctx, js, natskv.Options{Bucket: bucket, Replicas: replicas})
 	if err != nil {
 		nc.Close()
 		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
@@ -165,5 +125,19 @@ func (s *session) openRelayStore(ctx context.Context) (*relayStore, error) {
 		}
 		return nil, err
 	}
-	return &relayStore{Store: st, where: "nats bucket " + natskv.DefaultBucket, nc: nc}, nil
+	return &relayStore{Store: st, where: "nats bucket " + bucket, nc: nc}, nil
+}
+
+// kvBucket is the key-value bucket of a relay.nats.prefix: the default
+// bucket for none, else the prefix (made a valid bucket name) + "_relay".
+func kvBucket(prefix string) string {
+	if prefix == "" {
+		return natskv.DefaultBucket
+	}
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, prefix) + "_relay"
 }
