@@ -561,3 +561,48 @@ func TestRevocationFailsHeldCalls(t *testing.T) {
 		t.Fatalf("a new call with only a revoked agent: %d %s", next.StatusCode, code)
 	}
 }
+
+// TestIdleTunnelsAreSmall: a tunnel that never had a command holds no
+// queue buffer, and its first command still reaches a poll that was held
+// before the queue existed.
+func TestIdleTunnelsAreSmall(t *testing.T) {
+	h := newHarness(t, nil, Options{})
+	tun := h.r.tunnel(tunA)
+	if q, s := tun.queues(); q != nil || s != nil {
+		t.Fatal("a tunnel without commands has queues")
+	}
+	// One poll held for 10 s: the command must reach it, not the next one.
+	got := make(chan wire.Command, 1)
+	go func() {
+		st, cmds := h.poll(tunA, runtimeA, 1, 10*time.Second, nil)
+		if st != 200 || len(cmds) != 1 {
+			t.Errorf("held poll: %d %v", st, cmds)
+			close(got)
+			return
+		}
+		got <- cmds[0]
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for tun.heldPolls() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("poll not held")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	resp := h.clientPost(tunA, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, nil)
+	sent := time.Now()
+	cmd, ok := <-got
+	if !ok {
+		t.FailNow()
+	}
+	if d := time.Since(sent); d > 5*time.Second {
+		t.Fatalf("the held poll got the first command only after %v (at the end of its wait)", d)
+	}
+	h.respond(tunA, runtimeA, cmd.ShardToken, wire.Response{RequestID: cmd.RequestID, RespJSON: json.RawMessage(`{"jsonrpc":"2.0","id":1,"result":{}}`)})
+	if r := wait(t, resp); r.StatusCode != 200 {
+		t.Fatalf("first call: %d", r.StatusCode)
+	}
+	if q, _ := tun.queues(); cap(q) != DefaultQueueSize {
+		t.Fatalf("queue after the first command: cap %d", cap(q))
+	}
+}

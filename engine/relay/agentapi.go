@@ -174,12 +174,23 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.
 		taken []*pending
 		sq    chan *pending // nil (never ready) without the offer
 	)
+	q, s := t.queues()
+	made := t.qmade // until the queues exist
+	if q != nil {
+		made = nil
+	}
 	if offer {
-		sq = t.streams
+		sq = s
 	}
 	for len(cmds) == 0 {
 		select {
-		case p := <-t.queue:
+		case <-made:
+			q, s = t.queues()
+			if offer {
+				sq = s
+			}
+			made = nil
+		case p := <-q:
 			if c, ok := r.hand(t, p, instance); ok {
 				cmds, taken = append(cmds, c), append(taken, p)
 			}
@@ -201,7 +212,7 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.
 	}
 	for len(cmds) < limit {
 		select {
-		case p := <-t.queue:
+		case p := <-q:
 			if c, ok := r.hand(t, p, instance); ok {
 				cmds, taken = append(cmds, c), append(taken, p)
 			}

@@ -134,8 +134,9 @@ func (c *tunnelCollector) Collect(ch chan<- prometheus.Metric) {
 		if t.connected(now, c.r.set.agentTimeout) {
 			conn = 1
 		}
-		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(len(t.queue)), t.id)
-		ch <- prometheus.MustNewConstMetric(descQueueCap, prometheus.GaugeValue, float64(cap(t.queue)), t.id)
+		q, _ := t.queues()
+		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(len(q)), t.id)
+		ch <- prometheus.MustNewConstMetric(descQueueCap, prometheus.GaugeValue, float64(t.qsize), t.id)
 		ch <- prometheus.MustNewConstMetric(descInflight, prometheus.GaugeValue, float64(t.inflight()), t.id)
 		ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, conn, t.id)
 		ch <- prometheus.MustNewConstMetric(descPolls, prometheus.CounterValue, float64(t.polls.Load()), t.id)
