@@ -68,7 +68,7 @@ Usage:
   sluice admin    COMMAND   manage a relay's tunnels and keys (tunnels, keys)
   sluice plugin   COMMAND   new, build, inspect and test Wasm plugins
   sluice version            print version, commit and Go version
-  sluice help [command]     show the flags of a command (run, relay, dev, config, plugin)
+  sluice help [command]     show the flags of a command (run, relay, dev, config, admin, plugin)
   sluice help <topic>       quickstart, plugins, openai, troubleshooting
 
 Configuration: flags > environment > --config FILE (or SLUICE_CONFIG) > defaults.
