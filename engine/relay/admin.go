@@ -138,27 +138,19 @@ func (r *Relay) adminRoutes(mux *http.ServeMux) {
 // adminOnly runs f for callers with an admin key; others get 401 (or 429
 // after too many failures).
 func (r *Relay) adminOnly(f func(http.ResponseWriter, *http.Request)) func(http.ResponseWriter, *http.Request) {
-	return func(w http.ResponseWriter, req *http.Request) {
-		addr, now := clientAddr(req), time.Now()
-		if wait := r.limiter.allow(addr, realmAdmin, now); wait > 0 {
-			r.met.authFailure(realmAdmin, failRateLimited)
-			refuseRateLimited(w, wait)
-			return
-		}
-		ak := r.admins.Load()
-		res := check(req, ak.keys, ak.revoked, ScopeAdmin)
-		if !res.ok {
-			r.limiter.fail(addr, realmAdmin, now)
-			msg, why := "an admin key is required (Authorization: Bearer sk_adm_…)", failInvalid
-			if res.revoked != nil {
-				msg, why = revokedMessage(ScopeAdmin, res.revoked), failRevoked
-			}
-			r.met.authFailure(realmAdmin, why)
+	g := gate{surface: realmAdmin, realm: realmAdmin, scope: ScopeAdmin,
+		invalid: "an admin key is required (Authorization: Bearer sk_adm_…)",
+		refuse: func(w http.ResponseWriter, msg string) {
 			w.Header().Set("WWW-Authenticate", "Bearer")
 			writeAPIError(w, http.StatusUnauthorized, "invalid_request_error", codeManagementRequired, msg)
-			return
+		}}
+	return func(w http.ResponseWriter, req *http.Request) {
+		if _, ok := r.pass(w, req, g, func() authResult {
+			ak := r.admins.Load()
+			return check(req, ak.keys, ak.revoked, ScopeAdmin)
+		}); ok {
+			f(w, req)
 		}
-		f(w, req)
 	}
 }
 

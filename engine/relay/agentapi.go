@@ -20,21 +20,15 @@ func (r *Relay) agentTunnel(w http.ResponseWriter, req *http.Request, authFail i
 		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeInvalidTunnelIDFormat, "tunnel id must match ^tunnel_[a-z0-9]{32}$")
 		return nil
 	}
-	addr, now := clientAddr(req), time.Now()
-	if wait := r.limiter.allow(addr, id, now); wait > 0 {
-		r.met.authFailure(realmAgent, failRateLimited)
-		refuseRateLimited(w, wait)
-		return nil
-	}
-	t, res := r.agentAuth(req, id)
-	if t == nil {
-		r.limiter.fail(addr, id, now)
-		msg, why := "runtime key not valid for this tunnel", failInvalid
-		if res.revoked != nil {
-			msg, why = revokedMessage(ScopeRuntime, res.revoked), failRevoked
-		}
-		r.met.authFailure(realmAgent, why)
-		writeAPIError(w, authFail, "invalid_request_error", wire.CodeTunnelUseForbidden, msg)
+	var t *tunnelState
+	if _, ok := r.pass(w, req, gate{surface: realmAgent, realm: id, scope: ScopeRuntime,
+		invalid: "runtime key not valid for this tunnel",
+		refuse: func(w http.ResponseWriter, msg string) {
+			writeAPIError(w, authFail, "invalid_request_error", wire.CodeTunnelUseForbidden, msg)
+		}}, func() (res authResult) {
+		t, res = r.agentAuth(req, id)
+		return res
+	}); !ok {
 		return nil
 	}
 	w.Header()[wire.HeaderExtensions] = extensions

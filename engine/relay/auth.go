@@ -91,6 +91,38 @@ func clientAuth(req *http.Request, c *tunnelConf) authResult {
 	return check(req, c.clientKeys, c.revoked, ScopeClient)
 }
 
+// gate is one surface's authentication: the failure budget it draws on
+// (realm: a tunnel id, or "admin"), the scope of its keys, and how it
+// refuses a caller.
+type gate struct {
+	surface, realm, scope string
+	invalid               string // the refusal's message for a key that is not valid
+	refuse                func(w http.ResponseWriter, msg string)
+}
+
+// pass rate-limits req's address, authenticates it with check and, when it
+// fails, counts the failure and refuses it (429 or g.refuse).
+func (r *Relay) pass(w http.ResponseWriter, req *http.Request, g gate, check func() authResult) (authResult, bool) {
+	addr, now := clientAddr(req), time.Now()
+	if wait := r.limiter.allow(addr, g.realm, now); wait > 0 {
+		r.met.authFailure(g.surface, failRateLimited)
+		refuseRateLimited(w, wait)
+		return authResult{}, false
+	}
+	res := check()
+	if res.ok {
+		return res, true
+	}
+	r.limiter.fail(addr, g.realm, now)
+	msg, why := g.invalid, failInvalid
+	if res.revoked != nil {
+		msg, why = revokedMessage(g.scope, res.revoked), failRevoked
+	}
+	r.met.authFailure(g.surface, why)
+	g.refuse(w, msg)
+	return res, false
+}
+
 // revokedMessage is what the holder of a revoked key is told.
 func revokedMessage(scope string, rk *revokedKey) string {
 	return scope + " key revoked at " + time.Unix(rk.at, 0).UTC().Format(time.RFC3339) + ": ask the relay's operator for a new one"
