@@ -235,6 +235,32 @@ func TestAuthRateLimit(t *testing.T) {
 	if c := poll("198.51.100.6", "wrong").Code; c != 429 {
 		t.Fatalf("and no second while the tunnel is flooded: %d", c)
 	}
+	// The MCP endpoint draws on the same budgets (here on a tunnel whose
+	// own budget is whole): a client address that keeps failing is refused
+	// before its key is looked at.
+	tn2 := a.createTunnel(`{"name":"t2"}`).ID
+	ck := a.createKey(tn2, ScopeClient, "c").Value
+	mcp := func(addr, key string) int {
+		req := httptest.NewRequest("POST", "/v1/mcp/"+tn2, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+		req.Host = "relay.test"
+		req.RemoteAddr = addr + ":4000"
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+key)
+		rec := httptest.NewRecorder()
+		r.Handler().ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for range 3 {
+		if c := mcp("203.0.113.1", "wrong"); c != 401 {
+			t.Fatalf("MCP with a wrong key: %d", c)
+		}
+	}
+	if c := mcp("203.0.113.1", ck); c != 429 {
+		t.Fatalf("MCP after the address's burst: %d", c)
+	}
+	if c := mcp("203.0.113.2", ck); c == 401 || c == 429 {
+		t.Fatalf("MCP from a clean address with the right key: %d", c)
+	}
 	// The admin API has its own budget per address.
 	for range 3 {
 		a.callAs("wrong", "GET", "/v1/tunnels", "", nil)
