@@ -224,15 +224,14 @@ func (s *session) runRelay(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = p.pipeline.Close() }()
+	if err := s.bootstrapAdminKey(ctx, p); err != nil {
+		return err
+	}
+	live := s.relayLiveKeys(pl, p)
 	s.log.Info("relay listening", "url", p.url, "mcp", p.url+"/v1/mcp/{tunnel}", "tunnels", len(tunnels), "store", st.where)
 	if p.adminURL != "" {
 		s.log.Info("relay admin listening", "url", p.adminURL, "endpoints", "/healthz /readyz /metrics /v1/tunnels")
 	}
-	if err := s.bootstrapAdminKey(ctx, p); err != nil {
-		return err
-	}
-
-	live := s.relayLiveKeys(pl, p)
 	s.log.Info("active chain", s.chainAttrs()...)
 	rctx, stopReload := context.WithCancel(ctx)
 	defer stopReload()
