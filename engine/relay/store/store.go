@@ -49,7 +49,9 @@ type Store interface {
 	// later change (its own, another process's or another replica's), in
 	// revision order, from one goroutine, until ctx ends or the store is
 	// closed. No change falls between the records returned and the first
-	// call to apply.
+	// call to apply. A backend may coalesce quick changes of one key into
+	// its latest value (JetStream's watch does when it resumes), never
+	// reorder or drop the latest.
 	Watch(ctx context.Context, apply func(Change)) ([]Record, error)
 	// Get returns the record under key, or ErrNotFound.
 	Get(ctx context.Context, key string) (Record, error)

@@ -98,7 +98,7 @@ func (s *Store) Watch(ctx context.Context, apply func(store.Change)) ([]store.Re
 				if !ok {
 					return
 				}
-				if e != nil {
+				if e != nil && ctx.Err() == nil {
 					apply(change(e))
 				}
 			case <-ctx.Done():
