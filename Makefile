@@ -24,7 +24,7 @@ RACE_PKGS ?= $(filter-out $(NORACE_PKGS),$(PKGS))
 TEST_TIMEOUT ?= 15m
 FUZZTIME ?= 5s
 
-.PHONY: all build run test test-go faults bench bench-load plugins examples lint fuzz-smoke clean
+.PHONY: all build run test test-go faults bench bench-load bench-idle-tunnels plugins examples lint fuzz-smoke clean
 
 all: build
 
@@ -72,6 +72,15 @@ BENCH_LOAD_FLAGS ?= -duration 5s -concurrency 1,64 -pipeline redact -compare-cha
 bench-load: build
 	$(GO) build -o bin/sluice-bench ./cmd/sluice-bench
 	bin/sluice-bench -sluice $(BIN) $(BENCH_LOAD_FLAGS)
+
+# Many idle tunnels on one relay: c=1 on one tunnel alone, then with 10,000
+# more tunnels made through the admin API, each with an idle agent holding a
+# long-poll (needs about 10,000 open files per process); prints the relay's
+# RSS and the p50 ratio.
+IDLE_TUNNELS ?= 10000
+bench-idle-tunnels: build
+	$(GO) build -o bin/sluice-bench ./cmd/sluice-bench
+	bin/sluice-bench -sluice $(BIN) -idle-tunnels $(IDLE_TUNNELS) -duration 15s
 
 # Rebuild the first-party plugins' committed .wasm modules.
 plugins:

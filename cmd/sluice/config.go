@@ -113,6 +113,41 @@ type Relay struct {
 	// MaxConcurrentPerAddress bounds the MCP requests in progress per
 	// remote IP address (0: no limit).
 	MaxConcurrentPerAddress int `koanf:"max-concurrent-per-address"`
+	// DataDir is where `sluice relay` keeps the tunnels and keys managed
+	// through its admin API when it is not on NATS (default
+	// $XDG_STATE_HOME/sluice/relay, else ~/.local/state/sluice/relay).
+	DataDir string `koanf:"data-dir"`
+	// AdminKey is an admin key for the admin API besides those the relay
+	// issues (a reference); with it the relay prints no first admin key.
+	AdminKey Secret `koanf:"admin-key"`
+	// NATS joins the relay to other replicas of it (empty url: alone).
+	NATS RelayNATS `koanf:"nats"`
+}
+
+// RelayNATS joins `sluice relay` replicas through a NATS cluster: a shared
+// work queue (JetStream) and messages between replicas.
+type RelayNATS struct {
+	// URL is one or more NATS server URLs, comma-separated; empty: the
+	// relay is alone, with its queue in process.
+	URL string `koanf:"url"`
+	// Credentials is a reference to a NATS credentials file's content.
+	Credentials Secret `koanf:"credentials"`
+	// Token is a reference to a NATS authentication token.
+	Token Secret       `koanf:"token"`
+	TLS   RelayNATSTLS `koanf:"tls"`
+	// Replicas is the work-queue stream's replication factor (0: 3 when the
+	// cluster has three servers or more, else 1).
+	Replicas int `koanf:"replicas"`
+	// Prefix starts every subject the relay uses (default "sluice").
+	Prefix string `koanf:"prefix"`
+}
+
+// RelayNATSTLS is TLS to the NATS servers.
+type RelayNATSTLS struct {
+	CAFile     string `koanf:"ca-file"`
+	CertFile   string `koanf:"cert-file"`
+	KeyFile    string `koanf:"key-file"`
+	ServerName string `koanf:"server-name"`
 }
 
 // TunnelConfig is one tunnel the relay serves.
