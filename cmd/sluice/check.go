@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/knadh/koanf/parsers/yaml"
-	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -123,7 +122,7 @@ func inferMode(path string) Mode {
 		return ModeRun
 	}
 	k := koanf.New(".")
-	if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+	if err := k.Load(configFile(path), yaml.Parser()); err != nil {
 		return ModeRun
 	}
 	top := k.Raw()

@@ -27,7 +27,7 @@ func TestRelayMaxResponseBytes(t *testing.T) {
 		{name: "file", file: "relay:\n  max-response-bytes: 65536\n", want: 65536},
 		{name: "environment", env: map[string]string{"RELAY_MAX_RESPONSE_BYTES": "32768"}, want: 32768},
 		{name: "flag", args: []string{"--relay.max-response-bytes", "8192"}, want: 8192},
-		{name: "too small", file: "relay:\n  max-response-bytes: 100\n", error: "config: relay.max-response-bytes: want at least 1024"},
+		{name: "too small", file: "relay:\n  max-response-bytes: 100\n", error: "config: relay.max-response-bytes: 100 is out of range 1024..1073741824"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := loadRelayCase(t, tc.args, tc.env, tc.file, tc.error)
