@@ -247,14 +247,14 @@ func (ch Channel) describe() string {
 // header secrets resolved, commands split.
 func (s *session) bindingConfig(ch Channel, maxConcurrent int) (host.BindingConfig, error) {
 	w := ch.Wasm
-	path := w.Path
-	if !filepath.IsAbs(path) && s.configDir() != "" {
-		path = filepath.Join(s.configDir(), path)
-	}
 	// Checked by validate; checked again so that no value outside its range
 	// reaches the host, however this is called.
 	if err := checkRangesAt(w, ch.Key+".wasm", "mcp.bindings[].wasm"); err != nil {
 		return host.BindingConfig{}, err
+	}
+	path := w.Path
+	if !filepath.IsAbs(path) && s.configDir() != "" {
+		path = filepath.Join(s.configDir(), path)
 	}
 	pool := w.Limits.PoolSize
 	if pool == 0 {
