@@ -266,14 +266,14 @@ func strictNumbers(from, to reflect.Type, data any) (any, error) {
 			return nil, fmt.Errorf("want an integer, not %v", data)
 		}
 		if f < math.MinInt64 || f >= math.MaxInt64 {
-			return nil, fmt.Errorf("%v is too large for an integer", data)
+			return nil, fmt.Errorf("%v does not fit in an integer", data)
 		}
 		return fitInteger(int64(f), to)
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		return fitInteger(v.Int(), to)
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
 		if v.Uint() > math.MaxInt64 {
-			return nil, fmt.Errorf("%v is too large for an integer", data)
+			return nil, fmt.Errorf("%v does not fit in an integer", data)
 		}
 		return fitInteger(int64(v.Uint()), to)
 	}
@@ -298,11 +298,11 @@ func fitInteger(n int64, to reflect.Type) (any, error) {
 			return nil, fmt.Errorf("want a non-negative integer, not %d", n)
 		}
 		if v.OverflowUint(uint64(n)) {
-			return nil, fmt.Errorf("%d is too large for an integer", n)
+			return nil, fmt.Errorf("%d does not fit in an integer", n)
 		}
 	default:
 		if v.OverflowInt(n) {
-			return nil, fmt.Errorf("%d is too large for an integer", n)
+			return nil, fmt.Errorf("%d does not fit in an integer", n)
 		}
 	}
 	return n, nil
@@ -322,7 +322,7 @@ func toDuration(from reflect.Type, data any) (any, error) {
 	case reflect.String:
 		d, err := time.ParseDuration(strings.TrimSpace(v.String()))
 		if err != nil {
-			return nil, fmt.Errorf("%s, not %q", durationHint, v.String())
+			return nil, errors.New(durationHint) // a string is not echoed: it might be anything
 		}
 		return d, nil
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:

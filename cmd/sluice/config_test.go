@@ -498,27 +498,3 @@ func FuzzParseChannelEntry(f *testing.F) {
 		}
 	})
 }
-
-func FuzzConfigFile(f *testing.F) {
-	f.Add("control-plane:\n  max-inflight: 3\n")
-	f.Add("pipeline:\n  - plugin: redact\n    config: {a: [1, {b: c}]}\n")
-	f.Add("relay: {tunnels: [{id: x, client-keys: [{name: a}]}]}\n")
-	f.Add("a: [\n")
-	dir := f.TempDir()
-	f.Fuzz(func(t *testing.T, s string) {
-		p := filepath.Join(dir, "f.yaml")
-		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		l := &loader{env: envOf(nil), path: p}
-		cfg, _, err := l.load()
-		if err != nil {
-			var ce *ConfigError
-			if !errors.As(err, &ce) {
-				t.Fatalf("error %T is not a ConfigError: %v", err, err)
-			}
-			return
-		}
-		_ = cfg.validate(ModeRelay)
-	})
-}
