@@ -230,7 +230,7 @@ func FuzzConfigValue(f *testing.F) {
 	for k, v := range map[string]string{
 		"control-plane.max-inflight": "20", "control-plane.poll-timeout": "30s", "mcp.max-concurrent-requests": "10",
 		"mcp.max-streams": "32", "relay.max-body-bytes": "4194304", "relay.max-response-bytes": "16777216",
-		"relay.response-timeout": "120s", "drain-timeout": "1s", "mcp.startup-wait-timeout": "0s",
+		"relay.response-timeout": "120s", "drain-timeout": "1s", "mcp.startup-wait-timeout": "0s", "log.repeat-window": "10s",
 	} {
 		base[k] = v
 	}
@@ -255,6 +255,7 @@ mcp:
         commands: [{name: c, command: cat, timeout: %s, max-output-bytes: %s}]
         limits: {memory-pages: %s, call-timeout: %s, max-message-size: %s, pool-size: %s}
 drain-timeout: %s
+log: {repeat-window: %s}
 pipeline:
   - plugin: %s
     limits: {memory-pages: %s, call-timeout: %s, max-message-size: %s}
@@ -276,7 +277,7 @@ relay:
 			l("mcp.bindings[].wasm.commands[].timeout"), l("mcp.bindings[].wasm.commands[].max-output-bytes"),
 			l("mcp.bindings[].wasm.limits.memory-pages"), l("mcp.bindings[].wasm.limits.call-timeout"),
 			l("mcp.bindings[].wasm.limits.max-message-size"), l("mcp.bindings[].wasm.limits.pool-size"),
-			l("drain-timeout"),
+			l("drain-timeout"), l("log.repeat-window"),
 			good, l("pipeline[].limits.memory-pages"), l("pipeline[].limits.call-timeout"), l("pipeline[].limits.max-message-size"),
 			l("relay.max-body-bytes"), l("relay.max-response-bytes"), l("relay.response-timeout"),
 			testTunnel, l("relay.tunnels[].response-timeout"),
