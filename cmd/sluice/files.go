@@ -2,9 +2,8 @@ package main
 
 import (
 	"errors"
-	"fmt"
-	"io"
-	"os"
+
+	"github.com/sluicemcp/sluice/host"
 )
 
 // Bounds of the files a configuration names. Each is read whole into
@@ -15,33 +14,10 @@ const (
 	maxPEMFileBytes    = 16 << 20 // ca-bundle, relay.tls-cert, relay.tls-key
 )
 
-// readFileLimited reads the regular file at path, at most limit bytes. A
-// device, a FIFO (whose open would block) or a directory is refused
-// unread, and so is a larger file. Errors name the path, never the content.
+// readFileLimited reads the regular file at path, at most limit bytes
+// (host.ReadFileLimited: a device, a FIFO or a larger file is an error).
 func readFileLimited(path string, limit int64) ([]byte, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	if fi.Size() > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
-	}
-	return b, nil
+	return host.ReadFileLimited(path, limit)
 }
 
 // fileBytes is a koanf provider of a file's bytes, read by readFileLimited.
