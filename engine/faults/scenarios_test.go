@@ -314,8 +314,10 @@ func TestRelayDrainsOnSIGTERM(t *testing.T) {
 func TestReloadOutOfRangeUnderLoad(t *testing.T) {
 	tp := newTopo(t)
 	tp.startCountServer()
+	// call-timeout: 10s because the scenario is about reloads: on a starved
+	// shared machine a redact call can outlast the 1 s default.
 	chain := func(indent, pages string) string {
-		return indent + "pipeline:\n" + indent + "  - plugin: redact\n" + indent + "    limits: {memory-pages: " + pages + "}\n"
+		return indent + "pipeline:\n" + indent + "  - plugin: redact\n" + indent + "    limits: {memory-pages: " + pages + ", call-timeout: 10s}\n"
 	}
 	r := tp.startRelay(relayOptions{extraYAML: chain("", "1024")})
 	agentCfg := writeFile(t, tp.dir, "agent.yaml", chain("", "1024"))
@@ -342,7 +344,7 @@ func TestReloadOutOfRangeUnderLoad(t *testing.T) {
 	res := tp.run(context.Background(), l)
 	assertSound(t, res)
 	if n := res.Count(faultkit.ClassError); n > 0 {
-		t.Errorf("%d calls failed across the refused reloads: %v", n, res.Kinds())
+		t.Errorf("%d calls failed across the refused reloads: %v (first: %s)", n, res.Kinds(), firstOf(res, faultkit.ClassError))
 	}
 	if n := res.Count(faultkit.ClassOK); n < 100 {
 		t.Errorf("only %d calls ok", n)
