@@ -214,15 +214,60 @@ func FuzzConfigLoad(f *testing.F) {
 	})
 }
 
+// valueTemplate is a configuration that sets every numeric key of Config:
+// each {{key}} is replaced by a value. Paths are {{good}} and {{binding}}.
+const valueTemplate = `control-plane: {max-inflight: {{control-plane.max-inflight}}, poll-timeout: {{control-plane.poll-timeout}}}
+mcp:
+  max-concurrent-requests: {{mcp.max-concurrent-requests}}
+  startup-wait-timeout: {{mcp.startup-wait-timeout}}
+  max-streams: {{mcp.max-streams}}
+  bindings:
+    - channel: main
+      wasm:
+        path: {{binding}}
+        http: {timeout: {{mcp.bindings[].wasm.http.timeout}}, max-response-bytes: {{mcp.bindings[].wasm.http.max-response-bytes}}}
+        commands: [{name: c, command: cat, timeout: {{mcp.bindings[].wasm.commands[].timeout}}, max-output-bytes: {{mcp.bindings[].wasm.commands[].max-output-bytes}}}]
+        limits: {memory-pages: {{mcp.bindings[].wasm.limits.memory-pages}}, call-timeout: {{mcp.bindings[].wasm.limits.call-timeout}}, max-message-size: {{mcp.bindings[].wasm.limits.max-message-size}}, pool-size: {{mcp.bindings[].wasm.limits.pool-size}}, max-memory: {{mcp.bindings[].wasm.limits.max-memory}}}
+        breaker: {failures: {{mcp.bindings[].wasm.breaker.failures}}, backoff: {{mcp.bindings[].wasm.breaker.backoff}}, max-backoff: {{mcp.bindings[].wasm.breaker.max-backoff}}}
+drain-timeout: {{drain-timeout}}
+log: {repeat-window: {{log.repeat-window}}}
+pipeline:
+  - plugin: {{good}}
+    limits: {memory-pages: {{pipeline[].limits.memory-pages}}, call-timeout: {{pipeline[].limits.call-timeout}}, max-message-size: {{pipeline[].limits.max-message-size}}, pool-size: {{pipeline[].limits.pool-size}}, max-memory: {{pipeline[].limits.max-memory}}}
+    breaker: {failures: {{pipeline[].breaker.failures}}, backoff: {{pipeline[].breaker.backoff}}, max-backoff: {{pipeline[].breaker.max-backoff}}}
+relay:
+  max-body-bytes: {{relay.max-body-bytes}}
+  max-response-bytes: {{relay.max-response-bytes}}
+  response-timeout: {{relay.response-timeout}}
+  tunnels:
+    - id: tunnel_0123456789abcdef0123456789abcdef
+      runtime-key: env:RK
+      auth-mode: public
+      response-timeout: {{relay.tunnels[].response-timeout}}
+  pipeline:
+    - plugin: {{good}}
+      limits: {memory-pages: {{relay.pipeline[].limits.memory-pages}}, call-timeout: {{relay.pipeline[].limits.call-timeout}}, max-message-size: {{relay.pipeline[].limits.max-message-size}}, pool-size: {{relay.pipeline[].limits.pool-size}}, max-memory: {{relay.pipeline[].limits.max-memory}}}
+      breaker: {failures: {{relay.pipeline[].breaker.failures}}, backoff: {{relay.pipeline[].breaker.backoff}}, max-backoff: {{relay.pipeline[].breaker.max-backoff}}}
+`
+
 // FuzzConfigValue is the structured counterpart: a valid configuration
-// that sets every kind of numeric key (agent, relay, pipelines, a Wasm
-// binding), with one of them, chosen by key, replaced by the fuzzed YAML
+// that sets every numeric key (agent, relay, pipelines, a Wasm binding,
+// breakers), with one of them, chosen by key, replaced by the fuzzed YAML
 // scalar. It reaches the range checks and the plugin host with every value
 // the fuzzer can think of, rather than with the few random bytes that parse
 // as YAML.
 func FuzzConfigValue(f *testing.F) {
-	good, binding := hostFixture(f, "good.wasm"), hostFixture(f, "binding.wasm")
 	keys := numericPatterns()
+	// The template sets every numeric key, each once: a key added to
+	// Config must be added to it.
+	for _, k := range keys {
+		if n := strings.Count(valueTemplate, "{{"+k+"}}"); n != 1 {
+			f.Fatalf("valueTemplate sets %s %d times, want once", k, n)
+		}
+	}
+	if n := strings.Count(valueTemplate, "{{"); n != len(keys)+3 {
+		f.Fatalf("valueTemplate has %d placeholders for %d keys and 3 paths", n, len(keys))
+	}
 	base := map[string]string{}
 	for _, k := range keys {
 		base[k] = "0"
@@ -234,63 +279,18 @@ func FuzzConfigValue(f *testing.F) {
 	} {
 		base[k] = v
 	}
+	good, binding := hostFixture(f, "good.wasm"), hostFixture(f, "binding.wasm")
 	render := func(key int, value string) []byte {
-		vals := map[string]string{}
-		for k, v := range base {
-			vals[k] = v
-		}
 		value, _, _ = strings.Cut(value, "\n")
-		vals[keys[key%len(keys)]] = value
-		l := func(k string) string { return vals[k] }
-		return fmt.Appendf(nil, `control-plane: {max-inflight: %s, poll-timeout: %s}
-mcp:
-  max-concurrent-requests: %s
-  startup-wait-timeout: %s
-  max-streams: %s
-  bindings:
-    - channel: main
-      wasm:
-        path: %s
-        http: {timeout: %s, max-response-bytes: %s}
-        commands: [{name: c, command: cat, timeout: %s, max-output-bytes: %s}]
-        limits: {memory-pages: %s, call-timeout: %s, max-message-size: %s, pool-size: %s}
-drain-timeout: %s
-log: {repeat-window: %s}
-pipeline:
-  - plugin: %s
-    limits: {memory-pages: %s, call-timeout: %s, max-message-size: %s}
-relay:
-  max-body-bytes: %s
-  max-response-bytes: %s
-  response-timeout: %s
-  tunnels:
-    - id: %s
-      runtime-key: env:RK
-      auth-mode: public
-      response-timeout: %s
-  pipeline:
-    - plugin: %s
-      limits: {memory-pages: %s, call-timeout: %s, max-message-size: %s}
-`, l("control-plane.max-inflight"), l("control-plane.poll-timeout"),
-			l("mcp.max-concurrent-requests"), l("mcp.startup-wait-timeout"), l("mcp.max-streams"),
-			binding, l("mcp.bindings[].wasm.http.timeout"), l("mcp.bindings[].wasm.http.max-response-bytes"),
-			l("mcp.bindings[].wasm.commands[].timeout"), l("mcp.bindings[].wasm.commands[].max-output-bytes"),
-			l("mcp.bindings[].wasm.limits.memory-pages"), l("mcp.bindings[].wasm.limits.call-timeout"),
-			l("mcp.bindings[].wasm.limits.max-message-size"), l("mcp.bindings[].wasm.limits.pool-size"),
-			l("drain-timeout"), l("log.repeat-window"),
-			good, l("pipeline[].limits.memory-pages"), l("pipeline[].limits.call-timeout"), l("pipeline[].limits.max-message-size"),
-			l("relay.max-body-bytes"), l("relay.max-response-bytes"), l("relay.response-timeout"),
-			testTunnel, l("relay.tunnels[].response-timeout"),
-			good, l("relay.pipeline[].limits.memory-pages"), l("relay.pipeline[].limits.call-timeout"), l("relay.pipeline[].limits.max-message-size"))
-	}
-	// The template sets every numeric key: a key added to Config must be
-	// added here too.
-	tmpl := string(render(0, base[keys[0]]))
-	for _, k := range keys {
-		leaf := k[strings.LastIndexByte(k, '.')+1:]
-		if !strings.Contains(tmpl, leaf+":") {
-			f.Fatalf("FuzzConfigValue's template does not set %s", k)
+		pairs := []string{"{{good}}", good, "{{binding}}", binding}
+		for i, k := range keys {
+			v := base[k]
+			if i == key%len(keys) {
+				v = value
+			}
+			pairs = append(pairs, "{{"+k+"}}", v)
 		}
+		return []byte(strings.NewReplacer(pairs...).Replace(valueTemplate))
 	}
 	values := []string{"-1", "0", "1", "65536", "65537", "70000", "4294967296", "1e30", "1.5", "true", "x", "1ms", "-1s", "2h", "30"}
 	for i := range keys {
