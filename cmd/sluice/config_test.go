@@ -329,7 +329,7 @@ func TestRelayValidation(t *testing.T) {
 		{name: "public url with path", file: "relay:\n  public-url: https://x.example/mcp\n", wantErr: "relay.public-url"},
 		{name: "tls half", file: "relay:\n  tls-cert: /c.pem\n", wantErr: "relay.tls-key"},
 		{name: "relay pipeline checked", file: "relay:\n  pipeline:\n    - plugin: ''\n", wantErr: "relay.pipeline[0].plugin"},
-		{name: "relay breaker checked", file: "relay:\n  pipeline:\n    - plugin: x.wasm\n      breaker: {max-backoff: -1s}\n", wantErr: "relay.pipeline[0].breaker.max-backoff: must not be negative"},
+		{name: "relay breaker checked", file: "relay:\n  pipeline:\n    - plugin: x.wasm\n      breaker: {max-backoff: -1s}\n", wantErr: "relay.pipeline[0].breaker.max-backoff: -1s is out of range 1ms..1h"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
