@@ -292,7 +292,9 @@ func FuzzConfigValue(f *testing.F) {
 		}
 		return []byte(strings.NewReplacer(pairs...).Replace(valueTemplate))
 	}
-	values := []string{"-1", "0", "1", "65536", "65537", "70000", "4294967296", "1e30", "1.5", "true", "x", "1ms", "-1s", "2h", "30"}
+	// A few edges per key (FuzzConfigLoad's seeds have the rest): the
+	// baseline must leave a short fuzz run time to mutate.
+	values := []string{"-1", "0", "65537", "4294967296", "1.5", "2h"}
 	for i := range keys {
 		for _, v := range values {
 			f.Add(uint16(i), v)
