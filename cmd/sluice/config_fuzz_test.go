@@ -239,6 +239,11 @@ relay:
   max-body-bytes: {{relay.max-body-bytes}}
   max-response-bytes: {{relay.max-response-bytes}}
   response-timeout: {{relay.response-timeout}}
+  body-read-timeout: {{relay.body-read-timeout}}
+  max-body-bytes-in-flight: {{relay.max-body-bytes-in-flight}}
+  max-body-bytes-in-flight-per-key: {{relay.max-body-bytes-in-flight-per-key}}
+  max-concurrent-per-key: {{relay.max-concurrent-per-key}}
+  max-concurrent-per-address: {{relay.max-concurrent-per-address}}
   tunnels:
     - id: tunnel_0123456789abcdef0123456789abcdef
       runtime-key: env:RK
@@ -276,6 +281,7 @@ func FuzzConfigValue(f *testing.F) {
 		"control-plane.max-inflight": "20", "control-plane.poll-timeout": "30s", "mcp.max-concurrent-requests": "10",
 		"mcp.max-streams": "32", "relay.max-body-bytes": "4194304", "relay.max-response-bytes": "16777216",
 		"relay.response-timeout": "120s", "drain-timeout": "1s", "mcp.startup-wait-timeout": "0s", "log.repeat-window": "10s",
+		"relay.body-read-timeout": "10s",
 	} {
 		base[k] = v
 	}
