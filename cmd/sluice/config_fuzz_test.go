@@ -118,6 +118,10 @@ func (fc *fuzzChecker) check(t *testing.T, mode Mode, data []byte) error {
 	return nil
 }
 
+// fuzzHang is how long one input may take before it counts as a hang: far
+// above a plugin build on a starved machine under -race, far below forever.
+const fuzzHang = 5 * time.Minute
+
 // run checks one input and fails the test on a hang or a malformed error.
 func (fc *fuzzChecker) run(t *testing.T, mode Mode, data []byte) {
 	done := make(chan error, 1)
@@ -137,8 +141,8 @@ func (fc *fuzzChecker) run(t *testing.T, mode Mode, data []byte) {
 		if err != nil && strings.Contains(err.Error(), "\n") {
 			t.Fatalf("error is not one line: %q", err)
 		}
-	case <-time.After(time.Minute):
-		t.Fatalf("sluice config check --mode %s still running after a minute on:\n%s", mode, data)
+	case <-time.After(fuzzHang):
+		t.Fatalf("sluice config check --mode %s still running after %s on:\n%s", mode, fuzzHang, data)
 	}
 }
 
