@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -289,5 +290,38 @@ func TestBuildRecoversFromAPanic(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "recovered from a panic") || !strings.Contains(logs.String(), "stack") {
 		t.Errorf("the panic was not logged with its stack:\n%s", logs.String())
+	}
+}
+
+// TestStartupOutOfRangeIsConfigError: `sluice run`, `sluice relay` and
+// `sluice config check` with a memory limit wazero cannot take stop with
+// the one-line error and exit code 2 (they panicked).
+func TestStartupOutOfRangeIsConfigError(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		file string
+		want string
+	}{
+		{[]string{"run", "--embedded-mcp-stub"}, "pipeline:\n  - plugin: redact\n    limits: {memory-pages: 70000}\n",
+			"sluice: config: pipeline[0].limits.memory-pages: 70000 is out of range 1..65536\n"},
+		{[]string{"relay"}, "relay:\n  pipeline:\n    - plugin: redact\n      limits: {memory-pages: -1}\n",
+			"sluice: config: relay.pipeline[0].limits.memory-pages: -1 is out of range 1..65536\n"},
+		{[]string{"config", "check", "--mode", "dev"}, "mcp:\n  bindings:\n    - channel: main\n      wasm: {path: b.wasm, limits: {memory-pages: 70000}}\n",
+			"sluice: config: mcp.bindings[0].wasm.limits.memory-pages: 70000 is out of range 1..65536\n"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			path := filepath.Join(dir, tc.args[0]+".yaml")
+			if err := os.WriteFile(path, []byte(tc.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var out, errb bytes.Buffer
+			c := &cli{stdout: &out, stderr: &errb, env: envOf(map[string]string{
+				"CONTROL_PLANE_TUNNEL_ID": testTunnel, "CONTROL_PLANE_API_KEY": "sk-x", "HEALTH_LISTEN_ADDR": "127.0.0.1:0",
+				"CONTROL_PLANE_BASE_URL": "http://127.0.0.1:9", "RELAY_LISTEN_ADDR": "127.0.0.1:0", "RELAY_ADMIN_LISTEN_ADDR": ""})}
+			if code := c.main(t.Context(), append(tc.args, "--config", path)); code != exitConfig || errb.String() != tc.want {
+				t.Fatalf("exit %d, stderr %q; want %d, %q", code, errb.String(), exitConfig, tc.want)
+			}
+		})
 	}
 }
