@@ -248,6 +248,7 @@ relay:
   max-body-bytes-in-flight-per-key: {{relay.max-body-bytes-in-flight-per-key}}
   max-concurrent-per-key: {{relay.max-concurrent-per-key}}
   max-concurrent-per-address: {{relay.max-concurrent-per-address}}
+  nats: {replicas: {{relay.nats.replicas}}}
   tunnels:
     - id: tunnel_0123456789abcdef0123456789abcdef
       runtime-key: env:RK

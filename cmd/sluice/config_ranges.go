@@ -29,6 +29,7 @@ const (
 	maxResponseTimeout     = 24 * time.Hour // relay.response-timeout and per tunnel
 	maxRelayBodyBytes      = relay.MaxBodyLimit
 	minRelayBodyBytes      = 1024
+	maxNATSReplicas        = 5       // relay.nats.replicas: JetStream's most
 	maxBodyBudget          = 1 << 40 // relay.max-body-bytes-in-flight(-per-key)
 	maxConcurrentPerClient = 1000000 // relay.max-concurrent-per-key and -per-address
 	maxConcurrentCalls     = agent.MaxMaxConcurrent
@@ -63,6 +64,7 @@ var numRanges = func() map[string]numRange {
 		"relay.max-body-bytes-in-flight-per-key": orZero(ints(minRelayBodyBytes, maxBodyBudget)),
 		"relay.max-concurrent-per-key":           orZero(ints(1, maxConcurrentPerClient)),
 		"relay.max-concurrent-per-address":       orZero(ints(1, maxConcurrentPerClient)),
+		"relay.nats.replicas":                    orZero(ints(1, maxNATSReplicas)),
 		"relay.tunnels[].response-timeout":       orZero(durs(minDurationInConfig, maxResponseTimeout)),
 	}
 	pluginLimits := map[string]numRange{

@@ -234,6 +234,11 @@ func TestConfigFilesThatAreNotFiles(t *testing.T) {
 					_, err := relayCert(&Config{Relay: Relay{TLSCert: path, TLSKey: path}})
 					return err
 				},
+				"nats tls": func() error {
+					s := &session{cli: &cli{env: envOf(nil)}, cfg: &Config{Relay: Relay{NATS: RelayNATS{URL: "nats://127.0.0.1:4222", TLS: RelayNATSTLS{CAFile: path}}}}}
+					_, err := s.resolveNATS()
+					return err
+				},
 			}
 			for name, f := range checks {
 				done := make(chan error, 1)

@@ -432,9 +432,6 @@ func (n RelayNATS) validate() error {
 	if n.Credentials.IsSet() && n.Token.IsSet() {
 		return cfgErr("relay.nats.token", "set relay.nats.credentials or relay.nats.token, not both")
 	}
-	if n.Replicas < 0 || n.Replicas > 5 {
-		return cfgErr("relay.nats.replicas", "want 0 (automatic) to 5")
-	}
 	if (n.TLS.CertFile == "") != (n.TLS.KeyFile == "") {
 		return cfgErr("relay.nats.tls.key-file", "relay.nats.tls.cert-file and relay.nats.tls.key-file go together")
 	}
