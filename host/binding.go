@@ -92,6 +92,16 @@ func (r *Runtime) LoadBinding(ctx context.Context, cfg BindingConfig) (*Binding,
 }
 
 func (r *Runtime) loadBinding(ctx context.Context, cfg BindingConfig) (*bindingGen, error) {
+	// Everything the config says is checked before anything is compiled or
+	// started.
+	if err := cfg.HTTP.validate(); err != nil {
+		return nil, fmt.Errorf("http: %w", err)
+	}
+	for i := range cfg.Commands {
+		if err := cfg.Commands[i].validate(); err != nil {
+			return nil, err
+		}
+	}
 	io := &bindingIO{plugin: cfg.Plugin.Name, log: r.log.With("channel", cfg.Channel)}
 	if len(cfg.HTTP.AllowedHosts) > 0 || len(cfg.HTTP.Headers) > 0 {
 		a, err := newHTTPAccess(cfg.HTTP)

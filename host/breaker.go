@@ -42,6 +42,22 @@ type BreakerConfig struct {
 	Disabled bool
 }
 
+// MaxBreakerFailures bounds BreakerConfig.Failures.
+const MaxBreakerFailures = 1000000
+
+// validate refuses a value outside its bounds (zero means the default).
+func (c BreakerConfig) validate() error {
+	switch {
+	case c.Failures < 0 || c.Failures > MaxBreakerFailures:
+		return fmt.Errorf("breaker.failures: %d is out of range 0..%d", c.Failures, MaxBreakerFailures)
+	case c.Backoff < 0 || c.Backoff > MaxTimeLimit:
+		return fmt.Errorf("breaker.backoff: %s is out of range 0..%s", c.Backoff, MaxTimeLimit)
+	case c.MaxBackoff < 0 || c.MaxBackoff > MaxTimeLimit:
+		return fmt.Errorf("breaker.max-backoff: %s is out of range 0..%s", c.MaxBackoff, MaxTimeLimit)
+	}
+	return nil
+}
+
 func (c BreakerConfig) withDefaults() BreakerConfig {
 	if c.Failures <= 0 {
 		c.Failures = DefaultBreakerFailures

@@ -2,6 +2,8 @@ package host
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"runtime"
 	"time"
 
@@ -30,11 +32,33 @@ const (
 	// DefaultMaxMemory is the least memory budget a stage gets by default
 	// (see PluginConfig.MaxMemory).
 	DefaultMaxMemory = 256 << 20
-	// maxPoolSize caps a pool whatever its memory budget allows (a module
+	// MaxPoolSize caps a pool whatever its memory budget allows (a module
 	// of one page would otherwise get thousands of instances).
-	maxPoolSize = 1024
+	MaxPoolSize = 1024
 	// instantiateTimeout bounds instantiation including _initialize.
 	instantiateTimeout = 10 * time.Second
+)
+
+// Bounds of the limits in PluginConfig, HTTPConfig and Command: Load and
+// LoadBinding refuse a value outside them, so no configured value reaches a
+// library call that cannot take it (wazero panics on a memory limit above
+// MaxMemoryPages).
+const (
+	// MaxMemoryPages is the most memory a 32-bit Wasm module can address:
+	// 65536 pages of 64 KiB, 4 GiB.
+	MaxMemoryPages = 65536
+	// MaxTimeLimit bounds every time limit: a call timeout, a binding's HTTP
+	// or command timeout, a circuit breaker's back-off.
+	MaxTimeLimit = time.Hour
+	// MaxSizeLimit bounds every byte limit (1 GiB): a message, an HTTP
+	// response, a command's output. Every one of them is held in memory, on
+	// the host and inside the guest.
+	MaxSizeLimit = 1 << 30
+	// MaxMemoryBudget bounds MaxMemory (1 TiB).
+	MaxMemoryBudget = 1 << 40
+	// MaxModuleSize bounds a module read from a file (256 MiB; a standard-Go
+	// guest is a few MiB).
+	MaxModuleSize = 256 << 20
 )
 
 // PluginConfig configures one plugin stage. The zero value of every field but
@@ -65,9 +89,10 @@ type PluginConfig struct {
 	// Methods narrows the JSON-RPC methods; empty = all it asks for.
 	Methods []string
 	// MemoryPages is the per-instance memory limit in 64 KiB pages
-	// (default DefaultMemoryPages).
+	// (default DefaultMemoryPages, at most MaxMemoryPages).
 	MemoryPages uint32
-	// CallTimeout bounds one guest call (default DefaultCallTimeout).
+	// CallTimeout bounds one guest call (default DefaultCallTimeout, at most
+	// MaxTimeLimit).
 	CallTimeout time.Duration
 	// Trusted turns off the checks that let CallTimeout interrupt a guest
 	// stuck in a loop: the interrupt flag the host compiles into every loop
@@ -77,7 +102,7 @@ type PluginConfig struct {
 	// forever: only for modules you vouch for.
 	Trusted bool
 	// MaxMessageSize bounds the message handed to the plugin and the answer
-	// it returns (default 4 MiB).
+	// it returns (default 4 MiB, at most MaxSizeLimit).
 	MaxMessageSize int
 	// AllowedHosts lists the hosts an Extism plugin may reach with Extism's
 	// http_request (exact names or * patterns such as "*.example.com");
@@ -87,8 +112,9 @@ type PluginConfig struct {
 	OnError engine.OnError
 	// Shadow marks the stage as shadow (for engine.ChainStage).
 	Shadow bool
-	// PoolSize caps the number of live instances; 0 means as many as
-	// MaxMemory allows. A call waits (bounded by its context) when all are
+	// PoolSize caps the number of live instances (at most MaxPoolSize); 0
+	// means as many as MaxMemory allows. A call waits (bounded by its
+	// context) when all are
 	// checked out.
 	PoolSize int
 	// MaxMemory bounds the memory of all the stage's instances together, in
@@ -105,6 +131,26 @@ type PluginConfig struct {
 	// RecycleAfter is the number of calls after which an instance is
 	// replaced (default 10000).
 	RecycleAfter int
+}
+
+// validate refuses a limit outside its bounds. Zero means the default; a
+// negative value is an error, not a default.
+func (c *PluginConfig) validate() error {
+	switch {
+	case c.MemoryPages > MaxMemoryPages:
+		return fmt.Errorf("memory-pages: %d is out of range 1..%d", c.MemoryPages, MaxMemoryPages)
+	case c.CallTimeout < 0 || c.CallTimeout > MaxTimeLimit:
+		return fmt.Errorf("call-timeout: %s is out of range 0..%s", c.CallTimeout, MaxTimeLimit)
+	case c.MaxMessageSize < 0 || c.MaxMessageSize > MaxSizeLimit:
+		return fmt.Errorf("max-message-size: %d is out of range 0..%d", c.MaxMessageSize, MaxSizeLimit)
+	case c.PoolSize < 0 || c.PoolSize > MaxPoolSize:
+		return fmt.Errorf("pool-size: %d is out of range 0..%d", c.PoolSize, MaxPoolSize)
+	case c.MaxMemory > MaxMemoryBudget:
+		return fmt.Errorf("max-memory: %d is out of range 0..%d", c.MaxMemory, uint64(MaxMemoryBudget))
+	case c.RecycleAfter < 0:
+		return fmt.Errorf("recycle-after: %d is negative", c.RecycleAfter)
+	}
+	return c.Breaker.validate()
 }
 
 func (c *PluginConfig) withDefaults() PluginConfig {
@@ -143,9 +189,43 @@ func (c *PluginConfig) poolBudget(instLimit uint64) (budget uint64, size int, er
 	if budget < instLimit {
 		return 0, 0, fmt.Errorf("max-memory %d is less than one instance's memory limit %d", budget, instLimit)
 	}
-	size = int(min(budget/instLimit, maxPoolSize))
+	size = int(min(budget/instLimit, MaxPoolSize))
 	if c.PoolSize > 0 {
 		size = min(size, c.PoolSize)
 	}
 	return budget, size, nil
+}
+
+// readModule reads a module file (see ReadFileLimited).
+func readModule(path string) ([]byte, error) { return ReadFileLimited(path, MaxModuleSize) }
+
+// ReadFileLimited reads the regular file at path, at most limit bytes: a
+// file a configuration names (a module, a secret, a certificate). A device
+// such as /dev/zero (which would never end), a FIFO (whose open would block)
+// or a directory is refused unread, and so is a larger file. Errors name the
+// path, never the content.
+func ReadFileLimited(path string, limit int64) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if fi.Size() > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return b, nil
 }

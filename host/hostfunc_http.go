@@ -95,7 +95,21 @@ func originOf(u *url.URL, entry bool, raw string) (string, error) {
 	return scheme + "://" + net.JoinHostPort(host, port), nil
 }
 
+// validate refuses a limit outside its bounds (zero means the default).
+func (c *HTTPConfig) validate() error {
+	switch {
+	case c.Timeout < 0 || c.Timeout > MaxTimeLimit:
+		return fmt.Errorf("timeout: %s is out of range 0..%s", c.Timeout, MaxTimeLimit)
+	case c.MaxResponseBytes < 0 || c.MaxResponseBytes > MaxSizeLimit:
+		return fmt.Errorf("max-response-bytes: %d is out of range 0..%d", c.MaxResponseBytes, MaxSizeLimit)
+	}
+	return nil
+}
+
 func newHTTPAccess(c HTTPConfig) (*httpAccess, error) {
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
 	a := &httpAccess{allowed: map[string]bool{}, inject: map[string][]HTTPHeader{}, timeout: c.Timeout, max: c.MaxResponseBytes}
 	if a.timeout <= 0 {
 		a.timeout = DefaultHTTPTimeout

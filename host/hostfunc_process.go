@@ -115,17 +115,29 @@ type lineProcess struct {
 	err   error         // why the output ended (set before done closes)
 }
 
+// validate checks what a command says without running anything: a name,
+// an argv, a mode, and limits within their bounds (zero means the default).
+func (c *Command) validate() error {
+	switch {
+	case c.Name == "":
+		return errors.New("command without a name")
+	case len(c.Argv) == 0 || c.Argv[0] == "":
+		return fmt.Errorf("command %s: empty argv", c.Name)
+	case c.Mode != "" && c.Mode != CommandLine && c.Mode != CommandRun:
+		return fmt.Errorf("command %s: mode %q: want %s or %s", c.Name, c.Mode, CommandLine, CommandRun)
+	case c.Timeout < 0 || c.Timeout > MaxTimeLimit:
+		return fmt.Errorf("command %s: timeout: %s is out of range 0..%s", c.Name, c.Timeout, MaxTimeLimit)
+	case c.MaxOutputBytes < 0 || c.MaxOutputBytes > MaxSizeLimit:
+		return fmt.Errorf("command %s: max-output-bytes: %d is out of range 0..%d", c.Name, c.MaxOutputBytes, MaxSizeLimit)
+	}
+	return nil
+}
+
 func newCommandRunner(c Command, log *slog.Logger) (*commandRunner, error) {
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
 	c = c.withDefaults()
-	if c.Name == "" {
-		return nil, errors.New("command without a name")
-	}
-	if len(c.Argv) == 0 || c.Argv[0] == "" {
-		return nil, fmt.Errorf("command %s: empty argv", c.Name)
-	}
-	if c.Mode != CommandLine && c.Mode != CommandRun {
-		return nil, fmt.Errorf("command %s: mode %q: want %s or %s", c.Name, c.Mode, CommandLine, CommandRun)
-	}
 	if _, err := exec.LookPath(c.Argv[0]); err != nil {
 		return nil, fmt.Errorf("command %s: %w", c.Name, err)
 	}

@@ -29,7 +29,7 @@ func TestPoolBudget(t *testing.T) {
 	}{
 		{"default, 64 MiB instances", PluginConfig{}, 64 * mib, max(DefaultMaxMemory, uint64(2*procs)*64*mib), max(4, 2*procs), ""},
 		{"default, small instances fill 256 MiB", PluginConfig{}, 8 * mib, max(DefaultMaxMemory, uint64(2*procs)*8*mib), max(32, 2*procs), ""},
-		{"tiny instances are capped", PluginConfig{}, 64 << 10, DefaultMaxMemory, maxPoolSize, ""},
+		{"tiny instances are capped", PluginConfig{}, 64 << 10, DefaultMaxMemory, MaxPoolSize, ""},
 		{"pool-size sets the default budget", PluginConfig{PoolSize: 10}, 64 * mib, 640 * mib, 10, ""},
 		{"pool-size caps the count", PluginConfig{PoolSize: 3}, mib, DefaultMaxMemory, 3, ""},
 		{"max-memory", PluginConfig{MaxMemory: 100 * mib}, 32 * mib, 100 * mib, 3, ""},

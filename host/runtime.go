@@ -127,13 +127,16 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig, io *bindingIO) (_ *S
 	if c.Name == "" {
 		return nil, errors.New("name is empty")
 	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
 	cfg := c.withDefaults()
 	bin := cfg.Module
 	if bin == nil {
 		if cfg.Path == "" {
 			return nil, errors.New("neither path nor module given")
 		}
-		b, err := os.ReadFile(cfg.Path)
+		b, err := readModule(cfg.Path)
 		if err != nil {
 			return nil, fmt.Errorf("read module: %w", err)
 		}

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/knadh/koanf/parsers/yaml"
-	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -123,7 +122,7 @@ func inferMode(path string) Mode {
 		return ModeRun
 	}
 	k := koanf.New(".")
-	if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+	if err := k.Load(configFile(path), yaml.Parser()); err != nil {
 		return ModeRun
 	}
 	top := k.Raw()
@@ -145,6 +144,13 @@ func inferMode(path string) Mode {
 // tunnels, and every plugin of the mode's pipelines. It returns a one-line
 // summary.
 func (s *session) check(ctx context.Context) (string, error) {
+	pl := s.newPipelines(prometheus.NewRegistry())
+	defer func() { _ = pl.close(context.WithoutCancel(ctx)) }()
+	return s.checkWith(ctx, pl)
+}
+
+// checkWith is check with the pipeline builder pl (its Wasm runtime).
+func (s *session) checkWith(ctx context.Context, pl *pipelines) (string, error) {
 	cfg := s.cfg
 	var parts []string
 	if err := checkAuditPath(cfg.Log.Audit); err != nil {
@@ -200,8 +206,6 @@ func (s *session) check(ctx context.Context) (string, error) {
 		}
 		r.Close()
 	}
-	pl := s.newPipelines(prometheus.NewRegistry())
-	defer func() { _ = pl.close(context.WithoutCancel(ctx)) }()
 	chains := []struct {
 		key     string
 		entries []PluginConfig

@@ -203,7 +203,7 @@ type PluginConfig struct {
 
 // PluginLimits bound one plugin's resources; zero means the host's default.
 type PluginLimits struct {
-	MemoryPages    uint32        `koanf:"memory-pages"`
+	MemoryPages    int           `koanf:"memory-pages"`
 	CallTimeout    time.Duration `koanf:"call-timeout"`
 	MaxMessageSize int           `koanf:"max-message-size"`
 	AllowedHosts   []string      `koanf:"allowed-hosts"`
@@ -227,16 +227,10 @@ type PluginBreaker struct {
 	Disabled   bool          `koanf:"disabled"`
 }
 
-// validate checks the breaker of the entry at key.
+// validate checks the breaker of the entry at key: its back-offs together
+// (checkRanges checks each value).
 func (b PluginBreaker) validate(key string) error {
-	switch {
-	case b.Failures < 0:
-		return cfgErr(key+".failures", "must not be negative")
-	case b.Backoff < 0:
-		return cfgErr(key+".backoff", "must not be negative")
-	case b.MaxBackoff < 0:
-		return cfgErr(key+".max-backoff", "must not be negative")
-	case b.Backoff > 0 && b.MaxBackoff > 0 && b.MaxBackoff < b.Backoff:
+	if b.Backoff > 0 && b.MaxBackoff > 0 && b.MaxBackoff < b.Backoff {
 		return cfgErr(key+".max-backoff", "%s is less than backoff %s", b.MaxBackoff, b.Backoff)
 	}
 	return nil

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -83,7 +82,7 @@ type BindingCommand struct {
 // BindingLimits bound the plugin; zero means the host's default, and
 // pool-size defaults to mcp.max-concurrent-requests.
 type BindingLimits struct {
-	MemoryPages    uint32        `koanf:"memory-pages"`
+	MemoryPages    int           `koanf:"memory-pages"`
 	CallTimeout    time.Duration `koanf:"call-timeout"`
 	MaxMessageSize int           `koanf:"max-message-size"`
 	PoolSize       int           `koanf:"pool-size"`
@@ -179,9 +178,6 @@ func validateWasmBinding(key string, w *WasmBinding) error {
 			return cfgErr(fmt.Sprintf("%s.http.allowed-hosts[%d]", key, j), "%v", err)
 		}
 	}
-	if w.HTTP.Timeout < 0 || w.HTTP.MaxResponseBytes < 0 {
-		return cfgErr(key+".http", "timeout and max-response-bytes must not be negative")
-	}
 	for j, h := range w.HTTP.Headers {
 		hk := fmt.Sprintf("%s.http.headers[%d]", key, j)
 		o, err := host.NormalizeOrigin(h.Origin, true)
@@ -225,17 +221,11 @@ func validateWasmBinding(key string, w *WasmBinding) error {
 		default:
 			return cfgErr(ck+".mode", "want %s or %s", host.CommandLine, host.CommandRun)
 		}
-		if c.Timeout < 0 || c.MaxOutputBytes < 0 {
-			return cfgErr(ck, "timeout and max-output-bytes must not be negative")
-		}
 		for _, kv := range c.Env {
 			if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
 				return cfgErr(ck+".env", "want KEY=VALUE entries")
 			}
 		}
-	}
-	if w.Limits.CallTimeout < 0 || w.Limits.MaxMessageSize < 0 || w.Limits.PoolSize < 0 || w.Limits.MaxMemory < 0 {
-		return cfgErr(key+".limits", "must not be negative")
 	}
 	return w.Breaker.validate(key + ".breaker")
 }
@@ -257,19 +247,24 @@ func (ch Channel) describe() string {
 // header secrets resolved, commands split.
 func (s *session) bindingConfig(ch Channel, maxConcurrent int) (host.BindingConfig, error) {
 	w := ch.Wasm
+	// Checked by validate; checked again so that no value outside its range
+	// reaches the host, however this is called.
+	if err := checkRangesAt(w, ch.Key+".wasm", "mcp.bindings[].wasm"); err != nil {
+		return host.BindingConfig{}, err
+	}
 	path := w.Path
 	if !filepath.IsAbs(path) && s.configDir() != "" {
 		path = filepath.Join(s.configDir(), path)
 	}
 	pool := w.Limits.PoolSize
 	if pool == 0 {
-		pool = maxConcurrent
+		pool = min(maxConcurrent, host.MaxPoolSize)
 	}
 	bc := host.BindingConfig{
 		Channel: ch.Name,
 		Plugin: host.PluginConfig{
 			Name: w.pluginName(), Path: path, SHA256: w.SHA256, Config: w.Config,
-			MemoryPages: w.Limits.MemoryPages, CallTimeout: w.Limits.CallTimeout,
+			MemoryPages: uint32(w.Limits.MemoryPages), CallTimeout: w.Limits.CallTimeout,
 			MaxMessageSize: w.Limits.MaxMessageSize, Trusted: w.Limits.Trusted, PoolSize: pool,
 			MaxMemory: uint64(w.Limits.MaxMemory), Breaker: w.Breaker.hostConfig(),
 		},
@@ -308,7 +303,11 @@ func (s *session) newChannelBinding(ctx context.Context, ch Channel, pl *pipelin
 		if err != nil {
 			return nil, true, fmt.Errorf("plugin runtime: %w", err)
 		}
-		hb, err := rt.LoadBinding(ctx, bc)
+		var hb *host.Binding
+		err = recovered(s.log, ch.Key+".wasm", func() (err error) {
+			hb, err = rt.LoadBinding(ctx, bc)
+			return err
+		})
 		if err != nil {
 			return nil, true, cfgErr(ch.Key+".wasm", "%s", oneLine(err))
 		}
@@ -334,7 +333,7 @@ func (s *session) wasmFingerprint(ch Channel) string {
 	if !filepath.IsAbs(path) && s.configDir() != "" {
 		path = filepath.Join(s.configDir(), path)
 	}
-	if mod, err := os.ReadFile(path); err == nil {
+	if mod, err := readFileLimited(path, host.MaxModuleSize); err == nil {
 		h.Write(mod)
 	}
 	return hex.EncodeToString(h.Sum(nil))

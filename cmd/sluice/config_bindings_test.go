@@ -71,8 +71,8 @@ mcp:
 		{"bad mode", "mcp:\n  bindings:\n    - channel: main\n      wasm: {path: a.wasm, commands: [{name: c, command: bc, mode: stream}]}\n", "mcp.bindings[0].wasm.commands[0].mode: want line or run"},
 		{"same plugin name twice", "mcp:\n  bindings:\n    - {channel: main, wasm: {path: a/x.wasm}}\n    - {channel: two, wasm: {path: b/x.wasm}}\n", "mcp.bindings[1].wasm.name: plugin name \"x\" is also mcp.bindings[0]'s"},
 		{"unknown key", "mcp:\n  bindings:\n    - channel: main\n      wasm: {path: a.wasm, allow-host: [x]}\n", "mcp.bindings[0].wasm.allow-host: unknown key"},
-		{"negative max-memory", "mcp:\n  bindings:\n    - channel: main\n      wasm: {path: a.wasm, limits: {max-memory: -5}}\n", "mcp.bindings[0].wasm.limits: must not be negative"},
-		{"bad breaker", "mcp:\n  bindings:\n    - channel: main\n      wasm: {path: a.wasm, breaker: {failures: -1}}\n", "mcp.bindings[0].wasm.breaker.failures: must not be negative"},
+		{"negative max-memory", "mcp:\n  bindings:\n    - channel: main\n      wasm: {path: a.wasm, limits: {max-memory: -5}}\n", "mcp.bindings[0].wasm.limits.max-memory: -5 is out of range 65536..1099511627776"},
+		{"bad breaker", "mcp:\n  bindings:\n    - channel: main\n      wasm: {path: a.wasm, breaker: {failures: -1}}\n", "mcp.bindings[0].wasm.breaker.failures: -1 is out of range 1..1000000"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := loadFor(t, ModeRun, nil, runEnvNoURL(), tc.file)

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"reflect"
 	"slices"
@@ -12,7 +13,6 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/env/v2"
-	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/providers/posflag"
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
@@ -179,7 +179,7 @@ func (l *loader) load() (*Config, *koanf.Koanf, error) {
 	k := koanf.New(".")
 	if l.path != "" {
 		kf := koanf.New(".")
-		if err := kf.Load(file.Provider(l.path), yaml.Parser()); err != nil {
+		if err := kf.Load(configFile(l.path), yaml.Parser()); err != nil {
 			return nil, nil, &ConfigError{Msg: fmt.Sprintf("read %s: %v", l.path, oneLine(err))}
 		}
 		if key, known := unknownKey(kf.Raw(), reflect.TypeFor[Config](), ""); key != "" {
@@ -226,7 +226,7 @@ func decode(k *koanf.Koanf, cfg *Config) error {
 		Tag: "koanf",
 		DecoderConfig: &mapstructure.DecoderConfig{
 			DecodeHook: mapstructure.ComposeDecodeHookFunc(
-				mapstructure.StringToTimeDurationHookFunc(),
+				strictNumbers,
 				stringToSingletonSlice,
 			),
 			WeaklyTypedInput: true,
@@ -241,6 +241,106 @@ func decode(k *koanf.Koanf, cfg *Config) error {
 		return cfgErr(de.Name(), "%s", describeDecodeError(de))
 	}
 	return &ConfigError{Msg: oneLine(err)}
+}
+
+// strictNumbers refuses what weak decoding would silently turn into another
+// number: a fraction or a value too large for an integer key (1.5, 1e30,
+// 18446744073709551615), a negative value for an unsigned one, true or false
+// for a number, and a bare number other than 0 for a duration (it would be
+// nanoseconds). It parses a string for a duration itself, so that a bad one
+// says what a duration looks like. The ranges are checkRanges' business.
+func strictNumbers(from, to reflect.Type, data any) (any, error) {
+	if to == durationType {
+		return toDuration(from, data)
+	}
+	if !isInteger(to) {
+		return data, nil
+	}
+	v := reflect.ValueOf(data)
+	switch from.Kind() {
+	case reflect.Bool:
+		return nil, fmt.Errorf("want an integer, not %v", data)
+	case reflect.Float32, reflect.Float64:
+		f := v.Float()
+		if math.IsNaN(f) || math.IsInf(f, 0) || f != math.Trunc(f) {
+			return nil, fmt.Errorf("want an integer, not %v", data)
+		}
+		if f < math.MinInt64 || f >= math.MaxInt64 {
+			return nil, fmt.Errorf("%v does not fit in an integer", data)
+		}
+		return fitInteger(int64(f), to)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return fitInteger(v.Int(), to)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		if v.Uint() > math.MaxInt64 {
+			return nil, fmt.Errorf("%v does not fit in an integer", data)
+		}
+		return fitInteger(int64(v.Uint()), to)
+	}
+	return data, nil
+}
+
+func isInteger(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return true
+	}
+	return false
+}
+
+// fitInteger returns n when a value of type to holds it unchanged.
+func fitInteger(n int64, to reflect.Type) (any, error) {
+	v := reflect.New(to).Elem()
+	switch to.Kind() {
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if n < 0 {
+			return nil, fmt.Errorf("want a non-negative integer, not %d", n)
+		}
+		if v.OverflowUint(uint64(n)) {
+			return nil, fmt.Errorf("%d does not fit in an integer", n)
+		}
+	default:
+		if v.OverflowInt(n) {
+			return nil, fmt.Errorf("%d does not fit in an integer", n)
+		}
+	}
+	return n, nil
+}
+
+// durationHint is how a duration is written.
+const durationHint = "want a duration such as 30s or 2m"
+
+// toDuration decodes a duration: a string Go's time.ParseDuration takes
+// (env and YAML), a time.Duration (flags), or a bare 0.
+func toDuration(from reflect.Type, data any) (any, error) {
+	if from == durationType {
+		return data, nil
+	}
+	v := reflect.ValueOf(data)
+	switch from.Kind() {
+	case reflect.String:
+		d, err := time.ParseDuration(strings.TrimSpace(v.String()))
+		if err != nil {
+			return nil, errors.New(durationHint) // a string is not echoed: it might be anything
+		}
+		return d, nil
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if v.Int() == 0 {
+			return time.Duration(0), nil
+		}
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		if v.Uint() == 0 {
+			return time.Duration(0), nil
+		}
+	case reflect.Float32, reflect.Float64:
+		if v.Float() == 0 {
+			return time.Duration(0), nil
+		}
+	default:
+		return nil, errors.New(durationHint)
+	}
+	return nil, fmt.Errorf("%s (%v has no unit)", durationHint, data)
 }
 
 // stringToSingletonSlice turns a scalar string into a one-element list, so a

@@ -45,6 +45,17 @@ func (s *session) resolveNATS() (natsconn.Config, error) {
 	if err != nil {
 		return natsconn.Config{}, err
 	}
+	// natsconn reads these files whole: check first that each is a regular
+	// file of a sane size (/dev/zero would never end, a FIFO would block).
+	for key, path := range map[string]string{"relay.nats.tls.ca-file": n.TLS.CAFile,
+		"relay.nats.tls.cert-file": n.TLS.CertFile, "relay.nats.tls.key-file": n.TLS.KeyFile} {
+		if path == "" {
+			continue
+		}
+		if _, err := readFileLimited(path, maxPEMFileBytes); err != nil {
+			return natsconn.Config{}, cfgErr(key, "%v", unwrapPathErr(err))
+		}
+	}
 	c := n.connConfig(creds, token)
 	if err := c.Validate(); err != nil {
 		return natsconn.Config{}, natsCfgErr(err)

@@ -62,7 +62,7 @@ func resolveRef(ref string, src envSource) (string, error) {
 		return v, nil
 	}
 	path := strings.TrimPrefix(ref, "file:")
-	b, err := os.ReadFile(path)
+	b, err := readFileLimited(path, maxSecretFileBytes)
 	if err != nil {
 		return "", fmt.Errorf("read secret file %s: %v", path, unwrapPathErr(err))
 	}

@@ -265,7 +265,7 @@ func TestInvalidValues(t *testing.T) {
 		{name: "unknown key in limits", file: "pipeline:\n  - plugin: redact\n    limits: {memory: 1}\n", wantKey: "pipeline[0].limits.memory: unknown key"},
 		{name: "bad integer in file", file: "control-plane:\n  max-inflight: lots\n", wantKey: "control-plane.max-inflight: want an integer"},
 		{name: "bad duration in env", env: map[string]string{"CONTROL_PLANE_POLL_TIMEOUT": "soon"}, wantKey: "control-plane.poll-timeout"},
-		{name: "inflight too large", env: map[string]string{"CONTROL_PLANE_MAX_INFLIGHT_REQUESTS": "10001"}, wantKey: "control-plane.max-inflight: want 1..10000"},
+		{name: "inflight too large", env: map[string]string{"CONTROL_PLANE_MAX_INFLIGHT_REQUESTS": "10001"}, wantKey: "control-plane.max-inflight: 10001 is out of range 1..10000"},
 		{name: "bad tunnel id", env: map[string]string{"CONTROL_PLANE_TUNNEL_ID": "tunnel_X"}, wantKey: "control-plane.tunnel-id"},
 		{name: "bad log level", args: []string{"--log.level=loud"}, wantKey: "log.level"},
 		{name: "bad log format", env: map[string]string{"LOG_FORMAT": "xml"}, wantKey: "log.format"},
@@ -279,18 +279,18 @@ func TestInvalidValues(t *testing.T) {
 		{name: "missing plugin", file: "pipeline:\n  - name: x\n", wantKey: "pipeline[0].plugin"},
 		{name: "protected extra header", args: []string{"--control-plane.extra-headers=Authorization: Bearer x"}, wantKey: "control-plane.extra-headers"},
 		{name: "extension offer as extra header", args: []string{"--control-plane.extra-headers=X-Sluice-Extensions: get-stream"}, wantKey: "control-plane.extra-headers"},
-		{name: "max-streams zero", args: []string{"--mcp.max-streams=0"}, wantKey: "mcp.max-streams: want 1..10000"},
-		{name: "max-streams too large", env: map[string]string{"MCP_MAX_STREAMS": "10001"}, wantKey: "mcp.max-streams: want 1..10000"},
-		{name: "negative repeat window", args: []string{"--log.repeat-window=-1s"}, wantKey: "log.repeat-window: want 0 (write every line) or 1s..1h"},
-		{name: "repeat window too short", env: map[string]string{"LOG_REPEAT_WINDOW": "10ms"}, wantKey: "log.repeat-window: want 0"},
-		{name: "repeat window too long", file: "log:\n  repeat-window: 2h\n", wantKey: "log.repeat-window: want 0"},
+		{name: "max-streams zero", args: []string{"--mcp.max-streams=0"}, wantKey: "mcp.max-streams: 0 is out of range 1..10000"},
+		{name: "max-streams too large", env: map[string]string{"MCP_MAX_STREAMS": "10001"}, wantKey: "mcp.max-streams: 10001 is out of range 1..10000"},
+		{name: "negative repeat window", args: []string{"--log.repeat-window=-1s"}, wantKey: "log.repeat-window: -1s is out of range 1s..1h"},
+		{name: "repeat window too short", env: map[string]string{"LOG_REPEAT_WINDOW": "10ms"}, wantKey: "log.repeat-window: 10ms is out of range 1s..1h"},
+		{name: "repeat window too long", file: "log:\n  repeat-window: 2h\n", wantKey: "log.repeat-window: 2h is out of range 1s..1h"},
 		{name: "repeat window not a duration", file: "log:\n  repeat-window: often\n", wantKey: "log.repeat-window"},
 		{name: "empty audit", file: "log:\n  audit: ''\n", wantKey: `log.audit: want "log", "off" or a file path`},
 		{name: "bad yaml", file: "control-plane: [\n", wantKey: "config: read"},
-		{name: "negative max-memory", file: "pipeline:\n  - plugin: x.wasm\n    limits: {max-memory: -1}\n", wantKey: "pipeline[0].limits.max-memory: must not be negative"},
-		{name: "negative pool-size", file: "pipeline:\n  - plugin: x.wasm\n    limits: {pool-size: -2}\n", wantKey: "pipeline[0].limits.pool-size: must not be negative"},
-		{name: "negative breaker failures", file: "pipeline:\n  - plugin: x.wasm\n    breaker: {failures: -1}\n", wantKey: "pipeline[0].breaker.failures: must not be negative"},
-		{name: "negative breaker backoff", file: "pipeline:\n  - plugin: x.wasm\n    breaker: {backoff: -1s}\n", wantKey: "pipeline[0].breaker.backoff: must not be negative"},
+		{name: "negative max-memory", file: "pipeline:\n  - plugin: x.wasm\n    limits: {max-memory: -1}\n", wantKey: "pipeline[0].limits.max-memory: -1 is out of range 65536..1099511627776"},
+		{name: "negative pool-size", file: "pipeline:\n  - plugin: x.wasm\n    limits: {pool-size: -2}\n", wantKey: "pipeline[0].limits.pool-size: -2 is out of range 1..1024"},
+		{name: "negative breaker failures", file: "pipeline:\n  - plugin: x.wasm\n    breaker: {failures: -1}\n", wantKey: "pipeline[0].breaker.failures: -1 is out of range 1..1000000"},
+		{name: "negative breaker backoff", file: "pipeline:\n  - plugin: x.wasm\n    breaker: {backoff: -1s}\n", wantKey: "pipeline[0].breaker.backoff: -1s is out of range 1ms..1h"},
 		{name: "max-backoff below backoff", file: "pipeline:\n  - plugin: x.wasm\n    breaker: {backoff: 10s, max-backoff: 5s}\n", wantKey: "pipeline[0].breaker.max-backoff: 5s is less than backoff 10s"},
 		{name: "unknown breaker key", file: "pipeline:\n  - plugin: x.wasm\n    breaker: {threshold: 3}\n", wantKey: "pipeline[0].breaker.threshold: unknown key"},
 	}
@@ -329,7 +329,7 @@ func TestRelayValidation(t *testing.T) {
 		{name: "public url with path", file: "relay:\n  public-url: https://x.example/mcp\n", wantErr: "relay.public-url"},
 		{name: "tls half", file: "relay:\n  tls-cert: /c.pem\n", wantErr: "relay.tls-key"},
 		{name: "relay pipeline checked", file: "relay:\n  pipeline:\n    - plugin: ''\n", wantErr: "relay.pipeline[0].plugin"},
-		{name: "relay breaker checked", file: "relay:\n  pipeline:\n    - plugin: x.wasm\n      breaker: {max-backoff: -1s}\n", wantErr: "relay.pipeline[0].breaker.max-backoff: must not be negative"},
+		{name: "relay breaker checked", file: "relay:\n  pipeline:\n    - plugin: x.wasm\n      breaker: {max-backoff: -1s}\n", wantErr: "relay.pipeline[0].breaker.max-backoff: -1s is out of range 1ms..1h"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -496,29 +496,5 @@ func FuzzParseChannelEntry(f *testing.F) {
 		if err == nil && (!validChannel(c.Name) || c.URL == "") {
 			t.Fatalf("accepted %q as %+v", s, c)
 		}
-	})
-}
-
-func FuzzConfigFile(f *testing.F) {
-	f.Add("control-plane:\n  max-inflight: 3\n")
-	f.Add("pipeline:\n  - plugin: redact\n    config: {a: [1, {b: c}]}\n")
-	f.Add("relay: {tunnels: [{id: x, client-keys: [{name: a}]}]}\n")
-	f.Add("a: [\n")
-	dir := f.TempDir()
-	f.Fuzz(func(t *testing.T, s string) {
-		p := filepath.Join(dir, "f.yaml")
-		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		l := &loader{env: envOf(nil), path: p}
-		cfg, _, err := l.load()
-		if err != nil {
-			var ce *ConfigError
-			if !errors.As(err, &ce) {
-				t.Fatalf("error %T is not a ConfigError: %v", err, err)
-			}
-			return
-		}
-		_ = cfg.validate(ModeRelay)
 	})
 }

@@ -2,11 +2,9 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/sluicemcp/sluice/engine/binding/stdio"
 	"github.com/sluicemcp/sluice/engine/relay"
@@ -152,11 +150,10 @@ func (c *Config) validate(mode Mode) error {
 	if c.Log.Audit == "" {
 		return cfgErr("log.audit", `want "log", "off" or a file path`)
 	}
-	if w := c.Log.RepeatWindow; w != 0 && (w < time.Second || w > maxRepeatWindow) {
-		return cfgErr("log.repeat-window", "want 0 (write every line) or 1s..1h")
-	}
-	if c.DrainTimeout < 0 {
-		return cfgErr("drain-timeout", "must not be negative")
+	// Every numeric key, whatever the mode: a value out of range is wrong
+	// wherever it is read.
+	if err := checkRanges(c); err != nil {
+		return err
 	}
 	if err := validatePipeline("pipeline", c.Pipeline); err != nil {
 		return err
@@ -197,23 +194,8 @@ func (c *Config) validateAgent(mode Mode) error {
 	if cp.URLPath != "" && !strings.HasPrefix(cp.URLPath, "/") {
 		return cfgErr("control-plane.url-path", "must start with /")
 	}
-	if cp.MaxInflight < 1 || cp.MaxInflight > maxMaxInflight {
-		return cfgErr("control-plane.max-inflight", "want 1..%d", maxMaxInflight)
-	}
-	if cp.PollTimeout <= 0 {
-		return cfgErr("control-plane.poll-timeout", "must be positive")
-	}
 	if _, err := parseHeaders("control-plane.extra-headers", cp.ExtraHeaders, forbiddenControlHeaders); err != nil {
 		return err
-	}
-	if c.MCP.MaxConcurrentRequests < 1 {
-		return cfgErr("mcp.max-concurrent-requests", "must be at least 1")
-	}
-	if c.MCP.StartupWaitTimeout < 0 {
-		return cfgErr("mcp.startup-wait-timeout", "must not be negative")
-	}
-	if c.MCP.MaxStreams < 1 || c.MCP.MaxStreams > maxMaxStreams {
-		return cfgErr("mcp.max-streams", "want 1..%d", maxMaxStreams)
 	}
 	if _, err := parseHeaders("mcp.extra-headers", c.MCP.ExtraHeaders, nil); err != nil {
 		return err
@@ -228,8 +210,8 @@ func (c *Config) validateAgent(mode Mode) error {
 		}
 	}
 	if c.Health.ListenAddr != "" {
-		if _, _, err := net.SplitHostPort(c.Health.ListenAddr); err != nil {
-			return cfgErr("health.listen-addr", "want host:port")
+		if err := checkListenAddr("health.listen-addr", c.Health.ListenAddr); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -270,12 +252,12 @@ func (c *Config) channels() (map[string]Channel, error) {
 
 func (c *Config) validateRelay(mode Mode) error {
 	r := c.Relay
-	if _, _, err := net.SplitHostPort(r.ListenAddr); err != nil {
-		return cfgErr("relay.listen-addr", "want host:port")
+	if err := checkListenAddr("relay.listen-addr", r.ListenAddr); err != nil {
+		return err
 	}
 	if r.AdminListenAddr != "" {
-		if _, _, err := net.SplitHostPort(r.AdminListenAddr); err != nil {
-			return cfgErr("relay.admin-listen-addr", "want host:port")
+		if err := checkListenAddr("relay.admin-listen-addr", r.AdminListenAddr); err != nil {
+			return err
 		}
 	}
 	if r.PublicURL != "" {
@@ -286,15 +268,6 @@ func (c *Config) validateRelay(mode Mode) error {
 	}
 	if (r.TLSCert == "") != (r.TLSKey == "") {
 		return cfgErr("relay.tls-key", "relay.tls-cert and relay.tls-key go together")
-	}
-	if r.MaxBodyBytes < 1024 {
-		return cfgErr("relay.max-body-bytes", "want at least 1024")
-	}
-	if r.MaxResponseBytes < 1024 {
-		return cfgErr("relay.max-response-bytes", "want at least 1024")
-	}
-	if r.ResponseTimeout <= 0 {
-		return cfgErr("relay.response-timeout", "must be positive")
 	}
 	if err := r.validateLimits(); err != nil {
 		return err
@@ -351,9 +324,6 @@ func (c *Config) validateRelay(mode Mode) error {
 				return err
 			}
 		}
-		if t.ResponseTimeout < 0 {
-			return cfgErr(p+".response-timeout", "must not be negative")
-		}
 	}
 	if err := r.AdminKey.check("relay.admin-key"); err != nil {
 		return err
@@ -391,18 +361,6 @@ func validatePipeline(key string, p []PluginConfig) error {
 		if e.OnError == "fail_open" && e.Plugin == "redact" {
 			return cfgErr(k+".on-error", "redact is always fail_closed")
 		}
-		if e.Limits.CallTimeout < 0 {
-			return cfgErr(k+".limits.call-timeout", "must not be negative")
-		}
-		if e.Limits.MaxMessageSize < 0 {
-			return cfgErr(k+".limits.max-message-size", "must not be negative")
-		}
-		if e.Limits.MaxMemory < 0 {
-			return cfgErr(k+".limits.max-memory", "must not be negative")
-		}
-		if e.Limits.PoolSize < 0 {
-			return cfgErr(k+".limits.pool-size", "must not be negative")
-		}
 		if err := e.Breaker.validate(k + ".breaker"); err != nil {
 			return err
 		}
@@ -436,30 +394,17 @@ func isHex(s string, n int) bool {
 // is set must hold one body of the largest cap (per key) and the per-key
 // budget (relay-wide).
 func (r Relay) validateLimits() error {
-	if r.BodyReadTimeout <= 0 {
-		return cfgErr("relay.body-read-timeout", "must be positive")
-	}
+	// checkRanges has checked each value; these are the budgets together.
 	largest := max(r.MaxBodyBytes, r.MaxResponseBytes)
 	perKey := r.MaxBodyBytesInFlightPerKey
 	switch {
-	case perKey < 0:
-		return cfgErr("relay.max-body-bytes-in-flight-per-key", "must not be negative (0 = automatic)")
 	case perKey == 0:
 		perKey = max(relay.DefaultMaxBodyBytesInFlightPerKey, largest)
 	case perKey < largest:
 		return cfgErr("relay.max-body-bytes-in-flight-per-key", "want at least %d (relay.max-body-bytes or relay.max-response-bytes, whichever is larger), or 0", largest)
 	}
-	switch total := r.MaxBodyBytesInFlight; {
-	case total < 0:
-		return cfgErr("relay.max-body-bytes-in-flight", "must not be negative (0 = automatic)")
-	case total > 0 && total < perKey:
+	if total := r.MaxBodyBytesInFlight; total > 0 && total < perKey {
 		return cfgErr("relay.max-body-bytes-in-flight", "want at least %d (the per-key budget), or 0", perKey)
-	}
-	if r.MaxConcurrentPerKey < 0 {
-		return cfgErr("relay.max-concurrent-per-key", "must not be negative (0 = no limit)")
-	}
-	if r.MaxConcurrentPerAddress < 0 {
-		return cfgErr("relay.max-concurrent-per-address", "must not be negative (0 = no limit)")
 	}
 	return nil
 }
@@ -486,9 +431,6 @@ func (n RelayNATS) validate() error {
 	}
 	if n.Credentials.IsSet() && n.Token.IsSet() {
 		return cfgErr("relay.nats.token", "set relay.nats.credentials or relay.nats.token, not both")
-	}
-	if n.Replicas < 0 || n.Replicas > 5 {
-		return cfgErr("relay.nats.replicas", "want 0 (automatic) to 5")
 	}
 	if (n.TLS.CertFile == "") != (n.TLS.KeyFile == "") {
 		return cfgErr("relay.nats.tls.key-file", "relay.nats.tls.cert-file and relay.nats.tls.key-file go together")

@@ -294,7 +294,7 @@ func replaceFile(t *testing.T, path, content string) {
 	}
 }
 
-func hostFixture(t *testing.T, name string) string {
+func hostFixture(t testing.TB, name string) string {
 	t.Helper()
 	_, self, _, _ := runtime.Caller(0)
 	p := filepath.Join(filepath.Dir(self), "..", "..", "host", "testdata", name)

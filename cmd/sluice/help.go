@@ -94,7 +94,7 @@ Docs: docs/openai.md.
 
 Exit codes: 0 clean stop, 1 runtime failure, 2 configuration error. A
 configuration error is one line naming the key:
-  sluice: config: control-plane.max-inflight: want 1..10000
+  sluice: config: control-plane.max-inflight: 25000 is out of range 1..10000
 sluice config check --config FILE (--mode run|relay|dev) reports the same
 errors without starting anything, plugins and secret references included.
 

@@ -24,6 +24,9 @@ type pipelines struct {
 	baseDir string    // relative .wasm paths are resolved against the config file's directory
 	env     envSource // resolves env: references in plugin config (nil = the process environment)
 
+	// loadStage loads one stage (nil = the runtime's Load); tests replace it.
+	loadStage func(context.Context, *host.Runtime, host.PluginConfig) (*host.Stage, error)
+
 	mu sync.Mutex
 	rt *host.Runtime
 }
@@ -42,7 +45,9 @@ func (p *pipelines) runtime(ctx context.Context) (*host.Runtime, error) {
 }
 
 // build loads every entry of the pipeline at key and returns the chain. On
-// error every stage loaded so far is closed; the error names the entry.
+// error every stage loaded so far is closed; the error names the entry. A
+// panic while loading is such an error too: at a reload the running chain
+// stays, at startup it is a configuration error.
 func (p *pipelines) build(ctx context.Context, key string, entries []PluginConfig) (*engine.Chain, error) {
 	if len(entries) == 0 {
 		return engine.NewChain(nil, engine.ChainOptions{Logger: p.log}), nil
@@ -51,29 +56,53 @@ func (p *pipelines) build(ctx context.Context, key string, entries []PluginConfi
 	if err != nil {
 		return nil, fmt.Errorf("plugin runtime: %w", err)
 	}
+	load := p.loadStage
+	if load == nil {
+		load = func(ctx context.Context, rt *host.Runtime, pc host.PluginConfig) (*host.Stage, error) {
+			return rt.Load(ctx, pc)
+		}
+	}
 	stages := make([]engine.ChainStage, 0, len(entries))
-	fail := func(err error) (*engine.Chain, error) {
+	var chain *engine.Chain
+	err = recovered(p.log, key, func() error {
+		for i, e := range entries {
+			k := fmt.Sprintf("%s[%d]", key, i)
+			pc, err := p.pluginConfig(k, e)
+			if err != nil {
+				return err
+			}
+			var st *host.Stage
+			err = recovered(p.log, k, func() (err error) {
+				st, err = load(ctx, rt, pc)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+			stages = append(stages, st.ChainStage())
+		}
+		chain = engine.NewChain(stages, engine.ChainOptions{Logger: p.log})
+		return nil
+	})
+	if err != nil {
 		for _, s := range stages {
 			_ = s.Stage.Close()
 		}
 		return nil, err
 	}
-	for i, e := range entries {
-		k := fmt.Sprintf("%s[%d]", key, i)
-		pc, err := p.pluginConfig(k, e)
-		if err != nil {
-			return fail(err)
-		}
-		st, err := rt.Load(ctx, pc)
-		if err != nil {
-			return fail(fmt.Errorf("%s: %w", k, err))
-		}
-		stages = append(stages, st.ChainStage())
-	}
-	return engine.NewChain(stages, engine.ChainOptions{Logger: p.log}), nil
+	return chain, nil
 }
 
 func (p *pipelines) pluginConfig(key string, e PluginConfig) (host.PluginConfig, error) {
+	// Checked by validate; checked again so that no value outside its range
+	// reaches the host, however this is called.
+	pattern := key
+	if i := strings.LastIndexByte(key, '['); i >= 0 {
+		pattern = key[:i] + "[]"
+	}
+	if err := checkRangesAt(&e, key, pattern); err != nil {
+		return host.PluginConfig{}, err
+	}
 	pc := host.PluginConfig{
 		Name:           e.stageName(),
 		SHA256:         e.SHA256,
@@ -81,7 +110,7 @@ func (p *pipelines) pluginConfig(key string, e PluginConfig) (host.PluginConfig,
 		Secrets:        pluginSecrets(p.env),
 		Hooks:          e.Hooks,
 		Methods:        e.Methods,
-		MemoryPages:    e.Limits.MemoryPages,
+		MemoryPages:    uint32(e.Limits.MemoryPages),
 		CallTimeout:    e.Limits.CallTimeout,
 		MaxMessageSize: e.Limits.MaxMessageSize,
 		AllowedHosts:   e.Limits.AllowedHosts,

@@ -201,7 +201,7 @@ func TestPluginTestErrors(t *testing.T) {
 			"sluice plugin test: --expect \"accept\": want one of continue, replace, respond, reject, drop\n"},
 		{[]string{keys, "--message", bad}, exitFailure, "sluice plugin test: " + bad + ": not one JSON object\n"},
 		{[]string{filepath.Join(dir, "none.wasm"), "--message", msg}, exitFailure,
-			"sluice plugin test: host: load plugin \"none\": read module: open " + filepath.Join(dir, "none.wasm") + ": no such file or directory\n"},
+			"sluice plugin test: host: load plugin \"none\": read module: stat " + filepath.Join(dir, "none.wasm") + ": no such file or directory\n"},
 	} {
 		code, _, errb := runPlugin(t, append([]string{"test"}, tt.args...)...)
 		if code != tt.code || !strings.HasPrefix(errb, tt.stderr) {

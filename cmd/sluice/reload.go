@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/signal"
 	"reflect"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/v2"
 )
 
 // liveKey is a config key that reloads without a restart, with the function
@@ -132,13 +134,20 @@ func (s *session) reloadKeys(ctx context.Context, live []liveKey, applied map[st
 			return &ConfigError{Msg: s.loader.path + " is empty"}
 		}
 	}
-	cfg, k, err := s.loader.load()
-	if err == nil {
-		applyModeDefaults(cfg, s.mode, k)
-		err = cfg.validate(s.mode)
-	}
+	var cfg *Config
+	var k *koanf.Koanf
+	err := recovered(s.log, "loading the configuration", func() (err error) {
+		cfg, k, err = s.loader.load()
+		if err == nil {
+			applyModeDefaults(cfg, s.mode, k)
+			err = cfg.validate(s.mode)
+		}
+		return err
+	})
 	if err != nil {
-		*failed = append(*failed, "configuration")
+		// Nothing is applied. A key under a live key (pipeline[0].limits.…)
+		// names what was kept: the running one of that key.
+		*failed = append(*failed, keptFor(err, live))
 		return err
 	}
 	// Keys that need a restart: compared with what the process started with.
@@ -157,7 +166,7 @@ func (s *session) reloadKeys(ctx context.Context, live []liveKey, applied map[st
 		if !lk.always(cfg) && reflect.DeepEqual(normalize(applied[lk.key]), normalize(next)) {
 			continue
 		}
-		if err := lk.apply(ctx, cfg); err != nil {
+		if err := recovered(s.log, "reloading "+lk.key, func() error { return lk.apply(ctx, cfg) }); err != nil {
 			*failed = append(*failed, lk.key)
 			errs = append(errs, err)
 			continue
@@ -166,6 +175,20 @@ func (s *session) reloadKeys(ctx context.Context, live []liveKey, applied map[st
 		s.log.Info("reloaded "+lk.key, "phase", "reload")
 	}
 	return joinErrors(errs)
+}
+
+// keptFor names what a reload whose configuration is invalid kept: the live
+// key the invalid key is part of, or "configuration".
+func keptFor(err error, live []liveKey) string {
+	var ce *ConfigError
+	if errors.As(err, &ce) && ce.Key != "" {
+		for _, lk := range live {
+			if ce.Key == lk.key || strings.HasPrefix(ce.Key, lk.key+".") || strings.HasPrefix(ce.Key, lk.key+"[") {
+				return lk.key
+			}
+		}
+	}
+	return "configuration"
 }
 
 // joinErrors joins errs into one error with a one-line message (nil for

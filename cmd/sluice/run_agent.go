@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -271,7 +270,7 @@ func (s *session) controlPlaneClient() (*http.Client, error) {
 	}
 	o := agent.TransportOptions{MaxConcurrent: cfg.MCP.MaxConcurrentRequests}
 	if cfg.CABundle != "" {
-		pem, err := os.ReadFile(cfg.CABundle)
+		pem, err := readFileLimited(cfg.CABundle, maxPEMFileBytes)
 		if err != nil {
 			return nil, cfgErr("ca-bundle", "read %s: %v", cfg.CABundle, unwrapPathErr(err))
 		}

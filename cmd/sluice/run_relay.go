@@ -153,9 +153,17 @@ func (s *session) startRelay(ctx context.Context, reg prometheus.Registerer, tun
 
 // relayCert loads relay.tls-cert and relay.tls-key.
 func relayCert(cfg *Config) (tls.Certificate, error) {
-	cert, err := tls.LoadX509KeyPair(cfg.Relay.TLSCert, cfg.Relay.TLSKey)
+	certPEM, err := readFileLimited(cfg.Relay.TLSCert, maxPEMFileBytes)
 	if err != nil {
-		return cert, cfgErr("relay.tls-cert", "load certificate and key: %v", unwrapPathErr(err))
+		return tls.Certificate{}, cfgErr("relay.tls-cert", "load certificate and key: %v", unwrapPathErr(err))
+	}
+	keyPEM, err := readFileLimited(cfg.Relay.TLSKey, maxPEMFileBytes)
+	if err != nil {
+		return tls.Certificate{}, cfgErr("relay.tls-cert", "load certificate and key: %v", unwrapPathErr(err))
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return cert, cfgErr("relay.tls-cert", "load certificate and key: %v", err)
 	}
 	return cert, nil
 }

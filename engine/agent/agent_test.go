@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -31,6 +32,9 @@ func TestNewValidates(t *testing.T) {
 		{name: "empty key", cfg: func(c *Config) { c.APIKey = "" }, binds: main, wantErr: "control-plane.api-key:"},
 		{name: "key charset", cfg: func(c *Config) { c.APIKey = "sk key" }, binds: main, wantErr: "control-plane.api-key:"},
 		{name: "max inflight", cfg: func(c *Config) { c.MaxInflight = 10001 }, binds: main, wantErr: "control-plane.max-inflight:"},
+		{name: "max concurrent", cfg: func(c *Config) { c.MaxConcurrent = 1 << 40 }, binds: main, wantErr: "mcp.max-concurrent-requests:"},
+		{name: "poll timeout below 1ms", cfg: func(c *Config) { c.PollTimeout = time.Microsecond }, binds: main, wantErr: "control-plane.poll-timeout:"},
+		{name: "poll timeout that overflows its deadline", cfg: func(c *Config) { c.PollTimeout = math.MaxInt64 }, binds: main, wantErr: "control-plane.poll-timeout:"},
 		{name: "base url", cfg: func(c *Config) { c.BaseURL = "ftp://x" }, binds: main, wantErr: "control-plane.base-url:"},
 		{name: "no main", cfg: func(*Config) {}, binds: map[string]binding.Binding{"other": &fakeBinding{}}, wantErr: "mcp.server-url:"},
 		{name: "bad channel", cfg: func(*Config) {}, binds: map[string]binding.Binding{"main": &fakeBinding{}, "Bad!": &fakeBinding{}}, wantErr: "mcp.server-url:"},

@@ -23,6 +23,11 @@ const (
 	MaxMaxInflight       = 10000
 	DefaultPollTimeout   = 30 * time.Second
 	DefaultMaxConcurrent = 10
+	// MaxMaxConcurrent is the largest MaxConcurrent (one worker goroutine
+	// each).
+	MaxMaxConcurrent = 10000
+	// MaxPollTimeout is the largest PollTimeout.
+	MaxPollTimeout       = time.Hour
 	DefaultShutdownGrace = 30 * time.Second
 	// DefaultProbeInterval is the MCP re-probe period once ready.
 	DefaultProbeInterval = 30 * time.Second
@@ -61,13 +66,13 @@ type Config struct {
 	// (control-plane.max-inflight): default 20, at most 10000.
 	MaxInflight int
 	// PollTimeout is sent as timeout_ms (control-plane.poll-timeout, default
-	// 30s); the poll's HTTP deadline is PollTimeout + 5s.
+	// 30s, 1ms..1h); the poll's HTTP deadline is PollTimeout + 5s.
 	PollTimeout time.Duration
 	// ExtraHeaders are sent on every control-plane call; they cannot override
 	// the auth or identity headers.
 	ExtraHeaders http.Header
 	// MaxConcurrent bounds running MCP calls (mcp.max-concurrent-requests,
-	// default 10).
+	// default 10, at most 10000).
 	MaxConcurrent int
 	// ShutdownGrace bounds the drain after Run's context is cancelled
 	// (default 30s).
@@ -185,14 +190,14 @@ func (c Config) withDefaults() (Config, error) {
 	switch {
 	case c.PollTimeout == 0:
 		c.PollTimeout = DefaultPollTimeout
-	case c.PollTimeout < time.Millisecond:
-		return c, fmt.Errorf("control-plane.poll-timeout: %s is below 1ms", c.PollTimeout)
+	case c.PollTimeout < time.Millisecond || c.PollTimeout > MaxPollTimeout:
+		return c, fmt.Errorf("control-plane.poll-timeout: %s is not within 1ms..%s", c.PollTimeout, MaxPollTimeout)
 	}
 	switch {
 	case c.MaxConcurrent == 0:
 		c.MaxConcurrent = DefaultMaxConcurrent
-	case c.MaxConcurrent < 0:
-		return c, fmt.Errorf("mcp.max-concurrent-requests: %d is negative", c.MaxConcurrent)
+	case c.MaxConcurrent < 0 || c.MaxConcurrent > MaxMaxConcurrent:
+		return c, fmt.Errorf("mcp.max-concurrent-requests: %d is not within 1..%d", c.MaxConcurrent, MaxMaxConcurrent)
 	}
 	switch {
 	case c.ShutdownGrace == 0:

@@ -304,3 +304,74 @@ func TestRelayDrainsOnSIGTERM(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadOutOfRangeUnderLoad rewrites the agent's and the relay's config
+// under load to a plugin memory limit wazero cannot take (70000 pages, then
+// -1), which once panicked both processes with every call in flight. Each
+// reload is refused with the key and its range, both processes stay up and
+// keep their chains, no call fails or hangs, and a valid reload afterwards
+// still goes through.
+func TestReloadOutOfRangeUnderLoad(t *testing.T) {
+	tp := newTopo(t)
+	tp.startCountServer()
+	// call-timeout: 10s because the scenario is about reloads: on a starved
+	// shared machine a redact call can outlast the 1 s default.
+	chain := func(indent, pages string) string {
+		return indent + "pipeline:\n" + indent + "  - plugin: redact\n" + indent + "    limits: {memory-pages: " + pages + ", call-timeout: 10s}\n"
+	}
+	r := tp.startRelay(relayOptions{extraYAML: chain("", "1024")})
+	agentCfg := writeFile(t, tp.dir, "agent.yaml", chain("", "1024"))
+	a := tp.startAgent(r, agentOptions{args: []string{"--config", agentCfg}})
+	tp.waitServing(r, 20*time.Second)
+	relayYAML, err := os.ReadFile(r.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rewrite := func(pages string) {
+		if err := os.WriteFile(agentCfg, []byte(chain("", pages)), 0o600); err != nil {
+			t.Error(err)
+		}
+		relay := strings.Replace(string(relayYAML), "memory-pages: 1024", "memory-pages: "+pages, 1)
+		if err := os.WriteFile(r.config, []byte(relay), 0o600); err != nil {
+			t.Error(err)
+		}
+	}
+	l := tp.load(r)
+	l.Concurrency, l.Duration = 16, 8*time.Second
+	after(1*time.Second, func() { rewrite("70000") })
+	after(3*time.Second, func() { rewrite("-1") })
+	after(5*time.Second, func() { rewrite("2048") }) // valid: the reloads still work
+	res := tp.run(context.Background(), l)
+	assertSound(t, res)
+	if n := res.Count(faultkit.ClassError); n > 0 {
+		t.Errorf("%d calls failed across the refused reloads: %v (first: %s)", n, res.Kinds(), firstOf(res, faultkit.ClassError))
+	}
+	if n := res.Count(faultkit.ClassOK); n < 100 {
+		t.Errorf("only %d calls ok", n)
+	}
+	for _, p := range []struct {
+		name string
+		proc *faultkit.Proc
+		key  string
+	}{{"agent", a.Proc, "pipeline"}, {"relay", r.Proc, "relay.pipeline"}} {
+		if !p.proc.Running() {
+			t.Errorf("the %s exited:\n%s", p.name, p.proc.Tail(20))
+			continue
+		}
+		for _, want := range []string{
+			`"msg":"reload failed: kept the old ` + p.key + `"`,
+			p.key + `[0].limits.memory-pages: 70000 is out of range 1..65536`,
+			p.key + `[0].limits.memory-pages: -1 is out of range 1..65536`,
+			`"msg":"reloaded ` + p.key + `"`,
+		} {
+			if len(p.proc.LogLines(want)) == 0 {
+				t.Errorf("the %s's log has no %s:\n%s", p.name, want, p.proc.Tail(30))
+			}
+		}
+		if lines := p.proc.LogLines("panic"); len(lines) > 0 {
+			t.Errorf("the %s logged a panic: %s", p.name, lines[0])
+		}
+	}
+	t.Logf("refused reloads under load: %d calls ok, %d errors, %d hung; agent and relay up",
+		res.Count(faultkit.ClassOK), res.Count(faultkit.ClassError), res.Count(faultkit.ClassHung))
+}

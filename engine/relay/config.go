@@ -44,6 +44,11 @@ const (
 	// DefaultMaxConcurrentPerAddress bounds the MCP requests in progress
 	// from one remote IP address.
 	DefaultMaxConcurrentPerAddress = 1024
+	// MaxBodyLimit bounds MaxBodyBytes and MaxResponseBytes (1 GiB): a body
+	// is held in memory whole.
+	MaxBodyLimit = 1 << 30
+	// MaxQueueSize bounds QueueSize (each tunnel allocates its queue).
+	MaxQueueSize = 1 << 16
 )
 
 // BodyReadAllowance is the time a request body gets, on top of its
@@ -117,13 +122,16 @@ type Config struct {
 	// the one source for Host/Origin checks and OAuth rewrites. Default:
 	// "http://" + ListenAddr when ListenAddr names a host.
 	PublicURL string
-	// MaxBodyBytes caps an MCP client's POST body (default 4 MiB).
+	// MaxBodyBytes caps an MCP client's POST body (default 4 MiB, at most
+	// MaxBodyLimit).
 	MaxBodyBytes int64
-	// MaxResponseBytes caps an agent's response POST body (default 16 MiB).
+	// MaxResponseBytes caps an agent's response POST body (default 16 MiB,
+	// at most MaxBodyLimit).
 	MaxResponseBytes int64
 	// MaxPollWait bounds the timeout_ms an agent may ask for (default 30s).
 	MaxPollWait time.Duration
-	// QueueSize is the per-tunnel bound on queued commands (default 1024).
+	// QueueSize is the per-tunnel bound on queued commands (default 1024, at
+	// most MaxQueueSize).
 	QueueSize int
 	// AgentTimeout is how long after its last poll an agent still counts as
 	// connected (default 45s). An outstanding poll always counts.
@@ -265,8 +273,8 @@ func (c Config) settings() (settings, error) {
 		{"max-body-bytes", &s.maxBody, DefaultMaxBodyBytes},
 		{"max-response-bytes", &s.maxResponse, DefaultMaxResponseBytes},
 	} {
-		if *f.v < 0 {
-			return s, fmt.Errorf("relay: %s: must not be negative", f.name)
+		if *f.v < 0 || *f.v > MaxBodyLimit {
+			return s, fmt.Errorf("relay: %s: %d is out of range 0..%d", f.name, *f.v, MaxBodyLimit)
 		}
 		if *f.v == 0 {
 			*f.v = f.def
@@ -290,8 +298,8 @@ func (c Config) settings() (settings, error) {
 			*f.v = f.def
 		}
 	}
-	if s.queueSize < 0 {
-		return s, errors.New("relay: queue-size: must not be negative")
+	if s.queueSize < 0 || s.queueSize > MaxQueueSize {
+		return s, fmt.Errorf("relay: queue-size: %d is out of range 0..%d", s.queueSize, MaxQueueSize)
 	}
 	if s.queueSize == 0 {
 		s.queueSize = DefaultQueueSize
