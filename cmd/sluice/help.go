@@ -162,12 +162,15 @@ func (c *cli) help(args []string) int {
 	case "admin":
 		fmt.Fprint(c.stdout, adminUsage)
 		return exitOK
+	case "tools":
+		fmt.Fprint(c.stdout, toolsUsage)
+		return exitOK
 	}
 	if text, ok := helpTopics[name]; ok {
 		fmt.Fprint(c.stdout, text)
 		return exitOK
 	}
-	all := append([]string{"run", "relay", "dev", "config", "admin", "plugin"}, helpTopicNames()...)
+	all := append([]string{"run", "relay", "dev", "config", "admin", "plugin", "tools"}, helpTopicNames()...)
 	msg := fmt.Sprintf("sluice help: no command or topic %q", name)
 	if s, ok := nearest(name, all); ok {
 		msg += " (did you mean " + s + "?)"
