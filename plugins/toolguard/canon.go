@@ -72,7 +72,7 @@ func appendCanon(dst, b []byte, i, depth int) ([]byte, int, error) {
 	}
 	switch b[i] {
 	case '"':
-		e, err := stringEnd(b, i)
+		e, _, err := stringEnd(b, i)
 		if err != nil {
 			return dst, 0, err
 		}

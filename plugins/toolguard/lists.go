@@ -30,9 +30,10 @@ type scanned struct {
 // b[i] with sc, and returns what it found and the value's end.
 func (g *Guard) scanValue(sc *scanner, b []byte, i int) (scanned, int, error) {
 	out := scanned{block: numSignals}
-	end, err := walk(b, i, 0, func(s, e int) error {
-		text := unquote(g.text[:0], b[s:e])
-		if len(text) > 0 && &text[0] != &b[s] {
+	end, err := walk(b, i, 0, func(s, e int, esc bool) error {
+		text := b[s:e]
+		if esc {
+			text = unquote(g.text[:0], text)
 			g.text = text[:0] // keep the grown scratch buffer
 		}
 		g.findings = sc.scan(text, g.findings[:0])
@@ -265,21 +266,22 @@ func (g *Guard) observe(s scope, gen uint32, name string, b []byte, vs int, foun
 	return g.pinVerdict(s, name, r, gen), nil
 }
 
-// onToolsCall scans a tools/call result.
+// onToolsCall scans a tools/call result, in one pass over the message.
 func (g *Guard) onToolsCall(m *sdk.Message) sdk.Result {
 	b := m.Body
-	res, err := member(b, 0, "result")
+	var sig scanned
+	seen := false
+	err := visitMember(b, "result", func(vs int) (int, error) {
+		var end int
+		var err error
+		sig, end, err = g.scanValue(&g.resScan, b, vs)
+		seen = true
+		return end, err
+	})
 	if err != nil {
 		return g.malformed("tools/call")
 	}
-	if !res.ok() {
-		return sdk.Continue()
-	}
-	sig, _, err := g.scanValue(&g.resScan, b, res.s)
-	if err != nil {
-		return g.malformed("tools/call")
-	}
-	if sig.found == 0 {
+	if !seen || sig.found == 0 {
 		return sdk.Continue()
 	}
 	s := scopeOf(m)

@@ -17,7 +17,8 @@ package toolguard
 //     disclose | say (or their -ing forms), then fillers (this, it, about,
 //     to, the, …), then user(s) or human(s) ending the clause. Also hide |
 //     conceal … from the user. "Never show the user's password" and "do
-//     not tell users their password" are not matches.
+//     not tell users their password" are not matches. These are matched
+//     backwards from the user word, so that the scan stops at few words.
 //
 // A match is masked from its first word to the end of its sentence.
 
@@ -111,32 +112,128 @@ func sentenceEnd(t []byte, j int) int {
 	return len(t)
 }
 
-// phrase matches an injection phrase starting at the word t[i] and returns
-// the end of what a mask removes, or 0.
-func phrase(t []byte, i int) int {
+// phrase matches an injection phrase around the word at t[i] (an anchor:
+// an override verb, or the user word a concealment ends with) and returns
+// the range a mask removes, or (0, 0).
+func phrase(t []byte, i int) (int, int) {
 	var buf [maxWord]byte
 	w, e := word(t, i, &buf)
-	end := 0
 	switch string(w) {
 	case "ignore", "disregard", "forget", "override":
-		end = override(t, e)
-	case "do", "does", "did", "must", "should", "will", "can":
-		if j := nextWord(t, e); j >= 0 {
-			if n, e2 := word(t, j, &buf); string(n) == "not" {
-				end = conceal(t, e2, false)
+		if end := override(t, e); end > 0 {
+			return i, sentenceEnd(t, end)
+		}
+	case "user", "users", "human", "humans":
+		if clauseEnds(t, e, userFollow) {
+			if s := concealBefore(t, i); s >= 0 {
+				return s, sentenceEnd(t, e)
 			}
 		}
-	case "don't", "dont", "doesn't", "mustn't", "shouldn't", "won't", "can't", "cannot", "never":
-		end = conceal(t, e, false)
-	case "without":
-		end = conceal(t, e, true)
-	case "hide", "conceal":
-		end = hideFrom(t, e)
 	}
-	if end == 0 {
-		return 0
+	return 0, 0
+}
+
+// maxBack is how many words concealBefore reads back from the user word.
+const maxBack = 10
+
+// backWords returns the starts and ends of up to maxBack words before
+// t[i], nearest first, within one clause (the separators nextWord allows).
+func backWords(t []byte, i int, out *[maxBack][2]int) int {
+	n := 0
+	j := i
+	for n < maxBack {
+		k := j
+		for k > 0 {
+			c := t[k-1]
+			if c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ',' || c == '*' || c == '_' || c == '"' || c == '`' {
+				k--
+				continue
+			}
+			break
+		}
+		if k == j && n > 0 || k == 0 {
+			return n
+		}
+		e := k
+		for k > 0 {
+			c := t[k-1]
+			switch {
+			case isLetter(c) || c == '\'':
+				k--
+				continue
+			case c == 0x99 && k >= 3 && t[k-2] == 0x80 && t[k-3] == 0xe2: // ’
+				k -= 3
+				continue
+			}
+			break
+		}
+		if k == e {
+			return n
+		}
+		out[n] = [2]int{k, e}
+		n++
+		j = k
 	}
-	return sentenceEnd(t, end)
+	return n
+}
+
+// concealBefore matches the concealment shapes ending at the user word
+// t[i] and returns where the match starts, or -1.
+func concealBefore(t []byte, i int) int {
+	var ws [maxBack][2]int
+	n := backWords(t, i, &ws)
+	var buf [maxWord]byte
+	at := func(k int) []byte {
+		if k >= n {
+			return nil
+		}
+		w, e := word(t, ws[k][0], &buf)
+		if e != ws[k][1] {
+			return nil
+		}
+		return w
+	}
+	// hide | conceal … from [the | any] user
+	k := 0
+	if w := at(k); string(w) == "the" || string(w) == "any" {
+		k++
+	}
+	if string(at(k)) == "from" {
+		for j := k + 1; j < n && j <= k+6; j++ {
+			w := at(j)
+			if string(w) == "hide" || string(w) == "conceal" {
+				return ws[j][0]
+			}
+			if !concealFiller(w) {
+				break
+			}
+		}
+	}
+	// negation, verb, up to five fillers, user
+	for j := 0; j < n && j <= 5; j++ {
+		w := at(j)
+		switch {
+		case isConcealVerb(w, false):
+			switch neg := at(j + 1); string(neg) {
+			case "not":
+				switch string(at(j + 2)) {
+				case "do", "does", "did", "must", "should", "will", "can":
+					return ws[j+2][0]
+				}
+			case "don't", "dont", "doesn't", "mustn't", "shouldn't", "won't", "can't", "cannot", "never":
+				return ws[j+1][0]
+			}
+			return -1
+		case isConcealVerb(w, true):
+			if string(at(j+1)) == "without" {
+				return ws[j+1][0]
+			}
+			return -1
+		case !concealFiller(w):
+			return -1
+		}
+	}
+	return -1
 }
 
 func override(t []byte, j int) int {
@@ -218,70 +315,4 @@ func userFollow(w []byte) bool {
 		return true
 	}
 	return false
-}
-
-// conceal matches [verb] [fillers] user after a negation ending at j.
-func conceal(t []byte, j int, ing bool) int {
-	var buf [maxWord]byte
-	s := nextWord(t, j)
-	if s < 0 {
-		return 0
-	}
-	w, e := word(t, s, &buf)
-	if !isConcealVerb(w, ing) {
-		return 0
-	}
-	return toUser(t, e, concealFiller)
-}
-
-// hideFrom matches hide/conceal … from the user.
-func hideFrom(t []byte, j int) int {
-	var buf [maxWord]byte
-	from := false
-	for k := 0; k < 6; k++ {
-		s := nextWord(t, j)
-		if s < 0 {
-			return 0
-		}
-		w, e := word(t, s, &buf)
-		switch {
-		case string(w) == "from":
-			from = true
-		case from && (string(w) == "the" || string(w) == "any"):
-		case from && isUser(w):
-			if clauseEnds(t, e, userFollow) {
-				return e
-			}
-			return 0
-		case !from && concealFiller(w):
-		default:
-			return 0
-		}
-		j = e
-	}
-	return 0
-}
-
-// toUser matches up to five fillers then a user word ending its clause.
-func toUser(t []byte, j int, filler func([]byte) bool) int {
-	var buf [maxWord]byte
-	for k := 0; k < 6; k++ {
-		s := nextWord(t, j)
-		if s < 0 {
-			return 0
-		}
-		w, e := word(t, s, &buf)
-		switch {
-		case isUser(w):
-			if clauseEnds(t, e, userFollow) {
-				return e
-			}
-			return 0
-		case filler(w):
-		default:
-			return 0
-		}
-		j = e
-	}
-	return 0
 }

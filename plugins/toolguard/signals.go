@@ -66,38 +66,42 @@ type finding struct {
 }
 
 // Byte-pair stops: the scan skips every pair of bytes that cannot start a
-// signal (a standard-Go Wasm guest pays for each stop, so the common case
-// must be a table look-up per byte). A pair (a, b) is hot when b may start
-// a signal given that a precedes it.
+// signal (a standard-Go Wasm guest pays for every byte it looks at and more
+// for every stop, so the common case must be one table look-up per byte).
+// A pair (a, b) is hot when a signal may start at a, b being the byte after
+// it (0 at the end of the text).
 var hot [1 << 16]uint8
 
-// Word starts of the phrase detectors, by first letter (lower case).
-const phraseInitials = "cdfhimnosw"
+// phraseAnchors are the first two letters (lower case) of the words a
+// phrase detector starts from: the override verbs, and the user words the
+// concealment shapes end with (matched backwards from there).
+var phraseAnchors = []string{"ig", "di", "fo", "ov", "us", "hu"}
 
 func isLetter(c byte) bool { return c|0x20 >= 'a' && c|0x20 <= 'z' }
 
 func isWordByte(c byte) bool { return isLetter(c) || c >= '0' && c <= '9' || c == '_' || c == '\'' }
 
 func init() {
-	for a := 0; a < 256; a++ {
-		for b := 0; b < 256; b++ {
-			var h bool
-			switch bb := byte(b); {
-			case bb == '<' || bb == '[' || bb == 0x1b:
-				h = true
-			case bb == 0xc2 || bb == 0xe1 || bb == 0xe2 || bb == 0xef || bb == 0xf3:
-				h = true // lead bytes of the invisible characters (and C1 CSI)
-			case bb == '/' && a == ':':
-				h = true // "://"
-			case isLetter(bb):
-				for i := 0; i < len(phraseInitials); i++ {
-					if bb|0x20 == phraseInitials[i] && !isWordByte(byte(a)) && byte(a) != 0x99 { // 0x99: the end of ’
-						h = true
-					}
-				}
-			}
-			if h {
-				hot[a<<8|b] = 1
+	set := func(a, b byte) { hot[uint16(a)<<8|uint16(b)] = 1 }
+	for b := 0; b < 256; b++ {
+		bb := byte(b)
+		set('<', bb) // markers: the detector looks at what follows
+		set(0x1b, bb)
+		if bb == 'i' || bb == 'I' || bb == '/' {
+			set('[', bb) // [INST], [/INST]
+		}
+	}
+	// Lead bytes of the invisible characters: U+2000..U+207F, U+180E,
+	// U+FEFF, U+FE00..U+FE0F, the tags and supplementary selectors
+	// (U+E0000..U+E01EF), and the C1 CSI (U+009B).
+	for _, p := range [][2]byte{{0xe2, 0x80}, {0xe2, 0x81}, {0xe1, 0xa0}, {0xef, 0xbb}, {0xef, 0xb8}, {0xf3, 0xa0}, {0xc2, 0x9b}} {
+		set(p[0], p[1])
+	}
+	set(':', '/') // "://"
+	for _, a := range phraseAnchors {
+		for _, c0 := range []byte{a[0], a[0] - 32} {
+			for _, c1 := range []byte{a[1], a[1] - 32} {
+				set(c0, c1)
 			}
 		}
 	}
@@ -109,29 +113,24 @@ type scanner struct {
 	hosts []hostPattern
 }
 
-// scan appends the signals in t to out.
+// scan appends the signals in t to out, in order, not overlapping.
 func (sc *scanner) scan(t []byte, out []finding) []finding {
 	n := len(t)
-	if n == 0 {
-		return out
-	}
-	var prev byte = ' '
+	done := 0 // the end of the last finding
 	for i := 0; i < n; {
-		// Skip to the next hot pair (prev, t[i]).
-		for i+4 <= n && hot[uint16(prev)<<8|uint16(t[i])]|hot[uint16(t[i])<<8|uint16(t[i+1])]|
-			hot[uint16(t[i+1])<<8|uint16(t[i+2])]|hot[uint16(t[i+2])<<8|uint16(t[i+3])] == 0 {
-			prev = t[i+3]
+		// Skip to the next hot pair (t[i], t[i+1]).
+		for i+4 < n && hot[uint16(t[i])<<8|uint16(t[i+1])]|hot[uint16(t[i+1])<<8|uint16(t[i+2])]|
+			hot[uint16(t[i+2])<<8|uint16(t[i+3])]|hot[uint16(t[i+3])<<8|uint16(t[i+4])] == 0 {
 			i += 4
 		}
-		for i < n && hot[uint16(prev)<<8|uint16(t[i])] == 0 {
-			prev = t[i]
+		for i+1 < n && hot[uint16(t[i])<<8|uint16(t[i+1])] == 0 {
 			i++
 		}
-		if i >= n {
+		if i+1 >= n && (i >= n || hot[uint16(t[i])<<8] == 0) {
 			break
 		}
 		c := t[i]
-		end := 0
+		s, end := i, 0
 		var sig Signal
 		switch {
 		case c == '<' || c == '[':
@@ -146,33 +145,41 @@ func (sc *scanner) scan(t []byte, out []finding) []finding {
 			if sc.acts[SignalInvisibleUnicode] != ActionOff {
 				e, bad := invisible(t, i)
 				if !bad && e > i { // a legitimate sequence: skip all of it
-					prev, i = t[e-1], e
+					i = e
 					continue
 				}
 				end, sig = e, SignalInvisibleUnicode
 			}
-		case c == '/':
+		case c == ':':
 			if sc.acts[SignalUntrustedURLs] != ActionOff && len(sc.hosts) > 0 {
-				if s, e := sc.url(t, i); e > 0 {
-					out = append(out, finding{sig: SignalUntrustedURLs, s: s, e: e})
-					prev, i = t[e-1], e
-					continue
-				}
+				s, end = sc.url(t, i)
+				sig = SignalUntrustedURLs
 			}
 		default:
-			if sc.acts[SignalInjectionPhrases] != ActionOff {
-				end, sig = phrase(t, i), SignalInjectionPhrases
+			if sc.acts[SignalInjectionPhrases] != ActionOff && wordStart(t, i) {
+				s, end = phrase(t, i)
+				sig = SignalInjectionPhrases
 			}
 		}
 		if end > i {
-			out = append(out, finding{sig: sig, s: i, e: end})
-			prev, i = t[end-1], end
+			s = max(s, done)
+			out = append(out, finding{sig: sig, s: s, e: end})
+			i, done = end, end
 			continue
 		}
-		prev = c
 		i++
 	}
 	return out
+}
+
+// wordStart reports whether a word starts at t[i]: the byte before is not
+// part of a word (’ included, as in "don’t").
+func wordStart(t []byte, i int) bool {
+	if i == 0 {
+		return true
+	}
+	p := t[i-1]
+	return !isWordByte(p) && !(p == 0x99 && i >= 3 && t[i-3] == 0xe2 && t[i-2] == 0x80)
 }
 
 // lower returns c in ASCII lower case.
@@ -419,13 +426,13 @@ func flagTags(t []byte, i, j int) bool {
 	return r == 0xe007f
 }
 
-// url checks the URL whose "://" has its first '/' at t[i] and returns
-// its range when its host is not allowed, else (0, 0).
+// url checks the URL whose "://" starts at t[i] and returns its range when
+// its host is not allowed, else (0, 0).
 func (sc *scanner) url(t []byte, i int) (int, int) {
-	if i < 1 || t[i-1] != ':' || i+1 >= len(t) || t[i+1] != '/' {
+	if i+2 >= len(t) || t[i+1] != '/' || t[i+2] != '/' {
 		return 0, 0
 	}
-	colon := i - 1
+	colon := i
 	a := colon
 	for a > 0 && isLetter(t[a-1]) {
 		a--
@@ -435,7 +442,7 @@ func (sc *scanner) url(t []byte, i int) (int, int) {
 	default:
 		return 0, 0
 	}
-	h := i + 2
+	h := i + 3
 	e := h
 	for e < len(t) && !urlStop(t[e]) {
 		e++
