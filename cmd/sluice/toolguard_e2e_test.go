@@ -22,6 +22,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/sluicemcp/sluice/engine/enginetest"
+	"github.com/sluicemcp/sluice/plugins/toolguard"
 )
 
 // testMCPServer is an mcp-go server on loopback that counts the calls each
@@ -400,5 +401,58 @@ func TestToolguardEndToEnd(t *testing.T) {
 				t.Errorf("a log line holds %q", secret)
 			}
 		}
+	}
+}
+
+// TestToolguardPinsReferenceServer pins the reference "everything" server
+// (TypeScript, stdio) with `sluice tools pin`, then serves it through
+// `sluice dev` with toolguard enforcing exactly those pins and learning
+// nothing: every tool stays listed and callable, so the plugin hashes what
+// the server sends as the command does; with one pin altered, that tool
+// is removed and its calls blocked.
+func TestToolguardPinsReferenceServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the reference server and sluice dev; skipped in -short mode")
+	}
+	everything := filepath.Join(enginetest.NPMModules(), "@modelcontextprotocol", "server-everything", "dist", "index.js")
+	enginetest.RequireFiles(t, everything)
+	command := enginetest.Node20(t) + " " + everything + " stdio"
+	code, stdout, stderr := runCLI(t, nil, "tools", "pin", "--command", command)
+	if code != exitOK {
+		t.Fatalf("tools pin: exit %d: %s", code, stderr)
+	}
+	doc, err := toolguard.ParsePins([]byte(stdout))
+	if err != nil || len(doc.Tools) < 10 || doc.Tools["echo"] == "" {
+		t.Fatalf("pins of the reference server: %v\n%s", err, stdout)
+	}
+	for _, altered := range []bool{false, true} {
+		t.Run(fmt.Sprintf("altered=%v", altered), func(t *testing.T) {
+			pins := stdout
+			if altered {
+				pins = strings.Replace(pins, doc.Tools["echo"], "sha256:"+strings.Repeat("0", 64), 1)
+			}
+			pinsFile := writeFile(t, "pins.json", pins)
+			info, logs := startDevConfig(t, "mcp:\n  command: ['"+command+"']\nrelay:\n  pipeline: []\npipeline:\n"+
+				"  - plugin: toolguard\n    config:\n      pins: {learn: false, sets: [{from: 'file:"+pinsFile+"'}]}\n", nil)
+			c := newTGClient(t, info.MCPURL, info.Key, "2025-11-25")
+			got := c.tools(t)
+			want := len(doc.Tools)
+			if altered {
+				want--
+			}
+			if _, listed := got["echo"]; len(got) != want || listed == altered {
+				t.Fatalf("listed %d tools (echo listed %v), want %d:\n%s", len(got), listed, want, logs.String())
+			}
+			text, err := c.call(t, "echo", map[string]any{"message": "pinned"})
+			if altered {
+				if err == nil || !strings.Contains(err.Error(), "the tool's definition changed since it was pinned") {
+					t.Fatalf("echo with a wrong pin: %q %v", text, err)
+				}
+				return
+			}
+			if err != nil || !strings.Contains(text, "pinned") {
+				t.Fatalf("echo: %q %v", text, err)
+			}
+		})
 	}
 }
