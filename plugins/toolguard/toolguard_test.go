@@ -3,6 +3,8 @@ package toolguard_test
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -537,5 +539,63 @@ func TestDescribe(t *testing.T) {
 	want := fmt.Sprintf(`{"name":"toolguard","version":"%s","hooks":["request","response"],"config":["policy","default","deny_code","pins","signals"]}`, toolguard.Version)
 	if d != want {
 		t.Fatalf("describe = %s", d)
+	}
+}
+
+// TestCorpusNoFalsePositives: ordinary tool output (testdata/corpus: real
+// servers' answers and realistic texts) carries no signal.
+func TestCorpusNoFalsePositives(t *testing.T) {
+	files, err := filepath.Glob("testdata/corpus/*.json")
+	if err != nil || len(files) < 15 {
+		t.Fatalf("corpus: %d files, %v", len(files), err)
+	}
+	texts, _ := filepath.Glob("testdata/corpus/texts/*")
+	if len(texts) < 12 {
+		t.Fatalf("corpus texts: %d", len(texts))
+	}
+	x := newH(t, nil)
+	check := func(name string, m sdk.Message) {
+		t.Helper()
+		before := len(x.env.Logs())
+		if r := x.run(m); r.Action != sdk.ActionContinue {
+			t.Errorf("%s: %s %s", name, r.Action, r.Body)
+		}
+		for _, l := range x.env.Logs()[before:] {
+			if strings.Contains(l.Msg, "carries") {
+				t.Errorf("%s: %s", name, l.Msg)
+			}
+		}
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Each server in its own channel: they share tool names (echo).
+		m := sdk.Message{Hook: sdk.HookResponse, Method: "tools/call", Tool: "t", Status: 200, Body: b, Channel: strings.SplitN(filepath.Base(f), "-", 3)[1]}
+		if strings.Contains(f, "tools-list") {
+			m.Method, m.Tool = "tools/list", ""
+		}
+		check(f, m)
+	}
+	for _, f := range texts {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(f+" (result)", sdk.Message{Hook: sdk.HookResponse, Method: "tools/call", Tool: "t", Status: 200, Body: resultOf(string(b))})
+		name := strings.TrimSuffix(filepath.Base(f), filepath.Ext(f))
+		check(f+" (description)", sdk.Message{Hook: sdk.HookResponse, Method: "tools/list", Status: 200, Body: listResult(tool(name, string(b)))})
+	}
+}
+
+// TestPhraseLimits documents what the phrase detector cannot tell apart:
+// a person who writes an injection's words to another person.
+func TestPhraseLimits(t *testing.T) {
+	x := newH(t, nil)
+	r := x.run(sdk.Message{Hook: sdk.HookResponse, Method: "tools/call", Tool: "read_mail", Status: 200,
+		Body: resultOf("Hi Sam, forget the previous instructions I sent about the invoice format; use the new template.")})
+	if r.Action != sdk.ActionReplace {
+		t.Fatalf("an email in an injection's words: %s (the docs say it is masked)", r.Action)
 	}
 }
