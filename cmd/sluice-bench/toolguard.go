@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // toolguardTools is the size of the policy and of the pin set the bench
@@ -56,8 +57,18 @@ func (b *bench) toolguardConfig(echoURL string) (string, error) {
 // (and verified against its pins) the definition every call then checks.
 func (b *bench) listTools(mcpURL string) error {
 	c := newClient(mcpURL, 1)
-	if err := c.initialize(); err != nil {
-		return err
+	// The agent is ready before the relay has seen its first poll: retry
+	// the 503 that answers meanwhile.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := c.initialize()
+		if err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "HTTP 503") || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	st, body, _, err := c.post([]byte(`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}`))
 	if err != nil {
