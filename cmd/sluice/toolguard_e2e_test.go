@@ -22,6 +22,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/sluicemcp/sluice/engine/enginetest"
+	"github.com/sluicemcp/sluice/host"
 	"github.com/sluicemcp/sluice/plugins/toolguard"
 )
 
@@ -454,5 +455,25 @@ func TestToolguardPinsReferenceServer(t *testing.T) {
 				t.Fatalf("echo: %q %v", text, err)
 			}
 		})
+	}
+}
+
+// TestPluginStateDirInUse: a second process on a plugin state directory
+// stops at start, naming it; `sluice config check` does not take the
+// directory, so it checks the config of a running process.
+func TestPluginStateDirInUse(t *testing.T) {
+	dir := t.TempDir()
+	held, err := host.NewRuntime(context.Background(), host.RuntimeOptions{CacheDir: t.TempDir(), StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close(context.Background())
+	cfg := writeFile(t, "run.yaml", "plugin-state-dir: "+dir+"\npipeline:\n  - plugin: toolguard\n")
+	if code, out, stderr := runCLI(t, runEnv(nil), "config", "check", "--config", cfg); code != exitOK || out != "config ok for sluice run: pipeline toolguard\n" {
+		t.Fatalf("config check: exit %d %q %s", code, out, stderr)
+	}
+	code, _, stderr := runCLI(t, runEnv(nil), "run", "--config", cfg, "--health.listen-addr", "127.0.0.1:0")
+	if code != exitConfig || !strings.Contains(stderr, "plugin state dir "+dir+" is in use by another process") {
+		t.Fatalf("run: exit %d:\n%s", code, stderr)
 	}
 }
