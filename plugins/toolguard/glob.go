@@ -14,8 +14,10 @@ type glob struct {
 	exact bool
 }
 
-func compileGlob(key, p string) (glob, error) {
-	if p == "" && key != "callers" {
+// compileGlob compiles p; "" is refused unless allowEmpty (a caller may be
+// unknown: "" matches exactly that).
+func compileGlob(key, p string, allowEmpty bool) (glob, error) {
+	if p == "" && !allowEmpty {
 		return glob{}, fmt.Errorf("%s: empty pattern", key)
 	}
 	return glob{pat: p, exact: !strings.ContainsAny(p, "*?")}, nil
@@ -54,10 +56,10 @@ func (g glob) match(s string) bool {
 // globs is a list of patterns; an empty list matches everything.
 type globs []glob
 
-func compileGlobs(key string, ps []string) (globs, error) {
+func compileGlobs(key string, ps []string, allowEmpty bool) (globs, error) {
 	out := make(globs, 0, len(ps))
 	for i, p := range ps {
-		g, err := compileGlob(fmt.Sprintf("%s[%d]", key, i), p)
+		g, err := compileGlob(fmt.Sprintf("%s[%d]", key, i), p, allowEmpty)
 		if err != nil {
 			return nil, err
 		}

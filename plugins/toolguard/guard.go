@@ -92,16 +92,16 @@ func New(cfg Config) (*Guard, error) {
 			return nil, fmt.Errorf("toolguard: config %s.tools: empty: list the tools the rule covers (\"*\" for all)", key)
 		}
 		var err error
-		if cr.tools, err = compileGlobs("toolguard: config "+key+".tools", r.Tools); err != nil {
+		if cr.tools, err = compileGlobs("toolguard: config "+key+".tools", r.Tools, false); err != nil {
 			return nil, err
 		}
-		if cr.callers, err = compileGlobs("callers", r.Callers); err != nil {
+		if cr.callers, err = compileGlobs("toolguard: config "+key+".callers", r.Callers, true); err != nil {
 			return nil, err
 		}
-		if cr.tunnels, err = compileGlobs("toolguard: config "+key+".tunnels", r.Tunnels); err != nil {
+		if cr.tunnels, err = compileGlobs("toolguard: config "+key+".tunnels", r.Tunnels, false); err != nil {
 			return nil, err
 		}
-		if cr.channels, err = compileGlobs("toolguard: config "+key+".channels", r.Channels); err != nil {
+		if cr.channels, err = compileGlobs("toolguard: config "+key+".channels", r.Channels, false); err != nil {
 			return nil, err
 		}
 		g.rules = append(g.rules, cr)
@@ -146,10 +146,10 @@ func New(cfg Config) (*Guard, error) {
 			return nil, fmt.Errorf("%s: give from (a pins document) or tools", key)
 		}
 		var err error
-		if ps.tunnels, err = compileGlobs(key+".tunnels", s.Tunnels); err != nil {
+		if ps.tunnels, err = compileGlobs(key+".tunnels", s.Tunnels, false); err != nil {
 			return nil, err
 		}
-		if ps.channels, err = compileGlobs(key+".channels", s.Channels); err != nil {
+		if ps.channels, err = compileGlobs(key+".channels", s.Channels, false); err != nil {
 			return nil, err
 		}
 		g.sets = append(g.sets, ps)

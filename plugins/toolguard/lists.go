@@ -85,7 +85,7 @@ func signalList(bits uint8) string {
 // unchecked would let a server slip a poisoned definition past the filter.
 func (g *Guard) malformed(what string) sdk.Result {
 	sdk.Warnf("toolguard: cannot read the %s result: blocked", what)
-	return sdk.RejectData(0, g.denyCode, "tool guard: the server's "+what+" result is malformed", []byte(`{"reason":"malformed_result"}`))
+	return sdk.RejectData(0, g.denyCode, "toolguard: the server's "+what+" result is malformed", []byte(`{"reason":"malformed_result"}`))
 }
 
 // onToolsList filters a tools/list result.

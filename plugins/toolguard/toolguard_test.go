@@ -161,6 +161,16 @@ func TestPolicy(t *testing.T) {
 		t.Error("no log line for the denial")
 	}
 
+	// callers: [""] is the unknown caller (the agent side today).
+	anon := newH(t, map[string]any{"policy": []any{
+		map[string]any{"name": "anonymous-read-only", "callers": []any{""}, "tools": []any{"write_*"}, "action": "deny"}}})
+	if msg, _ := anon.call("", "write_file"); msg != `tool call denied by policy "anonymous-read-only"` {
+		t.Errorf("unknown caller: %q", msg)
+	}
+	if msg, _ := anon.call("alice", "write_file"); msg != "" {
+		t.Errorf("known caller: %q", msg)
+	}
+
 	deny := newH(t, map[string]any{"default": "deny", "policy": []any{
 		map[string]any{"name": "echo-only", "tools": []any{"echo"}, "action": "allow"}}})
 	if msg, _ := deny.call("", "echo"); msg != "" {
@@ -490,6 +500,7 @@ func TestConfigErrors(t *testing.T) {
 		{`{"policy":[{"name":"x","tools":["a"],"action":"permit"}]}`, `policy[0].action: "permit": want allow or deny`},
 		{`{"policy":[{"tools":["a"],"action":"deny"}]}`, `policy[0].name: empty`},
 		{`{"policy":[{"name":"x","action":"deny"}]}`, `policy[0].tools: empty`},
+		{`{"policy":[{"name":"x","tools":[""],"action":"deny"}]}`, `policy[0].tools[0]: empty pattern`},
 		{`{"default":"block"}`, `default: "block"`},
 		{`{"pins":{"mode":"strict"}}`, `pins.mode: "strict"`},
 		{`{"pins":{"sets":[{"tools":{"a":"md5:00"}}]}}`, `pins.sets[0].tools.a: pin "md5:00"`},
