@@ -384,7 +384,9 @@ func (b *bench) run(pipeline string, compare bool) error {
 			if err != nil {
 				return err
 			}
-			b.batching(m0, b.tunnelCounters())
+			m1 := b.tunnelCounters()
+			b.batching(m0, m1)
+			b.pluginTime(m0, m1, r.Calls)
 			tunnelRes[pl][c] = r
 		}
 		fmt.Printf("memory (%s chain): relay RSS idle %.1f MiB, after load %.1f MiB (peak %.1f); agent RSS idle %.1f MiB, after load %.1f MiB (peak %.1f)\n",

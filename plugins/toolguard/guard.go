@@ -1,10 +1,11 @@
 package toolguard
 
 import (
-	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"strconv"
+	"unsafe"
 
 	"github.com/sluicemcp/sluice/sdk"
 )
@@ -240,26 +241,36 @@ func (s scope) String() string {
 	return "tunnel " + strconv.Quote(s.tunnel) + " channel " + strconv.Quote(s.channel)
 }
 
-// Store keys: "toolguard/<kind>\x00side\x00tunnel\x00channel[\x00tool]".
+// Store keys: "tg<kind>\x00side\x00tunnel\x00channel[\x00tool]", built in
+// one allocation (this runs twice per tools/call).
 func (s scope) key(kind byte, tool string) string {
-	var b bytes.Buffer
-	b.WriteString("tg")
-	b.WriteByte(kind)
-	for _, p := range [...]string{s.side, s.tunnel, s.channel} {
-		b.WriteByte(0)
-		b.WriteString(p)
-	}
-	if kind == kindRecord || kind == kindLearned {
-		b.WriteByte(0)
-		if len(tool) > 256 { // keys are bounded by the host (1 KiB)
-			h := sumString(tool)
-			b.WriteString("#")
-			b.WriteString(fmt.Sprintf("%x", h[:16]))
-		} else {
-			b.WriteString(tool)
+	hashed := len(tool) > 256 // keys are bounded by the host (1 KiB)
+	n := 3 + 3 + len(s.side) + len(s.tunnel) + len(s.channel)
+	withTool := kind == kindRecord || kind == kindLearned
+	if withTool {
+		n += 1 + min(len(tool), 33)
+		if !hashed {
+			n += len(tool)
 		}
 	}
-	return b.String()
+	b := make([]byte, 0, n)
+	b = append(b, 't', 'g', kind, 0)
+	b = append(b, s.side...)
+	b = append(b, 0)
+	b = append(b, s.tunnel...)
+	b = append(b, 0)
+	b = append(b, s.channel...)
+	if withTool {
+		b = append(b, 0)
+		if hashed {
+			h := sumString(tool)
+			b = append(b, '#')
+			b = hex.AppendEncode(b, h[:16])
+		} else {
+			b = append(b, tool...)
+		}
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b)) // b is not used again
 }
 
 // Kinds of store keys.

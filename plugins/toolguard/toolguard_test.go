@@ -456,6 +456,20 @@ func TestListEdgeCases(t *testing.T) {
 	if !slices.Equal(got, []string{"a"}) || !strings.Contains(string(out), `"nextCursor":"c1"`) || strings.Contains(string(out), "shadow") {
 		t.Fatalf("edge cases: %v %s", got, out)
 	}
+	// A name longer than a store key may be is kept under its hash.
+	long := strings.Repeat("n", 600)
+	x.list("", listResult(tool(long, "v1")))
+	if msg, _ := x.call("", long); msg != "" {
+		t.Fatalf("long name: %q", msg)
+	}
+	if got, _ := x.list("", listResult(tool(long, "v2"))); len(got) != 0 {
+		t.Fatalf("long name changed: %v", got)
+	}
+	for k := range x.env.KV() {
+		if len(k) > 300 {
+			t.Fatalf("a store key of %d bytes", len(k))
+		}
+	}
 	pretty := []byte("{\"jsonrpc\": \"2.0\", \"id\": 2,\n \"result\": {\"tools\": [ " + tool("b", "fine") + " ] } }")
 	if r := x.run(sdk.Message{Hook: sdk.HookResponse, Method: "tools/list", Status: 200, Body: pretty}); r.Action != sdk.ActionContinue {
 		t.Fatalf("unchanged list: %s", r.Action)
