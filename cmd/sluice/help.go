@@ -71,10 +71,9 @@ on SIGHUP or when the config file changes; a chain that fails to build is
 logged and the running one kept. sluice config check loads every plugin of a
 config without starting anything.
 
-toolguard (in relay.pipeline, where the caller is known) allows and denies
-tools per caller, pins tool definitions against rug pulls (sluice tools pin
---url URL > pins.json writes the pins) and masks or blocks hidden
-instructions in tool descriptions and results.
+toolguard allows and denies tools per caller, pins tool definitions against
+rug pulls (sluice tools pin --url URL > pins.json writes the pins) and masks
+or blocks hidden instructions in tool descriptions and results.
 Docs: docs/plugins.md, docs/configuration.md#pipelines.
 `,
 	"openai": `OpenAI's hosted tunnel

@@ -258,9 +258,11 @@ func TestToolguardEndToEnd(t *testing.T) {
 	}
 	stopRelay := startRelay()
 
-	// The agent of the poisoned server runs toolguard too (defaults: the
-	// definition is blocked at the agent, the results masked there).
-	agentCfg := writeFile(t, "agent.yaml", "pipeline:\n  - plugin: toolguard\n")
+	// The agent of the poisoned server runs toolguard too: the definition
+	// is blocked at the agent, the results masked there, and a per-caller
+	// rule applies there too (the relay sends the caller along).
+	agentCfg := writeFile(t, "agent.yaml", "pipeline:\n  - plugin: toolguard\n    config:\n      policy:\n"+
+		"        - {name: agent-ci-no-fetch, callers: [ci-bot], tools: [fetch_page], action: deny}\n")
 	var rugLogs, poisonLogs enginetest.SyncBuffer
 	startAgent := func(logs *enginetest.SyncBuffer, tunnel, rk, mcpURL string, cfg ...string) {
 		args := append([]string{"run", "--log.format", "json"}, cfg...)
@@ -389,6 +391,16 @@ func TestToolguardEndToEnd(t *testing.T) {
 		}
 		if text, err := c.call(t, "clean_tool", nil); err != nil || text != "Build #42 passed in 3m12s." {
 			t.Fatalf("clean_tool: %q %v", text, err)
+		}
+		ci := newTGClient(t, poisonURL, keys["KEY_CI"], "2025-11-25")
+		if got := names(ci.tools(t)); !slices.Equal(got, []string{"clean_tool"}) {
+			t.Fatalf("ci-bot sees %v on the agent's policy", got)
+		}
+		if _, err := ci.call(t, "fetch_page", map[string]any{"url": "https://example.com"}); err == nil || !strings.Contains(err.Error(), `tool call denied by policy "agent-ci-no-fetch"`) {
+			t.Fatalf("ci-bot fetch_page: %v", err)
+		}
+		if n := poison.count("fetch_page"); n != 1 {
+			t.Fatalf("fetch_page ran %d times, want 1 (alice's)", n)
 		}
 		if !strings.Contains(poisonLogs.String(), `its definition carries hidden_markers: removed`) || !strings.Contains(poisonLogs.String(), `carries injection_phrases,invisible_unicode: masked`) {
 			t.Errorf("agent log:\n%s", poisonLogs.String())

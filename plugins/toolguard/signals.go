@@ -67,44 +67,82 @@ type finding struct {
 
 // Byte-pair stops: the scan skips every pair of bytes that cannot start a
 // signal (a standard-Go Wasm guest pays for every byte it looks at and more
-// for every stop, so the common case must be one table look-up per byte).
-// A pair (a, b) is hot when a signal may start at a, b being the byte after
-// it (0 at the end of the text).
-var hot [1 << 16]uint8
+// for every stop, so the common case must be a table look-up per byte). A
+// signal may start at t[i] when first[t[i]] & second[t[i+1]] != 0 (t[i+1]
+// is 0 at the end of the text): each first byte names the classes of
+// second bytes that can follow it. Two tables of 256 entries stay in the
+// L1 cache, where one table of every pair (64 KiB) does not on a busy
+// machine.
+var first, second [256]uint16
+
+// Classes of second bytes.
+const (
+	sAny   = 1 << iota // any byte: '<' and ESC look further themselves
+	sG                 // g G: ig(nore)
+	sI                 // i I: di(sregard), [I(NST)
+	sO                 // o O: fo(rget)
+	sV                 // v V: ov(erride)
+	sS                 // s S: us(er)
+	sU                 // u U: hu(man)
+	sSlash             // '/': "://", [/INST]
+	s8x                // 0x80, 0x81: U+2000..U+207F after 0xE2
+	sA0                // 0xA0: U+180E after 0xE1, tags and selectors after 0xF3
+	sBx                // 0xBB, 0xB8: U+FEFF, U+FE00..U+FE0F after 0xEF
+	s9B                // 0x9B: the C1 CSI after 0xC2
+)
 
 // phraseAnchors are the first two letters (lower case) of the words a
 // phrase detector starts from: the override verbs, and the user words the
 // concealment shapes end with (matched backwards from there).
-var phraseAnchors = []string{"ig", "di", "fo", "ov", "us", "hu"}
+var phraseAnchors = []struct {
+	a     byte
+	class uint16
+}{{'i', sG}, {'d', sI}, {'f', sO}, {'o', sV}, {'u', sS}, {'h', sU}}
 
 func isLetter(c byte) bool { return c|0x20 >= 'a' && c|0x20 <= 'z' }
 
 func isWordByte(c byte) bool { return isLetter(c) || c >= '0' && c <= '9' || c == '_' || c == '\'' }
 
 func init() {
-	set := func(a, b byte) { hot[uint16(a)<<8|uint16(b)] = 1 }
-	for b := 0; b < 256; b++ {
-		bb := byte(b)
-		set('<', bb) // markers: the detector looks at what follows
-		set(0x1b, bb)
-		if bb == 'i' || bb == 'I' || bb == '/' {
-			set('[', bb) // [INST], [/INST]
-		}
+	for b := range second {
+		second[b] = sAny
 	}
-	// Lead bytes of the invisible characters: U+2000..U+207F, U+180E,
-	// U+FEFF, U+FE00..U+FE0F, the tags and supplementary selectors
-	// (U+E0000..U+E01EF), and the C1 CSI (U+009B).
-	for _, p := range [][2]byte{{0xe2, 0x80}, {0xe2, 0x81}, {0xe1, 0xa0}, {0xef, 0xbb}, {0xef, 0xb8}, {0xf3, 0xa0}, {0xc2, 0x9b}} {
-		set(p[0], p[1])
+	letter := func(c byte, class uint16) { second[c] |= class; second[c-32] |= class }
+	letter('g', sG)
+	letter('i', sI)
+	letter('o', sO)
+	letter('v', sV)
+	letter('s', sS)
+	letter('u', sU)
+	second['/'] |= sSlash
+	second[0x80] |= s8x
+	second[0x81] |= s8x
+	second[0xa0] |= sA0
+	second[0xbb] |= sBx
+	second[0xb8] |= sBx
+	second[0x9b] |= s9B
+
+	first['<'], first[0x1b] = sAny, sAny
+	first['['] = sI | sSlash
+	first[':'] = sSlash
+	first[0xe2], first[0xe1], first[0xf3], first[0xef], first[0xc2] = s8x, sA0, sA0, sBx, s9B
+	for _, p := range phraseAnchors {
+		first[p.a] |= p.class
+		first[p.a-32] |= p.class
 	}
-	set(':', '/') // "://"
-	for _, a := range phraseAnchors {
-		for _, c0 := range []byte{a[0], a[0] - 32} {
-			for _, c1 := range []byte{a[1], a[1] - 32} {
-				set(c0, c1)
-			}
-		}
+}
+
+// stop reports whether a signal may start at t[i] (i < len(t)).
+func stop(t []byte, i int) bool {
+	f := first[t[i]]
+	if f == 0 {
+		return false
 	}
+	var nx byte
+	if i+1 < len(t) {
+		nx = t[i+1]
+	}
+	return f&second[nx] != 0
 }
 
 // scanner finds signals in decoded text. acts says which are looked for.
@@ -118,15 +156,11 @@ func (sc *scanner) scan(t []byte, out []finding) []finding {
 	n := len(t)
 	done := 0 // the end of the last finding
 	for i := 0; i < n; {
-		// Skip to the next hot pair (t[i], t[i+1]).
-		for i+4 < n && hot[uint16(t[i])<<8|uint16(t[i+1])]|hot[uint16(t[i+1])<<8|uint16(t[i+2])]|
-			hot[uint16(t[i+2])<<8|uint16(t[i+3])]|hot[uint16(t[i+3])<<8|uint16(t[i+4])] == 0 {
-			i += 4
-		}
-		for i+1 < n && hot[uint16(t[i])<<8|uint16(t[i+1])] == 0 {
+		// Skip to the next stop: one look-up per byte, two at candidates.
+		for i+1 < n && (first[t[i]] == 0 || first[t[i]]&second[t[i+1]] == 0) {
 			i++
 		}
-		if i+1 >= n && (i >= n || hot[uint16(t[i])<<8] == 0) {
+		if i >= n || !stop(t, i) {
 			break
 		}
 		c := t[i]

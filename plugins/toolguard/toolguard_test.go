@@ -161,7 +161,8 @@ func TestPolicy(t *testing.T) {
 		t.Error("no log line for the denial")
 	}
 
-	// callers: [""] is the unknown caller (the agent side today).
+	// callers: [""] is the unknown caller (public and transparent oauth
+	// tunnels, an agent behind a service that sends no caller).
 	anon := newH(t, map[string]any{"policy": []any{
 		map[string]any{"name": "anonymous-read-only", "callers": []any{""}, "tools": []any{"write_*"}, "action": "deny"}}})
 	if msg, _ := anon.call("", "write_file"); msg != `tool call denied by policy "anonymous-read-only"` {
