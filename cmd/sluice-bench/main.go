@@ -386,7 +386,7 @@ func (b *bench) run(pipeline string, compare bool) error {
 			}
 			m1 := b.tunnelCounters()
 			b.batching(m0, m1)
-			b.pluginTime(m0, m1, r.Calls)
+			b.pluginTime(m0, m1)
 			tunnelRes[pl][c] = r
 		}
 		fmt.Printf("memory (%s chain): relay RSS idle %.1f MiB, after load %.1f MiB (peak %.1f); agent RSS idle %.1f MiB, after load %.1f MiB (peak %.1f)\n",
