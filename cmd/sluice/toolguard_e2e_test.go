@@ -243,7 +243,7 @@ func TestToolguardEndToEnd(t *testing.T) {
 	relayAddr := freeAddr(t)
 	clientKeys := "      client-keys:\n        - {name: alice, key: 'env:KEY_ALICE'}\n        - {name: ci-bot, key: 'env:KEY_CI'}\n"
 	relayYAML := "plugin-state-dir: " + filepath.Join(dir, "relay-state") + "\n" +
-		"relay:\n  listen-addr: " + relayAddr + "\n  admin-listen-addr: ''\n  tunnels:\n" +
+		"relay:\n  listen-addr: " + relayAddr + "\n  admin-listen-addr: ''\n  data-dir: " + filepath.Join(dir, "relay-data") + "\n  tunnels:\n" +
 		"    - id: " + tunnelRug + "\n      runtime-key: 'env:RK_RUG'\n" + clientKeys +
 		"    - id: " + tunnelPoison + "\n      runtime-key: 'env:RK_POISON'\n" + clientKeys +
 		"  pipeline:\n    - plugin: toolguard\n      config:\n        policy:\n" +
