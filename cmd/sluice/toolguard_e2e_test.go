@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mark3labs/mcp-go/client"
-	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
@@ -119,42 +117,25 @@ func tagSmuggle(s string) string {
 	return b.String()
 }
 
-// tgClient is an mcp-go client of the tunnel (2025-11-25, sessions) that
-// records list_changed notifications.
+// tgClient is a bindingClient (bindings_e2e_test.go) that also counts the
+// tools/list_changed notifications it receives.
 type tgClient struct {
-	c       *client.Client
+	*bindingClient
 	changed atomic.Int64
 }
 
 func newTGClient(t *testing.T, url, key, version string) *tgClient {
 	t.Helper()
-	tr, err := transport.NewStreamableHTTP(url, transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + key}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var opts []client.ClientOption
-	if version != "" {
-		opts = append(opts, client.WithProtocolVersion(version))
-	}
-	tc := &tgClient{c: client.NewClient(tr, opts...)}
+	tc := &tgClient{bindingClient: newBindingClient(t, url, key, version)}
 	tc.c.OnNotification(func(n mcp.JSONRPCNotification) {
 		if n.Method == "notifications/tools/list_changed" {
 			tc.changed.Add(1)
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := tc.c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = tc.c.Close() })
-	if _, err := tc.c.Initialize(ctx, mcp.InitializeRequest{Params: mcp.InitializeParams{ProtocolVersion: version,
-		ClientInfo: mcp.Implementation{Name: "toolguard-e2e", Version: "1"}}}); err != nil {
-		t.Fatalf("initialize: %v", err)
-	}
 	return tc
 }
 
+// tools returns the listed tools' descriptions by name.
 func (tc *tgClient) tools(t *testing.T) map[string]string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -170,24 +151,11 @@ func (tc *tgClient) tools(t *testing.T) map[string]string {
 	return out
 }
 
-// call returns the result's text, or the JSON-RPC error's message.
+// call returns the result's text, or the JSON-RPC error.
 func (tc *tgClient) call(t *testing.T, name string, args map[string]any) (string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var req mcp.CallToolRequest
-	req.Params.Name, req.Params.Arguments = name, args
-	res, err := tc.c.CallTool(ctx, req)
-	if err != nil {
-		return "", err
-	}
-	var text []string
-	for _, c := range res.Content {
-		if x, ok := c.(mcp.TextContent); ok {
-			text = append(text, x.Text)
-		}
-	}
-	return strings.Join(text, "\n"), nil
+	text, _, _, err := tc.try(name, args)
+	return text, err
 }
 
 func names(m map[string]string) []string {
