@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -95,7 +96,7 @@ func decodeKV(b []byte) (map[string][]byte, int, error) {
 // plugin starts with an empty store rather than not at all.
 func (r *Runtime) loadKV(s *kvStore, name string) {
 	path := kvFileName(r.stateDir, name)
-	b, err := os.ReadFile(path)
+	b, err := readKVFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return
 	}
@@ -109,6 +110,28 @@ func (r *Runtime) loadKV(s *kvStore, name string) {
 		_ = os.Rename(path, path+".damaged")
 	}
 	r.log.Warn("plugin state: cannot load the key/value store: starting empty", "plugin", name, "err", err)
+}
+
+// maxKVFile bounds a store file: the store's bound plus the framing of
+// entries at least one byte each.
+const maxKVFile = maxKVBytes*2 + 2*binary.MaxVarintLen32 + len(kvMagic) + 4
+
+// readKVFile reads a store file that is a regular file of at most
+// maxKVFile bytes (a FIFO or a device there would block or never end).
+func readKVFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > int64(maxKVFile) {
+		return nil, fmt.Errorf("not a regular file of at most %d bytes", maxKVFile)
+	}
+	return io.ReadAll(io.LimitReader(f, int64(maxKVFile)+1))
 }
 
 // flushKV writes every store that changed since it was last written.

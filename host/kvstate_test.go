@@ -105,6 +105,14 @@ func TestKVStateFiles(t *testing.T) {
 	if _, err := os.Stat(path + ".damaged"); err != nil {
 		t.Fatalf("damaged file not kept: %v", err)
 	}
+	// A file past the bound is not read.
+	big := kvFileName(filepath.Join(dir, "state"), "big")
+	if err := os.WriteFile(big, make([]byte, maxKVFile+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if st := r2.kvFor("big"); len(st.m) != 0 || !strings.Contains(logs.String(), "not a regular file of at most") {
+		t.Fatalf("a file over the bound: %d entries, logs %s", len(st.m), logs.String())
+	}
 }
 
 func TestKVEncoding(t *testing.T) {
