@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -24,6 +25,7 @@ type kvStore struct {
 	mu    sync.RWMutex
 	m     map[string][]byte
 	bytes int
+	dirty bool // changed since it was last written to the state directory
 }
 
 func newKVStore() *kvStore { return &kvStore{m: map[string][]byte{}} }
@@ -52,8 +54,12 @@ func (s *kvStore) set(k, v []byte) error {
 	if nb > maxKVBytes {
 		return fmt.Errorf("kv store full (%d bytes)", maxKVBytes)
 	}
+	if had && bytes.Equal(old, v) {
+		return nil
+	}
 	s.m[string(k)] = append([]byte(nil), v...)
 	s.bytes = nb
+	s.dirty = true
 	return nil
 }
 
@@ -63,6 +69,7 @@ func (s *kvStore) delete(k []byte) {
 	if old, ok := s.m[string(k)]; ok {
 		s.bytes -= len(k) + len(old)
 		delete(s.m, string(k))
+		s.dirty = true
 	}
 }
 

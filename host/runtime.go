@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sluicemcp/sluice/engine"
@@ -28,11 +29,19 @@ type RuntimeOptions struct {
 	Logger *slog.Logger
 	// Registerer receives the sluice_plugin_* metrics; nil = none.
 	Registerer prometheus.Registerer
+	// StateDir, when set, keeps each plugin's key/value store in a file
+	// there across restarts (created 0700, locked by this runtime); ""
+	// keeps the stores in memory only.
+	StateDir string
+	// StateFlushInterval is how often changed stores are written to
+	// StateDir (default DefaultStateFlushInterval).
+	StateFlushInterval time.Duration
 }
 
 // Runtime loads plugins. It owns the file-backed compilation cache shared by
 // every stage it loads and the per-plugin key/value stores (keyed by plugin
-// name, so state survives a reload). It is safe for concurrent use.
+// name, so state survives a reload, and with StateDir a restart). It is
+// safe for concurrent use.
 type Runtime struct {
 	cache   wazero.CompilationCache
 	log     *slog.Logger
@@ -42,6 +51,11 @@ type Runtime struct {
 	kv     map[string]*kvStore
 	stages map[*Stage]struct{}
 	closed bool
+
+	stateDir  string   // "" = stores in memory only
+	stateLock *os.File // holds the directory's lock
+	flushStop chan struct{}
+	flushDone chan struct{}
 }
 
 // NewRuntime creates a Runtime with its compilation cache directory.
@@ -69,13 +83,28 @@ func NewRuntime(ctx context.Context, opts RuntimeOptions) (*Runtime, error) {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return &Runtime{
+	r := &Runtime{
 		cache:   cache,
 		log:     l,
 		metrics: newMetrics(opts.Registerer),
 		kv:      map[string]*kvStore{},
 		stages:  map[*Stage]struct{}{},
-	}, nil
+	}
+	if opts.StateDir != "" {
+		lock, err := openStateDir(opts.StateDir)
+		if err != nil {
+			_ = cache.Close(ctx)
+			return nil, err
+		}
+		every := opts.StateFlushInterval
+		if every <= 0 {
+			every = DefaultStateFlushInterval
+		}
+		r.stateDir, r.stateLock = opts.StateDir, lock
+		r.flushStop, r.flushDone = make(chan struct{}), make(chan struct{})
+		go r.flushLoop(every, r.flushStop, r.flushDone)
+	}
+	return r, nil
 }
 
 // Close closes every stage still open and the compilation cache.
@@ -95,6 +124,11 @@ func (r *Runtime) Close(ctx context.Context) error {
 	for _, s := range stages {
 		errs = append(errs, s.Close())
 	}
+	if r.stateLock != nil {
+		close(r.flushStop) // the loop writes what changed, then ends
+		<-r.flushDone
+		errs = append(errs, r.stateLock.Close())
+	}
 	errs = append(errs, r.cache.Close(ctx))
 	return errors.Join(errs...)
 }
@@ -105,6 +139,9 @@ func (r *Runtime) kvFor(name string) *kvStore {
 	s := r.kv[name]
 	if s == nil {
 		s = newKVStore()
+		if r.stateDir != "" {
+			r.loadKV(s, name)
+		}
 		r.kv[name] = s
 	}
 	return s

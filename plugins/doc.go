@@ -4,6 +4,7 @@
 // alone gives a complete product.
 //
 // The logic of each plugin is a native, importable package (plugins/redact,
-// plugins/headers, plugins/oauthmeta) unit-tested with plain `go test`; its
-// cmd/ directory is the wasip1 entry point that registers it with the sdk.
+// plugins/headers, plugins/oauthmeta, plugins/toolguard) unit-tested with
+// plain `go test`; its cmd/ directory is the wasip1 entry point that
+// registers it with the sdk.
 package plugins

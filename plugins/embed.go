@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-//go:embed headers/headers.wasm oauthmeta/oauthmeta.wasm redact/redact.wasm
+//go:embed headers/headers.wasm oauthmeta/oauthmeta.wasm redact/redact.wasm toolguard/toolguard.wasm
 var modules embed.FS
 
 // Lookup returns the built module of the first-party plugin name.

@@ -63,18 +63,46 @@ func (b *bench) cpuPerCall(before, after cpuSnap, calls int, extra string) {
 }
 
 // counters are the tunnel's totals that show how much work each HTTP
-// exchange between relay and agent carries.
-type counters struct{ polls, commands, singles, batches, batched float64 }
+// exchange between relay and agent carries, and the time the agent spent in
+// plugin calls.
+type counters struct {
+	polls, commands, singles, batches, batched float64
+	pluginSec, pluginCalls                     float64
+}
 
 func (b *bench) tunnelCounters() counters {
 	a, r := scrape(b.agentMetrics), scrape(b.relayMetrics)
 	return counters{
-		polls:    r["sluice_relay_polls_total"],
-		commands: a["commands_polled_total"],
-		singles:  a[`sluice_agent_response_posts_total{kind="single"}`],
-		batches:  a[`sluice_agent_response_posts_total{kind="batch"}`],
-		batched:  a["sluice_agent_batched_responses_total"],
+		polls:       r["sluice_relay_polls_total"],
+		commands:    a["commands_polled_total"],
+		singles:     a[`sluice_agent_response_posts_total{kind="single"}`],
+		batches:     a[`sluice_agent_response_posts_total{kind="batch"}`],
+		batched:     a["sluice_agent_batched_responses_total"],
+		pluginSec:   sumPrefix(a, "sluice_plugin_call_duration_seconds_sum"),
+		pluginCalls: sumPrefix(a, "sluice_plugin_call_duration_seconds_count"),
 	}
+}
+
+// sumPrefix adds the samples whose name (labels included) starts with p.
+func sumPrefix(m map[string]float64, p string) float64 {
+	var n float64
+	for k, v := range m {
+		if strings.HasPrefix(k, p) {
+			n += v
+		}
+	}
+	return n
+}
+
+// pluginTime prints the mean wall time of the agent's plugin calls over the
+// scenario (warm-up included; queueing for an instance excluded).
+func (b *bench) pluginTime(c0, c1 counters) {
+	n := c1.pluginCalls - c0.pluginCalls
+	if n <= 0 {
+		return
+	}
+	fmt.Printf("         agent plugins: %.0f guest calls, %.1f µs each (wall time, queueing for an instance excluded)\n",
+		n, 1e6*(c1.pluginSec-c0.pluginSec)/n)
 }
 
 // batching prints commands per poll and final responses per POST.

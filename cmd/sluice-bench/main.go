@@ -29,6 +29,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,7 +53,7 @@ func main() {
 		warmup      = flag.Duration("warmup", time.Second, "warm-up time per scenario (not measured)")
 		size        = flag.Int("size", 1024, "bytes of tool argument per call")
 		concurrency = flag.String("concurrency", "1,64", "comma-separated client concurrencies")
-		pipeline    = flag.String("pipeline", "none", "agent chain: none, or a comma-separated list of built-in plugins (e.g. redact)")
+		pipeline    = flag.String("pipeline", "none", "agent chain: none, or a comma-separated list of built-in plugins (e.g. redact; toolguard runs with a 100-rule policy and 100 pins, the echo tool's from `sluice tools pin`)")
 		compare     = flag.Bool("compare-chain", false, "also run the tunnel with -pipeline and report the cost against no chain")
 		jsonOut     = flag.String("json", "", "also write the results as JSON to this file")
 		inproc      = flag.Bool("inproc", false, "run relay and agent inside this process (for profiling; no RSS figures)")
@@ -383,7 +384,9 @@ func (b *bench) run(pipeline string, compare bool) error {
 			if err != nil {
 				return err
 			}
-			b.batching(m0, b.tunnelCounters())
+			m1 := b.tunnelCounters()
+			b.batching(m0, m1)
+			b.pluginTime(m0, m1)
 			tunnelRes[pl][c] = r
 		}
 		fmt.Printf("memory (%s chain): relay RSS idle %.1f MiB, after load %.1f MiB (peak %.1f); agent RSS idle %.1f MiB, after load %.1f MiB (peak %.1f)\n",
@@ -465,7 +468,15 @@ func (b *bench) startTunnel(echoURL, pipeline string) (mcpURL string, relay, age
 	} else {
 		sb.WriteString("\n")
 		for _, p := range strings.Split(pipeline, ",") {
-			fmt.Fprintf(&sb, "  - plugin: %s\n", strings.TrimSpace(p))
+			p = strings.TrimSpace(p)
+			fmt.Fprintf(&sb, "  - plugin: %s\n", p)
+			if p == "toolguard" {
+				cfg, err := b.toolguardConfig(echoURL)
+				if err != nil {
+					return "", nil, nil, err
+				}
+				fmt.Fprintf(&sb, "    config: %s\n", cfg)
+			}
 			if b.trusted {
 				sb.WriteString("    limits:\n      trusted: true\n")
 			}
@@ -506,7 +517,13 @@ func (b *bench) startTunnel(echoURL, pipeline string) (mcpURL string, relay, age
 		log, _ := os.ReadFile(filepath.Join(b.tmp, "logs", "agent-"+name+".log"))
 		return "", nil, nil, fmt.Errorf("agent: %w\n%s", err, log)
 	}
-	return "http://" + relayAddr + "/v1/mcp/" + tunnel, relay, agent, nil
+	mcpURL = "http://" + relayAddr + "/v1/mcp/" + tunnel
+	if slices.Contains(strings.Split(pipeline, ","), "toolguard") {
+		if err := b.listTools(mcpURL); err != nil {
+			return "", nil, nil, err
+		}
+	}
+	return mcpURL, relay, agent, nil
 }
 
 // client is one MCP session over plain HTTP, the cheapest client there is, so

@@ -30,8 +30,14 @@ var builtExamples struct {
 	path map[string]string
 }
 
-// TestMain removes the example plugins the tests built.
+// TestMain removes the example plugins the tests built. With
+// SLUICE_TEST_STDIO_TOOLS set, the test binary is a stdio MCP server
+// instead (tools_test.go).
 func TestMain(m *testing.M) {
+	if os.Getenv(envStdioTools) != "" {
+		serveStdioTools()
+		os.Exit(0)
+	}
 	code := m.Run()
 	if builtExamples.dir != "" {
 		_ = os.RemoveAll(builtExamples.dir)

@@ -145,6 +145,9 @@ func inferMode(path string) Mode {
 // summary.
 func (s *session) check(ctx context.Context) (string, error) {
 	pl := s.newPipelines(prometheus.NewRegistry())
+	// A check loads the plugins without their stores: the running process
+	// holds the state directory's lock.
+	pl.stateDir = ""
 	defer func() { _ = pl.close(context.WithoutCancel(ctx)) }()
 	return s.checkWith(ctx, pl)
 }

@@ -11,17 +11,20 @@ import (
 // plus defaults() is what runs when nothing is configured. Keys are the koanf
 // tags: kebab-case, identical in YAML and flags.
 type Config struct {
-	ControlPlane    ControlPlane   `koanf:"control-plane"`
-	MCP             MCP            `koanf:"mcp"`
-	Health          Health         `koanf:"health"`
-	Log             Log            `koanf:"log"`
-	PID             PID            `koanf:"pid"`
-	CABundle        string         `koanf:"ca-bundle"`
-	HTTPProxy       string         `koanf:"http-proxy"`
-	EmbeddedMCPStub bool           `koanf:"embedded-mcp-stub"`
-	DrainTimeout    time.Duration  `koanf:"drain-timeout"`
-	Pipeline        []PluginConfig `koanf:"pipeline"`
-	Relay           Relay          `koanf:"relay"`
+	ControlPlane    ControlPlane  `koanf:"control-plane"`
+	MCP             MCP           `koanf:"mcp"`
+	Health          Health        `koanf:"health"`
+	Log             Log           `koanf:"log"`
+	PID             PID           `koanf:"pid"`
+	CABundle        string        `koanf:"ca-bundle"`
+	HTTPProxy       string        `koanf:"http-proxy"`
+	EmbeddedMCPStub bool          `koanf:"embedded-mcp-stub"`
+	DrainTimeout    time.Duration `koanf:"drain-timeout"`
+	// PluginStateDir keeps plugins' key/value stores (toolguard's learned
+	// pins, …) across restarts; "" = in memory only.
+	PluginStateDir string         `koanf:"plugin-state-dir"`
+	Pipeline       []PluginConfig `koanf:"pipeline"`
+	Relay          Relay          `koanf:"relay"`
 }
 
 // ControlPlane configures how the agent reaches the relay (or OpenAI's hosted

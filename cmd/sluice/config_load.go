@@ -58,6 +58,7 @@ var envTable = []envVar{
 	{name: "HTTP_PROXY", key: "http-proxy"}, // fallback
 	{name: "PID_FILE", key: "pid.file"},
 	{name: "SLUICE_DRAIN_TIMEOUT", key: "drain-timeout"},
+	{name: "SLUICE_PLUGIN_STATE_DIR", key: "plugin-state-dir"},
 	{name: "RELAY_LISTEN_ADDR", key: "relay.listen-addr"},
 	{name: "RELAY_PUBLIC_URL", key: "relay.public-url"},
 	{name: "RELAY_ADMIN_LISTEN_ADDR", key: "relay.admin-listen-addr"},

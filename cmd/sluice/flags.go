@@ -87,5 +87,6 @@ func newFlagSet(mode Mode, out io.Writer) *pflag.FlagSet {
 	fs.String("log.audit", d.Log.Audit, `audit trail, one record per tool call: "log", "off" or a file path (reopened on SIGHUP)`)
 	fs.Duration("log.repeat-window", d.Log.RepeatWindow, "write a repeated warning once per window, then a count (0 = every line)")
 	fs.Duration("drain-timeout", d.DrainTimeout, "how long in-flight work may finish on shutdown or reload")
+	fs.String("plugin-state-dir", "", "keep plugins' key/value stores here across restarts (one directory per process)")
 	return fs
 }

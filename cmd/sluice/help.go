@@ -57,7 +57,7 @@ leaving personal data (email, phone, IBAN) alone. pipeline: [] runs no plugins.
 Every start and reload logs the active chain in one line.
 
 An entry:
-  - plugin: headers            a built-in (redact, headers, oauthmeta) or a .wasm path
+  - plugin: headers            a built-in (redact, headers, oauthmeta, toolguard) or a .wasm path
     sha256: "..."              pin the module (refused at load and reload otherwise)
     config:                    handed to the plugin as JSON
       rules:
@@ -70,6 +70,10 @@ them before the plugin sees them and never logs the values. Chains reload live
 on SIGHUP or when the config file changes; a chain that fails to build is
 logged and the running one kept. sluice config check loads every plugin of a
 config without starting anything.
+
+toolguard allows and denies tools per caller, pins tool definitions against
+rug pulls (sluice tools pin --url URL > pins.json writes the pins) and masks
+or blocks hidden instructions in tool descriptions and results.
 Docs: docs/plugins.md, docs/configuration.md#pipelines.
 `,
 	"openai": `OpenAI's hosted tunnel
@@ -162,12 +166,15 @@ func (c *cli) help(args []string) int {
 	case "admin":
 		fmt.Fprint(c.stdout, adminUsage)
 		return exitOK
+	case "tools":
+		fmt.Fprint(c.stdout, toolsUsage)
+		return exitOK
 	}
 	if text, ok := helpTopics[name]; ok {
 		fmt.Fprint(c.stdout, text)
 		return exitOK
 	}
-	all := append([]string{"run", "relay", "dev", "config", "admin", "plugin"}, helpTopicNames()...)
+	all := append([]string{"run", "relay", "dev", "config", "admin", "plugin", "tools"}, helpTopicNames()...)
 	msg := fmt.Sprintf("sluice help: no command or topic %q", name)
 	if s, ok := nearest(name, all); ok {
 		msg += " (did you mean " + s + "?)"

@@ -67,8 +67,10 @@ Usage:
                             check a configuration and its plugins without starting
   sluice admin    COMMAND   manage a relay's tunnels and keys (tunnels, keys)
   sluice plugin   COMMAND   new, build, inspect and test Wasm plugins
+  sluice tools pin --url URL
+                            print the pins of an MCP server's tools (toolguard)
   sluice version            print version, commit and Go version
-  sluice help [command]     show the flags of a command (run, relay, dev, config, admin, plugin)
+  sluice help [command]     show the flags of a command (run, relay, dev, config, admin, plugin, tools)
   sluice help <topic>       quickstart, plugins, openai, troubleshooting
 
 Configuration: flags > environment > --config FILE (or SLUICE_CONFIG) > defaults.
@@ -77,7 +79,7 @@ Docs: docs/configuration.md
 `
 
 // commands are the subcommands, for suggestions.
-var commands = []string{"run", "relay", "dev", "config", "admin", "plugin", "version", "help"}
+var commands = []string{"run", "relay", "dev", "config", "admin", "plugin", "tools", "version", "help"}
 
 func (c *cli) main(ctx context.Context, args []string) int {
 	if len(args) == 0 {
@@ -98,6 +100,8 @@ func (c *cli) main(ctx context.Context, args []string) int {
 		return c.plugin(ctx, args[1:])
 	case "admin":
 		return c.admin(ctx, args[1:])
+	case "tools":
+		return c.tools(ctx, args[1:])
 	}
 	msg := fmt.Sprintf("sluice: unknown command %q", args[0])
 	if s, ok := nearest(args[0], commands); ok {

@@ -23,6 +23,9 @@ type pipelines struct {
 	reg     prometheus.Registerer
 	baseDir string    // relative .wasm paths are resolved against the config file's directory
 	env     envSource // resolves env: references in plugin config (nil = the process environment)
+	// stateDir keeps the plugins' key/value stores across restarts ("" =
+	// in memory).
+	stateDir string
 
 	// loadStage loads one stage (nil = the runtime's Load); tests replace it.
 	loadStage func(context.Context, *host.Runtime, host.PluginConfig) (*host.Stage, error)
@@ -35,7 +38,7 @@ func (p *pipelines) runtime(ctx context.Context) (*host.Runtime, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.rt == nil {
-		rt, err := host.NewRuntime(ctx, host.RuntimeOptions{Logger: p.log, Registerer: p.reg})
+		rt, err := host.NewRuntime(ctx, host.RuntimeOptions{Logger: p.log, Registerer: p.reg, StateDir: p.stateDir})
 		if err != nil {
 			return nil, err
 		}
@@ -147,7 +150,7 @@ func (b PluginBreaker) hostConfig() host.BreakerConfig {
 
 // newPipelines returns the session's pipeline builder.
 func (s *session) newPipelines(reg prometheus.Registerer) *pipelines {
-	return &pipelines{log: s.log, reg: reg, baseDir: s.configDir(), env: s.cli.env}
+	return &pipelines{log: s.log, reg: reg, baseDir: s.configDir(), env: s.cli.env, stateDir: s.cfg.PluginStateDir}
 }
 
 // defaultPipeline is the agent's chain when the config has no `pipeline` key

@@ -350,8 +350,8 @@ func TestGETStreamChain(t *testing.T) {
 	}
 	for i, method := range []string{"roots/list", "sampling/createMessage"} {
 		m := seen[i]
-		if m.Hook != engine.HookResponse || !m.Notification || m.Method != method || m.SessionID != "sess-1" || m.RequestID != cmd.RequestID {
-			t.Errorf("message %d: hook %v notification %v method %q session %q", i, m.Hook, m.Notification, m.Method, m.SessionID)
+		if m.Hook != engine.HookResponse || !m.Notification || m.Method != method || m.SessionID != "sess-1" || m.RequestID != cmd.RequestID || m.Caller != "alice" {
+			t.Errorf("message %d: hook %v notification %v method %q session %q caller %q", i, m.Hook, m.Notification, m.Method, m.SessionID, m.Caller)
 		}
 	}
 }

@@ -53,6 +53,7 @@ type exchange struct {
 	x         *engine.Exchange // nil when the chain is empty
 	rpcID     json.RawMessage  // the client's JSON-RPC id (nil for none)
 	method    string
+	tool      string // the tool of a tools/call
 	sessionID string
 	sse       bool       // the client accepts text/event-stream
 	audit     *toolAudit // nil unless the exchange is an audited tools/call
@@ -96,7 +97,7 @@ func (r *Relay) handleMCPPost(w http.ResponseWriter, req *http.Request) {
 	p.carryIdentity(conf, caller)
 	e := &exchange{
 		t: t, conf: conf, p: p, caller: caller,
-		rpcID: peek.ID, method: peek.Method,
+		rpcID: peek.ID, method: peek.Method, tool: peek.Tool,
 		sessionID:   req.Header.Get("Mcp-Session-Id"),
 		sse:         engine.AcceptsEventStream(req.Header),
 		metadataURL: r.metadataURL(id),
@@ -450,7 +451,7 @@ func (r *Relay) responseMessage(e *exchange, m *wire.Response, notification bool
 	return &engine.Message{
 		Hook: engine.HookResponse, Side: engine.SideRelay,
 		Tunnel: e.t.id, Channel: wire.DefaultChannel, SessionID: e.sessionID,
-		RequestID: e.p.cmd.RequestID, Method: e.method, Caller: e.caller,
+		RequestID: e.p.cmd.RequestID, Method: e.method, Tool: e.tool, Caller: e.caller,
 		Status: m.RespCode, Header: http.Header(m.RespHeaders), Body: m.RespJSON,
 		Notification: notification,
 	}

@@ -820,6 +820,20 @@ func TestChainSeam(t *testing.T) {
 		if req == nil || req.Caller != "alice" || req.Tool != "t" || req.SessionID != "sess" || req.Side != engine.SideRelay || req.Tunnel != tunA || req.Header.Get("Authorization") != "" {
 			t.Fatalf("request message %+v", req)
 		}
+		// The response side sees the same caller and tool (a per-caller
+		// policy filters tools/list results and scans results by tool).
+		n := 0
+		for _, m := range seen {
+			if m.Hook == engine.HookResponse && m.Method == "tools/call" {
+				n++
+				if m.Caller != "alice" || m.Tool != "t" {
+					t.Errorf("response message without the caller or tool: caller %q tool %q", m.Caller, m.Tool)
+				}
+			}
+		}
+		if n != 3 {
+			t.Fatalf("%d response messages seen, want 3", n)
+		}
 	})
 }
 
