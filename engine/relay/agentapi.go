@@ -3,6 +3,7 @@ package relay
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -91,21 +92,21 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 		defer func() { t.offerEnd(time.Now()) }()
 	}
 
-	cmds, taken := r.collect(req, t, limit, wait, instance, offer)
+	r.liveNow(t, offer)
+	var (
+		cmds  []wire.Command
+		taken []handout
+	)
+	if r.cl == nil {
+		cmds, taken = r.collect(req, t, limit, wait, instance, offer)
+	} else {
+		cmds, taken = r.collectShared(req, t, limit, wait, instance, offer)
+	}
 	if req.Context().Err() != nil && len(taken) > 0 {
 		// The agent left before its answer was written: it never saw these
 		// commands. Put them back for the next poller (they keep their
 		// deadline).
-		t.mu.Lock()
-		for _, p := range taken {
-			p.holder = ""
-		}
-		t.mu.Unlock()
-		for _, p := range taken {
-			if !t.requeue(p) {
-				r.log.Warn("queue full: command dropped after a poller left", "tunnel", t.id, "request_id", p.cmd.RequestID)
-			}
-		}
+		r.putBack(t, taken, instance)
 		return
 	}
 	if len(cmds) == 0 {
@@ -125,12 +126,12 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 // collect waits up to wait for the first live command, then takes whatever
 // else is queued, up to limit. Only a poll that offered GET streams takes
 // get_stream commands.
-func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.Duration, instance string, offer bool) ([]wire.Command, []*pending) {
+func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.Duration, instance string, offer bool) ([]wire.Command, []handout) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	var (
 		cmds  []wire.Command
-		taken []*pending
+		taken []handout
 		sq    chan *pending // nil (never ready) without the offer
 	)
 	if offer {
@@ -140,11 +141,11 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.
 		select {
 		case p := <-t.queue:
 			if c, ok := r.hand(t, p, instance); ok {
-				cmds, taken = append(cmds, c), append(taken, p)
+				cmds, taken = append(cmds, c), append(taken, handout{local: p})
 			}
 		case p := <-sq:
 			if c, ok := r.hand(t, p, instance); ok {
-				cmds, taken = append(cmds, c), append(taken, p)
+				cmds, taken = append(cmds, c), append(taken, handout{local: p})
 			}
 		case <-timer.C:
 			return nil, nil
@@ -162,11 +163,11 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.
 		select {
 		case p := <-t.queue:
 			if c, ok := r.hand(t, p, instance); ok {
-				cmds, taken = append(cmds, c), append(taken, p)
+				cmds, taken = append(cmds, c), append(taken, handout{local: p})
 			}
 		case p := <-sq:
 			if c, ok := r.hand(t, p, instance); ok {
-				cmds, taken = append(cmds, c), append(taken, p)
+				cmds, taken = append(cmds, c), append(taken, handout{local: p})
 			}
 		default:
 			return cmds, taken
@@ -186,14 +187,10 @@ func (r *Relay) hand(t *tunnelState, p *pending, instance string) (wire.Command,
 	if left <= 0 {
 		return wire.Command{}, false
 	}
-	t.mu.Lock()
-	if t.pending[p.cmd.RequestID] != p {
+	if t.claim(p.cmd.RequestID, instance) != p {
 		// Withdrawn (drain) or forgotten since it was queued: never hand it out.
-		t.mu.Unlock()
 		return wire.Command{}, false
 	}
-	p.holder = instance
-	t.mu.Unlock()
 	c := p.cmd
 	rt := wire.FormatResponseTimeout(left.Truncate(time.Millisecond))
 	c.ResponseTimeout = &rt
@@ -293,16 +290,58 @@ func (r *Relay) handleResponses(w http.ResponseWriter, req *http.Request) {
 
 // accept decodes, checks and delivers one response object; it returns the
 // status of the standard endpoint and, for an error, its code and message.
+// In a Cluster, a response for a call another replica owns (its shard token
+// says which) is checked here and delivered there.
 func (r *Relay) accept(t *tunnelState, token string, body []byte) (status int, code, msg string) {
+	owner := tokenOwner(token)
+	if r.cl == nil || owner == "" || owner == r.replica {
+		return r.acceptLocal(t, token, body)
+	}
+	if _, st, code, msg := decodeResponse(body); st != http.StatusOK {
+		return st, code, msg
+	}
+	st, err := r.callPeer(owner, peerMsg{Op: opDeliver, Tunnel: t.id, Token: token, Body: body})
+	switch {
+	case errors.Is(err, ErrNoReplica):
+		// The replica holding the client is gone, and the client with it:
+		// the result has nobody to go to.
+		return http.StatusNotFound, wire.CodePendingRequestNotFound, "no pending request with this id"
+	case err != nil:
+		r.log.Warn("delivery to another replica failed", "tunnel", t.id, "err", err)
+		return http.StatusServiceUnavailable, "", "could not reach the replica holding the call: retry"
+	}
+	switch st {
+	case http.StatusOK:
+		return st, "", ""
+	case http.StatusNotFound:
+		return st, wire.CodePendingRequestNotFound, "no pending request with this id"
+	case http.StatusUnauthorized:
+		return st, wire.CodeTunnelRequestMismatch, "shard token does not match the request"
+	}
+	return st, wire.CodeInvalidJSONPayload, "response refused"
+}
+
+// decodeResponse decodes and checks one response object.
+func decodeResponse(body []byte) (resp wire.Response, status int, code, msg string) {
 	resp, err := wire.DecodeResponse(body)
 	if err != nil || resp.RequestID == "" {
-		return http.StatusBadRequest, wire.CodeInvalidJSONPayload, "body must be a response object with a request_id"
+		return resp, http.StatusBadRequest, wire.CodeInvalidJSONPayload, "body must be a response object with a request_id"
 	}
 	if resp.Channel != "" && !wire.ValidChannel(resp.Channel) {
-		return http.StatusBadRequest, wire.CodeInvalidChannelFormat, "channel must match ^[a-z0-9_-]{1,64}$"
+		return resp, http.StatusBadRequest, wire.CodeInvalidChannelFormat, "channel must match ^[a-z0-9_-]{1,64}$"
 	}
 	if j := bytes.TrimSpace(resp.RespJSON); len(j) > 0 && !bytes.Equal(j, []byte("null")) && j[0] != '{' {
-		return http.StatusBadRequest, wire.CodeInvalidJSONPayload, "resp_json must be an object or null"
+		return resp, http.StatusBadRequest, wire.CodeInvalidJSONPayload, "resp_json must be an object or null"
+	}
+	return resp, http.StatusOK, "", ""
+}
+
+// acceptLocal decodes, checks and delivers one response object for a call
+// this replica owns.
+func (r *Relay) acceptLocal(t *tunnelState, token string, body []byte) (status int, code, msg string) {
+	resp, st, code, msg := decodeResponse(body)
+	if st != http.StatusOK {
+		return st, code, msg
 	}
 	switch t.deliver(token, &resp) {
 	case deliverNotFound:

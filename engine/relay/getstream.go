@@ -47,7 +47,7 @@ func (r *Relay) handleMCPGet(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	headers := forwardHeaders(req.Header, conf.authMode == AuthOAuth)
-	p := newPending(wire.CommandGetStream, wire.DefaultChannel, headers, nil, conf.responseTimeout, now)
+	p := newPending(r.replica, wire.CommandGetStream, wire.DefaultChannel, headers, nil, conf.responseTimeout, now)
 	p.carryIdentity(conf, caller)
 	e := &exchange{t: t, conf: conf, p: p, caller: caller, sessionID: req.Header.Get("Mcp-Session-Id"), sse: true, metadataURL: r.metadataURL(id)}
 	if r.pipeline != nil && r.pipeline.Chain().Len() > 0 {
@@ -61,10 +61,8 @@ func (r *Relay) handleMCPGet(w http.ResponseWriter, req *http.Request) {
 // ends. It returns the request outcome.
 func (r *Relay) runStream(w http.ResponseWriter, req *http.Request, e *exchange) string {
 	t, p := e.t, e.p
-	if !t.register(p) {
-		w.Header().Set("Retry-After", "1")
-		writeAPIError(w, http.StatusTooManyRequests, "rate_limit_error", wire.CodeTunnelQueueFull, "the tunnel's queue is full")
-		return outcomeQueueFull
+	if err := r.enqueue(t, p); err != nil {
+		return r.refuseEnqueue(w, t, err)
 	}
 	open := time.NewTimer(time.Until(p.deadline)) // until the agent opens the stream
 	defer open.Stop()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -38,6 +39,10 @@ type Options struct {
 	// token subject), tool, verdict and deciding plugin, outcome, the HTTP
 	// status the client got, and latency. Never arguments or results.
 	Audit *slog.Logger
+	// Cluster, when set, joins this relay to other replicas serving the
+	// same tunnels (a shared work queue; see Cluster). Nil: the relay is
+	// alone, with its queue in process.
+	Cluster Cluster
 }
 
 // Relay is the public side of the tunnel. Create it with New; it is safe for
@@ -53,6 +58,14 @@ type Relay struct {
 	// tunnel id, its *asProxy and when an agent last offered the extension.
 	asProxies, asOffers sync.Map
 	lim                 *limits // limits for hostile clients (limits.go)
+	// asRemote: when another replica last said an agent offering the
+	// OAuth AS extension polls it (a Cluster).
+	asRemote sync.Map
+
+	// cl is the replicas' shared queue (nil: alone); replica is this
+	// replica's id in it ("" when alone).
+	cl      Cluster
+	replica string
 
 	mu      sync.RWMutex
 	tunnels map[string]*tunnelState
@@ -121,6 +134,11 @@ func New(cfg Config, opts Options) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.Cluster != nil {
+		r.cl, r.replica = opts.Cluster, opts.Cluster.ID()
+		r.cl.Handle(peerHandler{r})
+		go r.liveLoop()
+	}
 	return r, nil
 }
 
@@ -130,6 +148,19 @@ func (r *Relay) newTunnel(c *tunnelConf) *tunnelState {
 	t.lost = func(instance string, held int) {
 		t.lostCalls.Add(uint64(held))
 		r.log.Warn("agent lost: failing the calls it held", "tunnel", t.id, "instance", instance, "calls", held)
+	}
+	if r.cl != nil {
+		t.elsewhere = func(instance string) bool {
+			b, _ := json.Marshal(peerMsg{Op: opAlive, Tunnel: t.id, Instance: instance})
+			alive, err := r.cl.Ask(context.Background(), b, askWait)
+			if err != nil {
+				// Cannot tell: a false "lost" would fail calls that run.
+				r.log.Warn("cluster: could not ask whether an agent is alive elsewhere", "tunnel", t.id, "err", err)
+				return true
+			}
+			return alive
+		}
+		t.announce = func(instance string) { r.broadcast(peerMsg{Op: opLost, Tunnel: t.id, Instance: instance}) }
 	}
 	return t
 }

@@ -36,6 +36,11 @@ type tunnelState struct {
 	// lost is called when an agent instance is lost with the number of calls
 	// it held (nil: no lost detection, for tests of the queue alone).
 	lost func(instance string, held int)
+	// elsewhere, in a Cluster, asks the other replicas whether an agent
+	// instance this one lost sight of is alive there; announce tells them
+	// it is lost, so they fail the calls it held for their clients.
+	elsewhere func(instance string) bool
+	announce  func(instance string)
 	// lostCalls counts the calls failed because their agent was lost.
 	lostCalls atomic.Uint64
 
@@ -45,6 +50,10 @@ type tunnelState struct {
 	offering    int          // polls being held that offered GET streams
 	lastOffer   time.Time    // when such a poll last started or ended
 	openStreams atomic.Int64 // client GET streams open
+
+	// With a Cluster: when another replica last said it has polls on this
+	// tunnel (one that offered GET streams), and when this one last said so.
+	remotePoll, remoteOffer, lastLive time.Time
 }
 
 func newTunnelState(c *tunnelConf, queueSize int) *tunnelState {
@@ -66,7 +75,38 @@ func (t *tunnelState) close() { t.once.Do(func() { close(t.done) }) }
 func (t *tunnelState) connected(now time.Time, timeout time.Duration) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.outstanding > 0 || (!t.lastPoll.IsZero() && now.Sub(t.lastPoll) < timeout)
+	return t.outstanding > 0 || (!t.lastPoll.IsZero() && now.Sub(t.lastPoll) < timeout) ||
+		(!t.remotePoll.IsZero() && now.Sub(t.remotePoll) < timeout)
+}
+
+// remoteLive notes another replica's word that it has polls on t.
+func (t *tunnelState) remoteLive(now time.Time, offer bool) {
+	t.mu.Lock()
+	t.remotePoll = now
+	if offer {
+		t.remoteOffer = now
+	}
+	t.mu.Unlock()
+}
+
+// pollsHere reports whether polls are being held here, and whether one of
+// them offered GET streams.
+func (t *tunnelState) pollsHere() (polls, offer bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.outstanding > 0, t.offering > 0
+}
+
+// liveDue reports whether this replica should say now that it has polls on
+// t (it has not said so for half a liveEvery), and notes that it does.
+func (t *tunnelState) liveDue(now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.lastLive.IsZero() && now.Sub(t.lastLive) < liveEvery/2 {
+		return false
+	}
+	t.lastLive = now
+	return true
 }
 
 // pollStart records the start of a poll.
@@ -106,17 +146,51 @@ func (t *tunnelState) inflight() int {
 	return len(t.pending)
 }
 
-// register adds p to the pending table and enqueues it (a get_stream
-// command in the stream queue). It reports false when the queue is full (p
-// is then not registered).
-func (t *tunnelState) register(p *pending) bool {
+// register adds p to the pending table.
+func (t *tunnelState) register(p *pending) {
 	t.mu.Lock()
 	t.pending[p.cmd.RequestID] = p
 	t.mu.Unlock()
-	if !t.requeue(p) {
-		t.forget(p)
+}
+
+// claim hands the pending command requestID to instance: it returns nil
+// when the command is unknown, withdrawn, forgotten, expired or already
+// handed to an agent (a command reaches one agent at most, and never again).
+func (t *tunnelState) claim(requestID, instance string) *pending {
+	t.mu.Lock()
+	p := t.pending[requestID]
+	if p == nil || p.holder != "" {
+		t.mu.Unlock()
+		return nil
+	}
+	if p.isGone() || !time.Now().Before(p.deadline) {
+		t.mu.Unlock()
+		return nil
+	}
+	p.holder = instance
+	if instance == "" {
+		p.holder = anonymousHolder
+	}
+	t.mu.Unlock()
+	return p
+}
+
+// anonymousHolder holds commands handed to an agent without an instance id.
+const anonymousHolder = "-"
+
+// unclaim undoes claim for a command instance never received (its poll
+// ended before the answer was written), so it can be queued again.
+func (t *tunnelState) unclaim(requestID, instance string) bool {
+	if instance == "" {
+		instance = anonymousHolder
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.pending[requestID]
+	if p == nil || p.holder != instance {
 		return false
 	}
+	p.holder = ""
 	return true
 }
 
@@ -191,11 +265,18 @@ type pending struct {
 	gone bool // forgotten (client left, timed out) or finished
 }
 
-func newPending(cmdType, channel string, headers map[string][]string, body []byte, timeout time.Duration, now time.Time) *pending {
+// newPending returns a command; replica names the replica that owns it
+// ("" for a relay alone) in its shard token, so that a response POST to
+// another replica finds its way back.
+func newPending(replica, cmdType, channel string, headers map[string][]string, body []byte, timeout time.Duration, now time.Time) *pending {
+	token := "st_" + randHex(16)
+	if replica != "" {
+		token = "st_" + replica + "_" + randHex(16)
+	}
 	return &pending{
 		cmd: wire.Command{
 			RequestID:   "req_" + randHex(16),
-			ShardToken:  "st_" + randHex(16),
+			ShardToken:  token,
 			CommandType: cmdType,
 			Channel:     channel,
 			CreatedAt:   now.UTC().Format(time.RFC3339Nano),

@@ -1,0 +1,157 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/sluicemcp/sluice/engine/wire"
+)
+
+// laneOf is the lane a command type travels in.
+func laneOf(cmdType string) Lane {
+	if cmdType == wire.CommandGetStream {
+		return LaneStreams
+	}
+	return LaneCommands
+}
+
+// enqueue registers p as pending and queues it for the agents: in the
+// tunnel's own channels for a relay alone, in the Cluster's queue
+// otherwise. On error p is forgotten; the error is ErrQueueFull when the
+// queue holds its bound.
+func (r *Relay) enqueue(t *tunnelState, p *pending) error {
+	t.register(p)
+	var err error
+	if r.cl == nil {
+		if !t.requeue(p) {
+			err = ErrQueueFull
+		}
+	} else {
+		b, _ := json.Marshal(queued{Owner: r.replica, Deadline: p.deadline.UnixNano(), Cmd: p.cmd})
+		ctx, cancel := context.WithTimeout(context.Background(), clusterCallTimeout)
+		err = r.cl.Push(ctx, t.id, laneOf(p.cmd.CommandType), b)
+		cancel()
+	}
+	if err != nil {
+		t.forget(p)
+	}
+	return err
+}
+
+// refuseEnqueue answers a call that could not be queued: 429 when the
+// queue is full, 503 when the shared queue cannot be reached (nothing ran
+// the call: retrying is safe).
+func (r *Relay) refuseEnqueue(w http.ResponseWriter, t *tunnelState, err error) string {
+	w.Header().Set("Retry-After", "1")
+	if errors.Is(err, ErrQueueFull) {
+		writeAPIError(w, http.StatusTooManyRequests, "rate_limit_error", wire.CodeTunnelQueueFull, "the tunnel's queue is full")
+		return outcomeQueueFull
+	}
+	r.log.Warn("queue unavailable: call refused", "tunnel", t.id, "err", err)
+	writeAPIError(w, http.StatusServiceUnavailable, "server_error", "", "the relay's queue is unavailable: retry")
+	return outcomeUnavailable
+}
+
+// handout is a command handed to a poll: a local pending command, or one
+// another replica owns (its queue item, to put back if the poll's answer is
+// never written).
+type handout struct {
+	local *pending
+	owner string
+	item  []byte
+	rid   string
+}
+
+// collectShared is collect for a relay in a Cluster: it pulls items from
+// the shared queue and claims each from its owner; an item whose owner is
+// gone, or whose call ended, is dropped (never run).
+func (r *Relay) collectShared(req *http.Request, t *tunnelState, limit int, wait time.Duration, instance string, offer bool) ([]wire.Command, []handout) {
+	ctx, cancel := untilAny(req.Context(), t.done, r.closing, r.draining)
+	defer cancel()
+	lanes := []Lane{LaneCommands}
+	if offer {
+		lanes = append(lanes, LaneStreams)
+	}
+	items, err := r.cl.Pull(ctx, t.id, lanes, limit, wait)
+	if err != nil && ctx.Err() == nil {
+		r.log.Warn("queue unavailable: poll answered empty", "tunnel", t.id, "err", err)
+		// Do not let the agent spin on a queue that is down.
+		select {
+		case <-ctx.Done():
+		case <-time.After(min(wait, time.Second)):
+		}
+	}
+	var (
+		cmds  []wire.Command
+		taken []handout
+	)
+	for _, b := range items {
+		var q queued
+		if err := json.Unmarshal(b, &q); err != nil {
+			r.log.Warn("queue: undecodable item dropped", "tunnel", t.id, "err", err)
+			continue
+		}
+		left := time.Until(time.Unix(0, q.Deadline))
+		if left <= 0 {
+			continue
+		}
+		h := handout{owner: q.Owner, item: b, rid: q.Cmd.RequestID}
+		if q.Owner == r.replica {
+			if h.local = t.claim(q.Cmd.RequestID, instance); h.local == nil {
+				continue
+			}
+		} else {
+			st, err := r.callPeer(q.Owner, peerMsg{Op: opClaim, Tunnel: t.id, Request: q.Cmd.RequestID, Instance: instance})
+			if err != nil || st != http.StatusOK {
+				if err != nil && !errors.Is(err, ErrNoReplica) {
+					r.log.Warn("claim failed: command dropped", "tunnel", t.id, "request_id", q.Cmd.RequestID, "err", err)
+				}
+				continue
+			}
+		}
+		c := q.Cmd
+		rt := wire.FormatResponseTimeout(left.Truncate(time.Millisecond))
+		c.ResponseTimeout = &rt
+		cmds, taken = append(cmds, c), append(taken, h)
+	}
+	return cmds, taken
+}
+
+// putBack queues again the commands of a poll whose agent left before the
+// answer was written: it never saw them.
+func (r *Relay) putBack(t *tunnelState, taken []handout, instance string) {
+	for _, h := range taken {
+		if r.cl == nil {
+			t.unclaim(h.local.cmd.RequestID, instance)
+			if !t.requeue(h.local) {
+				r.log.Warn("queue full: command dropped after a poller left", "tunnel", t.id, "request_id", h.local.cmd.RequestID)
+			}
+			continue
+		}
+		ok := false
+		if h.owner == r.replica {
+			ok = t.unclaim(h.rid, instance)
+		} else {
+			st, err := r.callPeer(h.owner, peerMsg{Op: opUnclaim, Tunnel: t.id, Request: h.rid, Instance: instance})
+			ok = err == nil && st == http.StatusOK
+		}
+		if !ok {
+			continue // its call ended meanwhile
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), clusterCallTimeout)
+		if err := r.cl.Push(ctx, t.id, laneOf(commandTypeOf(h)), h.item); err != nil {
+			r.log.Warn("command dropped after a poller left", "tunnel", t.id, "request_id", h.rid, "err", err)
+		}
+		cancel()
+	}
+}
+
+// commandTypeOf is the command type of a shared handout.
+func commandTypeOf(h handout) string {
+	var q queued
+	_ = json.Unmarshal(h.item, &q)
+	return q.Cmd.CommandType
+}
