@@ -1,0 +1,426 @@
+package natsq
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicemcp/sluice/engine/relay"
+)
+
+// Defaults of Options.
+const (
+	DefaultPrefix = "sluice"
+	DefaultStream = "SLUICE_WORK"
+	// DefaultMaxAge drops commands nobody polled for that long (no agent
+	// has been connected to their tunnel); their callers timed out long
+	// before.
+	DefaultMaxAge = time.Hour
+)
+
+// fetchChunk bounds one pull request: a long poll is a sequence of them, so
+// a pull whose poll ended expires soon on the server.
+const fetchChunk = 5 * time.Second
+
+// ackWait is how long JetStream waits for the acknowledgement of a
+// delivered command before delivering it again. Commands are acknowledged
+// as soon as they arrive, so it only matters when a replica dies between
+// the two; a redelivered command is still handed out at most once (the
+// owner's claim decides).
+const ackWait = 5 * time.Second
+
+// Options configure a Queue. The zero value of each field is its default.
+type Options struct {
+	// Prefix starts every subject (default "sluice"): replicas with the
+	// same prefix and stream form one cluster.
+	Prefix string
+	// Stream is the JetStream stream's name (default "SLUICE_WORK").
+	Stream string
+	// Replicas is the stream's replication factor (0: 3 when the client
+	// knows of three servers or more, else 1).
+	Replicas int
+	// QueueSize bounds each tunnel's lane (default relay.DefaultQueueSize).
+	QueueSize int
+	// MaxAge drops commands queued that long (default DefaultMaxAge).
+	MaxAge time.Duration
+	// Logger receives the queue's warnings (nil: discard).
+	Logger *slog.Logger
+}
+
+// Queue is a relay.Cluster on a NATS connection. Create it with New.
+type Queue struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	id     string
+	prefix string
+	stream string
+	log    *slog.Logger
+
+	mu        sync.Mutex
+	consumers map[string]jetstream.Consumer
+	subs      []*nats.Subscription
+}
+
+// Interface guards
+var _ relay.Cluster = (*Queue)(nil)
+
+// New creates (or updates) the work-queue stream on nc and returns a
+// Queue with a fresh replica id. nc stays the caller's: Close does not
+// close it.
+func New(ctx context.Context, nc *nats.Conn, o Options) (*Queue, error) {
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if o.Stream == "" {
+		o.Stream = DefaultStream
+	}
+	if o.QueueSize == 0 {
+		o.QueueSize = relay.DefaultQueueSize
+	}
+	if o.MaxAge == 0 {
+		o.MaxAge = DefaultMaxAge
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+		if len(nc.Servers()) >= 3 {
+			o.Replicas = 3
+		}
+	}
+	switch {
+	case o.QueueSize < 0:
+		return nil, errors.New("natsq: queue size: must not be negative")
+	case o.Replicas < 0 || o.Replicas > 5:
+		return nil, fmt.Errorf("natsq: replicas %d: must be 1 to 5", o.Replicas)
+	case !validPrefix(o.Prefix):
+		return nil, fmt.Errorf("natsq: prefix %q: must be subject tokens without wildcards", o.Prefix)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("natsq: jetstream: %w", err)
+	}
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:                 o.Stream,
+		Description:          "sluice relay work queue: commands waiting for an agent poll",
+		Subjects:             []string{o.Prefix + ".w.>"},
+		Retention:            jetstream.WorkQueuePolicy,
+		Storage:              jetstream.FileStorage,
+		Replicas:             o.Replicas,
+		MaxMsgsPerSubject:    int64(o.QueueSize),
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
+		MaxAge:               o.MaxAge,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natsq: create stream %s (replicas %d): %w", o.Stream, o.Replicas, err)
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Queue{
+		nc: nc, js: js, id: newID(), prefix: o.Prefix, stream: o.Stream, log: log,
+		consumers: make(map[string]jetstream.Consumer),
+	}, nil
+}
+
+func validPrefix(p string) bool {
+	for _, tok := range strings.Split(p, ".") {
+		if tok == "" || strings.ContainsAny(tok, " *>") {
+			return false
+		}
+	}
+	return true
+}
+
+func newID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// ID implements relay.Cluster.
+func (q *Queue) ID() string { return q.id }
+
+func (q *Queue) subject(tunnel string, lane relay.Lane) string {
+	return q.prefix + ".w." + tunnel + "." + string(lane)
+}
+
+// Push implements relay.Cluster.
+func (q *Queue) Push(ctx context.Context, tunnel string, lane relay.Lane, item []byte) error {
+	_, err := q.js.Publish(ctx, q.subject(tunnel, lane), item)
+	if err == nil {
+		return nil
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && strings.Contains(strings.ToLower(apiErr.Description), "maximum messages per subject") {
+		return relay.ErrQueueFull
+	}
+	return fmt.Errorf("natsq: push to %s: %w", tunnel, err)
+}
+
+// consumer returns the shared pull consumer of a tunnel's lane, creating
+// it on first use.
+func (q *Queue) consumer(ctx context.Context, tunnel string, lane relay.Lane) (jetstream.Consumer, error) {
+	name := "w_" + tunnel + "_" + string(lane)
+	q.mu.Lock()
+	c := q.consumers[name]
+	q.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	c, err := q.js.CreateOrUpdateConsumer(ctx, q.stream, jetstream.ConsumerConfig{
+		Durable:           name,
+		FilterSubject:     q.subject(tunnel, lane),
+		AckPolicy:         jetstream.AckExplicitPolicy,
+		AckWait:           ackWait,
+		MaxWaiting:        4096,
+		MaxAckPending:     -1,
+		InactiveThreshold: 24 * time.Hour,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natsq: consumer for %s: %w", tunnel, err)
+	}
+	q.mu.Lock()
+	q.consumers[name] = c
+	q.mu.Unlock()
+	return c, nil
+}
+
+// forget drops a cached consumer that the server no longer has.
+func (q *Queue) forget(tunnel string, lane relay.Lane, err error) {
+	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+		q.mu.Lock()
+		delete(q.consumers, "w_"+tunnel+"_"+string(lane))
+		q.mu.Unlock()
+	}
+}
+
+// Pull implements relay.Cluster: what is ready at once, or else the first
+// item of any lane within wait and then what is ready.
+func (q *Queue) Pull(ctx context.Context, tunnel string, lanes []relay.Lane, limit int, wait time.Duration) ([][]byte, error) {
+	cons := make([]jetstream.Consumer, len(lanes))
+	for i, l := range lanes {
+		c, err := q.consumer(ctx, tunnel, l)
+		if err != nil {
+			return nil, err
+		}
+		cons[i] = c
+	}
+	msgs, err := q.ready(tunnel, lanes, cons, limit)
+	if len(msgs) == 0 && err == nil && ctx.Err() == nil {
+		var first jetstream.Msg
+		first, err = q.waitFirst(ctx, tunnel, lanes, cons, wait)
+		if first != nil {
+			msgs = append(msgs, first)
+			if limit > 1 {
+				more, _ := q.ready(tunnel, lanes, cons, limit-1)
+				msgs = append(msgs, more...)
+			}
+		}
+	}
+	out := make([][]byte, 0, len(msgs))
+	for _, m := range msgs {
+		// Taken: off the queue. A lost acknowledgement means a second
+		// delivery, which the owner's claim refuses.
+		_ = m.Ack()
+		out = append(out, m.Data())
+	}
+	return out, err
+}
+
+// ready takes up to limit items the lanes hold now.
+func (q *Queue) ready(tunnel string, lanes []relay.Lane, cons []jetstream.Consumer, limit int) ([]jetstream.Msg, error) {
+	var out []jetstream.Msg
+	for i, c := range cons {
+		if len(out) >= limit {
+			break
+		}
+		b, err := c.FetchNoWait(limit - len(out))
+		if err != nil {
+			q.forget(tunnel, lanes[i], err)
+			return out, fmt.Errorf("natsq: pull from %s: %w", tunnel, err)
+		}
+		for m := range b.Messages() {
+			out = append(out, m)
+		}
+		if err := b.Error(); err != nil {
+			q.forget(tunnel, lanes[i], err)
+			return out, fmt.Errorf("natsq: pull from %s: %w", tunnel, err)
+		}
+	}
+	return out, nil
+}
+
+// race hands the first item any lane delivers to the waiting poll; every
+// later one goes back to the queue at once (Nak), for another poll.
+type race struct {
+	mu      sync.Mutex
+	done    bool
+	first   chan jetstream.Msg
+	errOnce sync.Once
+	err     chan error
+}
+
+func (r *race) offer(m jetstream.Msg) {
+	r.mu.Lock()
+	if r.done {
+		r.mu.Unlock()
+		_ = m.Nak()
+		return
+	}
+	r.done = true
+	r.mu.Unlock()
+	r.first <- m
+}
+
+func (r *race) stop() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	was := r.done
+	r.done = true
+	return !was
+}
+
+func (r *race) stopped() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.done
+}
+
+// waitFirst waits up to wait for the first item of any lane.
+func (q *Queue) waitFirst(ctx context.Context, tunnel string, lanes []relay.Lane, cons []jetstream.Consumer, wait time.Duration) (jetstream.Msg, error) {
+	deadline := time.Now().Add(wait)
+	r := &race{first: make(chan jetstream.Msg, 1), err: make(chan error, 1)}
+	for i, c := range cons {
+		go func() {
+			for !r.stopped() {
+				left := time.Until(deadline)
+				if left < time.Millisecond {
+					return
+				}
+				b, err := c.Fetch(1, jetstream.FetchMaxWait(min(left, fetchChunk)))
+				if err == nil {
+					for m := range b.Messages() {
+						r.offer(m)
+					}
+					err = b.Error()
+				}
+				if err != nil && !errors.Is(err, nats.ErrTimeout) {
+					q.forget(tunnel, lanes[i], err)
+					r.errOnce.Do(func() { r.err <- fmt.Errorf("natsq: pull from %s: %w", tunnel, err) })
+					return
+				}
+			}
+		}()
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case m := <-r.first:
+		return m, nil
+	case err := <-r.err:
+		if !r.stop() {
+			return <-r.first, nil
+		}
+		return nil, err
+	case <-ctx.Done():
+	case <-timer.C:
+	}
+	if !r.stop() {
+		// An item won the race as the wait ended: it is this poll's.
+		return <-r.first, nil
+	}
+	return nil, nil
+}
+
+// Call implements relay.Cluster.
+func (q *Queue) Call(ctx context.Context, replica string, msg []byte) ([]byte, error) {
+	m, err := q.nc.RequestWithContext(ctx, q.prefix+".r."+replica, msg)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return nil, relay.ErrNoReplica
+	}
+	if err != nil {
+		return nil, fmt.Errorf("natsq: call replica %s: %w", replica, err)
+	}
+	return m.Data, nil
+}
+
+// fromHeader names the sending replica of broadcasts and questions, which
+// the sender's own subscription skips.
+const fromHeader = "Sluice-Replica"
+
+// Broadcast implements relay.Cluster.
+func (q *Queue) Broadcast(msg []byte) error {
+	m := nats.NewMsg(q.prefix + ".b")
+	m.Header.Set(fromHeader, q.id)
+	m.Data = msg
+	return q.nc.PublishMsg(m)
+}
+
+// Ask implements relay.Cluster: only a yes is answered, so the first
+// answer is the verdict and silence until wait is no.
+func (q *Queue) Ask(ctx context.Context, msg []byte, wait time.Duration) (bool, error) {
+	m := nats.NewMsg(q.prefix + ".ask")
+	m.Header.Set(fromHeader, q.id)
+	m.Data = msg
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	_, err := q.nc.RequestMsgWithContext(ctx, m)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrNoResponders):
+		return false, nil
+	}
+	return false, fmt.Errorf("natsq: ask: %w", err)
+}
+
+// Handle implements relay.Cluster.
+func (q *Queue) Handle(h relay.ClusterHandler) {
+	subscribe := func(subject string, cb nats.MsgHandler) {
+		s, err := q.nc.Subscribe(subject, cb)
+		if err != nil {
+			q.log.Error("natsq: subscribe", "subject", subject, "err", err)
+			return
+		}
+		_ = s.SetPendingLimits(-1, 256<<20)
+		q.mu.Lock()
+		q.subs = append(q.subs, s)
+		q.mu.Unlock()
+	}
+	subscribe(q.prefix+".r."+q.id, func(m *nats.Msg) {
+		_ = m.Respond(h.HandleCall(m.Data))
+	})
+	subscribe(q.prefix+".b", func(m *nats.Msg) {
+		if m.Header.Get(fromHeader) != q.id {
+			h.HandleBroadcast(m.Data)
+		}
+	})
+	subscribe(q.prefix+".ask", func(m *nats.Msg) {
+		if m.Header.Get(fromHeader) != q.id && h.HandleAsk(m.Data) {
+			_ = m.Respond([]byte("1"))
+		}
+	})
+	_ = q.nc.Flush()
+}
+
+// Close stops answering the other replicas (the connection stays open).
+func (q *Queue) Close() error {
+	q.mu.Lock()
+	subs := q.subs
+	q.subs = nil
+	q.mu.Unlock()
+	for _, s := range subs {
+		_ = s.Unsubscribe()
+	}
+	return nil
+}
