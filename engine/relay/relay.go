@@ -127,6 +127,9 @@ func New(cfg Config, opts Options) (*Relay, error) {
 	}
 	r.streamIdle = wire.StreamIdleTimeout
 	r.attachGateways(confs)
+	if opts.Cluster != nil {
+		r.cl, r.replica = opts.Cluster, opts.Cluster.ID()
+	}
 	for _, c := range confs {
 		r.tunnels[c.id] = r.newTunnel(c)
 	}
@@ -134,8 +137,7 @@ func New(cfg Config, opts Options) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	if opts.Cluster != nil {
-		r.cl, r.replica = opts.Cluster, opts.Cluster.ID()
+	if r.cl != nil {
 		r.cl.Handle(peerHandler{r})
 		go r.liveLoop()
 	}

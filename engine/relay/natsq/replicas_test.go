@@ -1,0 +1,468 @@
+package natsq
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sluicemcp/sluice/engine/relay"
+	"github.com/sluicemcp/sluice/engine/wire"
+)
+
+const (
+	rtKey  = "rk-replicas"
+	ckKey  = "ck-replicas"
+	rtAuth = "Bearer " + rtKey
+)
+
+// replica is one relay of a test cluster, served on loopback.
+type replica struct {
+	r   *relay.Relay
+	q   *Queue
+	srv *httptest.Server
+	url string
+}
+
+// startReplica starts a relay joined to the others through nc's server.
+func startReplica(t *testing.T, nc *nats.Conn, queueSize int) *replica {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := newQueue(t, nc, Options{QueueSize: queueSize})
+	r, err := relay.New(relay.Config{
+		PublicURL: "http://" + ln.Addr().String(),
+		QueueSize: queueSize,
+		Tunnels: []relay.Tunnel{{ID: tun, Name: "replicas", RuntimeKey: rtKey,
+			ClientKeys: []relay.ClientKey{{Name: "c", Key: ckKey}}, ResponseTimeout: 10 * time.Second}},
+	}, relay.Options{Cluster: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(r.Handler())
+	r.ConfigureServer(srv.Config)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	rep := &replica{r: r, q: q, srv: srv, url: srv.URL}
+	t.Cleanup(rep.stop)
+	return rep
+}
+
+// stop is a replica dying: it stops answering the others and its clients'
+// connections break.
+func (rp *replica) stop() {
+	_ = rp.q.Close()
+	rp.srv.CloseClientConnections()
+	rp.srv.Close()
+	rp.r.Close()
+}
+
+// agent is a minimal tunnel agent: it polls one replica and posts each
+// command's answer (an echo of its JSON-RPC id) to another.
+type agent struct {
+	t          *testing.T
+	instance   string
+	pollURL    string
+	respondURL string
+	mu         sync.Mutex
+	got        []string // request ids received
+	hold       chan struct{}
+}
+
+func (a *agent) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		req, _ := http.NewRequestWithContext(ctx, "GET", a.pollURL+"/v1/tunnels/"+tun+"/poll?limit=5&timeout_ms=1000", nil)
+		req.Header.Set("Authorization", rtAuth)
+		req.Header.Set(wire.HeaderClientInstanceID, a.instance)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			continue
+		}
+		cmds, _, err := wire.DecodePoll(b)
+		if err != nil {
+			a.t.Errorf("decode poll: %v", err)
+			return
+		}
+		for _, c := range cmds {
+			a.mu.Lock()
+			a.got = append(a.got, c.RequestID)
+			a.mu.Unlock()
+			if a.hold != nil {
+				<-a.hold
+			}
+			a.respond(c)
+		}
+	}
+}
+
+// respond posts c's final answer and returns the status.
+func (a *agent) respond(c wire.Command) int {
+	var m struct {
+		ID json.RawMessage `json:"id"`
+	}
+	_ = json.Unmarshal(c.JSONRPC, &m)
+	body, _ := json.Marshal(wire.Response{RequestID: c.RequestID, RespCode: 200, RespType: wire.RespJSONRPCResponse,
+		RespJSON: json.RawMessage(`{"jsonrpc":"2.0","id":` + string(m.ID) + `,"result":{"by":"` + a.instance + `"}}`)})
+	req, _ := http.NewRequest("POST", a.respondURL+"/v1/tunnels/"+tun+"/response", bytes.NewReader(body))
+	req.Header.Set("Authorization", rtAuth)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(wire.HeaderShardToken, c.ShardToken)
+	req.Header.Set(wire.HeaderClientInstanceID, a.instance)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func (a *agent) received() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.got...)
+}
+
+// call makes one tools/call through replica url and returns the status and
+// body.
+func call(t *testing.T, url string, id int) (int, string) {
+	t.Helper()
+	body := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"x"}}`, id)
+	req, _ := http.NewRequest("POST", url+"/v1/mcp/"+tun, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+ckKey)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// A call on replica A reaches an agent polling replica B, whose answer,
+// posted to replica C, comes back to A's client.
+func TestCallCrossesReplicas(t *testing.T) {
+	conn := embedded(t)
+	a, b, c := startReplica(t, conn(), 0), startReplica(t, conn(), 0), startReplica(t, conn(), 0)
+
+	// No agent anywhere yet: 503, as for a relay alone.
+	if st, body := call(t, a.url, 1); st != http.StatusServiceUnavailable || !strings.Contains(body, wire.CodeTunnelClientNotConnected) {
+		t.Fatalf("before any agent: %d %s", st, body)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ag := &agent{t: t, instance: "agent-one", pollURL: b.url, respondURL: c.url}
+	go ag.run(ctx)
+	// Replica A learns from B that the tunnel's agent is connected.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, body := call(t, a.url, 2)
+		if st == 200 {
+			if !strings.Contains(body, `"id":2`) || !strings.Contains(body, "agent-one") {
+				t.Fatalf("answer = %s", body)
+			}
+			break
+		}
+		if st != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("call through A: %d %s", st, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Two agents on two replicas, calls on three: each command reaches one
+// agent, once, and every caller gets its own answer.
+func TestRedundantAgentsGetDistinctCommands(t *testing.T) {
+	conn := embedded(t)
+	reps := []*replica{startReplica(t, conn(), 0), startReplica(t, conn(), 0), startReplica(t, conn(), 0)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	agents := []*agent{
+		{t: t, instance: "agent-a", pollURL: reps[0].url, respondURL: reps[1].url},
+		{t: t, instance: "agent-b", pollURL: reps[1].url, respondURL: reps[2].url},
+	}
+	for _, ag := range agents {
+		go ag.run(ctx)
+	}
+	waitServing(t, reps)
+	const n = 300
+	var wg sync.WaitGroup
+	errs := make(chan string, n)
+	for i := range n {
+		wg.Go(func() {
+			id := 1000 + i
+			st, body := call(t, reps[i%3].url, id)
+			if st != 200 || !strings.Contains(body, fmt.Sprintf(`"id":%d`, id)) {
+				errs <- fmt.Sprintf("call %d: %d %s", id, st, body)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	seen := map[string]int{}
+	for _, ag := range agents {
+		for _, id := range ag.received() {
+			seen[id]++
+		}
+	}
+	for id, c := range seen {
+		if c != 1 {
+			t.Errorf("command %s delivered %d times", id, c)
+		}
+	}
+	if len(agents[0].received()) == 0 || len(agents[1].received()) == 0 {
+		t.Errorf("one agent got nothing: %d / %d", len(agents[0].received()), len(agents[1].received()))
+	}
+}
+
+// waitServing waits until a call through each replica succeeds.
+func waitServing(t *testing.T, reps []*replica) {
+	t.Helper()
+	for i, rp := range reps {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			st, _ := call(t, rp.url, 1)
+			if st == 200 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("replica %d not serving: %d", i, st)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// pollOnce polls url once as instance and returns the commands.
+func pollOnce(t *testing.T, url, instance string) []wire.Command {
+	t.Helper()
+	return pollWith(t, http.DefaultClient, url, instance)
+}
+
+func pollWith(t *testing.T, client *http.Client, url, instance string) []wire.Command {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url+"/v1/tunnels/"+tun+"/poll?limit=5&timeout_ms=3000", nil)
+	req.Header.Set("Authorization", rtAuth)
+	req.Header.Set(wire.HeaderClientInstanceID, instance)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return nil
+	}
+	cmds, _, err := wire.DecodePoll(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmds
+}
+
+// A replica that dies loses only its own clients' calls: its client sees a
+// broken connection, and the agent's result for a command it owned is
+// answered 404 (dropped). The other replica's calls are untouched.
+func TestKilledReplicaLosesOnlyItsCalls(t *testing.T) {
+	conn := embedded(t)
+	a, b := startReplica(t, conn(), 0), startReplica(t, conn(), 0)
+	if cmds := pollOnce(t, b.url, "agent-k"); len(cmds) != 0 {
+		t.Fatalf("unexpected commands %v", cmds)
+	}
+	time.Sleep(100 * time.Millisecond) // A hears that B has an agent
+	resA := make(chan int, 1)
+	go func() { st, _ := call(t, a.url, 7); resA <- st }()
+	resB := make(chan string, 1)
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		st, body := call(t, b.url, 8)
+		resB <- fmt.Sprint(st, " ", body)
+	}()
+	var cmds []wire.Command
+	deadline := time.Now().Add(5 * time.Second)
+	for len(cmds) < 2 && time.Now().Before(deadline) {
+		cmds = append(cmds, pollOnce(t, b.url, "agent-k")...)
+	}
+	if len(cmds) != 2 {
+		t.Fatalf("agent took %d commands, want 2", len(cmds))
+	}
+	a.stop()
+	if st := <-resA; st != 0 {
+		t.Fatalf("the killed replica's client got status %d, want a broken connection", st)
+	}
+	ag := &agent{t: t, instance: "agent-k", respondURL: b.url}
+	for _, c := range cmds {
+		st := ag.respond(c)
+		owner := strings.Split(c.ShardToken, "_")[1]
+		switch {
+		case owner == a.q.ID() && st != http.StatusNotFound:
+			t.Errorf("result for the dead replica's call: %d, want 404", st)
+		case owner == b.q.ID() && st != http.StatusOK:
+			t.Errorf("result for B's call: %d, want 200", st)
+		}
+	}
+	select {
+	case got := <-resB:
+		if !strings.HasPrefix(got, "200 ") || !strings.Contains(got, `"id":8`) {
+			t.Fatalf("call on B: %s", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("call on B hung")
+	}
+}
+
+// Commands a dead replica owned and nobody took yet are dropped when
+// pulled, never handed to an agent.
+func TestQueuedCommandsOfADeadReplicaNeverRun(t *testing.T) {
+	conn := embedded(t)
+	a, b := startReplica(t, conn(), 0), startReplica(t, conn(), 0)
+	// An agent polled B a moment ago, so A takes calls; now none polls.
+	ag := &agent{t: t, instance: "agent-q", pollURL: b.url, respondURL: b.url}
+	pctx, pcancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	ag.run(pctx)
+	pcancel()
+	var wg sync.WaitGroup
+	for i := range 5 {
+		wg.Go(func() { call(t, a.url, 100+i) })
+	}
+	time.Sleep(500 * time.Millisecond) // queued, owned by A
+	a.stop()
+	wg.Wait()
+	before := len(ag.received())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	ag.run(ctx)
+	if got := ag.received()[before:]; len(got) != 0 {
+		t.Fatalf("the agent received %d commands of a dead replica", len(got))
+	}
+}
+
+// The queue bound holds across replicas: a full queue answers 429 on any.
+func TestQueueFullAcrossReplicas(t *testing.T) {
+	conn := embedded(t)
+	a, b := startReplica(t, conn(), 2), startReplica(t, conn(), 2)
+	ag := &agent{t: t, instance: "agent-f", pollURL: b.url, respondURL: b.url}
+	pctx, pcancel := context.WithTimeout(context.Background(), 1200*time.Millisecond)
+	ag.run(pctx) // connected, then silent: nothing drains the queue
+	pcancel()
+	time.Sleep(300 * time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Go(func() {
+			req, _ := http.NewRequestWithContext(ctx, "POST", a.url+"/v1/mcp/"+tun, strings.NewReader(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"ping"}`, i)))
+			req.Header.Set("Authorization", "Bearer "+ckKey)
+			req.Header.Set("Content-Type", "application/json")
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		})
+	}
+	time.Sleep(500 * time.Millisecond)
+	st, body := call(t, b.url, 3)
+	if st != http.StatusTooManyRequests || !strings.Contains(body, wire.CodeTunnelQueueFull) {
+		t.Fatalf("third call on B: %d %s", st, body)
+	}
+	cancel()
+	wg.Wait()
+}
+
+// An agent that dies holding a command another replica owns is found lost
+// by the replica it polled, which tells the owner: the client gets the
+// agent_lost failure in seconds, not at its response timeout. An agent that
+// only moved to another replica is not lost.
+func TestLostAgentAcrossReplicas(t *testing.T) {
+	conn := embedded(t)
+	a, b, c := startReplica(t, conn(), 0), startReplica(t, conn(), 0), startReplica(t, conn(), 0)
+	tr := &http.Transport{}
+	client := &http.Client{Transport: tr}
+	pollWith(t, client, b.url, "agent-moves")
+	time.Sleep(100 * time.Millisecond)
+
+	// The agent moves from B to C (its connection to B closes) and keeps
+	// polling there: its call on A is not failed.
+	res := make(chan string, 2)
+	go func() { st, body := call(t, a.url, 21); res <- fmt.Sprint(st, " ", body) }()
+	var cmds []wire.Command
+	for deadline := time.Now().Add(5 * time.Second); len(cmds) == 0 && time.Now().Before(deadline); {
+		cmds = pollWith(t, client, b.url, "agent-moves")
+	}
+	if len(cmds) != 1 {
+		t.Fatal("no command")
+	}
+	tr.CloseIdleConnections()
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			pollWith(t, client, c.url, "agent-moves")
+		}
+	}()
+	select {
+	case got := <-res:
+		t.Fatalf("a live agent's call ended early: %s", got)
+	case <-time.After(3500 * time.Millisecond):
+	}
+	ag := &agent{t: t, instance: "agent-moves", respondURL: c.url}
+	if st := ag.respond(cmds[0]); st != 200 {
+		t.Fatalf("respond: %d", st)
+	}
+	if got := <-res; !strings.HasPrefix(got, "200 ") {
+		t.Fatalf("call: %s", got)
+	}
+	close(stop)
+
+	// A second agent takes a call on A from B and dies.
+	tr2 := &http.Transport{}
+	client2 := &http.Client{Transport: tr2}
+	pollWith(t, client2, b.url, "agent-dies")
+	start := time.Now()
+	go func() { st, body := call(t, a.url, 22); res <- fmt.Sprint(st, " ", body) }()
+	cmds = nil
+	for deadline := time.Now().Add(5 * time.Second); len(cmds) == 0 && time.Now().Before(deadline); {
+		cmds = pollWith(t, client2, b.url, "agent-dies")
+	}
+	if len(cmds) != 1 {
+		t.Fatal("no command for the second agent")
+	}
+	tr2.CloseIdleConnections()
+	select {
+	case got := <-res:
+		if !strings.Contains(got, "agent_lost") {
+			t.Fatalf("call held by a dead agent: %s", got)
+		}
+		if d := time.Since(start); d > 8*time.Second {
+			t.Errorf("lost after %s", d)
+		}
+	case <-time.After(9 * time.Second):
+		t.Fatal("the call held by a dead agent was not failed")
+	}
+}
