@@ -113,6 +113,34 @@ type Relay struct {
 	// MaxConcurrentPerAddress bounds the MCP requests in progress per
 	// remote IP address (0: no limit).
 	MaxConcurrentPerAddress int `koanf:"max-concurrent-per-address"`
+	// NATS joins the relay to other replicas of it (empty url: alone).
+	NATS RelayNATS `koanf:"nats"`
+}
+
+// RelayNATS joins `sluice relay` replicas through a NATS cluster: a shared
+// work queue (JetStream) and messages between replicas.
+type RelayNATS struct {
+	// URL is one or more NATS server URLs, comma-separated; empty: the
+	// relay is alone, with its queue in process.
+	URL string `koanf:"url"`
+	// Credentials is a reference to a NATS credentials file's content.
+	Credentials Secret `koanf:"credentials"`
+	// Token is a reference to a NATS authentication token.
+	Token Secret       `koanf:"token"`
+	TLS   RelayNATSTLS `koanf:"tls"`
+	// Replicas is the work-queue stream's replication factor (0: 3 when the
+	// cluster has three servers or more, else 1).
+	Replicas int `koanf:"replicas"`
+	// Prefix starts every subject the relay uses (default "sluice").
+	Prefix string `koanf:"prefix"`
+}
+
+// RelayNATSTLS is TLS to the NATS servers.
+type RelayNATSTLS struct {
+	CAFile     string `koanf:"ca-file"`
+	CertFile   string `koanf:"cert-file"`
+	KeyFile    string `koanf:"key-file"`
+	ServerName string `koanf:"server-name"`
 }
 
 // TunnelConfig is one tunnel the relay serves.

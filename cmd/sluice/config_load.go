@@ -71,6 +71,8 @@ var envTable = []envVar{
 	{name: "RELAY_MAX_BODY_BYTES_IN_FLIGHT_PER_KEY", key: "relay.max-body-bytes-in-flight-per-key"},
 	{name: "RELAY_MAX_CONCURRENT_PER_KEY", key: "relay.max-concurrent-per-key"},
 	{name: "RELAY_MAX_CONCURRENT_PER_ADDRESS", key: "relay.max-concurrent-per-address"},
+	{name: "RELAY_NATS_URL", key: "relay.nats.url"},
+	{name: "RELAY_NATS_TOKEN", key: "relay.nats.token", secret: true},
 }
 
 // envSource resolves environment variables; tests inject their own.

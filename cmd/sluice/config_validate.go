@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluicemcp/sluice/engine/binding/stdio"
 	"github.com/sluicemcp/sluice/engine/relay"
+	"github.com/sluicemcp/sluice/engine/relay/natsconn"
 )
 
 // Channel is one parsed mcp.server-url, mcp.command or mcp.bindings entry.
@@ -298,6 +299,9 @@ func (c *Config) validateRelay(mode Mode) error {
 	if err := r.validateLimits(); err != nil {
 		return err
 	}
+	if err := r.NATS.validate(); err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	for i, t := range r.Tunnels {
 		p := fmt.Sprintf("relay.tunnels[%d]", i)
@@ -453,6 +457,41 @@ func (r Relay) validateLimits() error {
 	}
 	if r.MaxConcurrentPerAddress < 0 {
 		return cfgErr("relay.max-concurrent-per-address", "must not be negative (0 = no limit)")
+	}
+	return nil
+}
+
+// validate checks relay.nats.* without connecting.
+func (n RelayNATS) validate() error {
+	if err := n.Credentials.check("relay.nats.credentials"); err != nil {
+		return err
+	}
+	if err := n.Token.check("relay.nats.token"); err != nil {
+		return err
+	}
+	if n.URL == "" {
+		for key, set := range map[string]bool{
+			"relay.nats.credentials": n.Credentials.IsSet(), "relay.nats.token": n.Token.IsSet(),
+			"relay.nats.tls.ca-file": n.TLS.CAFile != "", "relay.nats.tls.cert-file": n.TLS.CertFile != "",
+			"relay.nats.replicas": n.Replicas != 0, "relay.nats.prefix": n.Prefix != "",
+		} {
+			if set {
+				return cfgErr(key, "needs relay.nats.url")
+			}
+		}
+		return nil
+	}
+	if n.Credentials.IsSet() && n.Token.IsSet() {
+		return cfgErr("relay.nats.token", "set relay.nats.credentials or relay.nats.token, not both")
+	}
+	if n.Replicas < 0 || n.Replicas > 5 {
+		return cfgErr("relay.nats.replicas", "want 0 (automatic) to 5")
+	}
+	if (n.TLS.CertFile == "") != (n.TLS.KeyFile == "") {
+		return cfgErr("relay.nats.tls.key-file", "relay.nats.tls.cert-file and relay.nats.tls.key-file go together")
+	}
+	if err := (natsconn.Config{URL: n.URL}).Validate(); err != nil {
+		return cfgErr("relay.nats.url", "%s", strings.TrimPrefix(err.Error(), "nats: url "))
 	}
 	return nil
 }

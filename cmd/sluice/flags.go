@@ -66,6 +66,15 @@ func newFlagSet(mode Mode, out io.Writer) *pflag.FlagSet {
 		fs.Int64("relay.max-body-bytes-in-flight-per-key", 0, "request body bytes being read at once per key (0 = 16 MiB or the larger body cap)")
 		fs.Int("relay.max-concurrent-per-key", d.Relay.MaxConcurrentPerKey, "MCP requests in progress per client key (0 = no limit)")
 		fs.Int("relay.max-concurrent-per-address", d.Relay.MaxConcurrentPerAddress, "MCP requests in progress per remote IP address (0 = no limit)")
+		fs.String("relay.nats.url", "", "NATS server URLs (comma-separated): replicas share work through this cluster")
+		fs.String("relay.nats.credentials", "", "NATS credentials file content (env:NAME or file:/path)")
+		fs.String("relay.nats.token", "", "NATS token (env:NAME or file:/path)")
+		fs.String("relay.nats.tls.ca-file", "", "PEM roots for the NATS servers' certificates")
+		fs.String("relay.nats.tls.cert-file", "", "client certificate for NATS (mutual TLS)")
+		fs.String("relay.nats.tls.key-file", "", "client key for NATS (mutual TLS)")
+		fs.String("relay.nats.tls.server-name", "", "name expected in the NATS servers' certificates")
+		fs.Int("relay.nats.replicas", 0, "work-queue stream replicas (0 = 3 on a cluster of 3 or more, else 1)")
+		fs.String("relay.nats.prefix", "", `NATS subject prefix (default "sluice")`)
 	}
 	if mode == ModeDev {
 		fs.Bool("public", false, "no client key: anyone who can reach the relay may call the tunnel")

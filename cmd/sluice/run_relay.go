@@ -13,6 +13,8 @@ import (
 
 	"github.com/sluicemcp/sluice/engine"
 	"github.com/sluicemcp/sluice/engine/relay"
+	"github.com/sluicemcp/sluice/engine/relay/natsconn"
+	"github.com/sluicemcp/sluice/engine/relay/natsq"
 )
 
 // resolveTunnels maps the configured tunnels to relay.Tunnel, resolving
@@ -72,7 +74,7 @@ type relayParts struct {
 
 // startRelay binds the relay's listeners and builds it. The admin listener
 // serves until ctx ends; the public one is served by serveRelay.
-func (s *session) startRelay(ctx context.Context, reg prometheus.Registerer, tunnels []relay.Tunnel, chain *engine.Chain, adminAddr string) (*relayParts, error) {
+func (s *session) startRelay(ctx context.Context, reg prometheus.Registerer, tunnels []relay.Tunnel, chain *engine.Chain, adminAddr string, cluster relay.Cluster) (*relayParts, error) {
 	cfg := s.cfg
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", cfg.Relay.ListenAddr)
@@ -98,7 +100,7 @@ func (s *session) startRelay(ctx context.Context, reg prometheus.Registerer, tun
 	}
 	p := &relayParts{ln: ln, url: public, pipeline: engine.NewPipeline(chain)}
 	p.relay, err = relay.New(relayConfig(cfg, bound, public, tunnels),
-		relay.Options{Logger: s.log, Registerer: reg, Pipeline: p.pipeline, Audit: s.auditFor("relay")})
+		relay.Options{Logger: s.log, Registerer: reg, Pipeline: p.pipeline, Audit: s.auditFor("relay"), Cluster: cluster})
 	if err != nil {
 		_ = ln.Close()
 		return nil, &ConfigError{Msg: oneLine(err)}
@@ -190,7 +192,13 @@ func (s *session) runRelay(ctx context.Context) error {
 	if err != nil {
 		return asConfigError(err)
 	}
-	p, err := s.startRelay(ctx, reg, tunnels, chain, cfg.Relay.AdminListenAddr)
+	cluster, closeCluster, err := s.joinCluster(ctx, cfg)
+	if err != nil {
+		_ = chain.Close()
+		return err
+	}
+	defer closeCluster()
+	p, err := s.startRelay(ctx, reg, tunnels, chain, cfg.Relay.AdminListenAddr, cluster)
 	if err != nil {
 		_ = chain.Close()
 		return err
@@ -227,4 +235,38 @@ func (s *session) relayLiveKeys(pl *pipelines, p *relayParts) []liveKey {
 			return p.relay.SetTunnels(ts)
 		}, value: func(c *Config) any { return c.Relay.Tunnels }, always: func(*Config) bool { return true }},
 	}
+}
+
+// joinCluster connects to relay.nats.url and returns the replicas' shared
+// queue (nil, with nothing to close, when the relay is alone).
+func (s *session) joinCluster(ctx context.Context, cfg *Config) (relay.Cluster, func(), error) {
+	n := cfg.Relay.NATS
+	if n.URL == "" {
+		return nil, func() {}, nil
+	}
+	creds, err := n.Credentials.resolve("relay.nats.credentials", s.cli.env)
+	if err != nil {
+		return nil, nil, err
+	}
+	token, err := n.Token.resolve("relay.nats.token", s.cli.env)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := natsconn.Connect(ctx, natsconn.Config{
+		URL: n.URL, Name: "sluice relay", Credentials: creds, Token: token,
+		TLS: natsconn.TLS{CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile, ServerName: n.TLS.ServerName},
+	}, s.log)
+	if err != nil {
+		return nil, nil, fmt.Errorf("relay.nats.url: %w", err)
+	}
+	q, err := natsq.New(ctx, nc, natsq.Options{Prefix: n.Prefix, Replicas: n.Replicas, Logger: s.log})
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("relay.nats: %w", err)
+	}
+	s.log.Info("relay joined NATS: replicas share work", "server", natsconn.Redact(nc.ConnectedUrl()), "replica", q.ID())
+	return q, func() {
+		_ = q.Close()
+		_ = nc.Drain()
+	}, nil
 }
