@@ -187,7 +187,7 @@ func (r *Relay) hand(t *tunnelState, p *pending, instance string) (wire.Command,
 	if left <= 0 {
 		return wire.Command{}, false
 	}
-	if t.claim(p.cmd.RequestID, instance) != p {
+	if t.claim(p.cmd.RequestID, instance, "") != p {
 		// Withdrawn (drain) or forgotten since it was queued: never hand it out.
 		return wire.Command{}, false
 	}

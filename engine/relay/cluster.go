@@ -80,6 +80,10 @@ var (
 // clusterCallTimeout bounds a claim or delivery to another replica.
 const clusterCallTimeout = 5 * time.Second
 
+// clusterAttemptTimeout bounds one try of such a call: a reply lost to a
+// NATS node failing over is tried again rather than waited for.
+const clusterAttemptTimeout = 1500 * time.Millisecond
+
 // askWait is how long a replica waits for another to say an agent it lost
 // sight of is alive elsewhere.
 const askWait = 300 * time.Millisecond
@@ -98,13 +102,15 @@ type queued struct {
 
 // peerMsg is a message between replicas; Op says which fields it uses.
 type peerMsg struct {
-	Op       string          `json:"op"`
-	Tunnel   string          `json:"t,omitempty"`
-	Request  string          `json:"r,omitempty"`
-	Instance string          `json:"i,omitempty"`
-	Token    string          `json:"k,omitempty"`
-	Body     json.RawMessage `json:"b,omitempty"`
-	Live     []liveTunnel    `json:"l,omitempty"`
+	Op       string `json:"op"`
+	Tunnel   string `json:"t,omitempty"`
+	Request  string `json:"r,omitempty"`
+	Instance string `json:"i,omitempty"`
+	Token    string `json:"k,omitempty"`
+	Claim    string `json:"c,omitempty"` // a claim's id, for a retry
+
+	Body json.RawMessage `json:"b,omitempty"`
+	Live []liveTunnel    `json:"l,omitempty"`
 }
 
 // liveTunnel is one tunnel with polls on the sending replica.
@@ -163,7 +169,7 @@ func (h peerHandler) HandleCall(msg []byte) []byte {
 	t := r.tunnel(m.Tunnel)
 	switch m.Op {
 	case opClaim:
-		if t == nil || t.claim(m.Request, m.Instance) == nil {
+		if t == nil || t.claim(m.Request, m.Instance, m.Claim) == nil {
 			return encodeAnswer(404)
 		}
 		return encodeAnswer(200)
@@ -217,12 +223,30 @@ func (h peerHandler) HandleAsk(msg []byte) bool {
 	return t != nil && t.seesAlive(m.Instance, time.Now())
 }
 
-// callPeer sends m to replica and decodes its answer's status.
+// callPeer sends m to replica and decodes its answer's status. A call that
+// fails on the way (not ErrNoReplica: the replica is gone) is tried again
+// within clusterCallTimeout: every call is safe to repeat (a claim carries
+// its id, a delivery's second copy is refused, a put-back is idempotent).
 func (r *Relay) callPeer(replica string, m peerMsg) (int, error) {
 	b, _ := json.Marshal(m)
 	ctx, cancel := context.WithTimeout(context.Background(), clusterCallTimeout)
 	defer cancel()
-	ans, err := r.cl.Call(ctx, replica, b)
+	var (
+		ans []byte
+		err error
+	)
+	for {
+		actx, acancel := context.WithTimeout(ctx, clusterAttemptTimeout)
+		ans, err = r.cl.Call(actx, replica, b)
+		acancel()
+		if err == nil || errors.Is(err, ErrNoReplica) || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		return 0, err
 	}

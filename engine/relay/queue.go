@@ -100,11 +100,11 @@ func (r *Relay) collectShared(req *http.Request, t *tunnelState, limit int, wait
 		}
 		h := handout{owner: q.Owner, item: b, rid: q.Cmd.RequestID}
 		if q.Owner == r.replica {
-			if h.local = t.claim(q.Cmd.RequestID, instance); h.local == nil {
+			if h.local = t.claim(q.Cmd.RequestID, instance, ""); h.local == nil {
 				continue
 			}
 		} else {
-			st, err := r.callPeer(q.Owner, peerMsg{Op: opClaim, Tunnel: t.id, Request: q.Cmd.RequestID, Instance: instance})
+			st, err := r.callPeer(q.Owner, peerMsg{Op: opClaim, Tunnel: t.id, Request: q.Cmd.RequestID, Instance: instance, Claim: randHex(8)})
 			if err != nil || st != http.StatusOK {
 				if err != nil && !errors.Is(err, ErrNoReplica) {
 					r.log.Warn("claim failed: command dropped", "tunnel", t.id, "request_id", q.Cmd.RequestID, "err", err)

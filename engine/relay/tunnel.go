@@ -155,10 +155,16 @@ func (t *tunnelState) register(p *pending) {
 
 // claim hands the pending command requestID to instance: it returns nil
 // when the command is unknown, withdrawn, forgotten, expired or already
-// handed to an agent (a command reaches one agent at most, and never again).
-func (t *tunnelState) claim(requestID, instance string) *pending {
+// handed to an agent (a command reaches one agent at most, and never
+// again). A claim repeated with the same non-empty claimID (its answer was
+// lost on the way) gets the same answer.
+func (t *tunnelState) claim(requestID, instance, claimID string) *pending {
 	t.mu.Lock()
 	p := t.pending[requestID]
+	if p != nil && p.holder != "" && claimID != "" && p.claimID == claimID {
+		t.mu.Unlock()
+		return p
+	}
 	if p == nil || p.holder != "" {
 		t.mu.Unlock()
 		return nil
@@ -167,7 +173,7 @@ func (t *tunnelState) claim(requestID, instance string) *pending {
 		t.mu.Unlock()
 		return nil
 	}
-	p.holder = instance
+	p.holder, p.claimID = instance, claimID
 	if instance == "" {
 		p.holder = anonymousHolder
 	}
@@ -190,7 +196,7 @@ func (t *tunnelState) unclaim(requestID, instance string) bool {
 	if p == nil || p.holder != instance {
 		return false
 	}
-	p.holder = ""
+	p.holder, p.claimID = "", ""
 	return true
 }
 
@@ -259,6 +265,8 @@ type pending struct {
 	// holder is the agent instance that took the command (t.mu); a command
 	// is handed to one agent at most, and never again.
 	holder string
+	// claimID identifies the hand-out that set holder (t.mu).
+	claimID string
 
 	mu   sync.Mutex
 	msgs []*wire.Response

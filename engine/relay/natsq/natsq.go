@@ -154,18 +154,35 @@ func (q *Queue) subject(tunnel string, lane relay.Lane) string {
 	return q.prefix + ".w." + tunnel + "." + string(lane)
 }
 
-// Push implements relay.Cluster.
+// Push implements relay.Cluster. A publish that fails on the way (a NATS
+// node failing over) is tried again until ctx ends, under a message id
+// JetStream deduplicates, so the item is queued once per Push.
 func (q *Queue) Push(ctx context.Context, tunnel string, lane relay.Lane, item []byte) error {
-	_, err := q.js.Publish(ctx, q.subject(tunnel, lane), item)
-	if err == nil {
-		return nil
+	id := newID() + newID() // one per push: a put-back is a new message
+	for {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		_, err := q.js.Publish(actx, q.subject(tunnel, lane), item, jetstream.WithMsgID(id))
+		cancel()
+		if err == nil {
+			return nil
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) {
+			if strings.Contains(strings.ToLower(apiErr.Description), "maximum messages per subject") {
+				return relay.ErrQueueFull
+			}
+			return fmt.Errorf("natsq: push to %s: %w", tunnel, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("natsq: push to %s: %w", tunnel, err)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && strings.Contains(strings.ToLower(apiErr.Description), "maximum messages per subject") {
-		return relay.ErrQueueFull
-	}
-	return fmt.Errorf("natsq: push to %s: %w", tunnel, err)
 }
+
+// attemptTimeout bounds one try of a publish.
+const attemptTimeout = 1500 * time.Millisecond
 
 // consumer returns the shared pull consumer of a tunnel's lane, creating
 // it on first use.

@@ -79,7 +79,6 @@ type agent struct {
 	respondURL string
 	mu         sync.Mutex
 	got        []string // request ids received
-	hold       chan struct{}
 }
 
 func (a *agent) run(ctx context.Context) {
@@ -106,10 +105,7 @@ func (a *agent) run(ctx context.Context) {
 			a.mu.Lock()
 			a.got = append(a.got, c.RequestID)
 			a.mu.Unlock()
-			if a.hold != nil {
-				<-a.hold
-			}
-			a.respond(c)
+			go a.respond(c)
 		}
 	}
 }
@@ -205,7 +201,7 @@ func TestRedundantAgentsGetDistinctCommands(t *testing.T) {
 		go ag.run(ctx)
 	}
 	waitServing(t, reps)
-	const n = 300
+	const n = 150
 	var wg sync.WaitGroup
 	errs := make(chan string, n)
 	for i := range n {
