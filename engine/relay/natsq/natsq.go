@@ -27,6 +27,9 @@ const (
 	DefaultMaxAge = time.Hour
 )
 
+// streamSetup bounds New's attempts to create the stream.
+const streamSetup = 60 * time.Second
+
 // fetchChunk bounds one pull request: a long poll is a sequence of them, so
 // a pull whose poll ended expires soon on the server.
 const fetchChunk = 5 * time.Second
@@ -36,7 +39,7 @@ const fetchChunk = 5 * time.Second
 // as soon as they arrive, so it only matters when a replica dies between
 // the two; a redelivered command is still handed out at most once (the
 // owner's claim decides).
-const ackWait = 5 * time.Second
+const ackWait = 2 * time.Second
 
 // Options configure a Queue. The zero value of each field is its default.
 type Options struct {
@@ -107,7 +110,11 @@ func New(ctx context.Context, nc *nats.Conn, o Options) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsq: jetstream: %w", err)
 	}
-	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg := jetstream.StreamConfig{
 		Name:                 o.Stream,
 		Description:          "sluice relay work queue: commands waiting for an agent poll",
 		Subjects:             []string{o.Prefix + ".w.>"},
@@ -118,13 +125,27 @@ func New(ctx context.Context, nc *nats.Conn, o Options) (*Queue, error) {
 		Discard:              jetstream.DiscardNew,
 		DiscardNewPerSubject: true,
 		MaxAge:               o.MaxAge,
-	})
+	}
+	// A cluster that is starting (no JetStream leader yet) answers with
+	// time-outs for a while: try again until it can, within streamSetup.
+	sctx, cancel := context.WithTimeout(ctx, streamSetup)
+	defer cancel()
+	for {
+		actx, acancel := context.WithTimeout(sctx, 5*time.Second)
+		_, err = js.CreateOrUpdateStream(actx, cfg)
+		acancel()
+		var apiErr *jetstream.APIError
+		if err == nil || errors.As(err, &apiErr) && apiErr.Code != 503 || sctx.Err() != nil {
+			break
+		}
+		log.Info("natsq: JetStream not ready yet, trying again", "err", err)
+		select {
+		case <-sctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("natsq: create stream %s (replicas %d): %w", o.Stream, o.Replicas, err)
-	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
 	}
 	return &Queue{
 		nc: nc, js: js, id: newID(), prefix: o.Prefix, stream: o.Stream, log: log,
