@@ -30,9 +30,9 @@ const (
 // streamSetup bounds New's attempts to create the stream.
 const streamSetup = 60 * time.Second
 
-// fetchChunk bounds one pull request: a long poll is a sequence of them, so
-// a pull whose poll ended expires soon on the server.
-const fetchChunk = 5 * time.Second
+// fetchChunk bounds one pull request of a lane's puller: while polls wait
+// it asks again after each.
+const fetchChunk = 2 * time.Second
 
 // ackWait is how long JetStream waits for the acknowledgement of a
 // delivered command before delivering it again. Commands are acknowledged
@@ -70,6 +70,7 @@ type Queue struct {
 
 	mu        sync.Mutex
 	consumers map[string]jetstream.Consumer
+	pullers   map[string]*puller
 	subs      []*nats.Subscription
 }
 
@@ -150,6 +151,7 @@ func New(ctx context.Context, nc *nats.Conn, o Options) (*Queue, error) {
 	return &Queue{
 		nc: nc, js: js, id: newID(), prefix: o.Prefix, stream: o.Stream, log: log,
 		consumers: make(map[string]jetstream.Consumer),
+		pullers:   make(map[string]*puller),
 	}, nil
 }
 
@@ -242,28 +244,25 @@ func (q *Queue) forget(tunnel string, lane relay.Lane, err error) {
 	}
 }
 
-// Pull implements relay.Cluster: what is ready at once, or else the first
-// item of any lane within wait and then what is ready.
+// Pull implements relay.Cluster: the first item of any lane within wait
+// (from the lane's puller: at once when the lane holds one), then, when
+// its lane holds more, what is ready there.
 func (q *Queue) Pull(ctx context.Context, tunnel string, lanes []relay.Lane, limit int, wait time.Duration) ([][]byte, error) {
-	cons := make([]jetstream.Consumer, len(lanes))
-	for i, l := range lanes {
-		c, err := q.consumer(ctx, tunnel, l)
-		if err != nil {
+	for _, l := range lanes {
+		if _, err := q.consumer(ctx, tunnel, l); err != nil {
 			return nil, err
 		}
-		cons[i] = c
 	}
-	msgs, err := q.ready(tunnel, lanes, cons, limit)
-	if len(msgs) == 0 && err == nil && ctx.Err() == nil {
-		var first jetstream.Msg
-		first, err = q.waitFirst(ctx, tunnel, lanes, cons, wait)
-		if first != nil {
-			msgs = append(msgs, first)
-			if limit > 1 {
-				more, _ := q.ready(tunnel, lanes, cons, limit-1)
-				msgs = append(msgs, more...)
-			}
-		}
+	first, lane := q.waitFirst(ctx, tunnel, lanes, wait)
+	if first == nil {
+		return nil, nil
+	}
+	msgs := []jetstream.Msg{first}
+	var err error
+	if meta, merr := first.Metadata(); limit > 1 && (merr != nil || meta.NumPending > 0) {
+		var more []jetstream.Msg
+		more, err = q.ready(tunnel, lane, limit-1)
+		msgs = append(msgs, more...)
 	}
 	out := make([][]byte, 0, len(msgs))
 	for _, m := range msgs {
@@ -275,109 +274,160 @@ func (q *Queue) Pull(ctx context.Context, tunnel string, lanes []relay.Lane, lim
 	return out, err
 }
 
-// ready takes up to limit items the lanes hold now.
-func (q *Queue) ready(tunnel string, lanes []relay.Lane, cons []jetstream.Consumer, limit int) ([]jetstream.Msg, error) {
+// ready takes up to limit items the lane holds now.
+func (q *Queue) ready(tunnel string, lane relay.Lane, limit int) ([]jetstream.Msg, error) {
+	c, err := q.consumer(context.Background(), tunnel, lane)
+	if err != nil {
+		return nil, err
+	}
+	b, err := c.FetchNoWait(limit)
+	if err != nil {
+		q.forget(tunnel, lane, err)
+		return nil, fmt.Errorf("natsq: pull from %s: %w", tunnel, err)
+	}
 	var out []jetstream.Msg
-	for i, c := range cons {
-		if len(out) >= limit {
-			break
-		}
-		b, err := c.FetchNoWait(limit - len(out))
-		if err != nil {
-			q.forget(tunnel, lanes[i], err)
-			return out, fmt.Errorf("natsq: pull from %s: %w", tunnel, err)
-		}
-		for m := range b.Messages() {
-			out = append(out, m)
-		}
-		if err := b.Error(); err != nil {
-			q.forget(tunnel, lanes[i], err)
-			return out, fmt.Errorf("natsq: pull from %s: %w", tunnel, err)
-		}
+	for m := range b.Messages() {
+		out = append(out, m)
+	}
+	if err := b.Error(); err != nil {
+		q.forget(tunnel, lane, err)
+		return out, fmt.Errorf("natsq: pull from %s: %w", tunnel, err)
 	}
 	return out, nil
 }
 
-// race hands the first item any lane delivers to the waiting poll; every
-// later one goes back to the queue at once (Nak), for another poll.
-type race struct {
+// puller is the one pull loop of a tunnel's lane on this replica: while
+// polls wait on the lane here, it keeps a pull request open on the shared
+// consumer and hands each item that arrives to one waiting poll, or back to
+// the queue (Nak) when none takes it at once. So a replica holds one pull
+// request per lane however many polls wait, and a poll that ends leaves
+// nothing behind on the server.
+type puller struct {
+	q      *Queue
+	tunnel string
+	lane   relay.Lane
+
 	mu      sync.Mutex
-	done    bool
-	first   chan jetstream.Msg
-	errOnce sync.Once
-	err     chan error
+	waiters int
+	running bool
+	out     chan jetstream.Msg // unbuffered: an item goes to a poll that waits
 }
 
-func (r *race) offer(m jetstream.Msg) {
-	r.mu.Lock()
-	if r.done {
-		r.mu.Unlock()
-		_ = m.Nak()
-		return
+// handOff is how long an arriving item may wait for a poll to take it
+// before it goes back to the queue.
+const handOff = 20 * time.Millisecond
+
+// pullerFor returns the lane's puller, creating it.
+func (q *Queue) pullerFor(tunnel string, lane relay.Lane) *puller {
+	key := tunnel + "/" + string(lane)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	p := q.pullers[key]
+	if p == nil {
+		p = &puller{q: q, tunnel: tunnel, lane: lane, out: make(chan jetstream.Msg)}
+		q.pullers[key] = p
 	}
-	r.done = true
-	r.mu.Unlock()
-	r.first <- m
+	return p
 }
 
-func (r *race) stop() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	was := r.done
-	r.done = true
-	return !was
+// wait registers a waiting poll; done unregisters one that was not served
+// (hand unregisters the one it serves, before pulling again).
+func (p *puller) wait() {
+	p.mu.Lock()
+	p.waiters++
+	start := !p.running
+	p.running = true
+	p.mu.Unlock()
+	if start {
+		go p.loop()
+	}
 }
 
-func (r *race) stopped() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.done
+func (p *puller) done() {
+	p.mu.Lock()
+	p.waiters--
+	p.mu.Unlock()
 }
 
-// waitFirst waits up to wait for the first item of any lane.
-func (q *Queue) waitFirst(ctx context.Context, tunnel string, lanes []relay.Lane, cons []jetstream.Consumer, wait time.Duration) (jetstream.Msg, error) {
-	deadline := time.Now().Add(wait)
-	r := &race{first: make(chan jetstream.Msg, 1), err: make(chan error, 1)}
-	for i, c := range cons {
-		go func() {
-			for !r.stopped() {
-				left := time.Until(deadline)
-				if left < time.Millisecond {
-					return
+// loop pulls while polls wait, then ends.
+func (p *puller) loop() {
+	for {
+		p.mu.Lock()
+		n := p.waiters
+		if n <= 0 {
+			p.running = false
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		c, err := p.q.consumer(context.Background(), p.tunnel, p.lane)
+		if err == nil {
+			var b jetstream.MessageBatch
+			if b, err = c.Fetch(min(n, 64), jetstream.FetchMaxWait(fetchChunk)); err == nil {
+				for m := range b.Messages() {
+					p.hand(m)
 				}
-				b, err := c.Fetch(1, jetstream.FetchMaxWait(min(left, fetchChunk)))
-				if err == nil {
-					for m := range b.Messages() {
-						r.offer(m)
-					}
-					err = b.Error()
-				}
-				if err != nil && !errors.Is(err, nats.ErrTimeout) {
-					q.forget(tunnel, lanes[i], err)
-					r.errOnce.Do(func() { r.err <- fmt.Errorf("natsq: pull from %s: %w", tunnel, err) })
-					return
-				}
+				err = b.Error()
 			}
-		}()
+		}
+		if err != nil && !errors.Is(err, nats.ErrTimeout) {
+			p.q.forget(p.tunnel, p.lane, err)
+			p.q.log.Warn("natsq: pull failed", "tunnel", p.tunnel, "err", err)
+			time.Sleep(250 * time.Millisecond) // a NATS failover: do not spin
+		}
 	}
+}
+
+// hand gives m to a waiting poll, or back to the queue.
+func (p *puller) hand(m jetstream.Msg) {
+	t := time.NewTimer(handOff)
+	defer t.Stop()
+	select {
+	case p.out <- m:
+		p.done()
+	case <-t.C:
+		_ = m.Nak()
+	}
+}
+
+// waitFirst waits up to wait for the first item of any lane (at most
+// three), and says which lane it came from.
+func (q *Queue) waitFirst(ctx context.Context, tunnel string, lanes []relay.Lane, wait time.Duration) (jetstream.Msg, relay.Lane) {
+	var (
+		chans [3]<-chan jetstream.Msg // a nil channel never delivers
+		ps    [3]*puller
+	)
+	n := min(len(lanes), len(chans))
+	for i, l := range lanes[:n] {
+		ps[i] = q.pullerFor(tunnel, l)
+		ps[i].wait()
+		chans[i] = ps[i].out
+	}
+	served := -1
+	leave := func() {
+		for i := range n {
+			if i != served {
+				ps[i].done()
+			}
+		}
+	}
+	defer leave()
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	var m jetstream.Msg
 	select {
-	case m := <-r.first:
-		return m, nil
-	case err := <-r.err:
-		if !r.stop() {
-			return <-r.first, nil
-		}
-		return nil, err
+	case m = <-chans[0]:
+		served = 0
+	case m = <-chans[1]:
+		served = 1
+	case m = <-chans[2]:
+		served = 2
 	case <-ctx.Done():
+		return nil, ""
 	case <-timer.C:
+		return nil, ""
 	}
-	if !r.stop() {
-		// An item won the race as the wait ended: it is this poll's.
-		return <-r.first, nil
-	}
-	return nil, nil
+	return m, lanes[served]
 }
 
 // Call implements relay.Cluster.
