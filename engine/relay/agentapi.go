@@ -277,9 +277,7 @@ func (r *Relay) handleResponses(w http.ResponseWriter, req *http.Request) {
 	t.batchPosts.Add(1)
 	t.batched.Add(uint64(len(items)))
 	statuses := make([]int, len(items))
-	for i, item := range items {
-		statuses[i], _, _ = r.accept(t, tokens[i], item)
-	}
+	r.acceptBatch(t, tokens, items, statuses)
 	runtime.Gosched() // as in handleResponse
 	out := wire.AppendBatchStatuses(make([]byte, 0, 16+4*len(statuses)), statuses)
 	w.Header().Set("Content-Type", "application/json")
@@ -300,25 +298,88 @@ func (r *Relay) accept(t *tunnelState, token string, body []byte) (status int, c
 	if _, st, code, msg := decodeResponse(body); st != http.StatusOK {
 		return st, code, msg
 	}
-	st, err := r.callPeer(owner, peerMsg{Op: opDeliver, Tunnel: t.id, Token: token, Body: body})
-	switch {
-	case errors.Is(err, ErrNoReplica):
-		// The replica holding the client is gone, and the client with it:
-		// the result has nobody to go to.
-		return http.StatusNotFound, wire.CodePendingRequestNotFound, "no pending request with this id"
-	case err != nil:
-		r.log.Warn("delivery to another replica failed", "tunnel", t.id, "err", err)
-		return http.StatusServiceUnavailable, "", "could not reach the replica holding the call: retry"
+	var sts [1]int
+	r.deliverRemote(t, owner, []deliverItem{{Token: token, Body: body}}, sts[:])
+	return sts[0], remoteCode(sts[0]), remoteMessage(sts[0])
+}
+
+// acceptBatch is accept for each item of a response batch, with one
+// delivery per other replica that owns some of them.
+func (r *Relay) acceptBatch(t *tunnelState, tokens []string, items [][]byte, statuses []int) {
+	var byOwner map[string][]int
+	for i, item := range items {
+		owner := tokenOwner(tokens[i])
+		if r.cl == nil || owner == "" || owner == r.replica {
+			statuses[i], _, _ = r.acceptLocal(t, tokens[i], item)
+			continue
+		}
+		if _, st, _, _ := decodeResponse(item); st != http.StatusOK {
+			statuses[i] = st
+			continue
+		}
+		if byOwner == nil {
+			byOwner = map[string][]int{}
+		}
+		byOwner[owner] = append(byOwner[owner], i)
 	}
+	for owner, idx := range byOwner {
+		batch := make([]deliverItem, len(idx))
+		for k, i := range idx {
+			batch[k] = deliverItem{Token: tokens[i], Body: items[i]}
+		}
+		sts := make([]int, len(idx))
+		r.deliverRemote(t, owner, batch, sts)
+		for k, i := range idx {
+			statuses[i] = sts[k]
+		}
+	}
+}
+
+// deliverRemote delivers items to the replica that owns their calls and
+// fills their statuses: 404 when that replica is gone (its clients with
+// it: the results have nobody to go to), 503 when it cannot be reached.
+func (r *Relay) deliverRemote(t *tunnelState, owner string, items []deliverItem, statuses []int) {
+	sts, err := r.callPeerBatch(owner, peerMsg{Op: opDeliver, Tunnel: t.id, Items: items}, len(items))
+	for i := range statuses {
+		switch {
+		case errors.Is(err, ErrNoReplica):
+			statuses[i] = http.StatusNotFound
+		case err != nil:
+			statuses[i] = http.StatusServiceUnavailable
+		default:
+			statuses[i] = sts[i]
+		}
+	}
+	if err != nil && !errors.Is(err, ErrNoReplica) {
+		r.log.Warn("delivery to another replica failed", "tunnel", t.id, "err", err)
+	}
+}
+
+// remoteCode and remoteMessage describe a remote delivery's status.
+func remoteCode(st int) string {
+	switch st {
+	case http.StatusOK, http.StatusServiceUnavailable:
+		return ""
+	case http.StatusNotFound:
+		return wire.CodePendingRequestNotFound
+	case http.StatusUnauthorized:
+		return wire.CodeTunnelRequestMismatch
+	}
+	return wire.CodeInvalidJSONPayload
+}
+
+func remoteMessage(st int) string {
 	switch st {
 	case http.StatusOK:
-		return st, "", ""
+		return ""
+	case http.StatusServiceUnavailable:
+		return "could not reach the replica holding the call: retry"
 	case http.StatusNotFound:
-		return st, wire.CodePendingRequestNotFound, "no pending request with this id"
+		return "no pending request with this id"
 	case http.StatusUnauthorized:
-		return st, wire.CodeTunnelRequestMismatch, "shard token does not match the request"
+		return "shard token does not match the request"
 	}
-	return st, wire.CodeInvalidJSONPayload, "response refused"
+	return "response refused"
 }
 
 // decodeResponse decodes and checks one response object.

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -106,11 +109,13 @@ type peerMsg struct {
 	Tunnel   string `json:"t,omitempty"`
 	Request  string `json:"r,omitempty"`
 	Instance string `json:"i,omitempty"`
-	Token    string `json:"k,omitempty"`
-	Claim    string `json:"c,omitempty"` // a claim's id, for a retry
-
-	Body json.RawMessage `json:"b,omitempty"`
-	Live []liveTunnel    `json:"l,omitempty"`
+	// Claim is a claim's id: a retried claim gets the same answer.
+	Claim string `json:"c,omitempty"`
+	// Requests are the request ids of a claim, in order; Items the agent
+	// messages of a delivery.
+	Requests []string      `json:"rs,omitempty"`
+	Items    []deliverItem `json:"is,omitempty"`
+	Live     []liveTunnel  `json:"l,omitempty"`
 }
 
 // liveTunnel is one tunnel with polls on the sending replica.
@@ -122,22 +127,34 @@ type liveTunnel struct {
 
 // Operations between replicas.
 const (
-	opClaim   = "claim"   // Call: hand request r of tunnel t to instance i
+	opClaim   = "claim"   // Call: hand requests rs of tunnel t to instance i
 	opUnclaim = "unclaim" // Call: i never received r: queue it again
-	opDeliver = "deliver" // Call: an agent's message b with shard token k
+	opDeliver = "deliver" // Call: agent messages is, each with its shard token
 	opLive    = "live"    // Broadcast: tunnels with polls here
 	opLost    = "lost"    // Broadcast: instance i of tunnel t is lost
 	opAlive   = "alive"   // Ask: is instance i of tunnel t alive here?
 )
 
-// peerAnswer is the answer to a Call: an HTTP status for a delivery, 200
-// or 404 for a claim.
+// deliverItem is one agent message of a delivery.
+type deliverItem struct {
+	Token string          `json:"k"`
+	Body  json.RawMessage `json:"b"`
+}
+
+// peerAnswer is the answer to a Call: an HTTP status (200 or 404 for a
+// put-back), and one per request or item of a batch.
 type peerAnswer struct {
-	Status int `json:"s"`
+	Status   int   `json:"s"`
+	Statuses []int `json:"ss,omitempty"`
 }
 
 func encodeAnswer(st int) []byte {
 	b, _ := json.Marshal(peerAnswer{Status: st})
+	return b
+}
+
+func encodeStatuses(sts []int) []byte {
+	b, _ := json.Marshal(peerAnswer{Status: 200, Statuses: sts})
 	return b
 }
 
@@ -169,21 +186,30 @@ func (h peerHandler) HandleCall(msg []byte) []byte {
 	t := r.tunnel(m.Tunnel)
 	switch m.Op {
 	case opClaim:
-		if t == nil || t.claim(m.Request, m.Instance, m.Claim) == nil {
-			return encodeAnswer(404)
+		// The commands of one poll that this replica owns; a command's
+		// claim id is the poll's with its index.
+		sts := make([]int, len(m.Requests))
+		for i, rid := range m.Requests {
+			sts[i] = http.StatusNotFound
+			if t != nil && t.claim(rid, m.Instance, m.Claim+"."+strconv.Itoa(i)) != nil {
+				sts[i] = http.StatusOK
+			}
 		}
-		return encodeAnswer(200)
+		return encodeStatuses(sts)
 	case opUnclaim:
 		if t == nil || !t.unclaim(m.Request, m.Instance) {
 			return encodeAnswer(404)
 		}
 		return encodeAnswer(200)
 	case opDeliver:
-		if t == nil {
-			return encodeAnswer(404)
+		sts := make([]int, len(m.Items))
+		for i, it := range m.Items {
+			sts[i] = http.StatusNotFound
+			if t != nil {
+				sts[i], _, _ = r.acceptLocal(t, it.Token, it.Body)
+			}
 		}
-		st, _, _ := r.acceptLocal(t, m.Token, m.Body)
-		return encodeAnswer(st)
+		return encodeStatuses(sts)
 	}
 	return encodeAnswer(400)
 }
@@ -223,15 +249,35 @@ func (h peerHandler) HandleAsk(msg []byte) bool {
 	return t != nil && t.seesAlive(m.Instance, time.Now())
 }
 
-// callPeer sends m to replica and decodes its answer's status. A call that
+// callPeerBatch sends m, a batch of n, to replica and returns the status of
+// each.
+func (r *Relay) callPeerBatch(replica string, m peerMsg, n int) ([]int, error) {
+	a, err := r.callPeerAnswer(replica, m)
+	if err != nil {
+		return nil, err
+	}
+	if len(a.Statuses) != n {
+		return nil, fmt.Errorf("relay: replica %s answered %d statuses for %d", replica, len(a.Statuses), n)
+	}
+	return a.Statuses, nil
+}
+
+// callPeer sends m to replica and decodes its answer's status.
+func (r *Relay) callPeer(replica string, m peerMsg) (int, error) {
+	a, err := r.callPeerAnswer(replica, m)
+	return a.Status, err
+}
+
+// callPeerAnswer sends m to replica and decodes its answer. A call that
 // fails on the way (not ErrNoReplica: the replica is gone) is tried again
 // within clusterCallTimeout: every call is safe to repeat (a claim carries
 // its id, a delivery's second copy is refused, a put-back is idempotent).
-func (r *Relay) callPeer(replica string, m peerMsg) (int, error) {
+func (r *Relay) callPeerAnswer(replica string, m peerMsg) (peerAnswer, error) {
 	b, _ := json.Marshal(m)
 	ctx, cancel := context.WithTimeout(context.Background(), clusterCallTimeout)
 	defer cancel()
 	var (
+		a   peerAnswer
 		ans []byte
 		err error
 	)
@@ -248,13 +294,10 @@ func (r *Relay) callPeer(replica string, m peerMsg) (int, error) {
 		}
 	}
 	if err != nil {
-		return 0, err
+		return a, err
 	}
-	var a peerAnswer
-	if err := json.Unmarshal(ans, &a); err != nil {
-		return 0, err
-	}
-	return a.Status, nil
+	err = json.Unmarshal(ans, &a)
+	return a, err
 }
 
 // liveLoop tells the other replicas, every liveEvery, which tunnels have

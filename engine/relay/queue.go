@@ -84,38 +84,61 @@ func (r *Relay) collectShared(req *http.Request, t *tunnelState, limit int, wait
 		case <-time.After(min(wait, time.Second)):
 		}
 	}
-	var (
-		cmds  []wire.Command
-		taken []handout
-	)
+	qs := make([]queued, 0, len(items))
+	hs := make([]handout, 0, len(items))
+	byOwner := map[string][]int{} // remote owner → indexes in qs
 	for _, b := range items {
 		var q queued
 		if err := json.Unmarshal(b, &q); err != nil {
 			r.log.Warn("queue: undecodable item dropped", "tunnel", t.id, "err", err)
 			continue
 		}
-		left := time.Until(time.Unix(0, q.Deadline))
-		if left <= 0 {
+		if !time.Now().Before(time.Unix(0, q.Deadline)) {
 			continue
 		}
-		h := handout{owner: q.Owner, item: b, rid: q.Cmd.RequestID}
+		if q.Owner != r.replica {
+			byOwner[q.Owner] = append(byOwner[q.Owner], len(qs))
+		}
+		qs = append(qs, q)
+		hs = append(hs, handout{owner: q.Owner, item: b, rid: q.Cmd.RequestID})
+	}
+	claimed := make([]bool, len(qs))
+	for i, q := range qs {
 		if q.Owner == r.replica {
-			if h.local = t.claim(q.Cmd.RequestID, instance, ""); h.local == nil {
-				continue
+			hs[i].local = t.claim(q.Cmd.RequestID, instance, "")
+			claimed[i] = hs[i].local != nil
+		}
+	}
+	// One claim per owner for all its commands in this poll.
+	for owner, idx := range byOwner {
+		m := peerMsg{Op: opClaim, Tunnel: t.id, Instance: instance, Claim: randHex(8)}
+		for _, i := range idx {
+			m.Requests = append(m.Requests, qs[i].Cmd.RequestID)
+		}
+		sts, err := r.callPeerBatch(owner, m, len(idx))
+		if err != nil {
+			if !errors.Is(err, ErrNoReplica) {
+				r.log.Warn("claim failed: commands dropped", "tunnel", t.id, "commands", len(idx), "err", err)
 			}
-		} else {
-			st, err := r.callPeer(q.Owner, peerMsg{Op: opClaim, Tunnel: t.id, Request: q.Cmd.RequestID, Instance: instance, Claim: randHex(8)})
-			if err != nil || st != http.StatusOK {
-				if err != nil && !errors.Is(err, ErrNoReplica) {
-					r.log.Warn("claim failed: command dropped", "tunnel", t.id, "request_id", q.Cmd.RequestID, "err", err)
-				}
-				continue
-			}
+			continue
+		}
+		for k, i := range idx {
+			claimed[i] = sts[k] == http.StatusOK
+		}
+	}
+	var (
+		cmds  []wire.Command
+		taken []handout
+	)
+	for i, q := range qs {
+		left := time.Until(time.Unix(0, q.Deadline))
+		if !claimed[i] || left <= 0 {
+			continue
 		}
 		c := q.Cmd
 		rt := wire.FormatResponseTimeout(left.Truncate(time.Millisecond))
 		c.ResponseTimeout = &rt
-		cmds, taken = append(cmds, c), append(taken, h)
+		cmds, taken = append(cmds, c), append(taken, hs[i])
 	}
 	return cmds, taken
 }
