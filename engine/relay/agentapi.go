@@ -97,10 +97,11 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 		cmds  []wire.Command
 		taken []handout
 	)
+	aff := pollAffinity(req)
 	if r.cl == nil {
-		cmds, taken = r.collect(req, t, limit, wait, instance, offer)
+		cmds, taken = r.collect(req, t, limit, wait, instance, offer, aff)
 	} else {
-		cmds, taken = r.collectShared(req, t, limit, wait, instance, offer)
+		cmds, taken = r.collectShared(req, t, limit, wait, instance, offer, aff)
 	}
 	if req.Context().Err() != nil && len(taken) > 0 {
 		// The agent left before its answer was written: it never saw these
@@ -126,25 +127,33 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 // collect waits up to wait for the first live command, then takes whatever
 // else is queued, up to limit. Only a poll that offered GET streams takes
 // get_stream commands.
-func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.Duration, instance string, offer bool) ([]wire.Command, []handout) {
+func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.Duration, instance string, offer bool, aff map[string]bool) ([]wire.Command, []handout) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	var (
 		cmds  []wire.Command
 		taken []handout
 		sq    chan *pending // nil (never ready) without the offer
+		iq    chan *pending // commands pinned to this instance (nil: none)
 	)
 	if offer {
 		sq = t.streams
 	}
+	if instance != "" && len(aff) > 0 {
+		iq = t.instanceQueue(instance)
+	}
 	for len(cmds) == 0 {
 		select {
 		case p := <-t.queue:
-			if c, ok := r.hand(t, p, instance); ok {
+			if c, ok := r.hand(t, p, instance, aff); ok {
 				cmds, taken = append(cmds, c), append(taken, handout{local: p})
 			}
 		case p := <-sq:
-			if c, ok := r.hand(t, p, instance); ok {
+			if c, ok := r.hand(t, p, instance, aff); ok {
+				cmds, taken = append(cmds, c), append(taken, handout{local: p})
+			}
+		case p := <-iq:
+			if c, ok := r.hand(t, p, instance, aff); ok {
 				cmds, taken = append(cmds, c), append(taken, handout{local: p})
 			}
 		case <-timer.C:
@@ -162,11 +171,15 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.
 	for len(cmds) < limit {
 		select {
 		case p := <-t.queue:
-			if c, ok := r.hand(t, p, instance); ok {
+			if c, ok := r.hand(t, p, instance, aff); ok {
 				cmds, taken = append(cmds, c), append(taken, handout{local: p})
 			}
 		case p := <-sq:
-			if c, ok := r.hand(t, p, instance); ok {
+			if c, ok := r.hand(t, p, instance, aff); ok {
+				cmds, taken = append(cmds, c), append(taken, handout{local: p})
+			}
+		case p := <-iq:
+			if c, ok := r.hand(t, p, instance, aff); ok {
 				cmds, taken = append(cmds, c), append(taken, handout{local: p})
 			}
 		default:
@@ -179,7 +192,7 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.
 // hand turns a queued command into its wire form, with response_timeout set
 // to the time the relay will still wait, and records instance as its holder.
 // Commands whose caller is gone or whose deadline passed are skipped.
-func (r *Relay) hand(t *tunnelState, p *pending, instance string) (wire.Command, bool) {
+func (r *Relay) hand(t *tunnelState, p *pending, instance string, aff map[string]bool) (wire.Command, bool) {
 	if p.isGone() {
 		return wire.Command{}, false
 	}
@@ -187,7 +200,7 @@ func (r *Relay) hand(t *tunnelState, p *pending, instance string) (wire.Command,
 	if left <= 0 {
 		return wire.Command{}, false
 	}
-	if t.claim(p.cmd.RequestID, instance, "") != p {
+	if t.claim(p.cmd.RequestID, instance, "", aff[commandChannel(&p.cmd)]) != p {
 		// Withdrawn (drain) or forgotten since it was queued: never hand it out.
 		return wire.Command{}, false
 	}

@@ -47,6 +47,11 @@ type Cluster interface {
 	// Handle installs the handler of the other replicas' messages; New
 	// calls it once, before any traffic.
 	Handle(h ClusterHandler)
+	// PinSession records that an MCP session of a tunnel lives in one agent
+	// instance's process (proc_affinity), for every replica to see.
+	PinSession(ctx context.Context, tunnel, session, instance string) error
+	// SessionPin returns the instance a session is pinned to ("" for none).
+	SessionPin(ctx context.Context, tunnel, session string) (string, error)
 }
 
 // ClusterHandler receives the other replicas' messages. Its methods are
@@ -100,6 +105,7 @@ const liveEvery = 2 * time.Second
 type queued struct {
 	Owner    string       `json:"o"`
 	Deadline int64        `json:"d"` // unix nanoseconds
+	Lane     Lane         `json:"l,omitempty"`
 	Cmd      wire.Command `json:"c"`
 }
 
@@ -114,6 +120,7 @@ type peerMsg struct {
 	// Requests are the request ids of a claim, in order; Items the agent
 	// messages of a delivery.
 	Requests []string      `json:"rs,omitempty"`
+	Affinity []bool        `json:"af,omitempty"` // per request: the taker keeps its sessions in process
 	Items    []deliverItem `json:"is,omitempty"`
 	Live     []liveTunnel  `json:"l,omitempty"`
 }
@@ -191,7 +198,8 @@ func (h peerHandler) HandleCall(msg []byte) []byte {
 		sts := make([]int, len(m.Requests))
 		for i, rid := range m.Requests {
 			sts[i] = http.StatusNotFound
-			if t != nil && t.claim(rid, m.Instance, m.Claim+"."+strconv.Itoa(i)) != nil {
+			aff := i < len(m.Affinity) && m.Affinity[i]
+			if t != nil && t.claim(rid, m.Instance, m.Claim+"."+strconv.Itoa(i), aff) != nil {
 				sts[i] = http.StatusOK
 			}
 		}

@@ -256,7 +256,10 @@ func (t *tunnelState) offerEnd(now time.Time) {
 // extension read. It reports false when that queue is full.
 func (t *tunnelState) requeue(p *pending) bool {
 	q := t.queue
-	if p.cmd.CommandType == wire.CommandGetStream {
+	switch {
+	case p.pinnedTo != "":
+		q = t.instanceQueue(p.pinnedTo)
+	case p.cmd.CommandType == wire.CommandGetStream:
 		q = t.streams
 	}
 	select {

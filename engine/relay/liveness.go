@@ -275,6 +275,8 @@ func (t *tunnelState) failHeld(instance string) {
 			delete(t.pending, id)
 		}
 	}
+	// Commands pinned to it that it never took: no other agent may run them.
+	held = append(held, t.markGoneLocked(instance, time.Now())...)
 	t.mu.Unlock()
 	if len(held) == 0 || t.lost == nil {
 		return

@@ -10,6 +10,14 @@ import (
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
+// laneFor is the lane p travels in: its instance's when it is pinned.
+func laneFor(p *pending) Lane {
+	if p.pinnedTo != "" {
+		return InstanceLane(p.pinnedTo)
+	}
+	return laneOf(p.cmd.CommandType)
+}
+
 // laneOf is the lane a command type travels in.
 func laneOf(cmdType string) Lane {
 	if cmdType == wire.CommandGetStream {
@@ -23,6 +31,7 @@ func laneOf(cmdType string) Lane {
 // otherwise. On error p is forgotten; the error is ErrQueueFull when the
 // queue holds its bound.
 func (r *Relay) enqueue(t *tunnelState, p *pending) error {
+	p.pinnedTo = r.pinTarget(t, p)
 	t.register(p)
 	var err error
 	if r.cl == nil {
@@ -30,9 +39,10 @@ func (r *Relay) enqueue(t *tunnelState, p *pending) error {
 			err = ErrQueueFull
 		}
 	} else {
-		b, _ := json.Marshal(queued{Owner: r.replica, Deadline: p.deadline.UnixNano(), Cmd: p.cmd})
+		lane := laneFor(p)
+		b, _ := json.Marshal(queued{Owner: r.replica, Deadline: p.deadline.UnixNano(), Lane: lane, Cmd: p.cmd})
 		ctx, cancel := context.WithTimeout(context.Background(), clusterCallTimeout)
-		err = r.cl.Push(ctx, t.id, laneOf(p.cmd.CommandType), b)
+		err = r.cl.Push(ctx, t.id, lane, b)
 		cancel()
 	}
 	if err != nil {
@@ -63,17 +73,21 @@ type handout struct {
 	owner string
 	item  []byte
 	rid   string
+	lane  Lane // the lane it came from
 }
 
 // collectShared is collect for a relay in a Cluster: it pulls items from
 // the shared queue and claims each from its owner; an item whose owner is
 // gone, or whose call ended, is dropped (never run).
-func (r *Relay) collectShared(req *http.Request, t *tunnelState, limit int, wait time.Duration, instance string, offer bool) ([]wire.Command, []handout) {
+func (r *Relay) collectShared(req *http.Request, t *tunnelState, limit int, wait time.Duration, instance string, offer bool, aff map[string]bool) ([]wire.Command, []handout) {
 	ctx, cancel := untilAny(req.Context(), t.done, r.closing, r.draining)
 	defer cancel()
 	lanes := []Lane{LaneCommands}
 	if offer {
 		lanes = append(lanes, LaneStreams)
+	}
+	if instance != "" && len(aff) > 0 {
+		lanes = append(lanes, InstanceLane(instance))
 	}
 	items, err := r.cl.Pull(ctx, t.id, lanes, limit, wait)
 	if err != nil && ctx.Err() == nil {
@@ -100,12 +114,16 @@ func (r *Relay) collectShared(req *http.Request, t *tunnelState, limit int, wait
 			byOwner[q.Owner] = append(byOwner[q.Owner], len(qs))
 		}
 		qs = append(qs, q)
-		hs = append(hs, handout{owner: q.Owner, item: b, rid: q.Cmd.RequestID})
+		lane := q.Lane
+		if lane == "" {
+			lane = laneOf(q.Cmd.CommandType)
+		}
+		hs = append(hs, handout{owner: q.Owner, item: b, rid: q.Cmd.RequestID, lane: lane})
 	}
 	claimed := make([]bool, len(qs))
 	for i, q := range qs {
 		if q.Owner == r.replica {
-			hs[i].local = t.claim(q.Cmd.RequestID, instance, "")
+			hs[i].local = t.claim(q.Cmd.RequestID, instance, "", aff[commandChannel(&q.Cmd)])
 			claimed[i] = hs[i].local != nil
 		}
 	}
@@ -114,6 +132,7 @@ func (r *Relay) collectShared(req *http.Request, t *tunnelState, limit int, wait
 		m := peerMsg{Op: opClaim, Tunnel: t.id, Instance: instance, Claim: randHex(8)}
 		for _, i := range idx {
 			m.Requests = append(m.Requests, qs[i].Cmd.RequestID)
+			m.Affinity = append(m.Affinity, aff[commandChannel(&qs[i].Cmd)])
 		}
 		sts, err := r.callPeerBatch(owner, m, len(idx))
 		if err != nil {
@@ -165,16 +184,9 @@ func (r *Relay) putBack(t *tunnelState, taken []handout, instance string) {
 			continue // its call ended meanwhile
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), clusterCallTimeout)
-		if err := r.cl.Push(ctx, t.id, laneOf(commandTypeOf(h)), h.item); err != nil {
+		if err := r.cl.Push(ctx, t.id, h.lane, h.item); err != nil {
 			r.log.Warn("command dropped after a poller left", "tunnel", t.id, "request_id", h.rid, "err", err)
 		}
 		cancel()
 	}
-}
-
-// commandTypeOf is the command type of a shared handout.
-func commandTypeOf(h handout) string {
-	var q queued
-	_ = json.Unmarshal(h.item, &q)
-	return q.Cmd.CommandType
 }

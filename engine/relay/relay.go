@@ -147,6 +147,8 @@ func New(cfg Config, opts Options) (*Relay, error) {
 // newTunnel returns the state of a new tunnel, with lost-agent detection.
 func (r *Relay) newTunnel(c *tunnelConf) *tunnelState {
 	t := newTunnelState(c, r.set.queueSize)
+	t.shared = r.cl != nil
+	t.onFinal = func(p *pending, resp *wire.Response) { r.notePin(t, p, resp) }
 	t.lost = func(instance string, held int) {
 		t.lostCalls.Add(uint64(held))
 		r.log.Warn("agent lost: failing the calls it held", "tunnel", t.id, "instance", instance, "calls", held)

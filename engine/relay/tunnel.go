@@ -54,6 +54,17 @@ type tunnelState struct {
 	// With a Cluster: when another replica last said it has polls on this
 	// tunnel (one that offered GET streams), and when this one last said so.
 	remotePoll, remoteOffer, lastLive time.Time
+
+	// Process affinity (affinity.go): sessions pinned to an agent instance
+	// (a cache when shared, in a Cluster), instances lost, and the queues of
+	// commands pinned to an instance (alone).
+	pins       map[string]string
+	gone       map[string]time.Time
+	instQueues map[string]chan *pending
+	queueSize  int
+	shared     bool
+	// onFinal, when set, sees each final response before its caller does.
+	onFinal func(p *pending, resp *wire.Response)
 }
 
 func newTunnelState(c *tunnelConf, queueSize int) *tunnelState {
@@ -63,6 +74,11 @@ func newTunnelState(c *tunnelConf, queueSize int) *tunnelState {
 		done:    make(chan struct{}),
 		pending: make(map[string]*pending),
 		agents:  make(map[string]*agentState),
+
+		pins:       make(map[string]string),
+		gone:       make(map[string]time.Time),
+		instQueues: make(map[string]chan *pending),
+		queueSize:  queueSize,
 	}
 	t.streams = make(chan *pending, queueSize)
 	t.conf.Store(c)
@@ -158,7 +174,7 @@ func (t *tunnelState) register(p *pending) {
 // handed to an agent (a command reaches one agent at most, and never
 // again). A claim repeated with the same non-empty claimID (its answer was
 // lost on the way) gets the same answer.
-func (t *tunnelState) claim(requestID, instance, claimID string) *pending {
+func (t *tunnelState) claim(requestID, instance, claimID string, affinity bool) *pending {
 	t.mu.Lock()
 	p := t.pending[requestID]
 	if p != nil && p.holder != "" && claimID != "" && p.claimID == claimID {
@@ -173,7 +189,7 @@ func (t *tunnelState) claim(requestID, instance, claimID string) *pending {
 		t.mu.Unlock()
 		return nil
 	}
-	p.holder, p.claimID = instance, claimID
+	p.holder, p.claimID, p.affinity = instance, claimID, affinity
 	if instance == "" {
 		p.holder = anonymousHolder
 	}
@@ -239,6 +255,9 @@ func (t *tunnelState) deliver(token string, resp *wire.Response) deliverResult {
 		delete(t.pending, resp.RequestID)
 	}
 	t.mu.Unlock()
+	if final && t.onFinal != nil && !p.isGone() {
+		t.onFinal(p, resp)
+	}
 
 	p.mu.Lock()
 	if p.gone {
@@ -267,6 +286,11 @@ type pending struct {
 	holder string
 	// claimID identifies the hand-out that set holder (t.mu).
 	claimID string
+	// affinity: the holder keeps this command's channel's sessions in its
+	// process (proc_affinity); pinnedTo: the instance alone that may take
+	// it ("" for any).
+	affinity bool
+	pinnedTo string
 
 	mu   sync.Mutex
 	msgs []*wire.Response

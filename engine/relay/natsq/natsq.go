@@ -3,6 +3,7 @@ package natsq
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -26,6 +27,10 @@ const (
 	// before.
 	DefaultMaxAge = time.Hour
 )
+
+// sessionTTL is how long a session pin lives: MCP sessions idle that long
+// are gone from their servers.
+const sessionTTL = 24 * time.Hour
 
 // streamSetup bounds New's attempts to create the stream.
 const streamSetup = 60 * time.Second
@@ -63,6 +68,7 @@ type Options struct {
 type Queue struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
+	kv     jetstream.KeyValue
 	id     string
 	prefix string
 	stream string
@@ -148,8 +154,18 @@ func New(ctx context.Context, nc *nats.Conn, o Options) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsq: create stream %s (replicas %d): %w", o.Stream, o.Replicas, err)
 	}
+	kv, err := js.CreateOrUpdateKeyValue(sctx, jetstream.KeyValueConfig{
+		Bucket:      o.Stream + "_SESSIONS",
+		Description: "sluice relay: MCP sessions pinned to the agent instance whose process holds them",
+		TTL:         sessionTTL,
+		Replicas:    o.Replicas,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natsq: create key-value bucket %s_SESSIONS: %w", o.Stream, err)
+	}
 	return &Queue{
-		nc: nc, js: js, id: newID(), prefix: o.Prefix, stream: o.Stream, log: log,
+		nc: nc, js: js, kv: kv, id: newID(), prefix: o.Prefix, stream: o.Stream, log: log,
 		consumers: make(map[string]jetstream.Consumer),
 		pullers:   make(map[string]*puller),
 	}, nil
@@ -511,4 +527,31 @@ func (q *Queue) Close() error {
 		_ = s.Unsubscribe()
 	}
 	return nil
+}
+
+// sessionKey is a pin's key: the tunnel and a hash of the session id
+// (which may hold characters a key may not).
+func sessionKey(tunnel, session string) string {
+	sum := sha256.Sum256([]byte(session))
+	return tunnel + "." + hex.EncodeToString(sum[:16])
+}
+
+// PinSession implements relay.Cluster.
+func (q *Queue) PinSession(ctx context.Context, tunnel, session, instance string) error {
+	if _, err := q.kv.Put(ctx, sessionKey(tunnel, session), []byte(instance)); err != nil {
+		return fmt.Errorf("natsq: pin session: %w", err)
+	}
+	return nil
+}
+
+// SessionPin implements relay.Cluster.
+func (q *Queue) SessionPin(ctx context.Context, tunnel, session string) (string, error) {
+	e, err := q.kv.Get(ctx, sessionKey(tunnel, session))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("natsq: read session pin: %w", err)
+	}
+	return string(e.Value()), nil
 }

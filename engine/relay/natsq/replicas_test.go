@@ -462,3 +462,101 @@ func TestLostAgentAcrossReplicas(t *testing.T) {
 		t.Fatal("the call held by a dead agent was not failed")
 	}
 }
+
+// pollAs polls url once as instance, declaring proc_affinity on main.
+func pollAs(t *testing.T, url, instance string, timeout time.Duration) []wire.Command {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url+"/v1/tunnels/"+tun+"/poll?limit=5&timeout_ms="+fmt.Sprint(timeout.Milliseconds()), nil)
+	req.Header.Set("Authorization", rtAuth)
+	req.Header.Set(wire.HeaderClientInstanceID, instance)
+	req.Header.Set(wire.HeaderServerInfo, `{"version":1,"channels":[{"name":"main","proc_affinity":true}]}`)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return nil
+	}
+	cmds, _, err := wire.DecodePoll(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmds
+}
+
+// A session created through an agent with proc_affinity is pinned for
+// every replica: its later calls, on any replica, reach that agent alone.
+func TestProcAffinityAcrossReplicas(t *testing.T) {
+	conn := embedded(t)
+	r0, r1, r2 := startReplica(t, conn(), 0), startReplica(t, conn(), 0), startReplica(t, conn(), 0)
+	pollAs(t, r1.url, "agent-b", time.Millisecond)
+	time.Sleep(100 * time.Millisecond)
+
+	// initialize on r0, taken by agent a polling r2, answered through r1.
+	initRes := make(chan string, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", r0.url+"/v1/mcp/"+tun, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`))
+		req.Header.Set("Authorization", "Bearer "+ckKey)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			initRes <- err.Error()
+			return
+		}
+		resp.Body.Close()
+		initRes <- resp.Header.Get("Mcp-Session-Id")
+	}()
+	var cmds []wire.Command
+	for deadline := time.Now().Add(5 * time.Second); len(cmds) == 0 && time.Now().Before(deadline); {
+		cmds = pollAs(t, r2.url, "agent-a", time.Second)
+	}
+	if len(cmds) != 1 {
+		t.Fatal("agent a got no initialize")
+	}
+	body, _ := json.Marshal(wire.Response{RequestID: cmds[0].RequestID, RespCode: 200, RespType: wire.RespJSONRPCResponse,
+		RespHeaders: map[string][]string{"Mcp-Session-Id": {"pinned-session"}}, RespJSON: json.RawMessage(`{"jsonrpc":"2.0","id":1,"result":{}}`)})
+	req, _ := http.NewRequest("POST", r1.url+"/v1/tunnels/"+tun+"/response", bytes.NewReader(body))
+	req.Header.Set("Authorization", rtAuth)
+	req.Header.Set(wire.HeaderShardToken, cmds[0].ShardToken)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("respond: %v %v", resp, err)
+	}
+	if sid := <-initRes; sid != "pinned-session" {
+		t.Fatalf("initialize answer: session %q", sid)
+	}
+
+	// The session's next call, on r1, while agent b polls r1 itself.
+	callRes := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", r1.url+"/v1/mcp/"+tun, strings.NewReader(`{"jsonrpc":"2.0","id":2,"method":"ping"}`))
+		req.Header.Set("Authorization", "Bearer "+ckKey)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Mcp-Session-Id", "pinned-session")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			callRes <- 0
+			return
+		}
+		resp.Body.Close()
+		callRes <- resp.StatusCode
+	}()
+	if got := pollAs(t, r1.url, "agent-b", 700*time.Millisecond); len(got) != 0 {
+		t.Fatalf("agent b got a command of agent a's session: %s", got[0].JSONRPC)
+	}
+	cmds = nil
+	for deadline := time.Now().Add(5 * time.Second); len(cmds) == 0 && time.Now().Before(deadline); {
+		cmds = pollAs(t, r2.url, "agent-a", time.Second)
+	}
+	if len(cmds) != 1 || !strings.Contains(string(cmds[0].JSONRPC), `"id":2`) {
+		t.Fatalf("agent a got %v", cmds)
+	}
+	ag := &agent{t: t, instance: "agent-a", respondURL: r0.url}
+	if st := ag.respond(cmds[0]); st != 200 {
+		t.Fatalf("respond: %d", st)
+	}
+	if st := <-callRes; st != 200 {
+		t.Fatalf("pinned call: %d", st)
+	}
+}
