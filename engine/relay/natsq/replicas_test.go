@@ -560,3 +560,58 @@ func TestProcAffinityAcrossReplicas(t *testing.T) {
 		t.Fatalf("pinned call: %d", st)
 	}
 }
+
+// A replica that drains withdraws the calls it queued that no agent took
+// (503, retry: nothing ran them, and a poll on another replica that pulls
+// one drops it), and lets the one an agent took on another replica finish.
+func TestDrainAcrossReplicas(t *testing.T) {
+	conn := embedded(t)
+	a, b := startReplica(t, conn(), 0), startReplica(t, conn(), 0)
+	pollOnce(t, b.url, "agent-d")
+	time.Sleep(100 * time.Millisecond)
+	taken := make(chan string, 1)
+	go func() { st, body := call(t, a.url, 31); taken <- fmt.Sprint(st, " ", body) }()
+	var cmds []wire.Command
+	for deadline := time.Now().Add(5 * time.Second); len(cmds) == 0 && time.Now().Before(deadline); {
+		cmds = pollOnce(t, b.url, "agent-d")
+	}
+	if len(cmds) != 1 {
+		t.Fatal("no command")
+	}
+	// A second call on A stays queued: nobody polls.
+	queued := make(chan int, 1)
+	go func() { st, _ := call(t, a.url, 32); queued <- st }()
+	time.Sleep(300 * time.Millisecond)
+
+	drained := make(chan struct{})
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		a.r.Drain(ctx)
+		close(drained)
+	}()
+	if st := <-queued; st != http.StatusServiceUnavailable {
+		t.Fatalf("queued call at the drain: %d, want 503", st)
+	}
+	select {
+	case <-drained:
+		t.Fatal("drain ended with a delivered call still running")
+	case <-time.After(300 * time.Millisecond):
+	}
+	// The withdrawn command is never handed out by another replica.
+	if got := pollOnce(t, b.url, "agent-d"); len(got) != 0 {
+		t.Fatalf("a withdrawn command was handed out: %s", got[0].JSONRPC)
+	}
+	ag := &agent{t: t, instance: "agent-d", respondURL: b.url}
+	if st := ag.respond(cmds[0]); st != 200 {
+		t.Fatalf("respond: %d", st)
+	}
+	if got := <-taken; !strings.HasPrefix(got, "200 ") {
+		t.Fatalf("delivered call during the drain: %s", got)
+	}
+	select {
+	case <-drained:
+	case <-time.After(5 * time.Second):
+		t.Fatal("drain did not end after its last call")
+	}
+}
