@@ -152,7 +152,7 @@ func TestReplicasSteadyLoad(t *testing.T) {
 	}
 }
 
-// TestReplicaKilled: SIGKILL one replica under load. Only the calls whose
+// TestReplicaKilled: SIGKILL one replica under load (64 clients). Only the calls whose
 // client connection it held fail (their connections broke); their commands
 // do not run later; the other replicas' clients see no error, and their
 // p99 around the failover stays under 2 s.
@@ -161,7 +161,7 @@ func TestReplicaKilled(t *testing.T) {
 	rs := tp.startReplicated(0)
 	victim := rs.replicas[1]
 	l := rs.load(tp)
-	l.Concurrency, l.Duration, l.SleepMS = 16, 7*time.Second, 20
+	l.Concurrency, l.Duration, l.SleepMS = 64, 7*time.Second, 20
 	var killedAt time.Time
 	after(2*time.Second, func() { killedAt = time.Now(); victim.Kill() })
 	res := tp.run(context.Background(), l)
@@ -179,7 +179,9 @@ func TestReplicaKilled(t *testing.T) {
 		case c.Start.After(killedAt) && (c.Kind != "transport" || c.Executed > 0 || c.Start.After(killedAt.Add(time.Second))):
 			t.Errorf("call %s on the killed replica failed after the kill: %s %s (executed %d)", c.ID, c.Kind, c.Detail, c.Executed)
 		}
-		if c.Executed > 0 && c.LastExecuted.After(killedAt.Add(time.Second)) {
+		// One an agent took before the kill may still run (its result is
+		// dropped), out of the agent's buffer; nothing runs later than that.
+		if c.Executed > 0 && c.LastExecuted.After(killedAt.Add(3*time.Second)) {
 			t.Errorf("call %s of the killed replica ran %s after the kill", c.ID, c.LastExecuted.Sub(killedAt))
 		}
 	}
@@ -191,8 +193,8 @@ func TestReplicaKilled(t *testing.T) {
 		return !onVictim(c) && c.Class == faultkit.ClassOK && c.End.After(killedAt) && c.Start.Before(killedAt.Add(3*time.Second))
 	}
 	p99 := res.Percentile(99, around)
-	t.Logf("killed replica held %d calls (all lost, none run after the kill); surviving replicas: %d calls around the failover, p99 %s",
-		len(held), len(res.Where(around)), p99.Round(time.Millisecond))
+	t.Logf("killed replica held %d calls (all lost; %d had been taken by an agent and ran, their results dropped); surviving replicas: %d calls around the failover, p99 %s",
+		len(held), len(res.Late), len(res.Where(around)), p99.Round(time.Millisecond))
 	if p99 > 2*time.Second {
 		t.Errorf("p99 on the surviving replicas around the failover: %s (bar: 2 s)", p99)
 	}

@@ -41,7 +41,9 @@ func (r *Relay) enqueue(t *tunnelState, p *pending) error {
 	} else {
 		lane := laneFor(p)
 		b, _ := json.Marshal(queued{Owner: r.replica, Deadline: p.deadline.UnixNano(), Lane: lane, Cmd: p.cmd})
-		ctx, cancel := context.WithTimeout(context.Background(), clusterCallTimeout)
+		// Keep trying through a NATS failover (a stream leader election takes
+		// seconds) while the caller waits anyway: until its deadline.
+		ctx, cancel := context.WithDeadline(context.Background(), p.deadline)
 		err = r.cl.Push(ctx, t.id, lane, b)
 		cancel()
 	}
