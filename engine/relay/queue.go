@@ -10,6 +10,17 @@ import (
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
+// pushPatience bounds how long a call waits for the shared queue to take
+// its command (a NATS failover) before it is refused with 503.
+const pushPatience = 15 * time.Second
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
 // laneFor is the lane p travels in: its instance's when it is pinned.
 func laneFor(p *pending) Lane {
 	if p.pinnedTo != "" {
@@ -42,8 +53,9 @@ func (r *Relay) enqueue(t *tunnelState, p *pending) error {
 		lane := laneFor(p)
 		b, _ := json.Marshal(queued{Owner: r.replica, Deadline: p.deadline.UnixNano(), Lane: lane, Cmd: p.cmd})
 		// Keep trying through a NATS failover (a stream leader election takes
-		// seconds) while the caller waits anyway: until its deadline.
-		ctx, cancel := context.WithDeadline(context.Background(), p.deadline)
+		// seconds) while the caller waits anyway: until its deadline, at
+		// most pushPatience.
+		ctx, cancel := context.WithDeadline(context.Background(), minTime(p.deadline, time.Now().Add(pushPatience)))
 		err = r.cl.Push(ctx, t.id, lane, b)
 		cancel()
 	}
