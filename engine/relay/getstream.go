@@ -229,11 +229,13 @@ func (r *Relay) streamUnavailable(w http.ResponseWriter, e *exchange, opened boo
 }
 
 // streamsOffered reports whether an agent that offered GET streams is
-// polling the tunnel or polled within timeout.
+// polling the tunnel or polled within timeout (here, or on another replica
+// of a Cluster).
 func (t *tunnelState) streamsOffered(now time.Time, timeout time.Duration) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.offering > 0 || (!t.lastOffer.IsZero() && now.Sub(t.lastOffer) < timeout)
+	return t.offering > 0 || (!t.lastOffer.IsZero() && now.Sub(t.lastOffer) < timeout) ||
+		(!t.remoteOffer.IsZero() && now.Sub(t.remoteOffer) < timeout)
 }
 
 // offerStart and offerEnd bracket a poll that offered GET streams.

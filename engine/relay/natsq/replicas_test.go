@@ -615,3 +615,87 @@ func TestDrainAcrossReplicas(t *testing.T) {
 		t.Fatal("drain did not end after its last call")
 	}
 }
+
+// A client's standalone GET stream on one replica is carried by an agent
+// that offered GET streams on another, and its messages, posted to a third,
+// stream to the client.
+func TestGetStreamAcrossReplicas(t *testing.T) {
+	conn := embedded(t)
+	a, b, c := startReplica(t, conn(), 0), startReplica(t, conn(), 0), startReplica(t, conn(), 0)
+	poll := func() []wire.Command {
+		req, _ := http.NewRequest("GET", b.url+"/v1/tunnels/"+tun+"/poll?limit=5&timeout_ms=1000", nil)
+		req.Header.Set("Authorization", rtAuth)
+		req.Header.Set(wire.HeaderClientInstanceID, "agent-g")
+		req.Header.Set(wire.HeaderExtensions, wire.ExtGetStream)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			return nil
+		}
+		cmds, _, _ := wire.DecodePoll(body)
+		return cmds
+	}
+	poll()
+	time.Sleep(100 * time.Millisecond) // A hears of B's offering poll
+
+	type got struct {
+		status int
+		ct     string
+		body   string
+	}
+	res := make(chan got, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", a.url+"/v1/mcp/"+tun, nil)
+		req.Header.Set("Authorization", "Bearer "+ckKey)
+		req.Header.Set("Accept", "text/event-stream")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			res <- got{body: err.Error()}
+			return
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		res <- got{resp.StatusCode, resp.Header.Get("Content-Type"), string(body)}
+	}()
+	var cmds []wire.Command
+	for deadline := time.Now().Add(5 * time.Second); len(cmds) == 0 && time.Now().Before(deadline); {
+		cmds = poll()
+	}
+	if len(cmds) != 1 || cmds[0].CommandType != wire.CommandGetStream {
+		select {
+		case g := <-res:
+			t.Fatalf("agent got %v; the client got %d %q", cmds, g.status, g.body)
+		default:
+			t.Fatalf("agent got %v", cmds)
+		}
+	}
+	post := func(resp wire.Response) {
+		body, _ := json.Marshal(resp)
+		req, _ := http.NewRequest("POST", c.url+"/v1/tunnels/"+tun+"/response", bytes.NewReader(body))
+		req.Header.Set("Authorization", rtAuth)
+		req.Header.Set(wire.HeaderShardToken, cmds[0].ShardToken)
+		r, err := http.DefaultClient.Do(req)
+		if err != nil || r.StatusCode != 200 {
+			t.Fatalf("post: %v %v", r, err)
+		}
+		r.Body.Close()
+	}
+	rid := cmds[0].RequestID
+	post(wire.Response{RequestID: rid, RespType: wire.RespJSONRPCNotify, RespCode: 200,
+		RespHeaders: map[string][]string{"Content-Type": {"text/event-stream"}}})
+	post(wire.Response{RequestID: rid, RespType: wire.RespJSONRPCNotify, RespCode: 200,
+		RespJSON: json.RawMessage(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"hello"}}`)})
+	post(wire.Response{RequestID: rid, RespType: wire.RespJSONRPCResponse, RespCode: 200})
+	select {
+	case g := <-res:
+		if g.status != 200 || !strings.HasPrefix(g.ct, "text/event-stream") || !strings.Contains(g.body, `"data":"hello"`) {
+			t.Fatalf("GET stream: %d %s %q", g.status, g.ct, g.body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("GET stream did not end")
+	}
+}
