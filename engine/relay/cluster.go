@@ -32,10 +32,11 @@ type Cluster interface {
 	// the lane holds its bound.
 	Push(ctx context.Context, tunnel string, lane Lane, item []byte) error
 	// Pull waits up to wait for the first item of any of lanes, then takes
-	// whatever else is ready, up to limit in all. The items it returns are
-	// off the queue. An item that arrives after ctx ends goes back to the
-	// queue for another puller.
-	Pull(ctx context.Context, tunnel string, lanes []Lane, limit int, wait time.Duration) ([][]byte, error)
+	// whatever else is ready, up to limit in all. Each item it returns is
+	// held for this puller until it is acknowledged (then it is off the
+	// queue) or its holder dies (then it is delivered again). An item that
+	// arrives after ctx ends goes back to the queue for another puller.
+	Pull(ctx context.Context, tunnel string, lanes []Lane, limit int, wait time.Duration) ([]Pulled, error)
 	// Call sends msg to replica and returns its handler's answer; it returns
 	// ErrNoReplica when no replica of that id answers.
 	Call(ctx context.Context, replica string, msg []byte) ([]byte, error)
@@ -52,6 +53,14 @@ type Cluster interface {
 	PinSession(ctx context.Context, tunnel, session, instance string) error
 	// SessionPin returns the instance a session is pinned to ("" for none).
 	SessionPin(ctx context.Context, tunnel, session string) (string, error)
+}
+
+// Pulled is an item Pull returned.
+type Pulled interface {
+	// Data is the item as pushed.
+	Data() []byte
+	// Ack takes the item off the queue.
+	Ack() error
 }
 
 // ClusterHandler receives the other replicas' messages. Its methods are

@@ -112,10 +112,18 @@ func (r *Relay) collectShared(req *http.Request, t *tunnelState, limit int, wait
 		case <-time.After(min(wait, time.Second)):
 		}
 	}
+	// Items are acknowledged once claimed (or refused): a replica that dies
+	// before it claims them leaves them to JetStream to deliver again.
+	defer func() {
+		for _, it := range items {
+			_ = it.Ack()
+		}
+	}()
 	qs := make([]queued, 0, len(items))
 	hs := make([]handout, 0, len(items))
 	byOwner := map[string][]int{} // remote owner → indexes in qs
-	for _, b := range items {
+	for _, it := range items {
+		b := it.Data()
 		var q queued
 		if err := json.Unmarshal(b, &q); err != nil {
 			r.log.Warn("queue: undecodable item dropped", "tunnel", t.id, "err", err)

@@ -263,7 +263,7 @@ func (q *Queue) forget(tunnel string, lane relay.Lane, err error) {
 // Pull implements relay.Cluster: the first item of any lane within wait
 // (from the lane's puller: at once when the lane holds one), then, when
 // its lane holds more, what is ready there.
-func (q *Queue) Pull(ctx context.Context, tunnel string, lanes []relay.Lane, limit int, wait time.Duration) ([][]byte, error) {
+func (q *Queue) Pull(ctx context.Context, tunnel string, lanes []relay.Lane, limit int, wait time.Duration) ([]relay.Pulled, error) {
 	for _, l := range lanes {
 		if _, err := q.consumer(ctx, tunnel, l); err != nil {
 			return nil, err
@@ -280,12 +280,12 @@ func (q *Queue) Pull(ctx context.Context, tunnel string, lanes []relay.Lane, lim
 		more, err = q.ready(tunnel, lane, limit-1)
 		msgs = append(msgs, more...)
 	}
-	out := make([][]byte, 0, len(msgs))
-	for _, m := range msgs {
-		// Taken: off the queue. A lost acknowledgement means a second
-		// delivery, which the owner's claim refuses.
-		_ = m.Ack()
-		out = append(out, m.Data())
+	// The caller acknowledges each (a jetstream.Msg is a relay.Pulled). A
+	// lost acknowledgement means a second delivery, which the owner's
+	// claim refuses.
+	out := make([]relay.Pulled, len(msgs))
+	for i, m := range msgs {
+		out[i] = m
 	}
 	return out, err
 }

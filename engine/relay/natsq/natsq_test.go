@@ -45,6 +45,17 @@ func newQueue(t testing.TB, nc *nats.Conn, o Options) *Queue {
 
 const tun = "tunnel_0123456789abcdef0123456789abcdef"
 
+// pull pulls and acknowledges, returning the items' data as strings.
+func pull(ctx context.Context, q *Queue, lanes []relay.Lane, limit int, wait time.Duration) ([]string, error) {
+	items, err := q.Pull(ctx, tun, lanes, limit, wait)
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = string(it.Data())
+		_ = it.Ack()
+	}
+	return out, err
+}
+
 func TestPushPullAndQueueFull(t *testing.T) {
 	conn := embedded(t)
 	q := newQueue(t, conn(), Options{QueueSize: 3})
@@ -61,17 +72,17 @@ func TestPushPullAndQueueFull(t *testing.T) {
 	if err := q.Push(ctx, tun, relay.LaneStreams, []byte("s")); err != nil {
 		t.Fatal(err)
 	}
-	items, err := q.Pull(ctx, tun, []relay.Lane{relay.LaneCommands}, 2, time.Second)
-	if err != nil || len(items) != 2 || string(items[0]) != "0" || string(items[1]) != "1" {
+	items, err := pull(ctx, q, []relay.Lane{relay.LaneCommands}, 2, time.Second)
+	if err != nil || len(items) != 2 || items[0] != "0" || items[1] != "1" {
 		t.Fatalf("pull = %q, %v", items, err)
 	}
 	// A poll that did not offer streams never sees the stream lane.
-	items, _ = q.Pull(ctx, tun, []relay.Lane{relay.LaneCommands}, 25, time.Second)
-	if len(items) != 1 || string(items[0]) != "2" {
+	items, _ = pull(ctx, q, []relay.Lane{relay.LaneCommands}, 25, time.Second)
+	if len(items) != 1 || items[0] != "2" {
 		t.Fatalf("pull = %q", items)
 	}
-	items, _ = q.Pull(ctx, tun, []relay.Lane{relay.LaneCommands, relay.LaneStreams}, 25, time.Second)
-	if len(items) != 1 || string(items[0]) != "s" {
+	items, _ = pull(ctx, q, []relay.Lane{relay.LaneCommands, relay.LaneStreams}, 25, time.Second)
+	if len(items) != 1 || items[0] != "s" {
 		t.Fatalf("pull with streams = %q", items)
 	}
 	// Taken items are off the queue: room again.
@@ -85,7 +96,7 @@ func TestPullWaitsForTheFirstItem(t *testing.T) {
 	q := newQueue(t, conn(), Options{})
 	ctx := context.Background()
 	start := time.Now()
-	items, err := q.Pull(ctx, tun, []relay.Lane{relay.LaneCommands}, 5, 300*time.Millisecond)
+	items, err := pull(ctx, q, []relay.Lane{relay.LaneCommands}, 5, 300*time.Millisecond)
 	if err != nil || len(items) != 0 {
 		t.Fatalf("empty pull = %q, %v", items, err)
 	}
@@ -96,8 +107,8 @@ func TestPullWaitsForTheFirstItem(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		_ = q.Push(ctx, tun, relay.LaneStreams, []byte("late"))
 	}()
-	items, err = q.Pull(ctx, tun, []relay.Lane{relay.LaneCommands, relay.LaneStreams}, 5, 10*time.Second)
-	if err != nil || len(items) != 1 || string(items[0]) != "late" {
+	items, err = pull(ctx, q, []relay.Lane{relay.LaneCommands, relay.LaneStreams}, 5, 10*time.Second)
+	if err != nil || len(items) != 1 || items[0] != "late" {
 		t.Fatalf("pull = %q, %v", items, err)
 	}
 }
@@ -112,7 +123,7 @@ func TestItemForAnEndedPollGoesBack(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, _ = a.Pull(ctx, tun, []relay.Lane{relay.LaneCommands}, 1, 4*time.Second)
+		_, _ = pull(ctx, a, []relay.Lane{relay.LaneCommands}, 1, 4*time.Second)
 	}()
 	time.Sleep(200 * time.Millisecond)
 	cancel() // its pull request is still held by the server
@@ -120,8 +131,8 @@ func TestItemForAnEndedPollGoesBack(t *testing.T) {
 	if err := b.Push(context.Background(), tun, relay.LaneCommands, []byte("one")); err != nil {
 		t.Fatal(err)
 	}
-	items, err := b.Pull(context.Background(), tun, []relay.Lane{relay.LaneCommands}, 1, 3*time.Second)
-	if err != nil || len(items) != 1 || string(items[0]) != "one" {
+	items, err := pull(context.Background(), b, []relay.Lane{relay.LaneCommands}, 1, 3*time.Second)
+	if err != nil || len(items) != 1 || items[0] != "one" {
 		t.Fatalf("pull = %q, %v", items, err)
 	}
 }
@@ -142,10 +153,10 @@ func TestEveryItemTakenOnce(t *testing.T) {
 		q := qs[i%3]
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				items, _ := q.Pull(ctx, tun, []relay.Lane{relay.LaneCommands}, 1+i%5, 500*time.Millisecond)
+				items, _ := pull(ctx, q, []relay.Lane{relay.LaneCommands}, 1+i%5, 500*time.Millisecond)
 				mu.Lock()
 				for _, it := range items {
-					seen[string(it)]++
+					seen[it]++
 				}
 				mu.Unlock()
 			}
@@ -237,5 +248,27 @@ func TestCallBroadcastAsk(t *testing.T) {
 	hb.yes.Store(true)
 	if yes, err := a.Ask(ctx, []byte("?"), 2*time.Second); err != nil || !yes {
 		t.Fatalf("ask with b's yes = %v, %v", yes, err)
+	}
+}
+
+// An item pulled and never acknowledged (its puller died) is delivered
+// again; an acknowledged one is not.
+func TestUnacknowledgedItemComesBack(t *testing.T) {
+	conn := embedded(t)
+	a, b := newQueue(t, conn(), Options{}), newQueue(t, conn(), Options{})
+	ctx := context.Background()
+	for _, s := range []string{"acked", "dropped"} {
+		if err := a.Push(ctx, tun, relay.LaneCommands, []byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	items, err := a.Pull(ctx, tun, []relay.Lane{relay.LaneCommands}, 2, time.Second)
+	if err != nil || len(items) != 2 {
+		t.Fatalf("pull: %d items, %v", len(items), err)
+	}
+	_ = items[0].Ack() // "acked"; "dropped" is never acknowledged
+	got, err := pull(ctx, b, []relay.Lane{relay.LaneCommands}, 5, 2*ackWait)
+	if err != nil || len(got) != 1 || got[0] != "dropped" {
+		t.Fatalf("after the ack wait: %q, %v", got, err)
 	}
 }
