@@ -185,16 +185,26 @@ func TestReplicaKilled(t *testing.T) {
 			t.Errorf("call %s of the killed replica ran %s after the kill", c.ID, c.LastExecuted.Sub(killedAt))
 		}
 	}
+	// A command the killed replica was handing out to an agent (claimed
+	// from its owner, the poll's answer not yet written) is neither run
+	// nor sent again (it might have reached the agent): its call, on a
+	// surviving replica, ends at its response timeout. At most one poll
+	// batch (25) per agent.
 	others := res.Where(func(c *faultkit.Call) bool { return !onVictim(c) && c.Class != faultkit.ClassOK })
 	for _, c := range others {
-		t.Errorf("call %s on a surviving replica failed: %s %s", c.ID, c.Kind, c.Detail)
+		if c.Kind != "http_504/rpc_-32603" || c.Executed > 0 {
+			t.Errorf("call %s on a surviving replica failed: %s %s (executed %d)", c.ID, c.Kind, c.Detail, c.Executed)
+		}
+	}
+	if len(others) > 2*25 {
+		t.Errorf("%d calls on surviving replicas failed (bound: a poll batch per agent, 50)", len(others))
 	}
 	around := func(c *faultkit.Call) bool {
 		return !onVictim(c) && c.Class == faultkit.ClassOK && c.End.After(killedAt) && c.Start.Before(killedAt.Add(3*time.Second))
 	}
 	p99 := res.Percentile(99, around)
-	t.Logf("killed replica held %d calls (all lost; %d had been taken by an agent and ran, their results dropped); surviving replicas: %d calls around the failover, p99 %s",
-		len(held), len(res.Late), len(res.Where(around)), p99.Round(time.Millisecond))
+	t.Logf("killed replica held %d calls (all lost; %d had been taken by an agent and ran, their results dropped); %d commands it was handing out timed out; surviving replicas: %d calls around the failover, p99 %s",
+		len(held), len(res.Late), len(others), len(res.Where(around)), p99.Round(time.Millisecond))
 	if p99 > 2*time.Second {
 		t.Errorf("p99 on the surviving replicas around the failover: %s (bar: 2 s)", p99)
 	}
@@ -240,7 +250,8 @@ func TestEverythingRestarted(t *testing.T) {
 	tp := newTopo(t)
 	rs := tp.startReplicated(0)
 	l := rs.load(tp)
-	l.Concurrency, l.Duration, l.SleepMS = 8, 16*time.Second, 20
+	stop := make(chan struct{})
+	l.Concurrency, l.Duration, l.SleepMS, l.Stop = 8, 2*time.Minute, 20, stop
 	var downAt, upAt time.Time
 	up := make(chan struct{})
 	after(2*time.Second, func() {
@@ -264,6 +275,7 @@ func TestEverythingRestarted(t *testing.T) {
 		}
 		upAt = time.Now()
 		close(up)
+		time.AfterFunc(5*time.Second, func() { close(stop) }) // 5 s of calls after the restart
 	})
 	res := tp.run(context.Background(), l)
 	<-up

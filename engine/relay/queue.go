@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/sluicemcp/sluice/engine/wire"
@@ -149,24 +150,31 @@ func (r *Relay) collectShared(req *http.Request, t *tunnelState, limit int, wait
 			claimed[i] = hs[i].local != nil
 		}
 	}
-	// One claim per owner for all its commands in this poll.
+	// One claim per owner for all its commands in this poll, the owners at
+	// once: the time between a claim and the poll's answer is the window in
+	// which this replica's death loses a command (it might have reached the
+	// agent, so it is never sent again).
+	var wg sync.WaitGroup
 	for owner, idx := range byOwner {
 		m := peerMsg{Op: opClaim, Tunnel: t.id, Instance: instance, Claim: randHex(8)}
 		for _, i := range idx {
 			m.Requests = append(m.Requests, qs[i].Cmd.RequestID)
 			m.Affinity = append(m.Affinity, aff[commandChannel(&qs[i].Cmd)])
 		}
-		sts, err := r.callPeerBatch(owner, m, len(idx))
-		if err != nil {
-			if !errors.Is(err, ErrNoReplica) {
-				r.log.Warn("claim failed: commands dropped", "tunnel", t.id, "commands", len(idx), "err", err)
+		wg.Go(func() {
+			sts, err := r.callPeerBatch(owner, m, len(idx))
+			if err != nil {
+				if !errors.Is(err, ErrNoReplica) {
+					r.log.Warn("claim failed: commands dropped", "tunnel", t.id, "commands", len(idx), "err", err)
+				}
+				return
 			}
-			continue
-		}
-		for k, i := range idx {
-			claimed[i] = sts[k] == http.StatusOK
-		}
+			for k, i := range idx {
+				claimed[i] = sts[k] == http.StatusOK // distinct indexes per owner
+			}
+		})
 	}
+	wg.Wait()
 	var (
 		cmds  []wire.Command
 		taken []handout

@@ -58,6 +58,9 @@ type Load struct {
 	// dead URL for a second, as a load balancer's health check would. A
 	// call whose connection broke after it was sent is not sent again.
 	Failover bool
+	// Stop, when closed, ends the load as Duration does: no call starts
+	// after it, the calls in flight finish.
+	Stop <-chan struct{}
 }
 
 // Call is one call's record.
@@ -126,6 +129,11 @@ func (l *Load) Run(ctx context.Context) *Result {
 				}
 				if !stopAt.IsZero() && time.Now().After(stopAt) {
 					return
+				}
+				select {
+				case <-l.Stop: // nil: never
+					return
+				default:
 				}
 				id := prefix + "-" + strconv.FormatInt(n, 10)
 				c := l.failover(ctx, client, int(n-1), id, pad, hung, down)
