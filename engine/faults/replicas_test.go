@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -251,41 +252,48 @@ func TestEverythingRestarted(t *testing.T) {
 	rs := tp.startReplicated(0)
 	l := rs.load(tp)
 	stop := make(chan struct{})
-	l.Concurrency, l.Duration, l.SleepMS, l.Stop = 8, 2*time.Minute, 20, stop
-	var downAt, upAt time.Time
-	up := make(chan struct{})
-	after(2*time.Second, func() {
-		downAt = time.Now()
-		for _, r := range rs.replicas {
-			r.Kill()
-		}
-		for _, nd := range rs.nats {
-			nd.Kill()
-		}
-	})
-	after(3*time.Second, func() {
-		for _, nd := range rs.nats {
-			nd.Restart(t)
-		}
-		for _, nd := range rs.nats {
-			nd.waitReady(t)
-		}
-		for _, r := range rs.replicas {
-			r.restart(t)
-		}
-		upAt = time.Now()
-		close(up)
-		time.AfterFunc(5*time.Second, func() { close(stop) }) // 5 s of calls after the restart
-	})
-	res := tp.run(context.Background(), l)
-	<-up
+	l.Concurrency, l.Duration, l.SleepMS, l.Stop = 8, 3*time.Minute, 20, stop
+	results := make(chan *faultkit.Result, 1)
+	go func() { results <- tp.run(context.Background(), l) }()
+	var once sync.Once
+	end := func() *faultkit.Result {
+		once.Do(func() { close(stop) })
+		return <-results
+	}
+	t.Cleanup(func() { once.Do(func() { close(stop) }) })
+
+	time.Sleep(2 * time.Second)
+	downAt := time.Now()
+	for _, r := range rs.replicas {
+		r.Kill()
+	}
+	for _, nd := range rs.nats {
+		nd.Kill()
+	}
+	time.Sleep(time.Second)
+	for _, nd := range rs.nats {
+		nd.Restart(t)
+	}
+	for _, nd := range rs.nats {
+		nd.waitReady(t)
+	}
+	// A replica starts once JetStream has leaders again.
+	for _, r := range rs.replicas {
+		r.Restart(t)
+	}
+	for _, r := range rs.replicas {
+		faultkit.WaitHTTP(t, r.adminURL+"/healthz", time.Minute, func(s int) bool { return s == 200 })
+	}
+	upAt := time.Now()
+	time.Sleep(5 * time.Second) // calls after the restart
+	res := end()
 	assertSound(t, res)
 	for _, c := range res.Where(func(c *faultkit.Call) bool { return c.Class == faultkit.ClassError }) {
 		if c.End.Before(downAt) {
 			t.Errorf("call %s failed before the outage: %s %s", c.ID, c.Kind, c.Detail)
 		}
-		if c.Start.After(upAt.Add(5 * time.Second)) {
-			t.Errorf("call %s failed 5 s after everything was back: %s %s", c.ID, c.Kind, c.Detail)
+		if c.Start.After(upAt.Add(3 * time.Second)) {
+			t.Errorf("call %s failed 3 s after everything was back: %s %s", c.ID, c.Kind, c.Detail)
 		}
 	}
 	t.Logf("outage %s (restart of 3 NATS nodes and 3 replicas); first call ok %s after", upAt.Sub(downAt).Round(time.Millisecond), firstOKAfter(res, upAt))
