@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -56,17 +55,7 @@ func benchRelay(b *testing.B, cl relay.Cluster) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r, err := relay.New(relay.Config{PublicURL: "http://" + ln.Addr().String(),
-		Tunnels: []relay.Tunnel{{ID: tun, RuntimeKey: rtKey, AuthMode: relay.AuthPublic}}},
-		relay.Options{Cluster: cl})
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(r.Handler())
-	r.ConfigureServer(srv.Config)
-	srv.Listener.Close()
-	srv.Listener = ln
-	srv.Start()
+	r, srv := serve(b, ln, relay.Config{Tunnels: []relay.Tunnel{{ID: tun, RuntimeKey: rtKey, AuthMode: relay.AuthPublic}}}, cl)
 	defer func() { r.Close(); srv.Close() }()
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256}}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -42,23 +42,30 @@ func startReplica(t *testing.T, nc *nats.Conn, queueSize int) *replica {
 		t.Fatal(err)
 	}
 	q := newQueue(t, nc, Options{QueueSize: queueSize})
-	r, err := relay.New(relay.Config{
-		PublicURL: "http://" + ln.Addr().String(),
+	r, srv := serve(t, ln, relay.Config{
 		QueueSize: queueSize,
 		Tunnels: []relay.Tunnel{{ID: tun, Name: "replicas", RuntimeKey: rtKey,
 			ClientKeys: []relay.ClientKey{{Name: "c", Key: ckKey}}, ResponseTimeout: 10 * time.Second}},
-	}, relay.Options{Cluster: q})
+	}, q)
+	rep := &replica{r: r, q: q, srv: srv, url: srv.URL}
+	t.Cleanup(rep.stop)
+	return rep
+}
+
+// serve starts a relay with cfg (its public URL set from ln) on ln.
+func serve(tb testing.TB, ln net.Listener, cfg relay.Config, cl relay.Cluster) (*relay.Relay, *httptest.Server) {
+	tb.Helper()
+	cfg.PublicURL = "http://" + ln.Addr().String()
+	r, err := relay.New(cfg, relay.Options{Cluster: cl})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(r.Handler())
 	r.ConfigureServer(srv.Config)
 	srv.Listener.Close()
 	srv.Listener = ln
 	srv.Start()
-	rep := &replica{r: r, q: q, srv: srv, url: srv.URL}
-	t.Cleanup(rep.stop)
-	return rep
+	return r, srv
 }
 
 // stop is a replica dying: it stops answering the others and its clients'
@@ -260,9 +267,18 @@ func pollOnce(t *testing.T, url, instance string) []wire.Command {
 
 func pollWith(t *testing.T, client *http.Client, url, instance string) []wire.Command {
 	t.Helper()
-	req, _ := http.NewRequest("GET", url+"/v1/tunnels/"+tun+"/poll?limit=5&timeout_ms=3000", nil)
+	return pollHeaders(t, client, url, 3*time.Second, map[string]string{wire.HeaderClientInstanceID: instance})
+}
+
+// pollHeaders polls url once with the runtime key and extra headers and
+// returns the commands.
+func pollHeaders(t *testing.T, client *http.Client, url string, timeout time.Duration, hdr map[string]string) []wire.Command {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url+"/v1/tunnels/"+tun+"/poll?limit=5&timeout_ms="+fmt.Sprint(timeout.Milliseconds()), nil)
 	req.Header.Set("Authorization", rtAuth)
-	req.Header.Set(wire.HeaderClientInstanceID, instance)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -466,24 +482,8 @@ func TestLostAgentAcrossReplicas(t *testing.T) {
 // pollAs polls url once as instance, declaring proc_affinity on main.
 func pollAs(t *testing.T, url, instance string, timeout time.Duration) []wire.Command {
 	t.Helper()
-	req, _ := http.NewRequest("GET", url+"/v1/tunnels/"+tun+"/poll?limit=5&timeout_ms="+fmt.Sprint(timeout.Milliseconds()), nil)
-	req.Header.Set("Authorization", rtAuth)
-	req.Header.Set(wire.HeaderClientInstanceID, instance)
-	req.Header.Set(wire.HeaderServerInfo, `{"version":1,"channels":[{"name":"main","proc_affinity":true}]}`)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		return nil
-	}
-	cmds, _, err := wire.DecodePoll(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cmds
+	return pollHeaders(t, http.DefaultClient, url, timeout, map[string]string{wire.HeaderClientInstanceID: instance,
+		wire.HeaderServerInfo: `{"version":1,"channels":[{"name":"main","proc_affinity":true}]}`})
 }
 
 // A session created through an agent with proc_affinity is pinned for
@@ -623,21 +623,8 @@ func TestGetStreamAcrossReplicas(t *testing.T) {
 	conn := embedded(t)
 	a, b, c := startReplica(t, conn(), 0), startReplica(t, conn(), 0), startReplica(t, conn(), 0)
 	poll := func() []wire.Command {
-		req, _ := http.NewRequest("GET", b.url+"/v1/tunnels/"+tun+"/poll?limit=5&timeout_ms=1000", nil)
-		req.Header.Set("Authorization", rtAuth)
-		req.Header.Set(wire.HeaderClientInstanceID, "agent-g")
-		req.Header.Set(wire.HeaderExtensions, wire.ExtGetStream)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != 200 {
-			return nil
-		}
-		cmds, _, _ := wire.DecodePoll(body)
-		return cmds
+		return pollHeaders(t, http.DefaultClient, b.url, time.Second, map[string]string{
+			wire.HeaderClientInstanceID: "agent-g", wire.HeaderExtensions: wire.ExtGetStream})
 	}
 	poll()
 	time.Sleep(100 * time.Millisecond) // A hears of B's offering poll
