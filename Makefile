@@ -24,7 +24,7 @@ RACE_PKGS ?= $(filter-out $(NORACE_PKGS),$(PKGS))
 TEST_TIMEOUT ?= 15m
 FUZZTIME ?= 5s
 
-.PHONY: all build run test test-go faults bench bench-load plugins examples lint fuzz-smoke clean
+.PHONY: all build run test test-go faults bench bench-load bench-replicas plugins examples lint fuzz-smoke clean
 
 all: build
 
@@ -72,6 +72,15 @@ BENCH_LOAD_FLAGS ?= -duration 5s -concurrency 1,64 -pipeline redact -compare-cha
 bench-load: build
 	$(GO) build -o bin/sluice-bench ./cmd/sluice-bench
 	bin/sluice-bench -sluice $(BIN) $(BENCH_LOAD_FLAGS)
+
+# The relay's queue on NATS (nats-server installed by .ci/deps.sh): one relay
+# with the in-process queue, one on NATS, and three on NATS serving one
+# tunnel, at concurrency 1 and 64, in one run; prints the ratios.
+BENCH_REPLICAS_FLAGS ?= -duration 5s -concurrency 1,64 -startup=false
+bench-replicas: build
+	@if [[ -x .ci/deps.sh ]]; then .ci/deps.sh >/dev/null; fi
+	$(GO) build -o bin/sluice-bench ./cmd/sluice-bench
+	bin/sluice-bench -sluice $(BIN) $(BENCH_REPLICAS_FLAGS) -nats $(SLUICE_TOOLS_DIR)/bin/nats-server
 
 # Rebuild the first-party plugins' committed .wasm modules.
 plugins:

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicemcp/sluice/engine"
@@ -244,20 +245,9 @@ func (s *session) joinCluster(ctx context.Context, cfg *Config) (relay.Cluster, 
 	if n.URL == "" {
 		return nil, func() {}, nil
 	}
-	creds, err := n.Credentials.resolve("relay.nats.credentials", s.cli.env)
+	nc, err := s.connectNATS(ctx, n)
 	if err != nil {
 		return nil, nil, err
-	}
-	token, err := n.Token.resolve("relay.nats.token", s.cli.env)
-	if err != nil {
-		return nil, nil, err
-	}
-	nc, err := natsconn.Connect(ctx, natsconn.Config{
-		URL: n.URL, Name: "sluice relay", Credentials: creds, Token: token,
-		TLS: natsconn.TLS{CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile, ServerName: n.TLS.ServerName},
-	}, s.log)
-	if err != nil {
-		return nil, nil, fmt.Errorf("relay.nats.url: %w", err)
 	}
 	q, err := natsq.New(ctx, nc, natsq.Options{Prefix: n.Prefix, Replicas: n.Replicas, Logger: s.log})
 	if err != nil {
@@ -269,4 +259,25 @@ func (s *session) joinCluster(ctx context.Context, cfg *Config) (relay.Cluster, 
 		_ = q.Close()
 		_ = nc.Drain()
 	}, nil
+}
+
+// connectNATS connects to the cluster relay.nats names, resolving its
+// secret references.
+func (s *session) connectNATS(ctx context.Context, n RelayNATS) (*nats.Conn, error) {
+	creds, err := n.Credentials.resolve("relay.nats.credentials", s.cli.env)
+	if err != nil {
+		return nil, err
+	}
+	token, err := n.Token.resolve("relay.nats.token", s.cli.env)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := natsconn.Connect(ctx, natsconn.Config{
+		URL: n.URL, Name: "sluice relay", Credentials: creds, Token: token,
+		TLS: natsconn.TLS{CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile, ServerName: n.TLS.ServerName},
+	}, s.log)
+	if err != nil {
+		return nil, fmt.Errorf("relay.nats.url: %w", err)
+	}
+	return nc, nil
 }
