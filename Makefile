@@ -24,7 +24,7 @@ RACE_PKGS ?= $(filter-out $(NORACE_PKGS),$(PKGS))
 TEST_TIMEOUT ?= 15m
 FUZZTIME ?= 5s
 
-.PHONY: all build run test test-go faults bench bench-load bench-replicas plugins examples lint fuzz-smoke clean
+.PHONY: all build run test test-go faults bench bench-load bench-replicas bench-idle-tunnels plugins examples lint fuzz-smoke clean
 
 all: build
 
@@ -81,6 +81,15 @@ bench-replicas: build
 	@if [[ -x .ci/deps.sh ]]; then .ci/deps.sh >/dev/null; fi
 	$(GO) build -o bin/sluice-bench ./cmd/sluice-bench
 	bin/sluice-bench -sluice $(BIN) $(BENCH_REPLICAS_FLAGS) -nats $(SLUICE_TOOLS_DIR)/bin/nats-server
+
+# Many idle tunnels on one relay: c=1 on one tunnel alone, then with 10,000
+# more tunnels made through the admin API, each with an idle agent holding a
+# long-poll (needs about 10,000 open files per process); prints the relay's
+# RSS and the p50 ratio.
+IDLE_TUNNELS ?= 10000
+bench-idle-tunnels: build
+	$(GO) build -o bin/sluice-bench ./cmd/sluice-bench
+	bin/sluice-bench -sluice $(BIN) -idle-tunnels $(IDLE_TUNNELS) -duration 15s
 
 # Rebuild the first-party plugins' committed .wasm modules.
 plugins:

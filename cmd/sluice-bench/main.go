@@ -68,6 +68,7 @@ func main() {
 		bindingOn   = flag.Bool("binding", false, "also load the echo tool served by a Wasm binding plugin in the agent, and report it against the HTTP echo server through the tunnel")
 		bindingWasm = flag.String("binding-wasm", "", "with -binding: the echo binding plugin (default: build "+echoBindingPkg+")")
 		natsBin     = flag.String("nats", "", "also measure the relay's queue on NATS JetStream with this nats-server binary: one relay in-process, one on NATS, three on NATS")
+		idleTunnels = flag.Int("idle-tunnels", 0, "instead of the usual scenarios: c=1 on one tunnel, then again with this many more tunnels on the relay, each with an idle agent holding a long-poll; reports the relay's RSS")
 	)
 	flag.Parse()
 	skipInitialized = *skipInit
@@ -133,7 +134,11 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := b.run(*pipeline, *compare); err != nil {
+	run := func() error { return b.run(*pipeline, *compare) }
+	if *idleTunnels > 0 {
+		run = func() error { return b.runIdleTunnels(*idleTunnels) }
+	}
+	if err := run(); err != nil {
 		b.stopAll()
 		pprof.StopCPUProfile()
 		fatalf("%v", err)
@@ -194,8 +199,10 @@ type bench struct {
 	tl        *timeline
 	procs     []*exec.Cmd
 	names     map[*exec.Cmd]string
-	// agentMetrics and relayMetrics are the running tunnel's /metrics URLs.
+	// agentMetrics and relayMetrics are the running tunnel's /metrics URLs;
+	// relayAdmin and relayPublic its relay's base URLs.
 	agentMetrics, relayMetrics string
+	relayAdmin, relayPublic    string
 	naive                      bool
 	results                    []result
 	tmp                        string
@@ -457,7 +464,8 @@ func (b *bench) startTunnel(echoURL, pipeline string) (mcpURL string, relay, age
 	}
 	cfg := filepath.Join(b.tmp, "sluice-"+name+".yaml")
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "relay:\n  listen-addr: %s\n  admin-listen-addr: %s\n  tunnels:\n", relayAddr, adminAddr)
+	fmt.Fprintf(&sb, "relay:\n  listen-addr: %s\n  admin-listen-addr: %s\n  data-dir: %s\n  admin-key: env:BENCH_ADMIN_KEY\n  tunnels:\n",
+		relayAddr, adminAddr, filepath.Join(b.tmp, "relay-data-"+name))
 	fmt.Fprintf(&sb, "    - id: %s\n      name: bench\n      runtime-key: env:BENCH_RUNTIME_KEY\n      auth-mode: public\n", tunnel)
 	sb.WriteString(b.bindingYAML())
 	sb.WriteString("pipeline:")
@@ -475,7 +483,8 @@ func (b *bench) startTunnel(echoURL, pipeline string) (mcpURL string, relay, age
 	if err := os.WriteFile(cfg, []byte(sb.String()), 0o600); err != nil {
 		return "", nil, nil, err
 	}
-	env := append([]string{"BENCH_RUNTIME_KEY=sk-bench-runtime", "CONTROL_PLANE_API_KEY=sk-bench-runtime", "LOG_LEVEL=warn", "LOG_FORMAT=json"}, b.sluiceEnv...)
+	env := append([]string{"BENCH_RUNTIME_KEY=sk-bench-runtime", "CONTROL_PLANE_API_KEY=sk-bench-runtime", "BENCH_ADMIN_KEY=" + benchAdminKey,
+		"LOG_LEVEL=warn", "LOG_FORMAT=json"}, b.sluiceEnv...)
 	b.tunnelEnv = env
 	b.agentArgs = func(echoURL string) []string {
 		args := []string{"--config", cfg,
@@ -497,6 +506,7 @@ func (b *bench) startTunnel(echoURL, pipeline string) (mcpURL string, relay, age
 	}
 	healthAddr := freeAddr()
 	b.agentMetrics, b.relayMetrics = "http://"+healthAddr+"/metrics", "http://"+adminAddr+"/metrics"
+	b.relayAdmin, b.relayPublic = "http://"+adminAddr, "http://"+relayAddr
 	agent, err = b.start("agent-"+name, env, append([]string{b.bin, "run"}, append(b.agentArgs(echoURL), "--health.listen-addr", healthAddr)...)...)
 	if err != nil {
 		return "", nil, nil, err

@@ -167,6 +167,21 @@ func (s *session) check(ctx context.Context) (string, error) {
 			}
 			tunnels = ts
 			parts = append(parts, fmt.Sprintf("%d tunnel(s)", len(tunnels)))
+			if _, err := s.relayAdminKeys(cfg); err != nil {
+				return "", err
+			}
+			if cfg.Relay.NATS.URL != "" {
+				if _, err := s.resolveNATS(); err != nil {
+					return "", err
+				}
+				parts = append(parts, "store on NATS")
+			} else {
+				dir, err := s.relayDataDir()
+				if err != nil {
+					return "", err
+				}
+				parts = append(parts, "store in "+dir)
+			}
 		}
 		scheme := "http"
 		if cfg.Relay.TLSCert != "" {

@@ -29,13 +29,11 @@ func writeFile(t *testing.T, name, content string) string {
 	return p
 }
 
-// TestRemovedKeys: relay.admin-key and allow-remote-ui are gone; a config
-// that still sets one, in a file, a flag or the environment, fails with a
-// hint instead of being accepted and ignored.
+// TestRemovedKeys: allow-remote-ui is gone; a config that still sets it, in
+// a file, a flag or the environment, fails with a hint instead of being
+// accepted and ignored. (relay.admin-key came back with the admin API.)
 func TestRemovedKeys(t *testing.T) {
-	adminHint := "(removed: the relay has no admin API yet, tunnels and their keys come from relay.tunnels; delete it)"
 	uiHint := "(removed: Sluice serves no admin pages, and health.listen-addr and relay.admin-listen-addr decide who reaches /metrics and /readyz; delete it)"
-	relayFile := writeFile(t, "relay.yaml", "relay:\n  admin-key: env:ADMIN\n")
 	runFile := writeFile(t, "run.yaml", "allow-remote-ui: true\n")
 	tests := []struct {
 		name string
@@ -43,16 +41,10 @@ func TestRemovedKeys(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"admin-key in a file", nil, []string{"relay", "--config", relayFile},
-			"sluice: config: relay.admin-key: unknown key in " + relayFile + " " + adminHint},
 		{"allow-remote-ui in a file", runEnv(nil), []string{"run", "--config", runFile},
 			"sluice: config: allow-remote-ui: unknown key in " + runFile + " " + uiHint},
-		{"admin-key flag", nil, []string{"relay", "--relay.admin-key", "env:ADMIN"},
-			"sluice relay: unknown flag: --relay.admin-key " + adminHint},
 		{"allow-remote-ui flag", runEnv(nil), []string{"run", "--allow-remote-ui"},
 			"sluice run: unknown flag: --allow-remote-ui " + uiHint},
-		{"admin-key environment", map[string]string{"RELAY_ADMIN_KEY": "sk-admin"}, []string{"relay"},
-			"sluice: config: relay.admin-key: set by RELAY_ADMIN_KEY in the environment: " + strings.Trim(adminHint, "()")},
 		{"allow-remote-ui environment", runEnv(map[string]string{"ALLOW_REMOTE_UI": "true"}), []string{"run"},
 			"sluice: config: allow-remote-ui: set by ALLOW_REMOTE_UI in the environment: " + strings.Trim(uiHint, "()")},
 	}
@@ -208,9 +200,10 @@ func TestConfigCheck(t *testing.T) {
 		}{
 			{[]string{"--config", good["run"]}, runEnv(nil), "config ok for sluice run: pipeline headers\n"},
 			{nil, runEnv(nil), "config ok for sluice run: pipeline redact\n"},
-			{[]string{"--config", good["relay"]}, map[string]string{"RK": "sk-rk"}, "config ok for sluice relay: 1 tunnel(s); relay.pipeline none\n"},
+			{[]string{"--config", good["relay"]}, map[string]string{"RK": "sk-rk", "RELAY_DATA_DIR": dir}, "config ok for sluice relay: 1 tunnel(s); store in " + dir + "; relay.pipeline none\n"},
 			{[]string{"--mode", "dev", "--config", good["run"]}, nil, "config ok for sluice dev: pipeline headers; relay.pipeline none\n"},
-			{[]string{"--mode=relay"}, nil, "config ok for sluice relay: 0 tunnel(s); relay.pipeline none\n"},
+			{[]string{"--mode=relay"}, map[string]string{"HOME": "/home/op"}, "config ok for sluice relay: 0 tunnel(s); store in /home/op/.local/state/sluice/relay; relay.pipeline none\n"},
+			{[]string{"--mode=relay"}, map[string]string{"HOME": "/home/op", "XDG_STATE_HOME": "/var/state"}, "config ok for sluice relay: 0 tunnel(s); store in /var/state/sluice/relay; relay.pipeline none\n"},
 		} {
 			code, out, stderr := runCLI(t, tc.env, append([]string{"config", "check"}, tc.args...)...)
 			if code != exitOK || out != tc.want {
@@ -236,6 +229,12 @@ func TestConfigCheck(t *testing.T) {
 			map[string]string{"RK": "sk-rk"}},
 		{"unreadable CA bundle", "run", "ca-bundle: " + filepath.Join(dir, "nope.pem") + "\n", runEnv(nil)},
 		{"no public URL for an open listener", "relay", "relay:\n  listen-addr: ':0'\n", nil},
+		{"no data-dir", "relay", "relay:\n  listen-addr: 127.0.0.1:0\n", nil},
+		{"admin key not set", "relay", "relay:\n  admin-key: env:NOPE\n", map[string]string{"RELAY_DATA_DIR": dir}},
+		{"admin key literal", "relay", "relay:\n  admin-key: sk_adm_literal\n", map[string]string{"RELAY_DATA_DIR": dir}},
+		{"nats url", "relay", "relay:\n  nats:\n    url: http://127.0.0.1:4222\n", nil},
+		{"nats without url", "relay", "relay:\n  nats:\n    token: env:T\n", nil},
+		{"nats token not set", "relay", "relay:\n  nats:\n    url: nats://127.0.0.1:4222\n    token: env:NOPE\n", nil},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {

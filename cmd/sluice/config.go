@@ -113,6 +113,13 @@ type Relay struct {
 	// MaxConcurrentPerAddress bounds the MCP requests in progress per
 	// remote IP address (0: no limit).
 	MaxConcurrentPerAddress int `koanf:"max-concurrent-per-address"`
+	// DataDir is where `sluice relay` keeps the tunnels and keys managed
+	// through its admin API when it is not on NATS (default
+	// $XDG_STATE_HOME/sluice/relay, else ~/.local/state/sluice/relay).
+	DataDir string `koanf:"data-dir"`
+	// AdminKey is an admin key for the admin API besides those the relay
+	// issues (a reference); with it the relay prints no first admin key.
+	AdminKey Secret `koanf:"admin-key"`
 	// NATS joins the relay to other replicas of it (empty url: alone).
 	NATS RelayNATS `koanf:"nats"`
 }

@@ -73,6 +73,8 @@ var envTable = []envVar{
 	{name: "RELAY_MAX_CONCURRENT_PER_ADDRESS", key: "relay.max-concurrent-per-address"},
 	{name: "RELAY_NATS_URL", key: "relay.nats.url"},
 	{name: "RELAY_NATS_TOKEN", key: "relay.nats.token", secret: true},
+	{name: "RELAY_DATA_DIR", key: "relay.data-dir"},
+	{name: "RELAY_ADMIN_KEY", key: "relay.admin-key", secret: true},
 }
 
 // envSource resolves environment variables; tests inject their own.

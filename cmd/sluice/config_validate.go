@@ -355,6 +355,9 @@ func (c *Config) validateRelay(mode Mode) error {
 			return cfgErr(p+".response-timeout", "must not be negative")
 		}
 	}
+	if err := r.AdminKey.check("relay.admin-key"); err != nil {
+		return err
+	}
 	return validatePipeline("relay.pipeline", r.Pipeline)
 }
 

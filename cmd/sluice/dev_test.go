@@ -219,7 +219,7 @@ func TestRunAgainstRelay(t *testing.T) {
 func startRelayCLI(t *testing.T, cfg, runtimeKey string) *enginetest.SyncBuffer {
 	t.Helper()
 	var logs enginetest.SyncBuffer
-	startCLI(t, &cli{stdout: &bytes.Buffer{}, stderr: &logs, env: envOf(map[string]string{"TEST_RUNTIME_KEY": runtimeKey})},
+	startCLI(t, &cli{stdout: &bytes.Buffer{}, stderr: &logs, env: envOf(map[string]string{"TEST_RUNTIME_KEY": runtimeKey, "RELAY_DATA_DIR": t.TempDir()})},
 		"relay", "--config", cfg, "--log.format", "json")
 	enginetest.WaitFor(t, "relay listening", func() bool { return strings.Contains(logs.String(), "relay listening") })
 	return &logs
@@ -238,7 +238,7 @@ func TestReload(t *testing.T) {
 	write("info", tunnel)
 	reload := make(chan struct{})
 	var errb enginetest.SyncBuffer
-	startCLI(t, &cli{stdout: &bytes.Buffer{}, stderr: &errb, env: envOf(map[string]string{"RK": "sk-rk-1", "RK2": "sk-rk-2"}), reload: reload},
+	startCLI(t, &cli{stdout: &bytes.Buffer{}, stderr: &errb, env: envOf(map[string]string{"RK": "sk-rk-1", "RK2": "sk-rk-2", "RELAY_DATA_DIR": dir}), reload: reload},
 		"relay", "--config", cfgPath, "--log.format", "json")
 	enginetest.WaitFor(t, "relay listening", func() bool { return strings.Contains(errb.String(), "relay listening") })
 

@@ -75,6 +75,8 @@ func newFlagSet(mode Mode, out io.Writer) *pflag.FlagSet {
 		fs.String("relay.nats.tls.server-name", "", "name expected in the NATS servers' certificates")
 		fs.Int("relay.nats.replicas", 0, "work-queue stream replicas (0 = 3 on a cluster of 3 or more, else 1)")
 		fs.String("relay.nats.prefix", "", `NATS subject prefix (default "sluice")`)
+		fs.String("relay.data-dir", "", "where tunnels and keys made through the admin API are kept without NATS (default ~/.local/state/sluice/relay)")
+		fs.String("relay.admin-key", "", "an admin key for the admin API: env:NAME or file:/path (no first key is printed then)")
 	}
 	if mode == ModeDev {
 		fs.Bool("public", false, "no client key: anyone who can reach the relay may call the tunnel")

@@ -102,13 +102,15 @@ The agent is not ready (curl -s 127.0.0.1:8080/readyz says why):
   relay unreachable            control-plane.base-url, DNS, proxy (--http-proxy),
                                TLS (--ca-bundle)
   runtime key rejected         CONTROL_PLANE_API_KEY and control-plane.tunnel-id
-                               do not belong together
+                               do not belong together, or the key was revoked
+                               (the reason follows)
   mcp probe failed: ...        the MCP server at mcp.server-url does not answer
   mcp startup probe pending    still waiting for the first answer
 
 An MCP client gets:
   503 tunnel_client_not_connected   no agent is polling this tunnel
-  401                               missing or wrong client key (relay.tunnels)
+  401                               missing, wrong or revoked client key (the
+                                    message says which; sluice admin keys list)
   403                               Host or Origin is not relay.public-url: set it
                                     to the exact origin clients use
   504 or -32603 "response timeout"  the tool took longer than response-timeout
@@ -157,12 +159,15 @@ func (c *cli) help(args []string) int {
 	case "plugin":
 		fmt.Fprint(c.stdout, pluginUsage)
 		return exitOK
+	case "admin":
+		fmt.Fprint(c.stdout, adminUsage)
+		return exitOK
 	}
 	if text, ok := helpTopics[name]; ok {
 		fmt.Fprint(c.stdout, text)
 		return exitOK
 	}
-	all := append([]string{"run", "relay", "dev", "config", "plugin"}, helpTopicNames()...)
+	all := append([]string{"run", "relay", "dev", "config", "admin", "plugin"}, helpTopicNames()...)
 	msg := fmt.Sprintf("sluice help: no command or topic %q", name)
 	if s, ok := nearest(name, all); ok {
 		msg += " (did you mean " + s + "?)"

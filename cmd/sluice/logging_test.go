@@ -93,7 +93,7 @@ func TestAuditFileRotation(t *testing.T) {
 		"\n  tunnels:\n    - id: "+testTunnel+"\n      runtime-key: env:RK\n      auth-mode: public\n")
 	reload := make(chan struct{})
 	var errb enginetest.SyncBuffer
-	startCLI(t, &cli{stdout: &bytes.Buffer{}, stderr: &errb, env: envOf(map[string]string{"RK": "sk-rk-1"}), reload: reload},
+	startCLI(t, &cli{stdout: &bytes.Buffer{}, stderr: &errb, env: envOf(map[string]string{"RK": "sk-rk-1", "RELAY_DATA_DIR": dir}), reload: reload},
 		"relay", "--config", cfgPath, "--log.format", "json")
 	enginetest.WaitFor(t, "relay listening", func() bool { return strings.Contains(errb.String(), "relay listening") })
 

@@ -65,9 +65,10 @@ Usage:
   sluice dev      [flags]   relay + agent + demo MCP server in one process
   sluice config check [--mode run|relay|dev] [flags]
                             check a configuration and its plugins without starting
+  sluice admin    COMMAND   manage a relay's tunnels and keys (tunnels, keys)
   sluice plugin   COMMAND   new, build, inspect and test Wasm plugins
   sluice version            print version, commit and Go version
-  sluice help [command]     show the flags of a command (run, relay, dev, config, plugin)
+  sluice help [command]     show the flags of a command (run, relay, dev, config, admin, plugin)
   sluice help <topic>       quickstart, plugins, openai, troubleshooting
 
 Configuration: flags > environment > --config FILE (or SLUICE_CONFIG) > defaults.
@@ -76,7 +77,7 @@ Docs: docs/configuration.md
 `
 
 // commands are the subcommands, for suggestions.
-var commands = []string{"run", "relay", "dev", "config", "plugin", "version", "help"}
+var commands = []string{"run", "relay", "dev", "config", "admin", "plugin", "version", "help"}
 
 func (c *cli) main(ctx context.Context, args []string) int {
 	if len(args) == 0 {
@@ -95,6 +96,8 @@ func (c *cli) main(ctx context.Context, args []string) int {
 		return c.serve(ctx, Mode(args[0]), args[1:])
 	case "plugin":
 		return c.plugin(ctx, args[1:])
+	case "admin":
+		return c.admin(ctx, args[1:])
 	}
 	msg := fmt.Sprintf("sluice: unknown command %q", args[0])
 	if s, ok := nearest(args[0], commands); ok {

@@ -16,6 +16,7 @@ import (
 	"github.com/sluicemcp/sluice/engine/relay"
 	"github.com/sluicemcp/sluice/engine/relay/natsconn"
 	"github.com/sluicemcp/sluice/engine/relay/natsq"
+	"github.com/sluicemcp/sluice/engine/relay/store"
 )
 
 // resolveTunnels maps the configured tunnels to relay.Tunnel, resolving
@@ -73,9 +74,23 @@ type relayParts struct {
 	adminURL string
 }
 
+// relayAdminKeys resolves relay.admin-key (none when unset).
+func (s *session) relayAdminKeys(cfg *Config) ([]string, error) {
+	if !cfg.Relay.AdminKey.IsSet() {
+		return nil, nil
+	}
+	k, err := cfg.Relay.AdminKey.resolve("relay.admin-key", s.cli.env)
+	if err != nil {
+		return nil, err
+	}
+	return []string{k}, nil
+}
+
 // startRelay binds the relay's listeners and builds it. The admin listener
-// serves until ctx ends; the public one is served by serveRelay.
-func (s *session) startRelay(ctx context.Context, reg prometheus.Registerer, tunnels []relay.Tunnel, chain *engine.Chain, adminAddr string, cluster relay.Cluster) (*relayParts, error) {
+// serves until ctx ends; the public one is served by serveRelay. st keeps
+// the tunnels and keys of the admin API (nil: in memory); cluster joins the
+// relay to its replicas (nil: alone).
+func (s *session) startRelay(ctx context.Context, reg prometheus.Registerer, tunnels []relay.Tunnel, chain *engine.Chain, adminAddr string, st store.Store, cluster relay.Cluster) (*relayParts, error) {
 	cfg := s.cfg
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", cfg.Relay.ListenAddr)
@@ -100,8 +115,15 @@ func (s *session) startRelay(ctx context.Context, reg prometheus.Registerer, tun
 		return nil, err
 	}
 	p := &relayParts{ln: ln, url: public, pipeline: engine.NewPipeline(chain)}
-	p.relay, err = relay.New(relayConfig(cfg, bound, public, tunnels),
-		relay.Options{Logger: s.log, Registerer: reg, Pipeline: p.pipeline, Audit: s.auditFor("relay"), Cluster: cluster})
+	admins, err := s.relayAdminKeys(cfg)
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	rc := relayConfig(cfg, bound, public, tunnels)
+	rc.AdminKeys = admins
+	p.relay, err = relay.New(rc,
+		relay.Options{Logger: s.log, Registerer: reg, Pipeline: p.pipeline, Audit: s.auditFor("relay"), Store: st, Cluster: cluster})
 	if err != nil {
 		_ = ln.Close()
 		return nil, &ConfigError{Msg: oneLine(err)}
@@ -161,6 +183,7 @@ func relayConfig(cfg *Config, bound, public string, tunnels []relay.Tunnel) rela
 		PublicURL:                  public,
 		MaxBodyBytes:               cfg.Relay.MaxBodyBytes,
 		MaxResponseBytes:           cfg.Relay.MaxResponseBytes,
+		ResponseTimeout:            cfg.Relay.ResponseTimeout,
 		DrainTimeout:               cfg.DrainTimeout,
 		BodyReadTimeout:            cfg.Relay.BodyReadTimeout,
 		MaxBodyBytesInFlight:       cfg.Relay.MaxBodyBytesInFlight,
@@ -193,32 +216,79 @@ func (s *session) runRelay(ctx context.Context) error {
 	if err != nil {
 		return asConfigError(err)
 	}
-	cluster, closeCluster, err := s.joinCluster(ctx, cfg)
+	// One NATS connection (relay.nats.url) carries both the tunnel store
+	// and the replicas' work queue.
+	nc, err := s.connectNATS(ctx)
+	if err != nil {
+		_ = chain.Close()
+		return err
+	}
+	if nc != nil {
+		defer func() { _ = nc.Drain() }()
+	}
+	st, err := s.openRelayStore(ctx, nc)
+	if err != nil {
+		_ = chain.Close()
+		return err
+	}
+	defer st.close()
+	cluster, closeCluster, err := s.joinCluster(ctx, nc)
 	if err != nil {
 		_ = chain.Close()
 		return err
 	}
 	defer closeCluster()
-	p, err := s.startRelay(ctx, reg, tunnels, chain, cfg.Relay.AdminListenAddr, cluster)
+	p, err := s.startRelay(ctx, reg, tunnels, chain, cfg.Relay.AdminListenAddr, st, cluster)
 	if err != nil {
 		_ = chain.Close()
 		return err
 	}
 	defer func() { _ = p.pipeline.Close() }()
-	s.log.Info("relay listening", "url", p.url, "mcp", p.url+"/v1/mcp/{tunnel}", "tunnels", len(tunnels))
-	if p.adminURL != "" {
-		s.log.Info("relay admin listening", "url", p.adminURL, "endpoints", "/healthz /readyz /metrics")
+	if err := s.bootstrapAdminKey(ctx, p); err != nil {
+		return err
 	}
-	if len(tunnels) == 0 {
-		s.log.Warn("no tunnels configured: add relay.tunnels to the config file (it reloads live)")
-	}
-
 	live := s.relayLiveKeys(pl, p)
+	s.log.Info("relay listening", "url", p.url, "mcp", p.url+"/v1/mcp/{tunnel}", "tunnels", len(tunnels), "store", st.where)
+	if p.adminURL != "" {
+		s.log.Info("relay admin listening", "url", p.adminURL, "endpoints", "/healthz /readyz /metrics /v1/tunnels")
+	}
 	s.log.Info("active chain", s.chainAttrs()...)
 	rctx, stopReload := context.WithCancel(ctx)
 	defer stopReload()
 	go s.reloadLoop(rctx, live, nil)
 	return p.relay.Serve(ctx, p.ln)
+}
+
+// bootstrapAdminKey prints the relay's first admin key on standard output,
+// once: on the first start on an empty store without relay.admin-key. The
+// log says that it happened, never the key.
+func (s *session) bootstrapAdminKey(ctx context.Context, p *relayParts) error {
+	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	key, err := p.relay.Bootstrap(bctx)
+	if err != nil {
+		return fmt.Errorf("relay: first admin key: %w", err)
+	}
+	if key == "" {
+		return nil
+	}
+	admin := p.adminURL
+	if admin == "" {
+		admin = "http://" + s.cfg.Relay.AdminListenAddr
+	}
+	fmt.Fprintf(s.cli.stdout, `
+First start: the relay's admin key, shown this once and stored only as a hash.
+Keep it now (a password manager, a secret store):
+
+  %s
+
+Manage tunnels and keys with it:
+  export SLUICE_ADMIN_KEY=<the key>
+  sluice admin --admin-url %s tunnels create --name my-tunnel
+
+`, key, admin)
+	s.log.Warn("first start: an admin key was created and printed once on standard output; it is not shown again")
+	return nil
 }
 
 // relayEntries are the relay's pipeline entries (none by default).
@@ -238,46 +308,17 @@ func (s *session) relayLiveKeys(pl *pipelines, p *relayParts) []liveKey {
 	}
 }
 
-// joinCluster connects to relay.nats.url and returns the replicas' shared
-// queue (nil, with nothing to close, when the relay is alone).
-func (s *session) joinCluster(ctx context.Context, cfg *Config) (relay.Cluster, func(), error) {
-	n := cfg.Relay.NATS
-	if n.URL == "" {
+// joinCluster returns the replicas' shared queue on nc (nil, with nothing
+// to close, when the relay is alone: nc nil).
+func (s *session) joinCluster(ctx context.Context, nc *nats.Conn) (relay.Cluster, func(), error) {
+	if nc == nil {
 		return nil, func() {}, nil
 	}
-	nc, err := s.connectNATS(ctx, n)
-	if err != nil {
-		return nil, nil, err
-	}
+	n := s.cfg.Relay.NATS
 	q, err := natsq.New(ctx, nc, natsq.Options{Prefix: n.Prefix, Replicas: n.Replicas, Logger: s.log})
 	if err != nil {
-		nc.Close()
 		return nil, nil, fmt.Errorf("relay.nats: %w", err)
 	}
 	s.log.Info("relay joined NATS: replicas share work", "server", natsconn.Redact(nc.ConnectedUrl()), "replica", q.ID())
-	return q, func() {
-		_ = q.Close()
-		_ = nc.Drain()
-	}, nil
-}
-
-// connectNATS connects to the cluster relay.nats names, resolving its
-// secret references.
-func (s *session) connectNATS(ctx context.Context, n RelayNATS) (*nats.Conn, error) {
-	creds, err := n.Credentials.resolve("relay.nats.credentials", s.cli.env)
-	if err != nil {
-		return nil, err
-	}
-	token, err := n.Token.resolve("relay.nats.token", s.cli.env)
-	if err != nil {
-		return nil, err
-	}
-	nc, err := natsconn.Connect(ctx, natsconn.Config{
-		URL: n.URL, Name: "sluice relay", Credentials: creds, Token: token,
-		TLS: natsconn.TLS{CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile, ServerName: n.TLS.ServerName},
-	}, s.log)
-	if err != nil {
-		return nil, fmt.Errorf("relay.nats.url: %w", err)
-	}
-	return nc, nil
+	return q, func() { _ = q.Close() }, nil
 }

@@ -14,13 +14,11 @@ import (
 // with what to do instead. A config that still sets one fails with the hint
 // (file, flag or environment), never silently.
 var removedKeys = map[string]string{
-	"relay.admin-key": "removed: the relay has no admin API yet, tunnels and their keys come from relay.tunnels; delete it",
 	"allow-remote-ui": "removed: Sluice serves no admin pages, and health.listen-addr and relay.admin-listen-addr decide who reaches /metrics and /readyz; delete it",
 }
 
 // removedEnv maps the environment variables of removed keys to the keys.
 var removedEnv = map[string]string{
-	"RELAY_ADMIN_KEY": "relay.admin-key",
 	"ALLOW_REMOTE_UI": "allow-remote-ui",
 }
 

@@ -42,6 +42,7 @@ const (
 type readiness struct {
 	mu        sync.Mutex
 	relay     relayState
+	rejected  string // the relay's reason for rejecting the key, if it gave one
 	mcpDone   bool
 	mcpOK     bool
 	mcpReason string
@@ -53,6 +54,14 @@ func (r *readiness) setRelay(s relayState) {
 	r.mu.Unlock()
 }
 
+// setRejected records that the relay refused the runtime key, with its
+// reason ("" if it gave none).
+func (r *readiness) setRejected(reason string) {
+	r.mu.Lock()
+	r.relay, r.rejected = relayRejected, reason
+	r.mu.Unlock()
+}
+
 func (r *readiness) setMCP(ok bool, reason string) {
 	r.mu.Lock()
 	r.mcpDone, r.mcpOK, r.mcpReason = true, ok, reason
@@ -61,12 +70,15 @@ func (r *readiness) setMCP(ok bool, reason string) {
 
 // Ready reports whether the agent can serve: the MCP server answered the
 // initialize probe and the relay accepted the key and a call. reason is one of
-// the Reason* strings when not ready.
+// the Reason* strings when not ready; ReasonKeyRejected is followed by ": "
+// and the relay's own reason when it gave one (a revoked key says so).
 func (a *Agent) Ready() (ok bool, reason string) {
 	r := &a.ready
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
+	case r.relay == relayRejected && r.rejected != "":
+		return false, ReasonKeyRejected + ": " + r.rejected
 	case r.relay == relayRejected:
 		return false, ReasonKeyRejected
 	case !r.mcpDone:

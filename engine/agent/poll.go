@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,8 +11,10 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/sluicemcp/sluice/engine/wire"
 )
@@ -30,6 +33,7 @@ type pollError struct {
 	status     int
 	retryAfter time.Duration
 	err        error
+	reason     string // the relay's error message on 401/403, sanitized
 }
 
 func (e *pollError) Error() string {
@@ -75,10 +79,10 @@ func (a *Agent) pollLoop(ctx context.Context) {
 		if pe.status == http.StatusUnauthorized || pe.status == http.StatusForbidden {
 			if !rejected {
 				a.log.Error("relay rejected the runtime key: an operator must fix control-plane.api-key or the tunnel id; polling slowly",
-					"status", pe.status)
+					"status", pe.status, "reason", pe.reason)
 				rejected = true
 			}
-			a.ready.setRelay(relayRejected)
+			a.ready.setRejected(pe.reason)
 			delay = keyRejectedDelay
 		} else {
 			a.ready.setRelay(relayUnreachable)
@@ -144,7 +148,7 @@ func (a *Agent) pollOnce(ctx context.Context, limit int) error {
 			offered &^= offerOAuthAS
 		}
 	case st == http.StatusUnauthorized || st == http.StatusForbidden:
-		return &pollError{kind: "unauthorized", status: st}
+		return &pollError{kind: "unauthorized", status: st, reason: rejectionReason(resp.Body)}
 	case st == http.StatusTooManyRequests:
 		return &pollError{kind: "rate_limited", status: st, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	case st >= 500:
@@ -210,7 +214,6 @@ func (a *Agent) fetchMetadata(ctx context.Context) {
 		return
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	switch st := resp.StatusCode; {
 	case st >= 200 && st < 300:
 		a.setBatchOK(resp.Header)
@@ -219,9 +222,39 @@ func (a *Agent) fetchMetadata(ctx context.Context) {
 		a.setOAuthASOK(resp.Header)
 		a.ready.setRelay(relayOK)
 	case st == http.StatusUnauthorized || st == http.StatusForbidden:
-		a.log.Error("relay rejected the runtime key", "status", st)
-		a.ready.setRelay(relayRejected)
+		reason := rejectionReason(resp.Body)
+		a.log.Error("relay rejected the runtime key", "status", st, "reason", reason)
+		a.ready.setRejected(reason)
 	default:
 		a.log.Debug("tunnel metadata unavailable", "status", st)
 	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+}
+
+// maxReasonLen caps the relay's message kept for readiness and logs.
+const maxReasonLen = 200
+
+// rejectionReason reads why the relay refused the key from its error body
+// ({"error":{"message","code"}}): "message (code)", printable only, capped;
+// "" when the body says nothing readable.
+func rejectionReason(body io.Reader) string {
+	b, _ := io.ReadAll(io.LimitReader(body, 8<<10))
+	var e wire.APIError
+	if json.Unmarshal(b, &e) != nil {
+		return ""
+	}
+	msg := e.Error.Message
+	if e.Error.Code != nil && *e.Error.Code != "" {
+		msg += " (" + *e.Error.Code + ")"
+	}
+	msg = strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) {
+			return r
+		}
+		return -1
+	}, strings.TrimSpace(msg))
+	if len(msg) > maxReasonLen {
+		msg = strings.ToValidUTF8(msg[:maxReasonLen], "") + "…"
+	}
+	return msg
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,6 +86,38 @@ func TestPollKeyRejected(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // a window in which the agent must not spin
 	if n := relay.polls.Load(); n != 1 {
 		t.Errorf("polled %d times after 401, want 1 (slow backoff)", n)
+	}
+}
+
+// TestPollKeyRevokedReason: the relay's reason for a 401 (a revoked key)
+// reaches /readyz, printable and capped.
+func TestPollKeyRevokedReason(t *testing.T) {
+	relay := newFakeRelay(t)
+	relay.pollHook = func(n int, w http.ResponseWriter) bool {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(`{"error":{"message":"runtime key revoked at 2026-01-02T03:04:05Z:\u001b[31m ask the relay's operator","type":"invalid_request_error","param":null,"code":"tunnel_use_forbidden"}}`))
+		return true
+	}
+	a, _, _ := startAgent(t, relay, &fakeBinding{}, nil)
+	want := ReasonKeyRejected + ": runtime key revoked at 2026-01-02T03:04:05Z:[31m ask the relay's operator (tunnel_use_forbidden)"
+	enginetest.WaitFor(t, "revoked reason", func() bool { _, r := a.Ready(); return r == want })
+	rec := httptest.NewRecorder()
+	a.HealthHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if rec.Code != 503 || rec.Body.String() != want+"\n" {
+		t.Fatalf("/readyz: %d %q", rec.Code, rec.Body)
+	}
+}
+
+func TestRejectionReason(t *testing.T) {
+	for body, want := range map[string]string{
+		`not json`: "",
+		`{"error":{"message":"m","type":"t","code":null}}`:                               "m",
+		`{"error":{"message":"` + strings.Repeat("x", 300) + `","type":"t","code":"c"}}`: strings.Repeat("x", maxReasonLen) + "…",
+	} {
+		if got := rejectionReason(strings.NewReader(body)); got != want {
+			t.Errorf("rejectionReason(%.40s) = %q, want %q", body, got, want)
+		}
 	}
 }
 

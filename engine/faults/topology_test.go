@@ -113,6 +113,7 @@ relay:
   listen-addr: %s
   admin-listen-addr: %s
   response-timeout: %s
+  data-dir: %s
 %s
   tunnels:
     - id: %s
@@ -123,7 +124,7 @@ relay:
           key: file:%s
         - name: other
           key: file:%s
-`, addr, admin, o.responseTimeout, indent(o.extraYAML, "  "), tp.tun.id, tp.tun.runtimeKeyFile, tp.tun.clientKeyFile, tp.tun.otherKeyFile)
+`, addr, admin, o.responseTimeout, filepath.Join(tp.dir, "data-"+strings.ReplaceAll(addr, ":", "_")), indent(o.extraYAML, "  "), tp.tun.id, tp.tun.runtimeKeyFile, tp.tun.clientKeyFile, tp.tun.otherKeyFile)
 	path := writeFile(t, tp.dir, "relay-"+strings.ReplaceAll(addr, ":", "_")+".yaml", cfg)
 	p := faultkit.Start(t, "relay", o.env, sluiceBin, "relay", "--config", path)
 	r := &relayProc{Proc: p, addr: addr, URL: "http://" + addr, adminURL: "http://" + admin, config: path}

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -13,20 +14,38 @@ import (
 )
 
 // agentTunnel checks the tunnel id in the path and the runtime key of an agent
-// call, and answers 400 or authFail itself when either is wrong.
+// call, and answers 400, 429 or authFail itself when either is wrong.
 func (r *Relay) agentTunnel(w http.ResponseWriter, req *http.Request, authFail int) *tunnelState {
 	id := req.PathValue("id")
 	if !wire.ValidTunnelID(id) {
 		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeInvalidTunnelIDFormat, "tunnel id must match ^tunnel_[a-z0-9]{32}$")
 		return nil
 	}
-	t := r.agentAuth(req, id)
-	if t == nil {
-		writeAPIError(w, authFail, "invalid_request_error", wire.CodeTunnelUseForbidden, "runtime key not valid for this tunnel")
+	var t *tunnelState
+	if _, ok := r.pass(w, req, gate{surface: realmAgent, realm: id, scope: ScopeRuntime,
+		invalid: "runtime key not valid for this tunnel",
+		refuse: func(w http.ResponseWriter, msg string) {
+			writeAPIError(w, authFail, "invalid_request_error", wire.CodeTunnelUseForbidden, msg)
+		}}, func() (res authResult) {
+		t, res = r.agentAuth(req, id)
+		return res
+	}); !ok {
 		return nil
 	}
 	w.Header()[wire.HeaderExtensions] = extensions
 	return t
+}
+
+// refuseRevoked answers a held poll whose key was revoked meanwhile.
+func (r *Relay) refuseRevoked(w http.ResponseWriter, t *tunnelState, req *http.Request) {
+	r.met.authFailure(realmAgent, failRevoked)
+	msg := "runtime key not valid for this tunnel"
+	tok, _ := bearer(req)
+	if rk := matchRevoked(sha256.Sum256([]byte(tok)), t.conf.Load().revoked, ScopeRuntime); rk != nil {
+		msg = revokedMessage(ScopeRuntime, rk)
+	}
+	delete(w.Header(), wire.HeaderExtensions)
+	writeAPIError(w, http.StatusUnauthorized, "invalid_request_error", wire.CodeTunnelUseForbidden, msg)
 }
 
 // extensions is the HeaderExtensions value on every authenticated agent
@@ -80,11 +99,19 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	instance := agentInstance(req)
+	req, stopWatch := t.watchPoll(req, instance)
+	defer stopWatch()
 	r.bindAgentConn(req, t, instance)
 	t.pollStart(time.Now(), instance, req.Header.Get(wire.HeaderServerInfo))
 	r.noteASOffer(req, t)
 	t.polls.Add(1)
-	defer func() { t.pollEnd(time.Now(), instance) }()
+	defer func() {
+		if keyRevoked(req) {
+			t.pollEndRevoked(instance)
+			return
+		}
+		t.pollEnd(time.Now(), instance)
+	}()
 	// The agent offers GET streams on the polls that may carry them.
 	offer := wire.HasExtension(req.Header.Get(wire.HeaderExtensions), wire.ExtGetStream)
 	if offer {
@@ -103,11 +130,19 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 	} else {
 		cmds, taken = r.collectShared(req, t, limit, wait, instance, offer, aff)
 	}
+	if keyRevoked(req) {
+		// Revoked while the poll was held: say so now, not on the next poll
+		// (the commands taken, if any, go back below).
+		r.refuseRevoked(w, t, req)
+	}
 	if req.Context().Err() != nil && len(taken) > 0 {
 		// The agent left before its answer was written: it never saw these
 		// commands. Put them back for the next poller (they keep their
 		// deadline).
 		r.putBack(t, taken, instance)
+		return
+	}
+	if keyRevoked(req) {
 		return
 	}
 	if len(cmds) == 0 {
@@ -136,15 +171,26 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.
 		sq    chan *pending // nil (never ready) without the offer
 		iq    chan *pending // commands pinned to this instance (nil: none)
 	)
+	q, s := t.queues()
+	made := t.qmade // until the queues exist
+	if q != nil {
+		made = nil
+	}
 	if offer {
-		sq = t.streams
+		sq = s
 	}
 	if instance != "" && len(aff) > 0 {
 		iq = t.instanceQueue(instance)
 	}
 	for len(cmds) == 0 {
 		select {
-		case p := <-t.queue:
+		case <-made:
+			q, s = t.queues()
+			if offer {
+				sq = s
+			}
+			made = nil
+		case p := <-q:
 			if c, ok := r.hand(t, p, instance, aff); ok {
 				cmds, taken = append(cmds, c), append(taken, handout{local: p})
 			}
@@ -170,7 +216,7 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.
 	}
 	for len(cmds) < limit {
 		select {
-		case p := <-t.queue:
+		case p := <-q:
 			if c, ok := r.hand(t, p, instance, aff); ok {
 				cmds, taken = append(cmds, c), append(taken, handout{local: p})
 			}
@@ -240,7 +286,9 @@ func (r *Relay) agentPost(w http.ResponseWriter, req *http.Request) (*tunnelStat
 	if t == nil {
 		return nil, nil
 	}
-	body, outcome := r.readBody(w, req, r.set.maxResponse, keyID(t.conf.Load().runtimeKey))
+	// The budget is the runtime key's that authenticated the request.
+	tok, _ := bearer(req)
+	body, outcome := r.readBody(w, req, r.set.maxResponse, keyID(sha256.Sum256([]byte(tok))))
 	if outcome != "" {
 		return nil, nil
 	}

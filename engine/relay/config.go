@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -127,6 +128,9 @@ type Config struct {
 	// AgentTimeout is how long after its last poll an agent still counts as
 	// connected (default 45s). An outstanding poll always counts.
 	AgentTimeout time.Duration
+	// ResponseTimeout is the response timeout of tunnels created through
+	// the admin API that set none (default 120s).
+	ResponseTimeout time.Duration
 	// DrainTimeout bounds how long, once Serve's context ends, calls already
 	// delivered to an agent may take to finish (default 30s; see Drain).
 	DrainTimeout time.Duration
@@ -153,8 +157,16 @@ type Config struct {
 	// 1024; negative: no limit). Behind a proxy every request has the
 	// proxy's address: the limit then bounds the whole relay.
 	MaxConcurrentPerAddress int
-	// Tunnels are the tunnels the relay serves.
+	// Tunnels are the tunnels the relay serves from its configuration. The
+	// admin API shows them as read-only; tunnels created through it live in
+	// Options.Store.
 	Tunnels []Tunnel
+	// AdminKeys are admin keys from the configuration (literal secrets,
+	// already resolved), valid besides those in the store.
+	AdminKeys []string
+	// AuthFailures limits failed authentications (the zero value: the
+	// defaults of AuthLimit).
+	AuthFailures AuthLimit
 }
 
 // Tunnel is one tunnel the relay serves.
@@ -193,6 +205,7 @@ type settings struct {
 	queueSize        int
 	agentTimeout     time.Duration
 	drainTimeout     time.Duration
+	responseTimeout  time.Duration
 	publicHostIsLoop bool
 	bodyTimeout      time.Duration
 	bodyBudget       int64 // relay-wide bytes of bodies being read
@@ -203,13 +216,14 @@ type settings struct {
 
 func (c Config) settings() (settings, error) {
 	s := settings{
-		maxBody:      c.MaxBodyBytes,
-		maxResponse:  c.MaxResponseBytes,
-		maxPollWait:  c.MaxPollWait,
-		queueSize:    c.QueueSize,
-		agentTimeout: c.AgentTimeout,
-		drainTimeout: c.DrainTimeout,
-		bodyTimeout:  c.BodyReadTimeout,
+		maxBody:         c.MaxBodyBytes,
+		maxResponse:     c.MaxResponseBytes,
+		maxPollWait:     c.MaxPollWait,
+		queueSize:       c.QueueSize,
+		agentTimeout:    c.AgentTimeout,
+		drainTimeout:    c.DrainTimeout,
+		bodyTimeout:     c.BodyReadTimeout,
+		responseTimeout: c.ResponseTimeout,
 	}
 	listen := c.ListenAddr
 	if listen == "" {
@@ -267,6 +281,7 @@ func (c Config) settings() (settings, error) {
 		{"agent-timeout", &s.agentTimeout, DefaultAgentTimeout},
 		{"drain-timeout", &s.drainTimeout, DefaultDrainTimeout},
 		{"body-read-timeout", &s.bodyTimeout, DefaultBodyReadTimeout},
+		{"response-timeout", &s.responseTimeout, DefaultResponseTimeout},
 	} {
 		if *f.v < 0 {
 			return s, fmt.Errorf("relay: %s: must not be negative", f.name)
@@ -326,21 +341,44 @@ func (c Config) limits(s *settings) error {
 }
 
 // tunnelConf is a validated Tunnel with hashed keys.
+// Where a tunnel comes from.
+const (
+	sourceConfig = "config" // relay.tunnels: read-only through the admin API
+	sourceStore  = "store"  // created through the admin API
+)
+
+// tunnelConf is a validated tunnel with hashed keys: from the configuration
+// (validateTunnels) or from the store (registry.go).
 type tunnelConf struct {
 	id, name, description string
-	runtimeKey            [32]byte
-	clientKeys            []hashedKey
-	authMode              string
-	responseTimeout       time.Duration
-	oauth                 OAuthConfig
+	// runtimeKeys are the keys an agent may poll and respond with
+	// (configuration: one; store: any number, for rotation).
+	runtimeKeys     []hashedKey
+	clientKeys      []hashedKey
+	revoked         []revokedKey // store keys of this tunnel that were revoked
+	authMode        string
+	responseTimeout time.Duration
+	source          string
+	createdAt       int64 // unix seconds; 0 for configuration tunnels
+	oauth           OAuthConfig
 	// gw validates tokens in oauth-gateway mode (attached by the relay:
 	// attachGateways).
 	gw *gateway
 }
 
+// hashedKey is a key as the relay keeps it: its SHA-256, never the key.
 type hashedKey struct {
+	id   string // the store's key id ("" for configuration keys)
 	name string
 	sum  [32]byte
+}
+
+// revokedKey is a revoked key's hash, kept so its holder learns why it no
+// longer works.
+type revokedKey struct {
+	scope string
+	sum   [32]byte
+	at    int64 // unix seconds
 }
 
 // validateTunnels checks ts and returns them in validated, hashed form. Errors
@@ -363,17 +401,19 @@ func validateTunnels(ts []Tunnel) ([]*tunnelConf, error) {
 		if !wire.ValidKey(t.RuntimeKey) {
 			return nil, fmt.Errorf("%s.runtime-key: missing or not matching ^[0-9A-Za-z_-]+$", field)
 		}
+		rk := sha256.Sum256([]byte(t.RuntimeKey))
 		c := &tunnelConf{
 			id: t.ID, name: t.Name, description: t.Description,
-			runtimeKey:      sha256.Sum256([]byte(t.RuntimeKey)),
+			runtimeKeys:     []hashedKey{{name: "runtime", sum: rk}},
 			authMode:        t.AuthMode,
 			responseTimeout: t.ResponseTimeout,
 			oauth:           t.OAuth,
+			source:          sourceConfig,
 		}
-		if j, dup := runtime[c.runtimeKey]; dup {
+		if j, dup := runtime[rk]; dup {
 			return nil, fmt.Errorf("%s.runtime-key: same key as tunnels[%d] (a runtime key is scoped to one tunnel)", field, j)
 		}
-		runtime[c.runtimeKey] = i
+		runtime[rk] = i
 		switch c.authMode {
 		case "":
 			c.authMode = AuthClientKey
@@ -403,7 +443,7 @@ func validateTunnels(ts []Tunnel) ([]*tunnelConf, error) {
 				return nil, fmt.Errorf("%s.key: missing or not matching ^[0-9A-Za-z_-]+$", kf)
 			}
 			h := hashedKey{name: k.Name, sum: sha256.Sum256([]byte(k.Key))}
-			if h.sum == c.runtimeKey {
+			if h.sum == rk {
 				return nil, fmt.Errorf("%s.key: equals the tunnel's runtime key", kf)
 			}
 			clients[h.sum] = i
@@ -418,6 +458,27 @@ func validateTunnels(ts []Tunnel) ([]*tunnelConf, error) {
 		if j, ok := runtime[sum]; ok {
 			return nil, fmt.Errorf("relay: tunnels[%d].client-keys: a client key equals the runtime key of tunnels[%d]", i, j)
 		}
+	}
+	return out, nil
+}
+
+// validateAdminKeys hashes the configured admin keys; none may equal a
+// tunnel's key (a key has one scope).
+func validateAdminKeys(keys []string, confs []*tunnelConf) ([]hashedKey, error) {
+	out := make([]hashedKey, 0, len(keys))
+	for i, k := range keys {
+		if !wire.ValidKey(k) {
+			return nil, fmt.Errorf("relay: admin-key[%d]: missing or not matching ^[0-9A-Za-z_-]+$", i)
+		}
+		h := hashedKey{name: "config", sum: sha256.Sum256([]byte(k))}
+		for _, c := range confs {
+			for _, tk := range slices.Concat(c.runtimeKeys, c.clientKeys) {
+				if tk.sum == h.sum {
+					return nil, fmt.Errorf("relay: admin-key[%d]: equals a key of tunnel %s (an admin key must be its own)", i, c.id)
+				}
+			}
+		}
+		out = append(out, h)
 	}
 	return out, nil
 }

@@ -12,6 +12,13 @@
 //	MCP client ──POST /v1/mcp/{id}──▶ auth ▶ chain.Request ▶ queue ──poll──▶ agent
 //	MCP client ◀── JSON or SSE ◀── chain.Response ◀── waiter ◀──POST response── agent
 //
+// Tunnels and keys come from the configuration (read-only) and from a store
+// (package store: memory, a file in relay.data-dir, or JetStream key-value)
+// that the admin API on the admin listener changes and every replica watches
+// (registry.go, admin.go). Keys are scoped (runtime, client, admin), kept as
+// SHA-256 hashes, compared in constant time, and failed authentications are
+// rate-limited per address and per tunnel (auth.go, authlimit.go).
+//
 // Messages stay json.RawMessage end to end. The wire protocol is described in
 // docs/WIRE.md; decisions and rejected alternatives are in RATIONALE.md.
 package relay

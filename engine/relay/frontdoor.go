@@ -31,22 +31,30 @@ type verdict struct {
 	challenge string
 	msg       string
 	outcome   string
+	revoked   bool // the key was one of the tunnel's, revoked
 }
 
 // authenticate judges req's credentials for tunnel id (t nil: unknown
 // tunnel).
 func (r *Relay) authenticate(req *http.Request, id string, t *tunnelState) verdict {
 	if t == nil {
-		// An unknown tunnel looks like a wrong key: its existence is not leaked.
+		// An unknown tunnel looks like a wrong key: its existence is not
+		// leaked, nor does the comparison take less time.
+		check(req, dummyKey, nil, ScopeClient)
 		return verdict{status: http.StatusUnauthorized, challenge: "Bearer", msg: "missing or invalid client key", outcome: outcomeUnauthorized}
 	}
 	conf := t.conf.Load()
 	switch conf.authMode {
 	case AuthClientKey:
-		if k, ok := clientAuth(req, conf); ok {
-			return verdict{caller: k.name, key: keyID(k.sum)}
+		res := clientAuth(req, conf)
+		if res.ok {
+			return verdict{caller: res.key.name, key: keyID(res.key.sum)}
 		}
-		return verdict{status: http.StatusUnauthorized, challenge: "Bearer", msg: "missing or invalid client key", outcome: outcomeUnauthorized}
+		v := verdict{status: http.StatusUnauthorized, challenge: "Bearer", msg: "missing or invalid client key", outcome: outcomeUnauthorized}
+		if res.revoked != nil {
+			v.msg, v.revoked = revokedMessage(ScopeClient, res.revoked), true
+		}
+		return v
 	case AuthOAuthGateway:
 		return r.gatewayAuth(req, id, conf)
 	}

@@ -257,6 +257,7 @@ func (t *tunnelState) offerEnd(now time.Time) {
 // get_stream command in the stream queue, which only polls that offered the
 // extension read. It reports false when that queue is full.
 func (t *tunnelState) requeue(p *pending) bool {
+	t.makeQueues()
 	q := t.queue
 	switch {
 	case p.pinnedTo != "":

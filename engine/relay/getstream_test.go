@@ -135,7 +135,7 @@ func TestGETStreamGoesToOfferingPollsOnly(t *testing.T) {
 	h := newHarness(t, nil, Options{})
 	h.connectOffering(tunA, runtimeA)
 	got, _ := h.clientGET(tunA, map[string]string{"Last-Event-ID": "ev-7"})
-	enginetest.WaitFor(t, "the stream command to queue", func() bool { return len(h.r.tunnel(tunA).streams) == 1 })
+	enginetest.WaitFor(t, "the stream command to queue", func() bool { _, s := h.r.tunnel(tunA).queues(); return len(s) == 1 })
 
 	// A plain poll waits out its timeout while the stream command is queued.
 	if st, cmds := h.poll(tunA, runtimeA, 5, 300*time.Millisecond, nil); st != 204 {

@@ -29,6 +29,10 @@ type agentState struct {
 	quiet    bool
 	lastSeen time.Time // when a request last started or ended
 	check    *time.Timer
+	// key is the hash of the runtime key its polls authenticate with
+	// (keyed: one was seen), so a revocation finds its agents (pollwatch.go).
+	key   [32]byte
+	keyed bool
 }
 
 // connInfo is attached to every connection of the public listener: the
@@ -301,6 +305,13 @@ func (t *tunnelState) seesAlive(instance string, now time.Time) bool {
 // -32603 tunnel failure for JSON-RPC requests (the call may or may not have
 // run: it is never sent to another agent), a bare 502 for the others.
 func lostAnswer(p *pending) *wire.Response {
+	return agentGoneAnswer(p, "tunnel: the agent handling this call was lost", lostData)
+}
+
+// agentGoneAnswer is the final message for a command its agent will never
+// answer: msg and data in a -32603 for JSON-RPC requests, a bare 502 for
+// the others.
+func agentGoneAnswer(p *pending, msg string, data json.RawMessage) *wire.Response {
 	resp := &wire.Response{RequestID: p.cmd.RequestID, Channel: p.cmd.Channel, RespCode: http.StatusBadGateway}
 	switch p.cmd.CommandType {
 	case wire.CommandSessionTermination:
@@ -310,11 +321,7 @@ func lostAnswer(p *pending) *wire.Response {
 	default:
 		resp.RespType = wire.RespJSONRPCResponse
 		peek, _ := engine.PeekMessage(p.cmd.JSONRPC)
-		resp.RespJSON = engine.ErrorResponse(peek.ID, &engine.RPCError{
-			Code:    engine.CodeInternalError,
-			Message: "tunnel: the agent handling this call was lost",
-			Data:    lostData,
-		})
+		resp.RespJSON = engine.ErrorResponse(peek.ID, &engine.RPCError{Code: engine.CodeInternalError, Message: msg, Data: data})
 	}
 	return resp
 }

@@ -199,8 +199,28 @@ func (r *Relay) mcpFrontDoor(w http.ResponseWriter, req *http.Request, id string
 		return door{}, false
 	}
 	t := r.tunnel(id)
+	// Failed keys and tokens draw on the address's and the tunnel's budgets
+	// (authlimit.go); oauth and public tunnels check nothing here.
+	limited := t == nil || t.conf.Load().authMode == AuthClientKey || t.conf.Load().authMode == AuthOAuthGateway
+	addr := clientAddr(req)
+	if limited {
+		if wait := r.limiter.allow(addr, id, start); wait > 0 {
+			r.met.authFailure(realmMCP, failRateLimited)
+			refuseRateLimited(w, wait)
+			r.met.request(id, outcomeUnauthorized, start)
+			return door{}, false
+		}
+	}
 	v := r.authenticate(req, id, t) // frontdoor.go
 	if v.status != 0 {
+		if limited && (v.status == http.StatusUnauthorized || v.status == http.StatusForbidden) {
+			r.limiter.fail(addr, id, start)
+			why := failInvalid
+			if v.revoked {
+				why = failRevoked
+			}
+			r.met.authFailure(realmMCP, why)
+		}
 		r.refuse(w, v)
 		r.met.request(id, v.outcome, start)
 		return door{}, false

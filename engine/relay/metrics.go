@@ -14,6 +14,7 @@ import (
 // at scrape time by a collector, so removed tunnels disappear by themselves.
 type metrics struct {
 	requests *prometheus.CounterVec
+	authFail *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	refused  *prometheus.CounterVec // refusals by the limits for hostile clients, by reason
 	gatherer prometheus.Gatherer
@@ -25,6 +26,10 @@ func newMetrics(r *Relay, reg prometheus.Registerer) (*metrics, error) {
 			Name: "sluice_relay_requests_total",
 			Help: "MCP client requests by tunnel and outcome.",
 		}, []string{"tunnel", "outcome"}),
+		authFail: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_relay_auth_failures_total",
+			Help: "Refused authentications by surface (agent, mcp, admin) and reason (invalid, revoked, rate_limited).",
+		}, []string{"surface", "reason"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "sluice_relay_request_duration_seconds",
 			Help:    "Time from an MCP client request's arrival to its final answer.",
@@ -60,7 +65,7 @@ func newMetrics(r *Relay, reg prometheus.Registerer) (*metrics, error) {
 		Name: "sluice_relay_body_reads",
 		Help: "Request bodies being read right now.",
 	}, func() float64 { return float64(r.lim.bodies.Load()) })
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.refused, budget, inflight, reading, &tunnelCollector{r: r}} {
+	for _, c := range []prometheus.Collector{m.requests, m.authFail, m.latency, m.refused, budget, inflight, reading, &tunnelCollector{r: r}} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("relay: register metrics: %w", err)
 		}
@@ -71,6 +76,20 @@ func newMetrics(r *Relay, reg prometheus.Registerer) (*metrics, error) {
 func (m *metrics) request(tunnel, outcome string, start time.Time) {
 	m.requests.WithLabelValues(tunnel, outcome).Inc()
 	m.latency.WithLabelValues(tunnel).Observe(time.Since(start).Seconds())
+}
+
+// Surfaces and reasons of sluice_relay_auth_failures_total.
+const (
+	realmAgent      = "agent"
+	realmMCP        = "mcp"
+	realmAdmin      = "admin"
+	failInvalid     = "invalid"
+	failRevoked     = "revoked"
+	failRateLimited = "rate_limited"
+)
+
+func (m *metrics) authFailure(surface, reason string) {
+	m.authFail.WithLabelValues(surface, reason).Inc()
 }
 
 var (
@@ -115,8 +134,9 @@ func (c *tunnelCollector) Collect(ch chan<- prometheus.Metric) {
 		if t.connected(now, c.r.set.agentTimeout) {
 			conn = 1
 		}
-		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(len(t.queue)), t.id)
-		ch <- prometheus.MustNewConstMetric(descQueueCap, prometheus.GaugeValue, float64(cap(t.queue)), t.id)
+		q, _ := t.queues()
+		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(len(q)), t.id)
+		ch <- prometheus.MustNewConstMetric(descQueueCap, prometheus.GaugeValue, float64(t.queueSize), t.id)
 		ch <- prometheus.MustNewConstMetric(descInflight, prometheus.GaugeValue, float64(t.inflight()), t.id)
 		ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, conn, t.id)
 		ch <- prometheus.MustNewConstMetric(descPolls, prometheus.CounterValue, float64(t.polls.Load()), t.id)
@@ -130,7 +150,8 @@ func (c *tunnelCollector) Collect(ch chan<- prometheus.Metric) {
 
 // AdminHandler returns the admin handler: /healthz (the process is up),
 // /readyz (the public handler is being served; the body lists which tunnels
-// have a connected agent) and /metrics. Serve it on loopback.
+// have a connected agent), /metrics, and the admin API (tunnels and keys,
+// guarded by admin keys: admin.go). Serve it on loopback.
 func (r *Relay) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -139,6 +160,10 @@ func (r *Relay) AdminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", r.handleReadyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(r.met.gatherer, promhttp.HandlerOpts{}))
+	r.adminRoutes(mux)
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		writeAPIError(w, http.StatusNotFound, "invalid_request_error", "", "not found")
+	})
 	return mux
 }
 

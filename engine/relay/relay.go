@@ -2,13 +2,12 @@ package relay
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -17,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicemcp/sluice/engine"
+	"github.com/sluicemcp/sluice/engine/relay/store"
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
@@ -43,6 +43,11 @@ type Options struct {
 	// same tunnels (a shared work queue; see Cluster). Nil: the relay is
 	// alone, with its queue in process.
 	Cluster Cluster
+	// Store keeps the tunnels and keys managed through the admin API (nil:
+	// a store in memory, lost when the relay stops). The relay follows its
+	// changes, another replica's included, until Close; the caller closes
+	// it after Close.
+	Store store.Store
 }
 
 // Relay is the public side of the tunnel. Create it with New; it is safe for
@@ -68,7 +73,20 @@ type Relay struct {
 	replica string
 
 	mu      sync.RWMutex
-	tunnels map[string]*tunnelState
+	tunnels map[string]*tunnelState // what is served: configuration tunnels, then stored ones
+	// cfgConfs are the configuration's tunnels (SetTunnels), managed the
+	// store's (registry.go); a configuration tunnel wins over a stored one
+	// of the same id.
+	cfgConfs map[string]*tunnelConf
+	managed  map[string]*tunnelConf
+
+	reg       *registry
+	ownStore  store.Store // the memory store New made (nil: the caller's)
+	stopWatch context.CancelFunc
+	// admins are the valid admin keys: the configuration's and the store's.
+	admins    atomic.Pointer[adminKeys]
+	cfgAdmins []hashedKey
+	limiter   *authLimiter
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -105,6 +123,10 @@ func New(cfg Config, opts Options) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfgAdmins, err := validateAdminKeys(cfg.AdminKeys, confs)
+	if err != nil {
+		return nil, err
+	}
 	l := opts.Logger
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
@@ -121,20 +143,38 @@ func New(cfg Config, opts Options) (*Relay, error) {
 		conns:     make(map[net.Conn]*connInfo),
 		asClient:  opts.ASClient,
 		lim:       newLimits(set),
+		cfgConfs:  make(map[string]*tunnelConf, len(confs)),
+		managed:   make(map[string]*tunnelConf),
+		cfgAdmins: cfgAdmins,
+		limiter:   newAuthLimiter(cfg.AuthFailures),
 	}
 	if r.asClient == nil {
 		r.asClient = defaultASClient()
 	}
+	r.admins.Store(&adminKeys{keys: cfgAdmins})
 	r.streamIdle = wire.StreamIdleTimeout
 	r.attachGateways(confs)
 	if opts.Cluster != nil {
 		r.cl, r.replica = opts.Cluster, opts.Cluster.ID()
 	}
 	for _, c := range confs {
+		r.cfgConfs[c.id] = c
 		r.tunnels[c.id] = r.newTunnel(c)
 	}
 	r.met, err = newMetrics(r, opts.Registerer)
 	if err != nil {
+		return nil, err
+	}
+	st := opts.Store
+	if st == nil {
+		st = store.NewMemory()
+		r.ownStore = st
+	}
+	r.reg = newRegistry(r, st)
+	wctx, cancel := context.WithCancel(context.Background())
+	r.stopWatch = cancel
+	if err := r.reg.start(wctx); err != nil {
+		cancel()
 		return nil, err
 	}
 	if r.cl != nil {
@@ -142,6 +182,34 @@ func New(cfg Config, opts Options) (*Relay, error) {
 		go r.liveLoop()
 	}
 	return r, nil
+}
+
+// adminKeys are the admin keys that work now, and those revoked.
+type adminKeys struct {
+	keys    []hashedKey
+	revoked []revokedKey
+}
+
+// setStoreAdmins replaces the store's admin keys (registry.go).
+func (r *Relay) setStoreAdmins(keys []scopedKey, revoked []revokedKey) {
+	ak := &adminKeys{keys: slices.Clone(r.cfgAdmins), revoked: revoked}
+	for _, k := range keys {
+		if k.scope == ScopeAdmin {
+			ak.keys = append(ak.keys, k.hashedKey)
+		}
+	}
+	r.admins.Store(ak)
+}
+
+// cfgAdminCount is the number of admin keys in the configuration.
+func (r *Relay) cfgAdminCount() int { return len(r.cfgAdmins) }
+
+// Bootstrap mints the first admin key when there is none, in the store or
+// in the configuration, and none was ever minted for this store (on any
+// replica). It returns the key, which exists nowhere else: show it to the
+// operator once. It returns "" when no key was minted.
+func (r *Relay) Bootstrap(ctx context.Context) (string, error) {
+	return r.reg.bootstrap(ctx)
 }
 
 // newTunnel returns the state of a new tunnel, with lost-agent detection.
@@ -152,6 +220,9 @@ func (r *Relay) newTunnel(c *tunnelConf) *tunnelState {
 	t.lost = func(instance string, held int) {
 		t.lostCalls.Add(uint64(held))
 		r.log.Warn("agent lost: failing the calls it held", "tunnel", t.id, "instance", instance, "calls", held)
+	}
+	t.revokedCalls = func(n int) {
+		r.log.Warn("runtime key revoked: failing the calls its agent held", "tunnel", t.id, "calls", n)
 	}
 	if r.cl != nil {
 		t.elsewhere = func(instance string) bool {
@@ -169,9 +240,10 @@ func (r *Relay) newTunnel(c *tunnelConf) *tunnelState {
 	return t
 }
 
-// SetTunnels replaces the served tunnels and keys live. Tunnels whose id stays
-// keep their queue, pollers and in-flight work (with the new keys and
-// settings); removed tunnels fail their waiting callers. On error nothing
+// SetTunnels replaces the configuration's tunnels and keys live. Tunnels
+// whose id stays keep their queue, pollers and in-flight work (with the new
+// keys and settings); removed tunnels fail their waiting callers (a stored
+// tunnel of the same id, if any, is served from then on). On error nothing
 // changes.
 func (r *Relay) SetTunnels(ts []Tunnel) error {
 	confs, err := validateTunnels(ts)
@@ -179,29 +251,71 @@ func (r *Relay) SetTunnels(ts []Tunnel) error {
 		return err
 	}
 	r.attachGateways(confs)
-	r.mu.Lock()
-	next := make(map[string]*tunnelState, len(confs))
+	next := make(map[string]*tunnelConf, len(confs))
 	for _, c := range confs {
-		if t, ok := r.tunnels[c.id]; ok {
-			t.conf.Store(c)
-			next[c.id] = t
-			continue
-		}
-		next[c.id] = r.newTunnel(c)
+		next[c.id] = c
 	}
 	var removed []*tunnelState
-	for id, t := range r.tunnels {
-		if _, ok := next[id]; !ok {
-			removed = append(removed, t)
-		}
+	r.mu.Lock()
+	prev := r.cfgConfs
+	r.cfgConfs = next
+	for id := range prev {
+		removed = r.syncLocked(id, removed)
 	}
-	r.tunnels = next
+	for id := range next {
+		removed = r.syncLocked(id, removed)
+	}
 	r.mu.Unlock()
+	r.closeRemoved(removed)
+	return nil
+}
+
+// putManaged serves (or updates) a stored tunnel. It reports whether a
+// configuration tunnel of the same id hides it.
+func (r *Relay) putManaged(c *tunnelConf) bool {
+	r.mu.Lock()
+	r.managed[c.id] = c
+	removed := r.syncLocked(c.id, nil)
+	_, shadowed := r.cfgConfs[c.id]
+	r.mu.Unlock()
+	r.closeRemoved(removed)
+	return shadowed
+}
+
+// dropManaged stops serving a stored tunnel that was deleted.
+func (r *Relay) dropManaged(id string) {
+	r.mu.Lock()
+	delete(r.managed, id)
+	removed := r.syncLocked(id, nil)
+	r.mu.Unlock()
+	r.closeRemoved(removed)
+}
+
+// syncLocked makes r.tunnels[id] serve what the configuration or the store
+// says, appending a tunnel no longer served to removed.
+func (r *Relay) syncLocked(id string, removed []*tunnelState) []*tunnelState {
+	want := r.cfgConfs[id]
+	if want == nil {
+		want = r.managed[id]
+	}
+	t := r.tunnels[id]
+	switch {
+	case want == nil && t != nil:
+		delete(r.tunnels, id)
+		removed = append(removed, t)
+	case want != nil && t == nil:
+		r.tunnels[id] = r.newTunnel(want)
+	case want != nil && t.conf.Load() != want:
+		t.setConf(want)
+	}
+	return removed
+}
+
+func (r *Relay) closeRemoved(removed []*tunnelState) {
 	for _, t := range removed {
 		t.close()
 		r.log.Info("tunnel removed", "tunnel", t.id)
 	}
-	return nil
 }
 
 // Close fails every waiting MCP caller (503) and ends outstanding polls. The
@@ -211,6 +325,10 @@ func (r *Relay) Close() {
 	r.closeOnce.Do(func() {
 		r.serving.Store(false)
 		close(r.closing)
+		r.stopWatch()
+		if r.ownStore != nil {
+			_ = r.ownStore.Close()
+		}
 	})
 }
 
@@ -306,73 +424,4 @@ func (r *Relay) snapshot() []*tunnelState {
 	r.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
 	return out
-}
-
-// dummyKey keeps the comparison for an unknown tunnel as costly as for a
-// known one.
-var dummyKey = sha256.Sum256([]byte("sluice-relay-no-such-tunnel"))
-
-// agentAuth returns the tunnel when bearer is its runtime key. An unknown
-// tunnel and a wrong key are indistinguishable to the caller.
-func (r *Relay) agentAuth(req *http.Request, id string) *tunnelState {
-	tok, ok := bearer(req)
-	sum := sha256.Sum256([]byte(tok))
-	t := r.tunnel(id)
-	want := dummyKey
-	if t != nil {
-		want = t.conf.Load().runtimeKey
-	}
-	match := subtle.ConstantTimeCompare(sum[:], want[:]) == 1
-	if !ok || t == nil || !match {
-		return nil
-	}
-	return t
-}
-
-// clientAuth checks an MCP client's key in client-key mode and returns the
-// key (its name and hash).
-func clientAuth(req *http.Request, c *tunnelConf) (hashedKey, bool) {
-	tok, ok := bearer(req)
-	if !ok {
-		return hashedKey{}, false
-	}
-	sum := sha256.Sum256([]byte(tok))
-	var (
-		key   hashedKey
-		found bool
-	)
-	for _, k := range c.clientKeys {
-		if subtle.ConstantTimeCompare(sum[:], k.sum[:]) == 1 && !found {
-			key, found = k, true
-		}
-	}
-	return key, found
-}
-
-func bearer(req *http.Request) (string, bool) {
-	h := req.Header.Get("Authorization")
-	const p = "bearer "
-	if len(h) <= len(p) || !equalFoldASCII(h[:len(p)], p) {
-		return "", false
-	}
-	return h[len(p):], true
-}
-
-func equalFoldASCII(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

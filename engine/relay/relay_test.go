@@ -649,7 +649,7 @@ func TestQueueFull(t *testing.T) {
 	h.connect(tunA, runtimeA)
 	first := h.clientPost(tunA, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, nil)
 	for range 200 {
-		if len(h.r.tunnel(tunA).queue) == 1 {
+		if q, _ := h.r.tunnel(tunA).queues(); len(q) == 1 {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -995,8 +995,8 @@ func TestStrictJSONRPC(t *testing.T) {
 			if err := json.Unmarshal([]byte(b), &e); err != nil || resp.StatusCode != c.status || e.Error.Code != c.code || string(e.ID) != "null" {
 				t.Errorf("got %d %s, want %d with JSON-RPC error %d and id null", resp.StatusCode, b, c.status, c.code)
 			}
-			if n := len(h.r.tunnel(tunA).queue); n != 0 {
-				t.Errorf("%d commands queued for an invalid message", n)
+			if q, _ := h.r.tunnel(tunA).queues(); len(q) != 0 {
+				t.Errorf("%d commands queued for an invalid message", len(q))
 			}
 		})
 	}

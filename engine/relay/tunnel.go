@@ -16,9 +16,14 @@ const maxInstances = 256
 // tunnelState is the live state of one tunnel: its queue, its pending
 // commands and its agents' liveness. It survives SetTunnels when the id stays.
 type tunnelState struct {
-	id    string
-	conf  atomic.Pointer[tunnelConf]
+	id   string
+	conf atomic.Pointer[tunnelConf]
+	// queue and streams (below) are made with the first command (queues,
+	// makeQueues): a tunnel that never had one costs no buffer, so a relay
+	// with many idle tunnels stays small.
 	queue chan *pending
+	qmade chan struct{} // closed once the queues exist
+	qonce sync.Once
 	done  chan struct{} // closed when the tunnel is removed
 	once  sync.Once
 
@@ -43,6 +48,13 @@ type tunnelState struct {
 	announce  func(instance string)
 	// lostCalls counts the calls failed because their agent was lost.
 	lostCalls atomic.Uint64
+	// revokedCalls is called with the number of calls failed because
+	// their agent's key was revoked (nil: not told).
+	revokedCalls func(n int)
+
+	// held are the polls being held, each with its key's hash, so a
+	// revocation ends them at once (pollwatch.go; t.mu).
+	held map[*pollWatch]struct{}
 
 	// The get-stream extension (getstream.go): get_stream commands queue
 	// apart, for the polls that offered it only.
@@ -70,7 +82,7 @@ type tunnelState struct {
 func newTunnelState(c *tunnelConf, queueSize int) *tunnelState {
 	t := &tunnelState{
 		id:      c.id,
-		queue:   make(chan *pending, queueSize),
+		qmade:   make(chan struct{}),
 		done:    make(chan struct{}),
 		pending: make(map[string]*pending),
 		agents:  make(map[string]*agentState),
@@ -80,9 +92,28 @@ func newTunnelState(c *tunnelConf, queueSize int) *tunnelState {
 		instQueues: make(map[string]chan *pending),
 		queueSize:  queueSize,
 	}
-	t.streams = make(chan *pending, queueSize)
 	t.conf.Store(c)
 	return t
+}
+
+// makeQueues makes the tunnel's queues if they do not exist yet.
+func (t *tunnelState) makeQueues() {
+	t.qonce.Do(func() {
+		t.queue = make(chan *pending, t.queueSize)
+		t.streams = make(chan *pending, t.queueSize)
+		close(t.qmade)
+	})
+}
+
+// queues returns the tunnel's queues, or nils when no command was ever
+// queued (t.qmade is closed when they appear).
+func (t *tunnelState) queues() (queue, streams chan *pending) {
+	select {
+	case <-t.qmade:
+		return t.queue, t.streams
+	default:
+		return nil, nil
+	}
 }
 
 func (t *tunnelState) close() { t.once.Do(func() { close(t.done) }) }

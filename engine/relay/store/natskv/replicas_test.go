@@ -1,0 +1,136 @@
+package natskv_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicemcp/sluice/engine/relay"
+	"github.com/sluicemcp/sluice/engine/relay/store/natskv"
+)
+
+// replica is one relay on its own NATS connection to the shared bucket.
+type replica struct {
+	r *relay.Relay
+}
+
+func newReplica(t *testing.T, srv *server.Server) *replica {
+	t.Helper()
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	st, err := natskv.Open(context.Background(), js, natskv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := relay.New(relay.Config{PublicURL: "http://relay.test"}, relay.Options{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return &replica{r: r}
+}
+
+// admin makes an admin API call on the replica.
+func (p *replica) admin(t *testing.T, key, method, path, body string, out any) int {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	rec := httptest.NewRecorder()
+	p.r.AdminHandler().ServeHTTP(rec, req)
+	if out != nil && rec.Code == 200 {
+		if err := json.Unmarshal(rec.Body.Bytes(), out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return rec.Code
+}
+
+// poll makes one short poll on the replica and returns its status and body.
+func (p *replica) poll(tunnel, key string) (int, string) {
+	req := httptest.NewRequest("GET", "/v1/tunnels/"+tunnel+"/poll?timeout_ms=1", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	rec := httptest.NewRecorder()
+	p.r.Handler().ServeHTTP(rec, req)
+	return rec.Code, rec.Body.String()
+}
+
+// TestRevocationAcrossReplicas: two relays share one JetStream bucket; a
+// tunnel and key made on one work on the other, and a revocation on one
+// takes effect on the other within a second, telling the agent why.
+func TestRevocationAcrossReplicas(t *testing.T) {
+	srv := startServer(t)
+	a, b := newReplica(t, srv), newReplica(t, srv)
+	key, err := a.r.Bootstrap(context.Background())
+	if err != nil || key == "" {
+		t.Fatalf("bootstrap: %q %v", key, err)
+	}
+	if k2, _ := b.r.Bootstrap(context.Background()); k2 != "" {
+		t.Fatal("the second replica minted an admin key too")
+	}
+	var tn struct{ ID string }
+	if st := a.admin(t, key, "POST", "/v1/tunnels", `{"name":"shared"}`, &tn); st != 200 {
+		t.Fatalf("create tunnel: %d", st)
+	}
+	var rk struct{ ID, Value string }
+	if st := a.admin(t, key, "POST", "/v1/tunnels/"+tn.ID+"/keys", `{"scope":"runtime","name":"agent"}`, &rk); st != 200 {
+		t.Fatalf("create key: %d", st)
+	}
+	// The admin key and the new tunnel reach replica b through the watch.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, _ := b.poll(tn.ID, rk.Value)
+		if st == http.StatusNoContent {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica b never accepted the new key: %d", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := b.admin(t, key, "GET", "/v1/tunnels/"+tn.ID, "", nil); st != 200 {
+		t.Fatalf("admin key on replica b: %d", st)
+	}
+
+	start := time.Now()
+	if st := a.admin(t, key, "DELETE", "/v1/tunnels/"+tn.ID+"/keys/"+rk.ID, "", nil); st != 200 {
+		t.Fatalf("revoke on a: %d", st)
+	}
+	for {
+		st, body := b.poll(tn.ID, rk.Value)
+		if st == http.StatusUnauthorized {
+			if !strings.Contains(body, "runtime key revoked at") || !strings.Contains(body, `"code":"tunnel_use_forbidden"`) {
+				t.Fatalf("replica b refused without the reason: %s", body)
+			}
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("replica b still accepts the key %v after its revocation on a", time.Since(start))
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Logf("revocation on replica a took effect on replica b after %v", time.Since(start).Round(time.Millisecond))
+
+	// Deleting the tunnel on b removes it from a.
+	if st := b.admin(t, key, "DELETE", "/v1/tunnels/"+tn.ID, "", nil); st != 200 {
+		t.Fatalf("delete on b: %d", st)
+	}
+	deadline = time.Now().Add(time.Second)
+	for a.admin(t, key, "GET", "/v1/tunnels/"+tn.ID, "", nil) != http.StatusNotFound {
+		if time.Now().After(deadline) {
+			t.Fatal("replica a still serves a tunnel deleted on b")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
