@@ -226,18 +226,21 @@ func (s *session) runRelay(ctx context.Context) error {
 	if nc != nil {
 		defer func() { _ = nc.Drain() }()
 	}
-	st, err := s.openRelayStore(ctx, nc)
-	if err != nil {
-		_ = chain.Close()
-		return err
-	}
-	defer st.close()
+	// The queue first: natsq.New waits out a NATS cluster that is still
+	// electing its JetStream leader, after which the store's bucket can be
+	// made at once.
 	cluster, closeCluster, err := s.joinCluster(ctx, nc)
 	if err != nil {
 		_ = chain.Close()
 		return err
 	}
 	defer closeCluster()
+	st, err := s.openRelayStore(ctx, nc)
+	if err != nil {
+		_ = chain.Close()
+		return err
+	}
+	defer st.close()
 	p, err := s.startRelay(ctx, reg, tunnels, chain, cfg.Relay.AdminListenAddr, st, cluster)
 	if err != nil {
 		_ = chain.Close()
