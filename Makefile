@@ -27,7 +27,7 @@ TEST_TIMEOUT ?= 15m
 # mid-execution (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 2000x
 
-.PHONY: all build run test test-go faults bench bench-load bench-idle-tunnels plugins examples lint fuzz-smoke clean
+.PHONY: all build run test test-go faults bench bench-load bench-replicas bench-idle-tunnels plugins examples lint fuzz-smoke clean
 
 all: build
 
@@ -75,6 +75,15 @@ BENCH_LOAD_FLAGS ?= -duration 5s -concurrency 1,64 -pipeline redact -compare-cha
 bench-load: build
 	$(GO) build -o bin/sluice-bench ./cmd/sluice-bench
 	bin/sluice-bench -sluice $(BIN) $(BENCH_LOAD_FLAGS)
+
+# The relay's queue on NATS (nats-server installed by .ci/deps.sh): one relay
+# with the in-process queue, one on NATS, and three on NATS serving one
+# tunnel, at concurrency 1 and 64, in one run; prints the ratios.
+BENCH_REPLICAS_FLAGS ?= -duration 5s -concurrency 1,64 -startup=false
+bench-replicas: build
+	@if [[ -x .ci/deps.sh ]]; then .ci/deps.sh >/dev/null; fi
+	$(GO) build -o bin/sluice-bench ./cmd/sluice-bench
+	bin/sluice-bench -sluice $(BIN) $(BENCH_REPLICAS_FLAGS) -nats $(SLUICE_TOOLS_DIR)/bin/nats-server
 
 # Many idle tunnels on one relay: c=1 on one tunnel alone, then with 10,000
 # more tunnels made through the admin API, each with an idle agent holding a

@@ -2,8 +2,8 @@
 # deps.sh installs the user-level third-party software the end-to-end tests
 # (engine/e2e) run against: npm packages (MCP TypeScript SDK, the official
 # conformance suite, Node 22 as a registry package, the reference "everything"
-# server, the Inspector CLI, oauth2-mock-server) and the go-sdk conformance
-# server.
+# server, the Inspector CLI, oauth2-mock-server), the go-sdk conformance
+# server, and nats-server (the replicated relay's fault scenarios).
 #
 # Everything goes into $SLUICE_TOOLS_DIR (default $HOME/.cache/sluice), never
 # inside the clone; npm keeps its default cache (~/.npm), Go its module cache.
@@ -18,6 +18,8 @@ npmdir="$tools/npm"
 bindir="$tools/bin"
 everything_server_version="v1.8.0"
 everything_server_pkg="github.com/modelcontextprotocol/go-sdk/conformance/everything-server"
+nats_server_version="v2.15.3"
+nats_server_pkg="github.com/nats-io/nats-server/v2"
 
 mkdir -p "$npmdir" "$bindir"
 
@@ -45,6 +47,15 @@ else
 	(cd "$tools" && GOBIN="$bindir" GOFLAGS=-mod=mod go install "$everything_server_pkg@$everything_server_version")
 fi
 
+# nats-server: the replicated relay's fault scenarios run a 3-node cluster.
+ns="$bindir/nats-server"
+if [[ -x "$ns" ]] && go version -m "$ns" 2>/dev/null | grep -q "mod[[:space:]]*github.com/nats-io/nats-server/v2[[:space:]]*$nats_server_version"; then
+	echo "deps: nats-server $nats_server_version up to date"
+else
+	echo "deps: installing nats-server $nats_server_version into $bindir"
+	(cd "$tools" && GOBIN="$bindir" GOFLAGS=-mod=mod go install "$nats_server_pkg@$nats_server_version")
+fi
+
 nm="$npmdir/node_modules"
 echo "deps: SLUICE_TOOLS_DIR=$tools"
 missing=0
@@ -63,6 +74,7 @@ check "typescript sdk" "$nm/@modelcontextprotocol/sdk/package.json"
 check inspector-cli "$nm/@modelcontextprotocol/inspector-cli/build/cli.js"
 check oauth2-mock-server "$nm/oauth2-mock-server/package.json"
 check everything-server "$es"
+check nats-server "$ns"
 # CI runs every test: a tool that did not install is an error here, not a
 # skip later.
 if ((missing)) && [[ "${SLUICE_REQUIRE_TOOLCHAINS:-}" == 1 ]]; then

@@ -68,6 +68,7 @@ func main() {
 		skipInit    = flag.Bool("skip-initialized", false, "do not send notifications/initialized (mcp-go serves such sessions faster)")
 		bindingOn   = flag.Bool("binding", false, "also load the echo tool served by a Wasm binding plugin in the agent, and report it against the HTTP echo server through the tunnel")
 		bindingWasm = flag.String("binding-wasm", "", "with -binding: the echo binding plugin (default: build "+echoBindingPkg+")")
+		natsBin     = flag.String("nats", "", "also measure the relay's queue on NATS JetStream with this nats-server binary: one relay in-process, one on NATS, three on NATS")
 		idleTunnels = flag.Int("idle-tunnels", 0, "instead of the usual scenarios: c=1 on one tunnel, then again with this many more tunnels on the relay, each with an idle agent holding a long-poll; reports the relay's RSS")
 	)
 	flag.Parse()
@@ -115,6 +116,7 @@ func main() {
 	b.startupOn = *startupOn
 	b.naive = *naive
 	b.binding, b.bindingWasmFlag = *bindingOn, *bindingWasm
+	b.natsBin = *natsBin
 	if *timelineOn {
 		b.tl = &timeline{}
 	}
@@ -209,6 +211,8 @@ type bench struct {
 	// set while its tunnel starts.
 	binding                      bool
 	bindingWasmFlag, bindingWasm string
+	// natsBin, when set, adds the queue comparison on NATS (-nats).
+	natsBin string
 }
 
 func freeAddr() string {
@@ -400,6 +404,11 @@ func (b *bench) run(pipeline string, compare bool) error {
 			return fmt.Errorf("-binding compares against the HTTP echo server without a chain: use -pipeline none or -compare-chain")
 		}
 		if bindingRes, err = b.runBinding(b.bindingWasmFlag); err != nil {
+			return err
+		}
+	}
+	if b.natsBin != "" {
+		if err := b.runReplicas(echoURL, b.natsBin); err != nil {
 			return err
 		}
 	}
@@ -595,9 +604,16 @@ func (b *bench) load(target, pipeline, url, _ string, conc int) (result, error) 
 	if b.wrk {
 		return b.wrkLoad(target, pipeline, url, conc)
 	}
-	c := newClient(url, conc)
+	urls := strings.Split(url, ",") // several: round-robin, one per worker
+	c := newClient(urls[0], conc)
 	if err := c.initialize(); err != nil {
 		return result{}, fmt.Errorf("%s: %w", target, err)
+	}
+	clients := []*client{c}
+	for _, u := range urls[1:] {
+		cu := *c
+		cu.url = u
+		clients = append(clients, &cu)
 	}
 	msg := b.message()
 	var measuring atomic.Bool
@@ -620,7 +636,7 @@ func (b *bench) load(target, pipeline, url, _ string, conc int) (result, error) 
 				id := w*1_000_000_000 + i + 1
 				body := []byte(`{"jsonrpc":"2.0","id":` + strconv.Itoa(id) + `,"method":"tools/call","params":{"name":"echo","arguments":{"message":"` + msg + `"}}}`)
 				t0 := time.Now()
-				st, resp, h, err := c.post(body)
+				st, resp, h, err := clients[w%len(clients)].post(body)
 				d := time.Since(t0)
 				ok := err == nil && st == 200 && validResult(resp, h)
 				if !measuring.Load() {

@@ -286,7 +286,8 @@ func TestAdminEndToEnd(t *testing.T) {
 }
 
 // TestRelaysShareNATSStore: two `sluice relay` processes on one NATS
-// server share their tunnels and keys: only the first prints an admin key,
+// server share their tunnels and keys, and their work queue, each on one
+// connection to NATS: only the first prints an admin key,
 // a tunnel made on one is served by the other, and a key revoked on one is
 // refused by the other within a second.
 func TestRelaysShareNATSStore(t *testing.T) {
@@ -310,6 +311,15 @@ func TestRelaysShareNATSStore(t *testing.T) {
 	}
 	if !strings.Contains(a.log.String(), `"store":"nats bucket sluice_relay"`) {
 		t.Fatalf("the relay does not say where its store is:\n%s", a.log.String())
+	}
+	for _, p := range []*relayProcess{a, b} {
+		if !strings.Contains(p.log.String(), `"msg":"relay joined NATS: replicas share work"`) {
+			t.Fatalf("a relay on NATS did not join the work queue:\n%s", p.log.String())
+		}
+	}
+	// One connection each carries both the store and the queue.
+	if n := srv.NumClients(); n != 2 {
+		t.Fatalf("two relays hold %d NATS connections, want 2 (one each)", n)
 	}
 	admin := func(addr string, args ...string) string {
 		t.Helper()

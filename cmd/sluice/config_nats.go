@@ -82,20 +82,32 @@ func (s *session) relayDataDir() (string, error) {
 type relayStore struct {
 	store.Store
 	where string // for the start line: the data-dir, or the NATS bucket
-	nc    *nats.Conn
 }
 
-func (r *relayStore) close() {
-	_ = r.Close()
-	if r.nc != nil {
-		r.nc.Close()
-	}
-}
+func (r *relayStore) close() { _ = r.Close() }
 
-// openRelayStore opens the store: a JetStream bucket with relay.nats.url,
-// the data directory otherwise.
-func (s *session) openRelayStore(ctx context.Context) (*relayStore, error) {
+// connectNATS connects to the cluster relay.nats names, resolving its
+// secret references: the relay's one connection, for its tunnel store and
+// its replicas' work queue alike. It returns nil without relay.nats.url.
+func (s *session) connectNATS(ctx context.Context) (*nats.Conn, error) {
 	if s.cfg.Relay.NATS.URL == "" {
+		return nil, nil
+	}
+	c, err := s.resolveNATS()
+	if err != nil {
+		return nil, err
+	}
+	nc, err := natsconn.Connect(ctx, c, s.log)
+	if err != nil {
+		return nil, fmt.Errorf("relay.nats.url: %w", err)
+	}
+	return nc, nil
+}
+
+// openRelayStore opens the store: a JetStream bucket on nc, the data
+// directory without NATS (nc nil). nc stays the caller's.
+func (s *session) openRelayStore(ctx context.Context, nc *nats.Conn) (*relayStore, error) {
+	if nc == nil {
 		dir, err := s.relayDataDir()
 		if err != nil {
 			return nil, err
@@ -106,17 +118,8 @@ func (s *session) openRelayStore(ctx context.Context) (*relayStore, error) {
 		}
 		return &relayStore{Store: st, where: dir}, nil
 	}
-	c, err := s.resolveNATS()
-	if err != nil {
-		return nil, err
-	}
-	nc, err := natsconn.Connect(ctx, c, s.log)
-	if err != nil {
-		return nil, err
-	}
 	js, err := jetstream.New(nc)
 	if err != nil {
-		nc.Close()
 		return nil, fmt.Errorf("nats: jetstream: %w", err)
 	}
 	n := s.cfg.Relay.NATS
@@ -130,13 +133,12 @@ func (s *session) openRelayStore(ctx context.Context) (*relayStore, error) {
 	bucket := kvBucket(n.Prefix)
 	st, err := natskv.Open(ctx, js, natskv.Options{Bucket: bucket, Replicas: replicas})
 	if err != nil {
-		nc.Close()
 		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
 			return nil, cfgErr("relay.nats.url", "the NATS server has no JetStream (start it with -js)")
 		}
 		return nil, err
 	}
-	return &relayStore{Store: st, where: "nats bucket " + bucket, nc: nc}, nil
+	return &relayStore{Store: st, where: "nats bucket " + bucket}, nil
 }
 
 // kvBucket is the key-value bucket of a relay.nats.prefix: the default

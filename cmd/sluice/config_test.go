@@ -330,6 +330,14 @@ func TestRelayValidation(t *testing.T) {
 		{name: "tls half", file: "relay:\n  tls-cert: /c.pem\n", wantErr: "relay.tls-key"},
 		{name: "relay pipeline checked", file: "relay:\n  pipeline:\n    - plugin: ''\n", wantErr: "relay.pipeline[0].plugin"},
 		{name: "relay breaker checked", file: "relay:\n  pipeline:\n    - plugin: x.wasm\n      breaker: {max-backoff: -1s}\n", wantErr: "relay.pipeline[0].breaker.max-backoff: -1s is out of range 1ms..1h"},
+		{name: "nats ok", file: "relay:\n  nats:\n    url: nats://127.0.0.1:4222,tls://n2:4222\n    token: env:NATS_TOKEN\n    replicas: 3\n"},
+		{name: "nats token literal", file: "relay:\n  nats:\n    url: nats://127.0.0.1:4222\n    token: hunter2\n", wantErr: "relay.nats.token: a secret must be a reference"},
+		{name: "nats credentials literal", file: "relay:\n  nats:\n    url: nats://127.0.0.1:4222\n    credentials: abc\n", wantErr: "relay.nats.credentials: a secret must be a reference"},
+		{name: "nats both", file: "relay:\n  nats:\n    url: nats://a:4222\n    token: env:T\n    credentials: file:/c\n", wantErr: "not both"},
+		{name: "nats bad scheme", file: "relay:\n  nats:\n    url: http://a:4222\n", wantErr: "relay.nats.url"},
+		{name: "nats token without url", file: "relay:\n  nats:\n    token: env:T\n", wantErr: "relay.nats.token: needs relay.nats.url"},
+		{name: "nats replicas", file: "relay:\n  nats:\n    url: nats://a:4222\n    replicas: 7\n", wantErr: "relay.nats.replicas"},
+		{name: "nats tls half", file: "relay:\n  nats:\n    url: nats://a:4222\n    tls:\n      cert-file: /c.pem\n", wantErr: "relay.nats.tls.key-file"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -56,7 +56,7 @@ func (s *session) runDev(ctx context.Context) error {
 	if err != nil {
 		return asConfigError(err)
 	}
-	rp, err := s.startRelay(relayCtx, reg, []relay.Tunnel{t}, relayChain, cfg.Relay.AdminListenAddr, nil)
+	rp, err := s.startRelay(relayCtx, reg, []relay.Tunnel{t}, relayChain, cfg.Relay.AdminListenAddr, nil, nil)
 	if err != nil {
 		_ = relayChain.Close()
 		return err

@@ -9,10 +9,13 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicemcp/sluice/engine"
 	"github.com/sluicemcp/sluice/engine/relay"
+	"github.com/sluicemcp/sluice/engine/relay/natsconn"
+	"github.com/sluicemcp/sluice/engine/relay/natsq"
 	"github.com/sluicemcp/sluice/engine/relay/store"
 )
 
@@ -85,8 +88,9 @@ func (s *session) relayAdminKeys(cfg *Config) ([]string, error) {
 
 // startRelay binds the relay's listeners and builds it. The admin listener
 // serves until ctx ends; the public one is served by serveRelay. st keeps
-// the tunnels and keys of the admin API (nil: in memory).
-func (s *session) startRelay(ctx context.Context, reg prometheus.Registerer, tunnels []relay.Tunnel, chain *engine.Chain, adminAddr string, st store.Store) (*relayParts, error) {
+// the tunnels and keys of the admin API (nil: in memory); cluster joins the
+// relay to its replicas (nil: alone).
+func (s *session) startRelay(ctx context.Context, reg prometheus.Registerer, tunnels []relay.Tunnel, chain *engine.Chain, adminAddr string, st store.Store, cluster relay.Cluster) (*relayParts, error) {
 	cfg := s.cfg
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", cfg.Relay.ListenAddr)
@@ -119,7 +123,7 @@ func (s *session) startRelay(ctx context.Context, reg prometheus.Registerer, tun
 	rc := relayConfig(cfg, bound, public, tunnels)
 	rc.AdminKeys = admins
 	p.relay, err = relay.New(rc,
-		relay.Options{Logger: s.log, Registerer: reg, Pipeline: p.pipeline, Audit: s.auditFor("relay"), Store: st})
+		relay.Options{Logger: s.log, Registerer: reg, Pipeline: p.pipeline, Audit: s.auditFor("relay"), Store: st, Cluster: cluster})
 	if err != nil {
 		_ = ln.Close()
 		return nil, &ConfigError{Msg: oneLine(err)}
@@ -220,13 +224,32 @@ func (s *session) runRelay(ctx context.Context) error {
 	if err != nil {
 		return asConfigError(err)
 	}
-	st, err := s.openRelayStore(ctx)
+	// One NATS connection (relay.nats.url) carries both the tunnel store
+	// and the replicas' work queue.
+	nc, err := s.connectNATS(ctx)
+	if err != nil {
+		_ = chain.Close()
+		return err
+	}
+	if nc != nil {
+		defer func() { _ = nc.Drain() }()
+	}
+	// The queue first: natsq.New waits out a NATS cluster that is still
+	// electing its JetStream leader, after which the store's bucket can be
+	// made at once.
+	cluster, closeCluster, err := s.joinCluster(ctx, nc)
+	if err != nil {
+		_ = chain.Close()
+		return err
+	}
+	defer closeCluster()
+	st, err := s.openRelayStore(ctx, nc)
 	if err != nil {
 		_ = chain.Close()
 		return err
 	}
 	defer st.close()
-	p, err := s.startRelay(ctx, reg, tunnels, chain, cfg.Relay.AdminListenAddr, st)
+	p, err := s.startRelay(ctx, reg, tunnels, chain, cfg.Relay.AdminListenAddr, st, cluster)
 	if err != nil {
 		_ = chain.Close()
 		return err
@@ -294,4 +317,19 @@ func (s *session) relayLiveKeys(pl *pipelines, p *relayParts) []liveKey {
 			return p.relay.SetTunnels(ts)
 		}, value: func(c *Config) any { return c.Relay.Tunnels }, always: func(*Config) bool { return true }},
 	}
+}
+
+// joinCluster returns the replicas' shared queue on nc (nil, with nothing
+// to close, when the relay is alone: nc nil).
+func (s *session) joinCluster(ctx context.Context, nc *nats.Conn) (relay.Cluster, func(), error) {
+	if nc == nil {
+		return nil, func() {}, nil
+	}
+	n := s.cfg.Relay.NATS
+	q, err := natsq.New(ctx, nc, natsq.Options{Prefix: n.Prefix, Replicas: n.Replicas, Logger: s.log})
+	if err != nil {
+		return nil, nil, fmt.Errorf("relay.nats: %w", err)
+	}
+	s.log.Info("relay joined NATS: replicas share work", "server", natsconn.Redact(nc.ConnectedUrl()), "replica", q.ID())
+	return q, func() { _ = q.Close() }, nil
 }

@@ -167,6 +167,13 @@ type agentOptions struct {
 }
 
 func (tp *topo) startAgent(r *relayProc, o agentOptions) *agentProc {
+	tp.t.Helper()
+	return tp.startAgentAt(r.URL, o)
+}
+
+// startAgentAt starts an agent polling baseURL (a relay, or a load
+// balancer in front of several).
+func (tp *topo) startAgentAt(baseURL string, o agentOptions) *agentProc {
 	t := tp.t
 	t.Helper()
 	if tp.count == nil {
@@ -180,7 +187,7 @@ func (tp *topo) startAgent(r *relayProc, o agentOptions) *agentProc {
 	}
 	urlFile := filepath.Join(t.TempDir(), "health.url")
 	args := append([]string{sluiceBin, "run",
-		"--control-plane.base-url", r.URL,
+		"--control-plane.base-url", baseURL,
 		"--control-plane.tunnel-id", tp.tun.id,
 		"--control-plane.api-key", "file:" + tp.tun.runtimeKeyFile,
 		"--control-plane.poll-timeout", "5s",

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -118,7 +119,17 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 		defer func() { t.offerEnd(time.Now()) }()
 	}
 
-	cmds, taken := r.collect(req, t, limit, wait, instance, offer)
+	r.liveNow(t, offer)
+	var (
+		cmds  []wire.Command
+		taken []handout
+	)
+	aff := pollAffinity(req)
+	if r.cl == nil {
+		cmds, taken = r.collect(req, t, limit, wait, instance, offer, aff)
+	} else {
+		cmds, taken = r.collectShared(req, t, limit, wait, instance, offer, aff)
+	}
 	if keyRevoked(req) {
 		// Revoked while the poll was held: say so now, not on the next poll
 		// (the commands taken, if any, go back below).
@@ -128,16 +139,7 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 		// The agent left before its answer was written: it never saw these
 		// commands. Put them back for the next poller (they keep their
 		// deadline).
-		t.mu.Lock()
-		for _, p := range taken {
-			p.holder = ""
-		}
-		t.mu.Unlock()
-		for _, p := range taken {
-			if !t.requeue(p) {
-				r.log.Warn("queue full: command dropped after a poller left", "tunnel", t.id, "request_id", p.cmd.RequestID)
-			}
-		}
+		r.putBack(t, taken, instance)
 		return
 	}
 	if keyRevoked(req) {
@@ -160,13 +162,14 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 // collect waits up to wait for the first live command, then takes whatever
 // else is queued, up to limit. Only a poll that offered GET streams takes
 // get_stream commands.
-func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.Duration, instance string, offer bool) ([]wire.Command, []*pending) {
+func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.Duration, instance string, offer bool, aff map[string]bool) ([]wire.Command, []handout) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	var (
 		cmds  []wire.Command
-		taken []*pending
+		taken []handout
 		sq    chan *pending // nil (never ready) without the offer
+		iq    chan *pending // commands pinned to this instance (nil: none)
 	)
 	q, s := t.queues()
 	made := t.qmade // until the queues exist
@@ -175,6 +178,9 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.
 	}
 	if offer {
 		sq = s
+	}
+	if instance != "" && len(aff) > 0 {
+		iq = t.instanceQueue(instance)
 	}
 	for len(cmds) == 0 {
 		select {
@@ -185,12 +191,16 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.
 			}
 			made = nil
 		case p := <-q:
-			if c, ok := r.hand(t, p, instance); ok {
-				cmds, taken = append(cmds, c), append(taken, p)
+			if c, ok := r.hand(t, p, instance, aff); ok {
+				cmds, taken = append(cmds, c), append(taken, handout{local: p})
 			}
 		case p := <-sq:
-			if c, ok := r.hand(t, p, instance); ok {
-				cmds, taken = append(cmds, c), append(taken, p)
+			if c, ok := r.hand(t, p, instance, aff); ok {
+				cmds, taken = append(cmds, c), append(taken, handout{local: p})
+			}
+		case p := <-iq:
+			if c, ok := r.hand(t, p, instance, aff); ok {
+				cmds, taken = append(cmds, c), append(taken, handout{local: p})
 			}
 		case <-timer.C:
 			return nil, nil
@@ -207,12 +217,16 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.
 	for len(cmds) < limit {
 		select {
 		case p := <-q:
-			if c, ok := r.hand(t, p, instance); ok {
-				cmds, taken = append(cmds, c), append(taken, p)
+			if c, ok := r.hand(t, p, instance, aff); ok {
+				cmds, taken = append(cmds, c), append(taken, handout{local: p})
 			}
 		case p := <-sq:
-			if c, ok := r.hand(t, p, instance); ok {
-				cmds, taken = append(cmds, c), append(taken, p)
+			if c, ok := r.hand(t, p, instance, aff); ok {
+				cmds, taken = append(cmds, c), append(taken, handout{local: p})
+			}
+		case p := <-iq:
+			if c, ok := r.hand(t, p, instance, aff); ok {
+				cmds, taken = append(cmds, c), append(taken, handout{local: p})
 			}
 		default:
 			return cmds, taken
@@ -224,7 +238,7 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.
 // hand turns a queued command into its wire form, with response_timeout set
 // to the time the relay will still wait, and records instance as its holder.
 // Commands whose caller is gone or whose deadline passed are skipped.
-func (r *Relay) hand(t *tunnelState, p *pending, instance string) (wire.Command, bool) {
+func (r *Relay) hand(t *tunnelState, p *pending, instance string, aff map[string]bool) (wire.Command, bool) {
 	if p.isGone() {
 		return wire.Command{}, false
 	}
@@ -232,14 +246,10 @@ func (r *Relay) hand(t *tunnelState, p *pending, instance string) (wire.Command,
 	if left <= 0 {
 		return wire.Command{}, false
 	}
-	t.mu.Lock()
-	if t.pending[p.cmd.RequestID] != p {
+	if t.claim(p.cmd.RequestID, instance, "", aff[commandChannel(&p.cmd)]) != p {
 		// Withdrawn (drain) or forgotten since it was queued: never hand it out.
-		t.mu.Unlock()
 		return wire.Command{}, false
 	}
-	p.holder = instance
-	t.mu.Unlock()
 	c := p.cmd
 	rt := wire.FormatResponseTimeout(left.Truncate(time.Millisecond))
 	c.ResponseTimeout = &rt
@@ -328,9 +338,7 @@ func (r *Relay) handleResponses(w http.ResponseWriter, req *http.Request) {
 	t.batchPosts.Add(1)
 	t.batched.Add(uint64(len(items)))
 	statuses := make([]int, len(items))
-	for i, item := range items {
-		statuses[i], _, _ = r.accept(t, tokens[i], item)
-	}
+	r.acceptBatch(t, tokens, items, statuses)
 	runtime.Gosched() // as in handleResponse
 	out := wire.AppendBatchStatuses(make([]byte, 0, 16+4*len(statuses)), statuses)
 	w.Header().Set("Content-Type", "application/json")
@@ -341,16 +349,121 @@ func (r *Relay) handleResponses(w http.ResponseWriter, req *http.Request) {
 
 // accept decodes, checks and delivers one response object; it returns the
 // status of the standard endpoint and, for an error, its code and message.
+// In a Cluster, a response for a call another replica owns (its shard token
+// says which) is checked here and delivered there.
 func (r *Relay) accept(t *tunnelState, token string, body []byte) (status int, code, msg string) {
+	owner := tokenOwner(token)
+	if r.cl == nil || owner == "" || owner == r.replica {
+		return r.acceptLocal(t, token, body)
+	}
+	if _, st, code, msg := decodeResponse(body); st != http.StatusOK {
+		return st, code, msg
+	}
+	var sts [1]int
+	r.deliverRemote(t, owner, []deliverItem{{Token: token, Body: body}}, sts[:])
+	return sts[0], remoteCode(sts[0]), remoteMessage(sts[0])
+}
+
+// acceptBatch is accept for each item of a response batch, with one
+// delivery per other replica that owns some of them.
+func (r *Relay) acceptBatch(t *tunnelState, tokens []string, items [][]byte, statuses []int) {
+	var byOwner map[string][]int
+	for i, item := range items {
+		owner := tokenOwner(tokens[i])
+		if r.cl == nil || owner == "" || owner == r.replica {
+			statuses[i], _, _ = r.acceptLocal(t, tokens[i], item)
+			continue
+		}
+		if _, st, _, _ := decodeResponse(item); st != http.StatusOK {
+			statuses[i] = st
+			continue
+		}
+		if byOwner == nil {
+			byOwner = map[string][]int{}
+		}
+		byOwner[owner] = append(byOwner[owner], i)
+	}
+	for owner, idx := range byOwner {
+		batch := make([]deliverItem, len(idx))
+		for k, i := range idx {
+			batch[k] = deliverItem{Token: tokens[i], Body: items[i]}
+		}
+		sts := make([]int, len(idx))
+		r.deliverRemote(t, owner, batch, sts)
+		for k, i := range idx {
+			statuses[i] = sts[k]
+		}
+	}
+}
+
+// deliverRemote delivers items to the replica that owns their calls and
+// fills their statuses: 404 when that replica is gone (its clients with
+// it: the results have nobody to go to), 503 when it cannot be reached.
+func (r *Relay) deliverRemote(t *tunnelState, owner string, items []deliverItem, statuses []int) {
+	sts, err := r.callPeerBatch(owner, peerMsg{Op: opDeliver, Tunnel: t.id, Items: items}, len(items))
+	for i := range statuses {
+		switch {
+		case errors.Is(err, ErrNoReplica):
+			statuses[i] = http.StatusNotFound
+		case err != nil:
+			statuses[i] = http.StatusServiceUnavailable
+		default:
+			statuses[i] = sts[i]
+		}
+	}
+	if err != nil && !errors.Is(err, ErrNoReplica) {
+		r.log.Warn("delivery to another replica failed", "tunnel", t.id, "err", err)
+	}
+}
+
+// remoteCode and remoteMessage describe a remote delivery's status.
+func remoteCode(st int) string {
+	switch st {
+	case http.StatusOK, http.StatusServiceUnavailable:
+		return ""
+	case http.StatusNotFound:
+		return wire.CodePendingRequestNotFound
+	case http.StatusUnauthorized:
+		return wire.CodeTunnelRequestMismatch
+	}
+	return wire.CodeInvalidJSONPayload
+}
+
+func remoteMessage(st int) string {
+	switch st {
+	case http.StatusOK:
+		return ""
+	case http.StatusServiceUnavailable:
+		return "could not reach the replica holding the call: retry"
+	case http.StatusNotFound:
+		return "no pending request with this id"
+	case http.StatusUnauthorized:
+		return "shard token does not match the request"
+	}
+	return "response refused"
+}
+
+// decodeResponse decodes and checks one response object.
+func decodeResponse(body []byte) (resp wire.Response, status int, code, msg string) {
 	resp, err := wire.DecodeResponse(body)
 	if err != nil || resp.RequestID == "" {
-		return http.StatusBadRequest, wire.CodeInvalidJSONPayload, "body must be a response object with a request_id"
+		return resp, http.StatusBadRequest, wire.CodeInvalidJSONPayload, "body must be a response object with a request_id"
 	}
 	if resp.Channel != "" && !wire.ValidChannel(resp.Channel) {
-		return http.StatusBadRequest, wire.CodeInvalidChannelFormat, "channel must match ^[a-z0-9_-]{1,64}$"
+		return resp, http.StatusBadRequest, wire.CodeInvalidChannelFormat, "channel must match ^[a-z0-9_-]{1,64}$"
 	}
 	if j := bytes.TrimSpace(resp.RespJSON); len(j) > 0 && !bytes.Equal(j, []byte("null")) && j[0] != '{' {
-		return http.StatusBadRequest, wire.CodeInvalidJSONPayload, "resp_json must be an object or null"
+		return resp, http.StatusBadRequest, wire.CodeInvalidJSONPayload, "resp_json must be an object or null"
+	}
+	return resp, http.StatusOK, "", ""
+}
+
+// acceptLocal decodes, checks and delivers one response object for a call
+// this replica owns.
+func (r *Relay) acceptLocal(t *tunnelState, token string, body []byte) (status int, code, msg string) {
+	resp, st, code, msg := decodeResponse(body)
+	if st != http.StatusOK {
+		return st, code, msg
 	}
 	switch t.deliver(token, &resp) {
 	case deliverNotFound:

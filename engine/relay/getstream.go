@@ -47,7 +47,7 @@ func (r *Relay) handleMCPGet(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	headers := forwardHeaders(req.Header, conf.authMode == AuthOAuth)
-	p := newPending(wire.CommandGetStream, wire.DefaultChannel, headers, nil, conf.responseTimeout, now)
+	p := newPending(r.replica, wire.CommandGetStream, wire.DefaultChannel, headers, nil, conf.responseTimeout, now)
 	p.carryIdentity(conf, caller)
 	e := &exchange{t: t, conf: conf, p: p, caller: caller, sessionID: req.Header.Get("Mcp-Session-Id"), sse: true, metadataURL: r.metadataURL(id)}
 	if r.pipeline != nil && r.pipeline.Chain().Len() > 0 {
@@ -61,10 +61,8 @@ func (r *Relay) handleMCPGet(w http.ResponseWriter, req *http.Request) {
 // ends. It returns the request outcome.
 func (r *Relay) runStream(w http.ResponseWriter, req *http.Request, e *exchange) string {
 	t, p := e.t, e.p
-	if !t.register(p) {
-		w.Header().Set("Retry-After", "1")
-		writeAPIError(w, http.StatusTooManyRequests, "rate_limit_error", wire.CodeTunnelQueueFull, "the tunnel's queue is full")
-		return outcomeQueueFull
+	if err := r.enqueue(t, p); err != nil {
+		return r.refuseEnqueue(w, t, err)
 	}
 	open := time.NewTimer(time.Until(p.deadline)) // until the agent opens the stream
 	defer open.Stop()
@@ -231,11 +229,13 @@ func (r *Relay) streamUnavailable(w http.ResponseWriter, e *exchange, opened boo
 }
 
 // streamsOffered reports whether an agent that offered GET streams is
-// polling the tunnel or polled within timeout.
+// polling the tunnel or polled within timeout (here, or on another replica
+// of a Cluster).
 func (t *tunnelState) streamsOffered(now time.Time, timeout time.Duration) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.offering > 0 || (!t.lastOffer.IsZero() && now.Sub(t.lastOffer) < timeout)
+	return t.offering > 0 || (!t.lastOffer.IsZero() && now.Sub(t.lastOffer) < timeout) ||
+		(!t.remoteOffer.IsZero() && now.Sub(t.remoteOffer) < timeout)
 }
 
 // offerStart and offerEnd bracket a poll that offered GET streams.
@@ -259,7 +259,10 @@ func (t *tunnelState) offerEnd(now time.Time) {
 func (t *tunnelState) requeue(p *pending) bool {
 	t.makeQueues()
 	q := t.queue
-	if p.cmd.CommandType == wire.CommandGetStream {
+	switch {
+	case p.pinnedTo != "":
+		q = t.instanceQueue(p.pinnedTo)
+	case p.cmd.CommandType == wire.CommandGetStream:
 		q = t.streams
 	}
 	select {

@@ -241,7 +241,37 @@ func (t *tunnelState) checkLost(instance string) {
 		t.mu.Unlock()
 		return
 	}
+	if t.elsewhere != nil {
+		// In a Cluster the agent may have moved to another replica (a load
+		// balancer spreads its connections): ask before calling it lost.
+		t.mu.Unlock()
+		alive := t.elsewhere(instance)
+		t.mu.Lock()
+		a = t.agents[instance]
+		if a == nil || a.active > 0 || a.conns > 0 || a.untracked || a.quiet || a.check != nil {
+			t.mu.Unlock() // it came back here meanwhile
+			return
+		}
+		if alive {
+			delete(t.agents, instance)
+			t.mu.Unlock()
+			return
+		}
+	}
 	delete(t.agents, instance)
+	t.mu.Unlock()
+	if t.announce != nil {
+		t.announce(instance)
+	}
+	t.failHeld(instance)
+}
+
+// failHeld fails the calls instance held, which it will never answer.
+func (t *tunnelState) failHeld(instance string) {
+	if instance == "" {
+		return
+	}
+	t.mu.Lock()
 	var held []*pending
 	for id, p := range t.pending {
 		if p.holder == instance {
@@ -249,14 +279,26 @@ func (t *tunnelState) checkLost(instance string) {
 			delete(t.pending, id)
 		}
 	}
+	// Commands pinned to it that it never took: no other agent may run them.
+	held = append(held, t.markGoneLocked(instance, time.Now())...)
 	t.mu.Unlock()
-	if len(held) == 0 {
+	if len(held) == 0 || t.lost == nil {
 		return
 	}
 	t.lost(instance, len(held))
 	for _, p := range held {
 		p.fail(lostAnswer(p))
 	}
+}
+
+// seesAlive reports whether instance is alive as far as this replica can
+// tell: a request in progress, a connection open, a request lately, or
+// connections it cannot track.
+func (t *tunnelState) seesAlive(instance string, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	a := t.agents[instance]
+	return a != nil && (a.active > 0 || a.conns > 0 || a.untracked || now.Sub(a.lastSeen) < agentLostAfter)
 }
 
 // lostAnswer is the final message for a command whose agent was lost: a

@@ -93,7 +93,7 @@ func (r *Relay) handleMCPPost(w http.ResponseWriter, req *http.Request) {
 	}
 	headers := forwardHeaders(req.Header, conf.authMode == AuthOAuth)
 	now := time.Now()
-	p := newPending(wire.CommandJSONRPC, wire.DefaultChannel, headers, body, conf.responseTimeout, now)
+	p := newPending(r.replica, wire.CommandJSONRPC, wire.DefaultChannel, headers, body, conf.responseTimeout, now)
 	p.carryIdentity(conf, caller)
 	e := &exchange{
 		t: t, conf: conf, p: p, caller: caller,
@@ -162,7 +162,7 @@ func (r *Relay) handleMCPDelete(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	headers := forwardHeaders(req.Header, conf.authMode == AuthOAuth)
-	p := newPending(wire.CommandSessionTermination, wire.DefaultChannel, headers, nil, conf.responseTimeout, time.Now())
+	p := newPending(r.replica, wire.CommandSessionTermination, wire.DefaultChannel, headers, nil, conf.responseTimeout, time.Now())
 	p.carryIdentity(conf, caller)
 	e := &exchange{t: t, conf: conf, p: p, caller: caller, sessionID: sid, metadataURL: r.metadataURL(id)}
 	r.met.request(id, r.run(w, req, e), start)
@@ -291,10 +291,8 @@ func (r *Relay) run(w http.ResponseWriter, req *http.Request, e *exchange) strin
 		writeAPIError(w, http.StatusServiceUnavailable, "server_error", wire.CodeTunnelClientNotConnected, "no tunnel agent is connected for this tunnel")
 		return outcomeNoAgent
 	}
-	if !t.register(p) {
-		w.Header().Set("Retry-After", "1")
-		writeAPIError(w, http.StatusTooManyRequests, "rate_limit_error", wire.CodeTunnelQueueFull, "the tunnel's queue is full")
-		return outcomeQueueFull
+	if err := r.enqueue(t, p); err != nil {
+		return r.refuseEnqueue(w, t, err)
 	}
 	timer := time.NewTimer(time.Until(p.deadline))
 	defer timer.Stop()

@@ -136,7 +136,7 @@ func (c *tunnelCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		q, _ := t.queues()
 		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(len(q)), t.id)
-		ch <- prometheus.MustNewConstMetric(descQueueCap, prometheus.GaugeValue, float64(t.qsize), t.id)
+		ch <- prometheus.MustNewConstMetric(descQueueCap, prometheus.GaugeValue, float64(t.queueSize), t.id)
 		ch <- prometheus.MustNewConstMetric(descInflight, prometheus.GaugeValue, float64(t.inflight()), t.id)
 		ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, conn, t.id)
 		ch <- prometheus.MustNewConstMetric(descPolls, prometheus.CounterValue, float64(t.polls.Load()), t.id)

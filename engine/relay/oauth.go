@@ -70,10 +70,9 @@ func (r *Relay) handleOAuthMetadata(w http.ResponseWriter, req *http.Request) {
 			headers[k] = append([]string(nil), vs...)
 		}
 	}
-	p := newPending(wire.CommandOAuthDiscovery, wire.DefaultChannel, headers, nil, conf.responseTimeout, time.Now())
-	if !t.register(p) {
-		w.Header().Set("Retry-After", "1")
-		writeAPIError(w, http.StatusTooManyRequests, "rate_limit_error", wire.CodeTunnelQueueFull, "the tunnel's queue is full")
+	p := newPending(r.replica, wire.CommandOAuthDiscovery, wire.DefaultChannel, headers, nil, conf.responseTimeout, time.Now())
+	if err := r.enqueue(t, p); err != nil {
+		r.refuseEnqueue(w, t, err)
 		return
 	}
 	m, err := r.waitFinal(req, t, p)

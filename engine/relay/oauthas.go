@@ -288,11 +288,10 @@ func (r *Relay) asCall(w http.ResponseWriter, req *http.Request, t *tunnelState,
 		return nil
 	}
 	timeout := min(conf.responseTimeout, 30*time.Second)
-	p := newPending(wire.CommandOAuthAS, wire.DefaultChannel, headers, nil, timeout, now)
+	p := newPending(r.replica, wire.CommandOAuthAS, wire.DefaultChannel, headers, nil, timeout, now)
 	p.cmd.OAuthAS = areq
-	if !t.register(p) {
-		w.Header().Set("Retry-After", "1")
-		writeAPIError(w, http.StatusTooManyRequests, "rate_limit_error", wire.CodeTunnelQueueFull, "the tunnel's queue is full")
+	if err := r.enqueue(t, p); err != nil {
+		r.refuseEnqueue(w, t, err)
 		return nil
 	}
 	m, err := r.waitFinal(req, t, p)
@@ -318,12 +317,24 @@ func (r *Relay) noteASOffer(req *http.Request, t *tunnelState) {
 
 // asOffered reports whether an agent offering the extension polled within
 // the agent timeout (its polls are continuous while it runs).
+// In a Cluster, another replica's word counts too (asRemote).
 func (r *Relay) asOffered(id string, now time.Time) bool {
-	v, ok := r.asOffers.Load(id)
+	return r.asOfferedIn(&r.asOffers, id, now) || r.asOfferedIn(&r.asRemote, id, now)
+}
+
+func (r *Relay) asOfferedIn(m *sync.Map, id string, now time.Time) bool {
+	v, ok := m.Load(id)
 	if !ok {
 		return false
 	}
 	return now.Sub(time.Unix(0, v.(*atomic.Int64).Load())) < r.set.agentTimeout+r.set.maxPollWait
+}
+
+// remoteASOffer notes another replica's word that an agent offering the
+// extension polls it.
+func (r *Relay) remoteASOffer(id string, now time.Time) {
+	v, _ := r.asRemote.LoadOrStore(id, new(atomic.Int64))
+	v.(*atomic.Int64).Store(now.UnixNano())
 }
 
 // rewriteIss replaces the iss parameter (RFC 9207) of an authorization

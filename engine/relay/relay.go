@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -38,6 +39,10 @@ type Options struct {
 	// token subject), tool, verdict and deciding plugin, outcome, the HTTP
 	// status the client got, and latency. Never arguments or results.
 	Audit *slog.Logger
+	// Cluster, when set, joins this relay to other replicas serving the
+	// same tunnels (a shared work queue; see Cluster). Nil: the relay is
+	// alone, with its queue in process.
+	Cluster Cluster
 	// Store keeps the tunnels and keys managed through the admin API (nil:
 	// a store in memory, lost when the relay stops). The relay follows its
 	// changes, another replica's included, until Close; the caller closes
@@ -58,6 +63,14 @@ type Relay struct {
 	// tunnel id, its *asProxy and when an agent last offered the extension.
 	asProxies, asOffers sync.Map
 	lim                 *limits // limits for hostile clients (limits.go)
+	// asRemote: when another replica last said an agent offering the
+	// OAuth AS extension polls it (a Cluster).
+	asRemote sync.Map
+
+	// cl is the replicas' shared queue (nil: alone); replica is this
+	// replica's id in it ("" when alone).
+	cl      Cluster
+	replica string
 
 	mu      sync.RWMutex
 	tunnels map[string]*tunnelState // what is served: configuration tunnels, then stored ones
@@ -141,6 +154,9 @@ func New(cfg Config, opts Options) (*Relay, error) {
 	r.admins.Store(&adminKeys{keys: cfgAdmins})
 	r.streamIdle = wire.StreamIdleTimeout
 	r.attachGateways(confs)
+	if opts.Cluster != nil {
+		r.cl, r.replica = opts.Cluster, opts.Cluster.ID()
+	}
 	for _, c := range confs {
 		r.cfgConfs[c.id] = c
 		r.tunnels[c.id] = r.newTunnel(c)
@@ -160,6 +176,10 @@ func New(cfg Config, opts Options) (*Relay, error) {
 	if err := r.reg.start(wctx); err != nil {
 		cancel()
 		return nil, err
+	}
+	if r.cl != nil {
+		r.cl.Handle(peerHandler{r})
+		go r.liveLoop()
 	}
 	return r, nil
 }
@@ -195,12 +215,27 @@ func (r *Relay) Bootstrap(ctx context.Context) (string, error) {
 // newTunnel returns the state of a new tunnel, with lost-agent detection.
 func (r *Relay) newTunnel(c *tunnelConf) *tunnelState {
 	t := newTunnelState(c, r.set.queueSize)
+	t.shared = r.cl != nil
+	t.onFinal = func(p *pending, resp *wire.Response) { r.notePin(t, p, resp) }
 	t.lost = func(instance string, held int) {
 		t.lostCalls.Add(uint64(held))
 		r.log.Warn("agent lost: failing the calls it held", "tunnel", t.id, "instance", instance, "calls", held)
 	}
 	t.revokedCalls = func(n int) {
 		r.log.Warn("runtime key revoked: failing the calls its agent held", "tunnel", t.id, "calls", n)
+	}
+	if r.cl != nil {
+		t.elsewhere = func(instance string) bool {
+			b, _ := json.Marshal(peerMsg{Op: opAlive, Tunnel: t.id, Instance: instance})
+			alive, err := r.cl.Ask(context.Background(), b, askWait)
+			if err != nil {
+				// Cannot tell: a false "lost" would fail calls that run.
+				r.log.Warn("cluster: could not ask whether an agent is alive elsewhere", "tunnel", t.id, "err", err)
+				return true
+			}
+			return alive
+		}
+		t.announce = func(instance string) { r.broadcast(peerMsg{Op: opLost, Tunnel: t.id, Instance: instance}) }
 	}
 	return t
 }

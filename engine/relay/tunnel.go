@@ -22,7 +22,6 @@ type tunnelState struct {
 	// makeQueues): a tunnel that never had one costs no buffer, so a relay
 	// with many idle tunnels stays small.
 	queue chan *pending
-	qsize int
 	qmade chan struct{} // closed once the queues exist
 	qonce sync.Once
 	done  chan struct{} // closed when the tunnel is removed
@@ -42,6 +41,11 @@ type tunnelState struct {
 	// lost is called when an agent instance is lost with the number of calls
 	// it held (nil: no lost detection, for tests of the queue alone).
 	lost func(instance string, held int)
+	// elsewhere, in a Cluster, asks the other replicas whether an agent
+	// instance this one lost sight of is alive there; announce tells them
+	// it is lost, so they fail the calls it held for their clients.
+	elsewhere func(instance string) bool
+	announce  func(instance string)
 	// lostCalls counts the calls failed because their agent was lost.
 	lostCalls atomic.Uint64
 	// revokedCalls is called with the number of calls failed because
@@ -58,16 +62,35 @@ type tunnelState struct {
 	offering    int          // polls being held that offered GET streams
 	lastOffer   time.Time    // when such a poll last started or ended
 	openStreams atomic.Int64 // client GET streams open
+
+	// With a Cluster: when another replica last said it has polls on this
+	// tunnel (one that offered GET streams), and when this one last said so.
+	remotePoll, remoteOffer, lastLive time.Time
+
+	// Process affinity (affinity.go): sessions pinned to an agent instance
+	// (a cache when shared, in a Cluster), instances lost, and the queues of
+	// commands pinned to an instance (alone).
+	pins       map[string]string
+	gone       map[string]time.Time
+	instQueues map[string]chan *pending
+	queueSize  int
+	shared     bool
+	// onFinal, when set, sees each final response before its caller does.
+	onFinal func(p *pending, resp *wire.Response)
 }
 
 func newTunnelState(c *tunnelConf, queueSize int) *tunnelState {
 	t := &tunnelState{
 		id:      c.id,
-		qsize:   queueSize,
 		qmade:   make(chan struct{}),
 		done:    make(chan struct{}),
 		pending: make(map[string]*pending),
 		agents:  make(map[string]*agentState),
+
+		pins:       make(map[string]string),
+		gone:       make(map[string]time.Time),
+		instQueues: make(map[string]chan *pending),
+		queueSize:  queueSize,
 	}
 	t.conf.Store(c)
 	return t
@@ -76,8 +99,8 @@ func newTunnelState(c *tunnelConf, queueSize int) *tunnelState {
 // makeQueues makes the tunnel's queues if they do not exist yet.
 func (t *tunnelState) makeQueues() {
 	t.qonce.Do(func() {
-		t.queue = make(chan *pending, t.qsize)
-		t.streams = make(chan *pending, t.qsize)
+		t.queue = make(chan *pending, t.queueSize)
+		t.streams = make(chan *pending, t.queueSize)
 		close(t.qmade)
 	})
 }
@@ -99,7 +122,38 @@ func (t *tunnelState) close() { t.once.Do(func() { close(t.done) }) }
 func (t *tunnelState) connected(now time.Time, timeout time.Duration) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.outstanding > 0 || (!t.lastPoll.IsZero() && now.Sub(t.lastPoll) < timeout)
+	return t.outstanding > 0 || (!t.lastPoll.IsZero() && now.Sub(t.lastPoll) < timeout) ||
+		(!t.remotePoll.IsZero() && now.Sub(t.remotePoll) < timeout)
+}
+
+// remoteLive notes another replica's word that it has polls on t.
+func (t *tunnelState) remoteLive(now time.Time, offer bool) {
+	t.mu.Lock()
+	t.remotePoll = now
+	if offer {
+		t.remoteOffer = now
+	}
+	t.mu.Unlock()
+}
+
+// pollsHere reports whether polls are being held here, and whether one of
+// them offered GET streams.
+func (t *tunnelState) pollsHere() (polls, offer bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.outstanding > 0, t.offering > 0
+}
+
+// liveDue reports whether this replica should say now that it has polls on
+// t (it has not said so for half a liveEvery), and notes that it does.
+func (t *tunnelState) liveDue(now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.lastLive.IsZero() && now.Sub(t.lastLive) < liveEvery/2 {
+		return false
+	}
+	t.lastLive = now
+	return true
 }
 
 // pollStart records the start of a poll.
@@ -139,17 +193,57 @@ func (t *tunnelState) inflight() int {
 	return len(t.pending)
 }
 
-// register adds p to the pending table and enqueues it (a get_stream
-// command in the stream queue). It reports false when the queue is full (p
-// is then not registered).
-func (t *tunnelState) register(p *pending) bool {
+// register adds p to the pending table.
+func (t *tunnelState) register(p *pending) {
 	t.mu.Lock()
 	t.pending[p.cmd.RequestID] = p
 	t.mu.Unlock()
-	if !t.requeue(p) {
-		t.forget(p)
+}
+
+// claim hands the pending command requestID to instance: it returns nil
+// when the command is unknown, withdrawn, forgotten, expired or already
+// handed to an agent (a command reaches one agent at most, and never
+// again). A claim repeated with the same non-empty claimID (its answer was
+// lost on the way) gets the same answer.
+func (t *tunnelState) claim(requestID, instance, claimID string, affinity bool) *pending {
+	t.mu.Lock()
+	p := t.pending[requestID]
+	if p != nil && p.holder != "" && claimID != "" && p.claimID == claimID {
+		t.mu.Unlock()
+		return p
+	}
+	if p == nil || p.holder != "" {
+		t.mu.Unlock()
+		return nil
+	}
+	if p.isGone() || !time.Now().Before(p.deadline) {
+		t.mu.Unlock()
+		return nil
+	}
+	p.holder, p.claimID, p.affinity = instance, claimID, affinity
+	if instance == "" {
+		p.holder = anonymousHolder
+	}
+	t.mu.Unlock()
+	return p
+}
+
+// anonymousHolder holds commands handed to an agent without an instance id.
+const anonymousHolder = "-"
+
+// unclaim undoes claim for a command instance never received (its poll
+// ended before the answer was written), so it can be queued again.
+func (t *tunnelState) unclaim(requestID, instance string) bool {
+	if instance == "" {
+		instance = anonymousHolder
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.pending[requestID]
+	if p == nil || p.holder != instance {
 		return false
 	}
+	p.holder, p.claimID = "", ""
 	return true
 }
 
@@ -192,6 +286,9 @@ func (t *tunnelState) deliver(token string, resp *wire.Response) deliverResult {
 		delete(t.pending, resp.RequestID)
 	}
 	t.mu.Unlock()
+	if final && t.onFinal != nil && !p.isGone() {
+		t.onFinal(p, resp)
+	}
 
 	p.mu.Lock()
 	if p.gone {
@@ -218,17 +315,31 @@ type pending struct {
 	// holder is the agent instance that took the command (t.mu); a command
 	// is handed to one agent at most, and never again.
 	holder string
+	// claimID identifies the hand-out that set holder (t.mu).
+	claimID string
+	// affinity: the holder keeps this command's channel's sessions in its
+	// process (proc_affinity); pinnedTo: the instance alone that may take
+	// it ("" for any).
+	affinity bool
+	pinnedTo string
 
 	mu   sync.Mutex
 	msgs []*wire.Response
 	gone bool // forgotten (client left, timed out) or finished
 }
 
-func newPending(cmdType, channel string, headers map[string][]string, body []byte, timeout time.Duration, now time.Time) *pending {
+// newPending returns a command; replica names the replica that owns it
+// ("" for a relay alone) in its shard token, so that a response POST to
+// another replica finds its way back.
+func newPending(replica, cmdType, channel string, headers map[string][]string, body []byte, timeout time.Duration, now time.Time) *pending {
+	token := "st_" + randHex(16)
+	if replica != "" {
+		token = "st_" + replica + "_" + randHex(16)
+	}
 	return &pending{
 		cmd: wire.Command{
 			RequestID:   "req_" + randHex(16),
-			ShardToken:  "st_" + randHex(16),
+			ShardToken:  token,
 			CommandType: cmdType,
 			Channel:     channel,
 			CreatedAt:   now.UTC().Format(time.RFC3339Nano),

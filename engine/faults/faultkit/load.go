@@ -53,6 +53,14 @@ type Load struct {
 	Prefix string
 	// Client sends the calls (nil = one with enough connections).
 	Client *http.Client
+	// Failover sends a call that cannot connect to its URL (nothing
+	// listens: that replica is down) to the next URL at once, and skips the
+	// dead URL for a second, as a load balancer's health check would. A
+	// call whose connection broke after it was sent is not sent again.
+	Failover bool
+	// Stop, when closed, ends the load as Duration does: no call starts
+	// after it, the calls in flight finish.
+	Stop <-chan struct{}
 }
 
 // Call is one call's record.
@@ -66,6 +74,10 @@ type Call struct {
 	Kind     string // for errors: transport, http_503, rpc_-32603, …
 	Detail   string // a short excerpt of what came back
 	Executed int    // filled by Result.Join: how often the server ran it
+	// Redirected counts the URLs that refused the call before URL took it
+	// (Load.Failover).
+	Redirected int
+	dialFailed bool
 	// LastExecuted is when the server last ran it (Result.Join).
 	LastExecuted time.Time
 }
@@ -96,6 +108,7 @@ func (l *Load) Run(ctx context.Context) *Result {
 		}}
 	}
 	pad := strings.Repeat("x", l.PadBytes)
+	down := &downSet{until: make(map[string]time.Time)}
 	var (
 		next    atomic.Int64
 		mu      sync.Mutex
@@ -117,9 +130,13 @@ func (l *Load) Run(ctx context.Context) *Result {
 				if !stopAt.IsZero() && time.Now().After(stopAt) {
 					return
 				}
+				select {
+				case <-l.Stop: // nil: never
+					return
+				default:
+				}
 				id := prefix + "-" + strconv.FormatInt(n, 10)
-				url := l.URLs[int(n-1)%len(l.URLs)]
-				c := l.call(ctx, client, url, id, pad, hung)
+				c := l.failover(ctx, client, int(n-1), id, pad, hung, down)
 				mu.Lock()
 				calls = append(calls, c)
 				mu.Unlock()
@@ -129,6 +146,50 @@ func (l *Load) Run(ctx context.Context) *Result {
 	wg.Wait()
 	sort.Slice(calls, func(i, j int) bool { return calls[i].Start.Before(calls[j].Start) })
 	return &Result{Calls: calls, Began: started, Ended: time.Now()}
+}
+
+// downSet is the URLs Failover skips, until when.
+type downSet struct {
+	mu    sync.Mutex
+	until map[string]time.Time
+}
+
+func (d *downSet) isDown(url string, now time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return now.Before(d.until[url])
+}
+
+func (d *downSet) mark(url string, now time.Time) {
+	d.mu.Lock()
+	d.until[url] = now.Add(time.Second)
+	d.mu.Unlock()
+}
+
+// failover makes call n on its round-robin URL, or with Failover on the
+// next one that is up and accepts it.
+func (l *Load) failover(ctx context.Context, client *http.Client, n int, id, pad string, hung time.Duration, down *downSet) *Call {
+	var c *Call
+	redirected := 0
+	for i := range len(l.URLs) {
+		url := l.URLs[(n+i)%len(l.URLs)]
+		if l.Failover && i < len(l.URLs)-1 && down.isDown(url, time.Now()) {
+			continue
+		}
+		c = l.call(ctx, client, url, id, pad, hung)
+		if !l.Failover || !c.dialFailed {
+			break
+		}
+		down.mark(url, time.Now())
+		redirected++
+	}
+	c.Redirected = redirected
+	if l.Failover && c.dialFailed {
+		// Every replica refused: back off a little, as a client would,
+		// rather than spin on refused connections.
+		time.Sleep(50 * time.Millisecond)
+	}
+	return c
 }
 
 func (l *Load) call(ctx context.Context, client *http.Client, url, id, pad string, hung time.Duration) *Call {
@@ -163,6 +224,8 @@ func (l *Load) call(ctx context.Context, client *http.Client, url, id, pad strin
 			return c
 		}
 		c.Class, c.Kind, c.Detail = ClassError, "transport", short(err.Error())
+		var op *net.OpError
+		c.dialFailed = errors.As(err, &op) && op.Op == "dial"
 		return c
 	}
 	defer resp.Body.Close()

@@ -97,6 +97,9 @@ func (s *Server) Connect(ctx context.Context, name string, log *slog.Logger) (*n
 	return dial(ctx, "", 0, opts)
 }
 
+// NumClients is the number of client connections the server holds now.
+func (s *Server) NumClients() int { return s.s.NumClients() }
+
 // Shutdown stops the server and waits for it.
 func (s *Server) Shutdown() {
 	s.s.Shutdown()

@@ -1,0 +1,378 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluicemcp/sluice/engine/wire"
+)
+
+// Cluster joins relay replicas that serve the same tunnels behind one load
+// balancer: a work queue they share, and messages between them. A relay
+// without one (Options.Cluster nil) is alone: its queue is in process.
+//
+// Any replica takes any call. The replica that holds the MCP client's
+// connection (the owner) keeps the call's pending state; the command
+// travels through the queue to an agent poll on any replica, which claims
+// it from the owner before handing it out (so a command reaches at most one
+// agent, even if the queue delivered it twice); the agent's messages reach
+// the owner through Call, from whichever replica the agent posts them to.
+// engine/relay/natsq implements it on NATS JetStream.
+type Cluster interface {
+	// ID is this replica's id: unique among the replicas and new for each
+	// process ([a-z0-9]{1,32}), so a restarted replica is a new one.
+	ID() string
+	// Push appends item to the tunnel's lane. It returns ErrQueueFull when
+	// the lane holds its bound.
+	Push(ctx context.Context, tunnel string, lane Lane, item []byte) error
+	// Pull waits up to wait for the first item of any of lanes, then takes
+	// whatever else is ready, up to limit in all. Each item it returns is
+	// held for this puller until it is acknowledged (then it is off the
+	// queue) or its holder dies (then it is delivered again). An item that
+	// arrives after ctx ends goes back to the queue for another puller.
+	Pull(ctx context.Context, tunnel string, lanes []Lane, limit int, wait time.Duration) ([]Pulled, error)
+	// Call sends msg to replica and returns its handler's answer; it returns
+	// ErrNoReplica when no replica of that id answers.
+	Call(ctx context.Context, replica string, msg []byte) ([]byte, error)
+	// Broadcast sends msg to the handlers of every other replica.
+	Broadcast(msg []byte) error
+	// Ask sends msg to every other replica and reports whether any answered
+	// yes within wait.
+	Ask(ctx context.Context, msg []byte, wait time.Duration) (bool, error)
+	// Handle installs the handler of the other replicas' messages; New
+	// calls it once, before any traffic.
+	Handle(h ClusterHandler)
+	// PinSession records that an MCP session of a tunnel lives in one agent
+	// instance's process (proc_affinity), for every replica to see.
+	PinSession(ctx context.Context, tunnel, session, instance string) error
+	// SessionPin returns the instance a session is pinned to ("" for none).
+	SessionPin(ctx context.Context, tunnel, session string) (string, error)
+}
+
+// Pulled is an item Pull returned.
+type Pulled interface {
+	// Data is the item as pushed.
+	Data() []byte
+	// Ack takes the item off the queue.
+	Ack() error
+}
+
+// ClusterHandler receives the other replicas' messages. Its methods are
+// safe for concurrent use.
+type ClusterHandler interface {
+	// HandleCall answers a Call.
+	HandleCall(msg []byte) []byte
+	// HandleBroadcast takes a Broadcast.
+	HandleBroadcast(msg []byte)
+	// HandleAsk answers an Ask.
+	HandleAsk(msg []byte) bool
+}
+
+// Lane is one of a tunnel's queues.
+type Lane string
+
+// The lanes of a tunnel.
+const (
+	// LaneCommands carries every command but get_stream.
+	LaneCommands Lane = "c"
+	// LaneStreams carries get_stream commands, for polls that offered the
+	// get-stream extension only.
+	LaneStreams Lane = "s"
+)
+
+// Errors a Cluster returns.
+var (
+	// ErrQueueFull: the lane holds its bound (the client gets 429).
+	ErrQueueFull = errors.New("relay: tunnel queue full")
+	// ErrNoReplica: the replica a message is for is gone.
+	ErrNoReplica = errors.New("relay: no such replica")
+)
+
+// clusterCallTimeout bounds a claim or delivery to another replica.
+const clusterCallTimeout = 5 * time.Second
+
+// clusterAttemptTimeout bounds one try of such a call: a reply lost to a
+// NATS node failing over is tried again rather than waited for.
+const clusterAttemptTimeout = 1500 * time.Millisecond
+
+// askWait is how long a replica waits for another to say an agent it lost
+// sight of is alive elsewhere.
+const askWait = 300 * time.Millisecond
+
+// liveEvery is how often a replica tells the others which tunnels it has
+// polls on (the others count the tunnel's agent connected for
+// Config.AgentTimeout after the last word).
+const liveEvery = 2 * time.Second
+
+// queued is a command in the shared queue.
+type queued struct {
+	Owner    string       `json:"o"`
+	Deadline int64        `json:"d"` // unix nanoseconds
+	Lane     Lane         `json:"l,omitempty"`
+	Cmd      wire.Command `json:"c"`
+}
+
+// peerMsg is a message between replicas; Op says which fields it uses.
+type peerMsg struct {
+	Op       string `json:"op"`
+	Tunnel   string `json:"t,omitempty"`
+	Request  string `json:"r,omitempty"`
+	Instance string `json:"i,omitempty"`
+	// Claim is a claim's id: a retried claim gets the same answer.
+	Claim string `json:"c,omitempty"`
+	// Requests are the request ids of a claim, in order; Items the agent
+	// messages of a delivery.
+	Requests []string      `json:"rs,omitempty"`
+	Affinity []bool        `json:"af,omitempty"` // per request: the taker keeps its sessions in process
+	Items    []deliverItem `json:"is,omitempty"`
+	Live     []liveTunnel  `json:"l,omitempty"`
+}
+
+// liveTunnel is one tunnel with polls on the sending replica.
+type liveTunnel struct {
+	ID    string `json:"t"`
+	Offer bool   `json:"s,omitempty"` // a poll offered GET streams
+	AS    bool   `json:"a,omitempty"` // an agent offering the OAuth AS extension polls here
+}
+
+// Operations between replicas.
+const (
+	opClaim   = "claim"   // Call: hand requests rs of tunnel t to instance i
+	opUnclaim = "unclaim" // Call: i never received r: queue it again
+	opDeliver = "deliver" // Call: agent messages is, each with its shard token
+	opLive    = "live"    // Broadcast: tunnels with polls here
+	opLost    = "lost"    // Broadcast: instance i of tunnel t is lost
+	opAlive   = "alive"   // Ask: is instance i of tunnel t alive here?
+)
+
+// deliverItem is one agent message of a delivery.
+type deliverItem struct {
+	Token string          `json:"k"`
+	Body  json.RawMessage `json:"b"`
+}
+
+// peerAnswer is the answer to a Call: an HTTP status (200 or 404 for a
+// put-back), and one per request or item of a batch.
+type peerAnswer struct {
+	Status   int   `json:"s"`
+	Statuses []int `json:"ss,omitempty"`
+}
+
+func encodeAnswer(st int) []byte {
+	b, _ := json.Marshal(peerAnswer{Status: st})
+	return b
+}
+
+func encodeStatuses(sts []int) []byte {
+	b, _ := json.Marshal(peerAnswer{Status: 200, Statuses: sts})
+	return b
+}
+
+// tokenOwner returns the replica a shard token names ("" for a token the
+// relay minted alone, or one it did not mint).
+func tokenOwner(token string) string {
+	rest, ok := strings.CutPrefix(token, "st_")
+	if !ok {
+		return ""
+	}
+	owner, _, ok := strings.Cut(rest, "_")
+	if !ok {
+		return ""
+	}
+	return owner
+}
+
+// peerHandler is the relay's ClusterHandler.
+type peerHandler struct{ r *Relay }
+
+// HandleCall answers claims, put-backs and deliveries for calls this
+// replica owns.
+func (h peerHandler) HandleCall(msg []byte) []byte {
+	var m peerMsg
+	if err := json.Unmarshal(msg, &m); err != nil {
+		return encodeAnswer(400)
+	}
+	r := h.r
+	t := r.tunnel(m.Tunnel)
+	switch m.Op {
+	case opClaim:
+		// The commands of one poll that this replica owns; a command's
+		// claim id is the poll's with its index.
+		sts := make([]int, len(m.Requests))
+		for i, rid := range m.Requests {
+			sts[i] = http.StatusNotFound
+			aff := i < len(m.Affinity) && m.Affinity[i]
+			if t != nil && t.claim(rid, m.Instance, m.Claim+"."+strconv.Itoa(i), aff) != nil {
+				sts[i] = http.StatusOK
+			}
+		}
+		return encodeStatuses(sts)
+	case opUnclaim:
+		if t == nil || !t.unclaim(m.Request, m.Instance) {
+			return encodeAnswer(404)
+		}
+		return encodeAnswer(200)
+	case opDeliver:
+		sts := make([]int, len(m.Items))
+		for i, it := range m.Items {
+			sts[i] = http.StatusNotFound
+			if t != nil {
+				sts[i], _, _ = r.acceptLocal(t, it.Token, it.Body)
+			}
+		}
+		return encodeStatuses(sts)
+	}
+	return encodeAnswer(400)
+}
+
+// HandleBroadcast takes other replicas' liveness words and lost agents.
+func (h peerHandler) HandleBroadcast(msg []byte) {
+	var m peerMsg
+	if json.Unmarshal(msg, &m) != nil {
+		return
+	}
+	r := h.r
+	switch m.Op {
+	case opLive:
+		now := time.Now()
+		for _, lt := range m.Live {
+			if t := r.tunnel(lt.ID); t != nil {
+				t.remoteLive(now, lt.Offer)
+				if lt.AS {
+					r.remoteASOffer(lt.ID, now)
+				}
+			}
+		}
+	case opLost:
+		if t := r.tunnel(m.Tunnel); t != nil {
+			t.failHeld(m.Instance)
+		}
+	}
+}
+
+// HandleAsk says whether an agent instance is alive here.
+func (h peerHandler) HandleAsk(msg []byte) bool {
+	var m peerMsg
+	if json.Unmarshal(msg, &m) != nil || m.Op != opAlive {
+		return false
+	}
+	t := h.r.tunnel(m.Tunnel)
+	return t != nil && t.seesAlive(m.Instance, time.Now())
+}
+
+// callPeerBatch sends m, a batch of n, to replica and returns the status of
+// each.
+func (r *Relay) callPeerBatch(replica string, m peerMsg, n int) ([]int, error) {
+	a, err := r.callPeerAnswer(replica, m)
+	if err != nil {
+		return nil, err
+	}
+	if len(a.Statuses) != n {
+		return nil, fmt.Errorf("relay: replica %s answered %d statuses for %d", replica, len(a.Statuses), n)
+	}
+	return a.Statuses, nil
+}
+
+// callPeer sends m to replica and decodes its answer's status.
+func (r *Relay) callPeer(replica string, m peerMsg) (int, error) {
+	a, err := r.callPeerAnswer(replica, m)
+	return a.Status, err
+}
+
+// callPeerAnswer sends m to replica and decodes its answer. A call that
+// fails on the way (not ErrNoReplica: the replica is gone) is tried again
+// within clusterCallTimeout: every call is safe to repeat (a claim carries
+// its id, a delivery's second copy is refused, a put-back is idempotent).
+func (r *Relay) callPeerAnswer(replica string, m peerMsg) (peerAnswer, error) {
+	b, _ := json.Marshal(m)
+	ctx, cancel := context.WithTimeout(context.Background(), clusterCallTimeout)
+	defer cancel()
+	var (
+		a   peerAnswer
+		ans []byte
+		err error
+	)
+	for {
+		actx, acancel := context.WithTimeout(ctx, clusterAttemptTimeout)
+		ans, err = r.cl.Call(actx, replica, b)
+		acancel()
+		if err == nil || errors.Is(err, ErrNoReplica) || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		return a, err
+	}
+	err = json.Unmarshal(ans, &a)
+	return a, err
+}
+
+// liveLoop tells the other replicas, every liveEvery, which tunnels have
+// polls here.
+func (r *Relay) liveLoop() {
+	tick := time.NewTicker(liveEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.closing:
+			return
+		case <-tick.C:
+		}
+		var live []liveTunnel
+		now := time.Now()
+		for _, t := range r.snapshot() {
+			if polls, offer := t.pollsHere(); polls {
+				live = append(live, liveTunnel{ID: t.id, Offer: offer, AS: r.asOfferedIn(&r.asOffers, t.id, now)})
+			}
+		}
+		for len(live) > 0 {
+			n := min(len(live), 500) // keep each message far below NATS's payload cap
+			r.broadcast(peerMsg{Op: opLive, Live: live[:n]})
+			live = live[n:]
+		}
+	}
+}
+
+// liveNow tells the other replicas at once that t has a poll here (its
+// first after a silence), so a call on another replica does not get 503
+// until the next liveLoop tick.
+func (r *Relay) liveNow(t *tunnelState, offer bool) {
+	now := time.Now()
+	if r.cl == nil || !t.liveDue(now) {
+		return
+	}
+	go r.broadcast(peerMsg{Op: opLive, Live: []liveTunnel{{ID: t.id, Offer: offer, AS: r.asOfferedIn(&r.asOffers, t.id, now)}}})
+}
+
+func (r *Relay) broadcast(m peerMsg) {
+	b, _ := json.Marshal(m)
+	if err := r.cl.Broadcast(b); err != nil {
+		r.log.Warn("cluster broadcast failed", "op", m.Op, "err", err)
+	}
+}
+
+// untilAny returns a context that ends with parent or when any of a, b, c
+// is closed.
+func untilAny(parent context.Context, a, b, c <-chan struct{}) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-a:
+		case <-b:
+		case <-c:
+		}
+		cancel()
+	}()
+	return ctx, cancel
+}
