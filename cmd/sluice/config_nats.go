@@ -131,7 +131,7 @@ func (s *session) openRelayStore(ctx context.Context, nc *nats.Conn) (*relayStor
 		}
 	}
 	bucket := kvBucket(n.Prefix)
-	st, err := natskv.Open(ctx, js, natskv.Options{Bucket: bucket, Replicas: replicas})
+	st, err := natskv.Open(ctx, js, natskv.Options{Bucket: bucket, Replicas: replicas, Logger: s.log})
 	if err != nil {
 		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
 			return nil, cfgErr("relay.nats.url", "the NATS server has no JetStream (start it with -js)")

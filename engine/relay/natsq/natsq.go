@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicemcp/sluice/engine/relay"
+	"github.com/sluicemcp/sluice/engine/relay/natsconn"
 )
 
 // Defaults of Options.
@@ -31,9 +32,6 @@ const (
 // sessionTTL is how long a session pin lives: MCP sessions idle that long
 // are gone from their servers.
 const sessionTTL = 24 * time.Hour
-
-// streamSetup bounds New's attempts to create the stream.
-const streamSetup = 60 * time.Second
 
 // fetchChunk bounds one pull request of a lane's puller: while polls wait
 // it asks again after each.
@@ -135,32 +133,24 @@ func New(ctx context.Context, nc *nats.Conn, o Options) (*Queue, error) {
 		MaxAge:               o.MaxAge,
 	}
 	// A cluster that is starting (no JetStream leader yet) answers with
-	// time-outs for a while: try again until it can, within streamSetup.
-	sctx, cancel := context.WithTimeout(ctx, streamSetup)
-	defer cancel()
-	for {
-		actx, acancel := context.WithTimeout(sctx, 5*time.Second)
-		_, err = js.CreateOrUpdateStream(actx, cfg)
-		acancel()
-		var apiErr *jetstream.APIError
-		if err == nil || errors.As(err, &apiErr) && apiErr.Code != 503 || sctx.Err() != nil {
-			break
-		}
-		log.Info("natsq: JetStream not ready yet, trying again", "err", err)
-		select {
-		case <-sctx.Done():
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
+	// time-outs for a while: each step is tried again until it can.
+	err = natsconn.Setup(ctx, log, "stream "+o.Stream, 0, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateStream(ctx, cfg)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("natsq: create stream %s (replicas %d): %w", o.Stream, o.Replicas, err)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(sctx, jetstream.KeyValueConfig{
-		Bucket:      o.Stream + "_SESSIONS",
-		Description: "sluice relay: MCP sessions pinned to the agent instance whose process holds them",
-		TTL:         sessionTTL,
-		Replicas:    o.Replicas,
-		Storage:     jetstream.FileStorage,
+	var kv jetstream.KeyValue
+	err = natsconn.Setup(ctx, log, "key-value bucket "+o.Stream+"_SESSIONS", 0, func(ctx context.Context) (err error) {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      o.Stream + "_SESSIONS",
+			Description: "sluice relay: MCP sessions pinned to the agent instance whose process holds them",
+			TTL:         sessionTTL,
+			Replicas:    o.Replicas,
+			Storage:     jetstream.FileStorage,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("natsq: create key-value bucket %s_SESSIONS: %w", o.Stream, err)

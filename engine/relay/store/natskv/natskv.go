@@ -8,9 +8,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicemcp/sluice/engine/relay/natsconn"
 	"github.com/sluicemcp/sluice/engine/relay/store"
 )
 
@@ -25,6 +27,9 @@ type Options struct {
 	// Replicas is the bucket's replication factor when Open creates it
 	// (default 1; 3 on a 3-node cluster keeps it through a node's loss).
 	Replicas int
+	// Logger receives progress while a starting cluster elects the
+	// bucket's leader (nil: discard).
+	Logger *slog.Logger
 }
 
 // Store is a store.Store in a JetStream key-value bucket. It does not own
@@ -43,20 +48,26 @@ func Open(ctx context.Context, js jetstream.JetStream, opts Options) (*Store, er
 	if bucket == "" {
 		bucket = DefaultBucket
 	}
-	kv, err := js.KeyValue(ctx, bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      bucket,
-			Description: "sluice relay: tunnels and keys",
-			History:     1,
-			Storage:     jetstream.FileStorage,
-			Replicas:    max(opts.Replicas, 1),
-		})
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			// Another replica created it first.
-			kv, err = js.KeyValue(ctx, bucket)
+	// A cluster that was just (re)started may not have elected the
+	// bucket's leader yet: look it up (or create it) until it answers.
+	var kv jetstream.KeyValue
+	err := natsconn.Setup(ctx, opts.Logger, "key-value bucket "+bucket, 0, func(ctx context.Context) (err error) {
+		kv, err = js.KeyValue(ctx, bucket)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket:      bucket,
+				Description: "sluice relay: tunnels and keys",
+				History:     1,
+				Storage:     jetstream.FileStorage,
+				Replicas:    max(opts.Replicas, 1),
+			})
+			if errors.Is(err, jetstream.ErrBucketExists) {
+				// Another replica created it first.
+				kv, err = js.KeyValue(ctx, bucket)
+			}
 		}
-	}
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("natskv: bucket %s: %w", bucket, err)
 	}
