@@ -606,3 +606,68 @@ func TestIdleTunnelsAreSmall(t *testing.T) {
 		t.Fatalf("queue after the first command: cap %d", cap(q))
 	}
 }
+
+// TestRevocationWithdrawsQueuedCalls: a call queued while the tunnel's only
+// agent was between polls is withdrawn with 503 tunnel_client_not_connected
+// when that agent's key is revoked (nothing ran it; the client may retry),
+// instead of waiting for a poll that cannot come until its response
+// timeout. While an agent with a valid key remains, it keeps waiting.
+func TestRevocationWithdrawsQueuedCalls(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.AgentTimeout = time.Hour }, Options{})
+	a := newAdmin(t, h.r)
+	tn := a.createTunnel(`{"name":"x","response_timeout":"1m"}`)
+	rk := a.createKey(tn.ID, ScopeRuntime, "agent")
+	rk2 := a.createKey(tn.ID, ScopeRuntime, "agent-2")
+	ck := a.createKey(tn.ID, ScopeClient, "dave")
+	poll := func(key, instance string) {
+		if st, cmds := h.poll(tn.ID, key, 1, time.Millisecond, map[string]string{wire.HeaderClientInstanceID: instance}); st != 204 || len(cmds) != 0 {
+			t.Fatalf("poll: %d %v", st, cmds)
+		}
+	}
+	call := func() <-chan *http.Response {
+		return h.client(context.Background(), "POST", tn.ID, `{"jsonrpc":"2.0","id":1,"method":"ping"}`,
+			map[string]string{"Content-Type": "application/json"}, map[string]string{"Authorization": "Bearer " + ck.Value})
+	}
+	waitQueued := func(n int) {
+		ts := h.r.tunnel(tn.ID)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			ts.mu.Lock()
+			got := len(ts.pending)
+			ts.mu.Unlock()
+			if got == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d calls queued, want %d", got, n)
+			}
+		}
+	}
+
+	// Two agents between polls; revoking one key leaves the other: the call
+	// waits on.
+	poll(rk.Value, "agent-1")
+	poll(rk2.Value, "agent-2")
+	first := call()
+	waitQueued(1)
+	a.call("DELETE", "/v1/tunnels/"+tn.ID+"/keys/"+rk.ID, "", nil)
+	select {
+	case resp := <-first:
+		t.Fatalf("call answered %d although an agent with a valid key remains", resp.StatusCode)
+	case <-time.After(300 * time.Millisecond):
+	}
+	// The last key revoked: the queued call is withdrawn at once.
+	start := time.Now()
+	a.call("DELETE", "/v1/tunnels/"+tn.ID+"/keys/"+rk2.ID, "", nil)
+	resp := wait(t, first)
+	body := readAll(t, resp)
+	if code, _, _ := errorOf(t, body); resp.StatusCode != 503 || code != wire.CodeTunnelClientNotConnected || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("queued call after the last revocation: %d %s", resp.StatusCode, body)
+	}
+	t.Logf("withdrawn %s after the revocation", time.Since(start).Round(time.Millisecond))
+	waitQueued(0)
+	// And a new call is refused at once.
+	resp = wait(t, call())
+	if body := readAll(t, resp); resp.StatusCode != 503 {
+		t.Fatalf("call after the revocation: %d %s", resp.StatusCode, body)
+	}
+}

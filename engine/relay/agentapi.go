@@ -99,19 +99,11 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	instance := agentInstance(req)
-	req, stopWatch := t.watchPoll(req, instance)
-	defer stopWatch()
+	req, endPoll := t.beginPoll(req, instance, req.Header.Get(wire.HeaderServerInfo))
+	defer endPoll()
 	r.bindAgentConn(req, t, instance)
-	t.pollStart(time.Now(), instance, req.Header.Get(wire.HeaderServerInfo))
 	r.noteASOffer(req, t)
 	t.polls.Add(1)
-	defer func() {
-		if keyRevoked(req) {
-			t.pollEndRevoked(instance)
-			return
-		}
-		t.pollEnd(time.Now(), instance)
-	}()
 	// The agent offers GET streams on the polls that may carry them.
 	offer := wire.HasExtension(req.Header.Get(wire.HeaderExtensions), wire.ExtGetStream)
 	if offer {

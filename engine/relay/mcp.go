@@ -286,6 +286,7 @@ func classify(body []byte) (engine.Peek, msgKind, *engine.RPCError) {
 // until the final one. It returns the request outcome.
 func (r *Relay) run(w http.ResponseWriter, req *http.Request, e *exchange) string {
 	t, p := e.t, e.p
+	revokeC := t.revocations() // before the check: a revocation after it is seen below
 	if !t.connected(time.Now(), r.set.agentTimeout) {
 		w.Header().Set("Retry-After", retryAfterNotConnected)
 		writeAPIError(w, http.StatusServiceUnavailable, "server_error", wire.CodeTunnelClientNotConnected, "no tunnel agent is connected for this tunnel")
@@ -317,6 +318,17 @@ func (r *Relay) run(w http.ResponseWriter, req *http.Request, e *exchange) strin
 				return outcomeUnavailable
 			}
 			drainC = nil // delivered: wait for its result (until Close)
+		case <-revokeC:
+			// A runtime key was revoked. Calls its agents held have failed
+			// already; one still queued waits on only while some agent with
+			// a valid key may take it.
+			revokeC = t.revocations()
+			if !t.connected(time.Now(), r.set.agentTimeout) && t.withdraw(p) {
+				// No agent took it (so nothing streamed yet): retrying is safe.
+				w.Header().Set("Retry-After", retryAfterNotConnected)
+				writeAPIError(w, http.StatusServiceUnavailable, "server_error", wire.CodeTunnelClientNotConnected, "no tunnel agent is connected for this tunnel")
+				return outcomeNoAgent
+			}
 		case <-p.signal:
 			for _, m := range p.take() {
 				if !m.Final() {

@@ -16,39 +16,85 @@ var errKeyRevoked = errors.New("runtime key revoked")
 
 // pollWatch is one held poll and the hash of the key it authenticated with.
 type pollWatch struct {
-	sum    [32]byte
-	cancel context.CancelCauseFunc
+	sum     [32]byte
+	cancel  context.CancelCauseFunc
+	revoked bool // its key was revoked while it was held (t.mu)
 }
 
-// watchPoll registers a held poll of instance: when the tunnel's keys
-// change and its key is no longer among them, its context ends with
-// errKeyRevoked (and no command is handed to it from then on). It also
-// remembers the instance's key, so a revocation fails the calls the
-// instance holds. Call stop when the poll ends.
-func (t *tunnelState) watchPoll(req *http.Request, instance string) (_ *http.Request, stop func()) {
+// beginPoll registers a held poll of instance and counts it as outstanding.
+// When the tunnel's keys change and its key is no longer among them, its
+// context ends with errKeyRevoked, no command is handed to it from then on,
+// and it stops counting as a connected agent at once (not when its handler
+// gets round to ending it). It also remembers the instance's key, so a
+// revocation fails the calls the instance holds. Call end when the poll
+// ends: a poll that ends normally makes the tunnel look alive until then, a
+// revoked one does not.
+func (t *tunnelState) beginPoll(req *http.Request, instance, serverInfo string) (_ *http.Request, end func()) {
 	tok, _ := bearer(req)
 	ctx, cancel := context.WithCancelCause(req.Context())
 	w := &pollWatch{sum: sha256.Sum256([]byte(tok)), cancel: cancel}
+	now := time.Now()
+	counted := instance != "" && len(instance) <= 128
 	t.mu.Lock()
 	if t.held == nil {
 		t.held = make(map[*pollWatch]struct{})
 	}
 	t.held[w] = struct{}{}
-	if instance != "" {
-		a := t.agentLocked(instance, time.Now())
+	t.outstanding++
+	if serverInfo != "" && len(serverInfo) <= 4096 {
+		t.serverInfo = serverInfo
+	}
+	if _, ok := matchKey(w.sum, t.conf.Load().runtimeKeys); !ok {
+		// Revoked between the poll's authentication and now.
+		t.revokeHeldLocked(w)
+	} else if counted {
+		a := t.agentLocked(instance, now)
 		a.key, a.keyed = w.sum, true
 	}
 	t.mu.Unlock()
-	// A revocation between the poll's authentication and now.
-	if _, ok := matchKey(w.sum, t.conf.Load().runtimeKeys); !ok {
-		cancel(errKeyRevoked)
+	if counted {
+		t.agentRequest(instance, 1, now)
 	}
 	return req.WithContext(ctx), func() {
+		now := time.Now()
 		t.mu.Lock()
 		delete(t.held, w)
+		t.outstanding--
+		if w.revoked {
+			t.revokedHeld--
+		} else {
+			t.lastPoll = now
+		}
 		t.mu.Unlock()
+		if counted {
+			t.agentRequest(instance, -1, now)
+		}
 		cancel(nil)
 	}
+}
+
+// revokeHeldLocked ends held poll w because its key was revoked.
+func (t *tunnelState) revokeHeldLocked(w *pollWatch) {
+	if w.revoked {
+		return
+	}
+	w.revoked = true
+	t.revokedHeld++
+	w.cancel(errKeyRevoked)
+}
+
+// livePollsLocked is the number of held polls whose key still works.
+func (t *tunnelState) livePollsLocked() int { return t.outstanding - t.revokedHeld }
+
+// revocations returns a channel closed at the next revocation that leaves
+// some agent of the tunnel without a valid key.
+func (t *tunnelState) revocations() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.revokeC == nil {
+		t.revokeC = make(chan struct{})
+	}
+	return t.revokeC
 }
 
 // setConf replaces the tunnel's configuration. Held polls whose key it no
@@ -61,8 +107,7 @@ func (t *tunnelState) setConf(c *tunnelConf) {
 	t.mu.Lock()
 	for w := range t.held {
 		if _, ok := matchKey(w.sum, c.runtimeKeys); !ok {
-			w.cancel(errKeyRevoked)
-			delete(t.held, w)
+			t.revokeHeldLocked(w)
 		}
 	}
 	var failed []*pending
@@ -90,6 +135,12 @@ func (t *tunnelState) setConf(c *tunnelConf) {
 				t.lastPoll = a.lastSeen
 			}
 		}
+		// Calls waiting in the queue learn it too: with no agent left they
+		// are withdrawn (mcp.go), not left to their response timeout.
+		if t.revokeC != nil {
+			close(t.revokeC)
+			t.revokeC = nil
+		}
 	}
 	t.mu.Unlock()
 	for _, p := range failed {
@@ -106,17 +157,6 @@ var revokedData = func() json.RawMessage {
 		Version: 1, Source: wire.SourceTransportClosed, TransportErrorKind: "agent_key_revoked"}})
 	return b
 }()
-
-// pollEndRevoked records the end of a poll whose key was revoked while it
-// was held: unlike pollEnd, it does not make the tunnel look alive.
-func (t *tunnelState) pollEndRevoked(instance string) {
-	t.mu.Lock()
-	t.outstanding--
-	t.mu.Unlock()
-	if instance != "" && len(instance) <= 128 {
-		t.agentRequest(instance, -1, time.Now())
-	}
-}
 
 // keyRevoked reports whether a poll ended because its key was revoked.
 func keyRevoked(req *http.Request) bool {

@@ -735,11 +735,13 @@ func TestAgentConnectedWindow(t *testing.T) {
 	if ts.connected(now, time.Hour) {
 		t.Fatal("connected before any poll")
 	}
-	ts.pollStart(now, "inst-1", "")
+	req := httptest.NewRequest("GET", "/v1/tunnels/"+tunA+"/poll", nil)
+	req.Header.Set("Authorization", "Bearer "+runtimeA)
+	_, end := ts.beginPoll(req, "inst-1", "")
 	if !ts.connected(now.Add(2*time.Hour), time.Hour) {
 		t.Fatal("an outstanding poll must count as connected")
 	}
-	ts.pollEnd(now, "inst-1")
+	end()
 	if !ts.connected(now.Add(time.Minute), time.Hour) || ts.connected(now.Add(2*time.Hour), time.Hour) {
 		t.Fatal("agent timeout window wrong")
 	}

@@ -34,6 +34,8 @@ type tunnelState struct {
 	mu          sync.Mutex
 	pending     map[string]*pending // request_id → command, queued or in flight
 	outstanding int                 // polls being held right now
+	revokedHeld int                 // of those, polls whose key was revoked (ending)
+	revokeC     chan struct{}       // closed at a revocation (revocations)
 	lastPoll    time.Time
 	agents      map[string]*agentState // by X-Tunnel-Client-Instance-Id
 	serverInfo  string                 // latest X-Tunnel-MCP-Server-Info
@@ -122,7 +124,7 @@ func (t *tunnelState) close() { t.once.Do(func() { close(t.done) }) }
 func (t *tunnelState) connected(now time.Time, timeout time.Duration) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.outstanding > 0 || (!t.lastPoll.IsZero() && now.Sub(t.lastPoll) < timeout) ||
+	return t.livePollsLocked() > 0 || (!t.lastPoll.IsZero() && now.Sub(t.lastPoll) < timeout) ||
 		(!t.remotePoll.IsZero() && now.Sub(t.remotePoll) < timeout)
 }
 
@@ -141,7 +143,7 @@ func (t *tunnelState) remoteLive(now time.Time, offer bool) {
 func (t *tunnelState) pollsHere() (polls, offer bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.outstanding > 0, t.offering > 0
+	return t.livePollsLocked() > 0, t.offering > 0
 }
 
 // liveDue reports whether this replica should say now that it has polls on
@@ -154,31 +156,6 @@ func (t *tunnelState) liveDue(now time.Time) bool {
 	}
 	t.lastLive = now
 	return true
-}
-
-// pollStart records the start of a poll.
-func (t *tunnelState) pollStart(now time.Time, instance, serverInfo string) {
-	t.mu.Lock()
-	t.outstanding++
-	t.lastPoll = now
-	if serverInfo != "" && len(serverInfo) <= 4096 {
-		t.serverInfo = serverInfo
-	}
-	t.mu.Unlock()
-	if instance != "" && len(instance) <= 128 {
-		t.agentRequest(instance, 1, now)
-	}
-}
-
-// pollEnd records the end of a poll: the agent was alive until now.
-func (t *tunnelState) pollEnd(now time.Time, instance string) {
-	t.mu.Lock()
-	t.outstanding--
-	t.lastPoll = now
-	t.mu.Unlock()
-	if instance != "" && len(instance) <= 128 {
-		t.agentRequest(instance, -1, now)
-	}
 }
 
 func (t *tunnelState) latestServerInfo() string {
