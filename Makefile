@@ -21,7 +21,7 @@ PKGS := $(shell $(GO) list ./... 2>/dev/null)
 NORACE_RE ?= /host$$|/host/|/plugins$$|/examples/|/wasmtest$$
 NORACE_PKGS := $(shell printf '%s\n' $(PKGS) | grep -E '$(NORACE_RE)')
 RACE_PKGS ?= $(filter-out $(NORACE_PKGS),$(PKGS))
-TEST_TIMEOUT ?= 15m
+TEST_TIMEOUT ?= 25m
 # A count, not a duration: Go 1.26's fuzz coordinator can fail a clean run
 # with "context deadline exceeded" when a -fuzztime duration expires
 # mid-execution (golang/go#75804, fixed in Go 1.27).

@@ -100,10 +100,10 @@ func TestPipelineReloadUnderLoad(t *testing.T) {
 		before := reloaded()
 		write(gen)
 		reload <- struct{}{}
-		deadline := time.Now().Add(30 * time.Second) // generous: -race on a busy machine
+		deadline := time.Now().Add(devStartTimeout) // generous: instances are made anew, under -race on a busy machine
 		for reloaded() <= before {
 			if time.Now().After(deadline) {
-				t.Fatalf("reload %d (%s) not applied within 30s; stderr:\n%s", i, gen, errb.String())
+				t.Fatalf("reload %d (%s) not applied within %s; stderr:\n%s", i, gen, devStartTimeout, errb.String())
 			}
 			time.Sleep(20 * time.Millisecond)
 		}

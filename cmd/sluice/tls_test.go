@@ -85,7 +85,8 @@ func TestRunAgainstTLSRelay(t *testing.T) {
 	}
 	var untrusted enginetest.SyncBuffer
 	startCLI(t, &cli{stdout: &bytes.Buffer{}, stderr: &untrusted, env: agentEnv(nil)}, "run", "--embedded-mcp-stub", "--log.format", "json")
-	enginetest.WaitFor(t, "a certificate complaint", func() bool { return strings.Contains(untrusted.String(), "certificate") })
+	// The agent compiles its default chain before it first polls.
+	enginetest.WaitForWithin(t, "a certificate complaint", devStartTimeout, func() bool { return strings.Contains(untrusted.String(), "certificate") })
 	if strings.Contains(untrusted.String(), `"msg":"ready"`) {
 		t.Fatal("the agent became ready against an untrusted certificate")
 	}
@@ -98,5 +99,5 @@ func TestRunAgainstTLSRelay(t *testing.T) {
 			t.Logf("agent log:\n%s\nrelay log:\n%s", trusted.String(), relayErr.String())
 		}
 	}()
-	enginetest.WaitFor(t, "agent ready over TLS", func() bool { return strings.Contains(trusted.String(), `"msg":"ready"`) })
+	enginetest.WaitForWithin(t, "agent ready over TLS", devStartTimeout, func() bool { return strings.Contains(trusted.String(), `"msg":"ready"`) })
 }

@@ -32,7 +32,15 @@ func (s *SyncBuffer) String() string {
 // 10 s (a bound against hangs, not a timing assertion).
 func WaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	WaitForWithin(t, what, 10*time.Second, cond)
+}
+
+// WaitForWithin is WaitFor with its own bound, for waits that include
+// work whose time depends on the machine (a plugin's first compilation
+// under -race).
+func WaitForWithin(t testing.TB, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
