@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -265,6 +266,13 @@ func TestToolguardEndToEnd(t *testing.T) {
 		if n := rug.count("delete_repo"); n != 1 {
 			t.Fatalf("delete_repo ran %d times, want 1 (alice's): a denied call reached the server", n)
 		}
+		// The relay's audit trail: ci-bot's call denied by toolguard,
+		// alice's passed, each naming caller, tunnel, channel, tool,
+		// verdict, deciding plugin, status and duration.
+		checkAudit(t, &relayLogs, "delete_repo", "ci-bot", map[string]any{"side": "relay", "tunnel": tunnelRug, "channel": "main",
+			"verdict": "reject", "plugin": "toolguard", "outcome": "plugin", "status": 200.0})
+		checkAudit(t, &relayLogs, "delete_repo", "alice", map[string]any{"side": "relay", "tunnel": tunnelRug, "channel": "main",
+			"verdict": "continue", "plugin": nil, "outcome": "ok", "status": 200.0})
 	})
 
 	t.Run("rug pull", func(t *testing.T) {
@@ -370,6 +378,13 @@ func TestToolguardEndToEnd(t *testing.T) {
 		if n := poison.count("fetch_page"); n != 1 {
 			t.Fatalf("fetch_page ran %d times, want 1 (alice's)", n)
 		}
+		// The agent's audit trail names the caller the relay sent and the
+		// agent-side toolguard that decided; alice's masked result passed.
+		checkAudit(t, &poisonLogs, "fetch_page", "ci-bot", map[string]any{"side": "agent", "tunnel": tunnelPoison, "channel": "main",
+			"verdict": "reject", "plugin": "toolguard", "outcome": "mcp_error", "status": 200.0})
+		checkAudit(t, &poisonLogs, "fetch_page", "alice", map[string]any{"side": "agent", "tunnel": tunnelPoison, "channel": "main",
+			"verdict": "continue", "plugin": nil, "outcome": "ok", "status": 200.0})
+		checkAudit(t, &poisonLogs, "add", "alice", map[string]any{"side": "agent", "verdict": "reject", "plugin": "toolguard"})
 		if !strings.Contains(poisonLogs.String(), `its definition carries hidden_markers: removed`) || !strings.Contains(poisonLogs.String(), `carries injection_phrases,invisible_unicode: masked`) {
 			t.Errorf("agent log:\n%s", poisonLogs.String())
 		}
@@ -382,6 +397,32 @@ func TestToolguardEndToEnd(t *testing.T) {
 				t.Errorf("a log line holds %q", secret)
 			}
 		}
+	}
+}
+
+// checkAudit finds the audit record (log "audit", msg "tool call") of tool
+// called by caller in logs and checks want against it (nil: the key is
+// absent), and that it has a duration; it fails t when there is none.
+func checkAudit(t *testing.T, logs *enginetest.SyncBuffer, tool, caller string, want map[string]any) {
+	t.Helper()
+	var rec map[string]any
+	waitLong(t, "audit record of "+caller+"'s "+tool, func() bool {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			var r map[string]any
+			if json.Unmarshal([]byte(line), &r) == nil && r["log"] == "audit" && r["msg"] == "tool call" && r["tool"] == tool && r["caller"] == caller {
+				rec = r
+				return true
+			}
+		}
+		return false
+	}, logs)
+	for k, v := range want {
+		if rec[k] != v {
+			t.Errorf("audit record of %s's %s: %s = %v, want %v (%v)", caller, tool, k, rec[k], v, rec)
+		}
+	}
+	if _, ok := rec["latency_ms"].(float64); !ok {
+		t.Errorf("audit record of %s's %s has no duration: %v", caller, tool, rec)
 	}
 }
 
