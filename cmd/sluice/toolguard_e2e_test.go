@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -265,6 +266,13 @@ func TestToolguardEndToEnd(t *testing.T) {
 		if n := rug.count("delete_repo"); n != 1 {
 			t.Fatalf("delete_repo ran %d times, want 1 (alice's): a denied call reached the server", n)
 		}
+		// The relay's audit trail: ci-bot's call denied by toolguard,
+		// alice's passed, each naming caller, tunnel, channel, tool,
+		// verdict, deciding plugin, status and duration.
+		checkAudit(t, &relayLogs, "delete_repo", "ci-bot", map[string]any{"side": "relay", "tunnel": tunnelRug, "channel": "main",
+			"verdict": "reject", "plugin": "toolguard", "outcome": "plugin", "status": 200.0})
+		checkAudit(t, &relayLogs, "delete_repo", "alice", map[string]any{"side": "relay", "tunnel": tunnelRug, "channel": "main",
+			"verdict": "continue", "plugin": nil, "outcome": "ok", "status": 200.0})
 	})
 
 	t.Run("rug pull", func(t *testing.T) {
@@ -370,6 +378,13 @@ func TestToolguardEndToEnd(t *testing.T) {
 		if n := poison.count("fetch_page"); n != 1 {
 			t.Fatalf("fetch_page ran %d times, want 1 (alice's)", n)
 		}
+		// The agent's audit trail names the caller the relay sent and the
+		// agent-side toolguard that decided; alice's masked result passed.
+		checkAudit(t, &poisonLogs, "fetch_page", "ci-bot", map[string]any{"side": "agent", "tunnel": tunnelPoison, "channel": "main",
+			"verdict": "reject", "plugin": "toolguard", "outcome": "mcp_error", "status": 200.0})
+		checkAudit(t, &poisonLogs, "fetch_page", "alice", map[string]any{"side": "agent", "tunnel": tunnelPoison, "channel": "main",
+			"verdict": "continue", "plugin": nil, "outcome": "ok", "status": 200.0})
+		checkAudit(t, &poisonLogs, "add", "alice", map[string]any{"side": "agent", "verdict": "reject", "plugin": "toolguard"})
 		if !strings.Contains(poisonLogs.String(), `its definition carries hidden_markers: removed`) || !strings.Contains(poisonLogs.String(), `carries injection_phrases,invisible_unicode: masked`) {
 			t.Errorf("agent log:\n%s", poisonLogs.String())
 		}
@@ -385,12 +400,40 @@ func TestToolguardEndToEnd(t *testing.T) {
 	}
 }
 
+// checkAudit finds the audit record (log "audit", msg "tool call") of tool
+// called by caller in logs and checks want against it (nil: the key is
+// absent), and that it has a duration; it fails t when there is none.
+func checkAudit(t *testing.T, logs *enginetest.SyncBuffer, tool, caller string, want map[string]any) {
+	t.Helper()
+	var rec map[string]any
+	waitLong(t, "audit record of "+caller+"'s "+tool, func() bool {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			var r map[string]any
+			if json.Unmarshal([]byte(line), &r) == nil && r["log"] == "audit" && r["msg"] == "tool call" && r["tool"] == tool && r["caller"] == caller {
+				rec = r
+				return true
+			}
+		}
+		return false
+	}, logs)
+	for k, v := range want {
+		if rec[k] != v {
+			t.Errorf("audit record of %s's %s: %s = %v, want %v (%v)", caller, tool, k, rec[k], v, rec)
+		}
+	}
+	if _, ok := rec["latency_ms"].(float64); !ok {
+		t.Errorf("audit record of %s's %s has no duration: %v", caller, tool, rec)
+	}
+}
+
 // TestToolguardPinsReferenceServer pins the reference "everything" server
 // (TypeScript, stdio) with `sluice tools pin`, then serves it through
-// `sluice dev` with toolguard enforcing exactly those pins and learning
-// nothing: every tool stays listed and callable, so the plugin hashes what
-// the server sends as the command does; with one pin altered, that tool
-// is removed and its calls blocked.
+// `sluice dev` with toolguard enforcing pins from a file and learning
+// nothing. With one pin altered, that tool is removed and its calls
+// blocked, every other tool listed (so the plugin hashes what the server
+// sends as the command does); after the file is pinned again and the
+// config reloaded (the documented way to accept a change), the tool is
+// back and callable.
 func TestToolguardPinsReferenceServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the reference server and sluice dev; skipped in -short mode")
@@ -406,35 +449,37 @@ func TestToolguardPinsReferenceServer(t *testing.T) {
 	if err != nil || len(doc.Tools) < 10 || doc.Tools["echo"] == "" {
 		t.Fatalf("pins of the reference server: %v\n%s", err, stdout)
 	}
-	for _, altered := range []bool{false, true} {
-		t.Run(fmt.Sprintf("altered=%v", altered), func(t *testing.T) {
-			pins := stdout
-			if altered {
-				pins = strings.Replace(pins, doc.Tools["echo"], "sha256:"+strings.Repeat("0", 64), 1)
-			}
-			pinsFile := writeFile(t, "pins.json", pins)
-			info, logs := startDevConfig(t, "mcp:\n  command: ['"+command+"']\nrelay:\n  pipeline: []\npipeline:\n"+
-				"  - plugin: toolguard\n    config:\n      pins: {learn: false, sets: [{from: 'file:"+pinsFile+"'}]}\n", nil)
-			c := newTGClient(t, info.MCPURL, info.Key, "2025-11-25")
-			got := c.tools(t)
-			want := len(doc.Tools)
-			if altered {
-				want--
-			}
-			if _, listed := got["echo"]; len(got) != want || listed == altered {
-				t.Fatalf("listed %d tools (echo listed %v), want %d:\n%s", len(got), listed, want, logs.String())
-			}
-			text, err := c.call(t, "echo", map[string]any{"message": "pinned"})
-			if altered {
-				if err == nil || !strings.Contains(err.Error(), "the tool's definition changed since it was pinned") {
-					t.Fatalf("echo with a wrong pin: %q %v", text, err)
-				}
-				return
-			}
-			if err != nil || !strings.Contains(text, "pinned") {
-				t.Fatalf("echo: %q %v", text, err)
-			}
-		})
+	pinsFile := writeFile(t, "pins.json", strings.Replace(stdout, doc.Tools["echo"], "sha256:"+strings.Repeat("0", 64), 1))
+	cfg := writeFile(t, "sluice.yaml", "mcp:\n  command: ['"+command+"']\nrelay:\n  pipeline: []\npipeline:\n"+
+		"  - plugin: toolguard\n    config:\n      pins: {learn: false, sets: [{from: 'file:"+pinsFile+"'}]}\n")
+	info, logs, reload := startDevEnv(t, cfg, nil)
+
+	c := newTGClient(t, info.MCPURL, info.Key, "2025-11-25")
+	got := c.tools(t)
+	if _, listed := got["echo"]; len(got) != len(doc.Tools)-1 || listed {
+		t.Fatalf("with echo's pin altered: listed %d tools (echo listed %v), want %d:\n%s", len(got), listed, len(doc.Tools)-1, logs.String())
+	}
+	if text, err := c.call(t, "echo", map[string]any{"message": "pinned"}); err == nil || !strings.Contains(err.Error(), "the tool's definition changed since it was pinned") {
+		t.Fatalf("echo with a wrong pin: %q %v", text, err)
+	}
+
+	// Re-pin: the pins file as `sluice tools pin` wrote it, then a reload.
+	if err := os.WriteFile(pinsFile, []byte(stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	from := len(logs.String())
+	reload <- struct{}{}
+	waitLong(t, "reload finished", func() bool {
+		return strings.Contains(logs.String()[from:], `"msg":"reload finished"`) || strings.Contains(logs.String()[from:], `"msg":"reload failed`)
+	}, logs)
+	if !strings.Contains(logs.String()[from:], `"msg":"reloaded pipeline"`) {
+		t.Fatalf("the pipeline was not reloaded:\n%s", logs.String()[from:])
+	}
+	if got := c.tools(t); len(got) != len(doc.Tools) {
+		t.Fatalf("after re-pinning: listed %d tools, want %d", len(got), len(doc.Tools))
+	}
+	if text, err := c.call(t, "echo", map[string]any{"message": "pinned"}); err != nil || !strings.Contains(text, "pinned") {
+		t.Fatalf("echo after re-pinning: %q %v", text, err)
 	}
 }
 

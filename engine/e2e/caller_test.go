@@ -1,13 +1,16 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -44,7 +47,7 @@ func (s tapFilter) Handle(_ context.Context, m *engine.Message) (engine.Result, 
 }
 
 // headerTap is a reverse proxy in front of an MCP server that records every
-// request header value the server receives.
+// request header value and every request body the server receives.
 func headerTap(t *testing.T, target string) (string, func() []string) {
 	t.Helper()
 	u, _ := url.Parse(target)
@@ -53,10 +56,13 @@ func headerTap(t *testing.T, target string) (string, func() []string) {
 	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: u.Scheme, Host: u.Host})
 	proxy.FlushInterval = -1
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		mu.Lock()
 		for k, vs := range r.Header {
 			seen = append(seen, k+": "+strings.Join(vs, ","))
 		}
+		seen = append(seen, "body: "+string(body))
 		mu.Unlock()
 		proxy.ServeHTTP(w, r)
 	}))
@@ -120,8 +126,12 @@ func TestCallerReachesAgent(t *testing.T) {
 			t.Errorf("%s audit trail holds arguments or results", side)
 		}
 	}
-	for _, hv := range headers() {
-		if strings.Contains(hv, "e2e-client") {
+	received := headers()
+	if !slices.ContainsFunc(received, func(s string) bool { return strings.HasPrefix(s, "body: ") && strings.Contains(s, `"tools/call"`) }) {
+		t.Fatalf("the tap saw no tools/call body: %q", received)
+	}
+	for _, hv := range received {
+		if strings.Contains(hv, "e2e-client") || strings.Contains(hv, `"caller"`) {
 			t.Errorf("the MCP server received the caller: %s", hv)
 		}
 	}

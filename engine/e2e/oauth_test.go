@@ -198,7 +198,8 @@ func TestOAuthTransparent(t *testing.T) {
 // mode is for (docs/oauth.md).
 func TestOAuthTransparentStrictServer(t *testing.T) {
 	stack := startOAuthStack(t, true)
-	h := newHarness(t, harnessOptions{tunnels: []tunnelSpec{{serverURL: stack.mcpURL, authMode: relay.AuthOAuth}}})
+	var logs enginetest.SyncBuffer
+	h := newHarness(t, harnessOptions{logs: &logs, tunnels: []tunnelSpec{{serverURL: stack.mcpURL, authMode: relay.AuthOAuth}}})
 	te := h.tunnel(0)
 	out := runTSOAuthClient(t, te.mcpURL, nil)
 	if out.OK || out.Token != "" {
@@ -207,6 +208,9 @@ func TestOAuthTransparentStrictServer(t *testing.T) {
 	if out.Authorize.Resource != te.mcpURL {
 		t.Errorf("resource %q, want the relay's URL", out.Authorize.Resource)
 	}
+	// A failed flow logs no more than a good one.
+	assertNoSecretsLogged(t, &logs, map[string]string{"authorization code": out.Code, "client secret": out.ClientSecret,
+		"authorization server": stack.asOrigin, "MCP server's metadata URL": "/.well-known/oauth-protected-resource/mcp"})
 }
 
 // gatewayGuard puts a check in front of an MCP server: requests without
@@ -491,6 +495,7 @@ func TestOAuthGatewayJWT(t *testing.T) {
 	}
 	forged = forged[:dot+1] + string(sig)
 	prm := origin(te.mcpURL) + "/.well-known/oauth-protected-resource/v1/mcp/" + te.id
+	secrets := map[string]string{"access token": good, "gateway secret": secret, "authorization server": strings.TrimPrefix(issuer, "http://")}
 	for _, tc := range []struct {
 		name, token string
 		status      int
@@ -501,6 +506,7 @@ func TestOAuthGatewayJWT(t *testing.T) {
 		{"bad signature", forged, 401, "invalid_token", "signature"},
 		{"missing scope", mintJWT(t, issuer, url.Values{"test_aud": {te.mcpURL}, "test_scope": {"other"}}), 403, "insufficient_scope", "scope"},
 	} {
+		secrets[tc.name+" token"] = tc.token
 		t.Run(tc.name, func(t *testing.T) {
 			st, hdr, body := rawPost(t, "POST", te.mcpURL, map[string]string{"Content-Type": "application/json",
 				"Accept": "application/json, text/event-stream", "Authorization": "Bearer " + tc.token},
@@ -512,5 +518,5 @@ func TestOAuthGatewayJWT(t *testing.T) {
 			}
 		})
 	}
-	assertNoSecretsLogged(t, &g.logs, map[string]string{"access token": good, "forged token": forged, "gateway secret": secret})
+	assertNoSecretsLogged(t, &g.logs, secrets)
 }

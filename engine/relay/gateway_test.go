@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -13,6 +14,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/sluicemcp/sluice/engine"
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
@@ -38,6 +41,9 @@ type testAS struct {
 	published []string // kids in the JWKS
 	active    map[string]map[string]any
 	down      bool
+	// mdIssuer, when set, is the issuer the metadata names instead of
+	// the server's own.
+	mdIssuer string
 
 	jwksFetches  atomic.Int64
 	introspected atomic.Int64
@@ -74,7 +80,10 @@ func newTestAS(t testing.TB) *testAS {
 		if as.isDown(w) {
 			return
 		}
-		writeJSON(w, 200, map[string]any{"issuer": as.issuer, "jwks_uri": as.issuer + "/jwks",
+		as.mu.Lock()
+		issuer := cmp.Or(as.mdIssuer, as.issuer)
+		as.mu.Unlock()
+		writeJSON(w, 200, map[string]any{"issuer": issuer, "jwks_uri": as.issuer + "/jwks",
 			"authorization_endpoint": as.issuer + "/authorize", "token_endpoint": as.issuer + "/token"})
 	})
 	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, r *http.Request) {
@@ -416,6 +425,72 @@ func TestGatewayASDown(t *testing.T) {
 	readAll(t, r)
 	if r.StatusCode != 503 || r.Header.Get("Retry-After") == "" {
 		t.Fatalf("status %d, Retry-After %q", r.StatusCode, r.Header.Get("Retry-After"))
+	}
+}
+
+// TestGatewayMetadataNamesAnotherIssuer: authorization server metadata
+// that names an issuer other than the configured one (RFC 8414 section
+// 3.3: an impostor's document, or a misconfigured path) is not trusted: no
+// key set is fetched from the jwks_uri it names, and a token, even one
+// signed by the keys there, is neither accepted nor called invalid: 503.
+func TestGatewayMetadataNamesAnotherIssuer(t *testing.T) {
+	as := newTestAS(t)
+	as.mdIssuer = "https://impostor.example"
+	h := gatewayHarness(t, as, nil)
+	h.connect(tunA, runtimeA)
+	r := wait(t, h.callWith(t, as.mint("rsa-1", jwt.MapClaims{"aud": h.url + "/v1/mcp/" + tunA})))
+	body := readAll(t, r)
+	if r.StatusCode != 503 || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("status %d (Retry-After %q): %s", r.StatusCode, r.Header.Get("Retry-After"), body)
+	}
+	if n := as.jwksFetches.Load(); n != 0 {
+		t.Fatalf("the key set of metadata naming another issuer was fetched %d times", n)
+	}
+	if st, cmds := h.poll(tunA, runtimeA, 25, 50*time.Millisecond, nil); st != 204 {
+		t.Errorf("the call was queued: %d %v", st, cmds)
+	}
+}
+
+// TestGatewayCallerInRelayChain: the verified token's subject is the caller
+// the relay's own chain sees (a relay-side policy per token subject, as
+// toolguard's callers), on the request and on the response, and a stage
+// that refuses one subject leaves another's call alone.
+func TestGatewayCallerInRelayChain(t *testing.T) {
+	as := newTestAS(t)
+	var mu sync.Mutex
+	var seen []string
+	policy := &fnStage{name: "per-subject", hooks: map[engine.Hook]bool{engine.HookRequest: true, engine.HookResponse: true},
+		fn: func(m *engine.Message) engine.Result {
+			mu.Lock()
+			seen = append(seen, m.Hook.String()+":"+m.Caller)
+			mu.Unlock()
+			if m.Hook == engine.HookRequest && m.Caller == "mallory" {
+				return engine.Result{Action: engine.Reject, Status: 403, Error: &engine.RPCError{Code: -32001, Message: "denied for this subject"}}
+			}
+			return engine.Result{}
+		}}
+	h := newHarness(t, func(c *Config) {
+		c.Tunnels[0].AuthMode = AuthOAuthGateway
+		c.Tunnels[0].ClientKeys = nil
+		c.Tunnels[0].OAuth = OAuthConfig{Issuer: as.issuer, UpstreamHeader: "X-Gateway-Secret", UpstreamSecret: "gw-s3cret"}
+	}, Options{Pipeline: pipelineOf(policy)})
+	h.connect(tunA, runtimeA)
+	resource := h.url + "/v1/mcp/" + tunA
+
+	r := wait(t, h.callWith(t, as.mint("rsa-1", jwt.MapClaims{"aud": resource, "sub": "mallory"})))
+	if body := readAll(t, r); r.StatusCode != 403 || !strings.Contains(body, "denied for this subject") {
+		t.Fatalf("mallory: %d %s", r.StatusCode, body)
+	}
+	got := h.callWith(t, as.mint("rsa-1", jwt.MapClaims{"aud": resource, "sub": "alice@example"}))
+	c := h.next(tunA, runtimeA)
+	h.respond(tunA, runtimeA, c.ShardToken, wire.Response{RequestID: c.RequestID, RespJSON: json.RawMessage(`{"jsonrpc":"2.0","id":1,"result":{}}`), RespCode: 200})
+	if r := wait(t, got); r.StatusCode != 200 {
+		t.Fatalf("alice: %d %s", r.StatusCode, readAll(t, r))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"request:mallory", "request:alice@example", "response:alice@example"}; !slices.Equal(seen, want) {
+		t.Fatalf("the relay's chain saw callers %q, want %q", seen, want)
 	}
 }
 
