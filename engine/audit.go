@@ -20,10 +20,12 @@ type ToolCallAudit struct {
 	Caller    string // client-key name or token subject ("" when unknown)
 	Tool      string
 	// Verdict is the deciding stage's action (respond, reject, drop) or
-	// "failed"; "" means the chain let the call pass (continue).
+	// "failed"; "replace" when no stage decided but one changed a message
+	// (a redaction, a mask); "" means the chain let the call pass
+	// (continue).
 	Verdict string
-	// Plugin is the stage whose verdict or failure decided the call ("" when
-	// none did).
+	// Plugin is the stage whose verdict or failure decided the call, or
+	// the last one that changed it ("" when none did).
 	Plugin string
 	// Outcome is the side's own outcome name (relay: ok, plugin, timeout…;
 	// agent: ok, mcp_error, tunnel_failure…).
@@ -59,4 +61,27 @@ func (a *ToolCallAudit) Log(l *slog.Logger) {
 	attrs = append(attrs, slog.String("outcome", a.Outcome), slog.Int("status", a.Status),
 		slog.Float64("latency_ms", float64(a.Latency.Microseconds())/1000))
 	l.LogAttrs(context.Background(), slog.LevelInfo, "tool call", attrs...)
+}
+
+// Decision gathers, over one exchange's chain outcomes, what its audit
+// record names: the first stage whose verdict (respond, reject, drop) or
+// failure decided the call, else the last stage that changed one of its
+// messages. The zero value is ready to use.
+type Decision struct {
+	Plugin, Verdict string
+	decided         bool
+}
+
+// Note takes one chain outcome into account.
+func (d *Decision) Note(o Outcome) {
+	switch {
+	case d.decided:
+	case o.Stage != "":
+		d.decided, d.Plugin, d.Verdict = true, o.Stage, o.Action.String()
+		if o.Failed {
+			d.Verdict = "failed"
+		}
+	case o.Changed != "":
+		d.Plugin, d.Verdict = o.Changed, Replace.String()
+	}
 }

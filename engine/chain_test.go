@@ -524,6 +524,9 @@ func TestReplaceKeepsRoutingHeaders(t *testing.T) {
 		if o.Action != Continue || o.Header.Get("Mcp-Name") != "deploy_safe" || o.Header.Get("Mcp-Method") != "tools/call" {
 			t.Fatalf("%+v", o)
 		}
+		if o.Changed != "edit" || o.Stage != "" {
+			t.Fatalf("outcome names changed=%q stage=%q, want the editing stage as Changed only", o.Changed, o.Stage)
+		}
 	})
 	t.Run("params not updated: refused", func(t *testing.T) {
 		x := chainOf(replaceWith(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deploy","arguments":{"region":"eu"}}}`, false)).Begin()

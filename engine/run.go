@@ -120,6 +120,9 @@ type Outcome struct {
 	Stage string
 	// Failed is true when the outcome comes from a plugin failure.
 	Failed bool
+	// Changed names the last stage that changed the message (replace) when
+	// the outcome is Continue: what the audit names when no stage decided.
+	Changed string
 }
 
 // Exchange runs one MCP exchange (one request and everything it produces)
@@ -224,6 +227,7 @@ func (x *Exchange) Request(ctx context.Context, m *Message) Outcome {
 		}
 	}
 	n := x.c.Len()
+	changed := ""
 	for i := 0; i < n; i++ {
 		s := x.c.stages[i]
 		if !s.Stage.Wants(m.Hook, m.Method) {
@@ -243,6 +247,7 @@ func (x *Exchange) Request(ctx context.Context, m *Message) Outcome {
 		}
 		switch r.Action {
 		case Replace:
+			changed = s.Stage.Name()
 			before, beforeHeader := m.Body, m.Header
 			apply(m, r)
 			if err := fixRoutingHeaders(m, before, beforeHeader); err != nil {
@@ -269,7 +274,7 @@ func (x *Exchange) Request(ctx context.Context, m *Message) Outcome {
 			return Outcome{Action: Drop, Stage: s.Stage.Name()}
 		}
 	}
-	return Outcome{Action: Continue, Body: m.Body, Header: m.Header}
+	return Outcome{Action: Continue, Body: m.Body, Header: m.Header, Changed: changed}
 }
 
 func (x *Exchange) reject(r Result, stage string, m *Message) Outcome {
@@ -360,6 +365,7 @@ func (x *Exchange) Response(ctx context.Context, m *Message) Outcome {
 	if m.Method == "" {
 		m.Method = x.method
 	}
+	changed := ""
 	for i := x.reached - 1; i >= 0; i-- {
 		s := x.c.stages[i]
 		if !s.Stage.Wants(m.Hook, m.Method) {
@@ -381,6 +387,7 @@ func (x *Exchange) Response(ctx context.Context, m *Message) Outcome {
 		}
 		switch r.Action {
 		case Replace, Respond:
+			changed = s.Stage.Name()
 			apply(m, r)
 			if r.Status != 0 {
 				m.Status = r.Status
@@ -394,7 +401,7 @@ func (x *Exchange) Response(ctx context.Context, m *Message) Outcome {
 			return Outcome{Action: Drop, Stage: s.Stage.Name()}
 		}
 	}
-	return Outcome{Action: Continue, Body: m.Body, Header: m.Header, Status: m.Status}
+	return Outcome{Action: Continue, Body: m.Body, Header: m.Header, Status: m.Status, Changed: changed}
 }
 
 // Close closes the filters the exchange opened and releases its hold on a

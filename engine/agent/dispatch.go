@@ -15,21 +15,20 @@ import (
 
 // run is the state of one running command.
 type run struct {
-	a       *Agent
-	t       *task
-	callCtx context.Context // bounds the MCP call: grace and deadline
-	postCtx context.Context // bounds the POSTs: abort budget and deadline
-	x       *engine.Exchange
-	method  string
-	tool    string
-	session string
-	notify  bool // the request is a notification (or a JSON-RPC response)
-	noMore  bool // a notification POST failed: skip later ones
-	final   bool // the final reply was handled
-	oc      outcome
-	status  int    // the final status posted
-	plugin  string // the plugin whose verdict (reject, respond, drop) decided the exchange
-	verdict string // that verdict
+	a        *Agent
+	t        *task
+	callCtx  context.Context // bounds the MCP call: grace and deadline
+	postCtx  context.Context // bounds the POSTs: abort budget and deadline
+	x        *engine.Exchange
+	method   string
+	tool     string
+	session  string
+	notify   bool // the request is a notification (or a JSON-RPC response)
+	noMore   bool // a notification POST failed: skip later ones
+	final    bool // the final reply was handled
+	oc       outcome
+	status   int             // the final status posted
+	decision engine.Decision // what the audit record names
 }
 
 // outcome counts the command's outcome and remembers it for the audit record.
@@ -40,12 +39,7 @@ func (r *run) outcome(oc outcome) {
 
 // decided remembers a chain outcome that was not a plain pass.
 func (r *run) decided(o engine.Outcome) {
-	if o.Stage != "" && r.plugin == "" {
-		r.plugin, r.verdict = o.Stage, o.Action.String()
-		if o.Failed {
-			r.verdict = "failed"
-		}
-	}
+	r.decision.Note(o)
 }
 
 func (a *Agent) runTask(t *task) {
@@ -84,7 +78,7 @@ func (a *Agent) runTask(t *task) {
 	if a.audit != nil && r.method == "tools/call" {
 		rec := engine.ToolCallAudit{Tunnel: a.cfg.TunnelID, Channel: t.cmd.Channel,
 			RequestID: t.cmd.RequestID, SessionID: r.session, Caller: t.cmd.Caller, Tool: r.tool,
-			Verdict: r.verdict, Plugin: r.plugin, Outcome: string(r.oc), Status: r.status, Latency: total}
+			Verdict: r.decision.Verdict, Plugin: r.decision.Plugin, Outcome: string(r.oc), Status: r.status, Latency: total}
 		rec.Log(a.audit)
 	}
 }
@@ -207,7 +201,7 @@ func (r *run) reply(req *binding.Request, rep *binding.Reply) {
 			Channel: r.t.cmd.Channel, SessionID: r.session, RequestID: r.t.cmd.RequestID, Method: r.method,
 			Tool: r.tool, Caller: r.t.cmd.Caller, Status: status, Header: header, Body: body, Notification: !rep.Final}
 		o := r.x.Response(r.callCtx, m)
-		if rep.Final || o.Action != engine.Continue {
+		if rep.Final || o.Action != engine.Continue || o.Changed != "" {
 			r.decided(o)
 		}
 		switch o.Action {

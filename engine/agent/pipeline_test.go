@@ -140,7 +140,8 @@ func TestAuditRecords(t *testing.T) {
 	if r := byTool["forbidden"]; r["plugin"] != "policy" || r["verdict"] != "reject" || r["outcome"] != "mcp_error" || r["status"] != float64(403) {
 		t.Errorf("rejected call: %v", r)
 	}
-	if r := byTool["echo"]; r["plugin"] != nil || r["outcome"] != "ok" || r["status"] != float64(200) || r["request_id"] != "allowed" {
+	// The stage rewrites every response: the record names it.
+	if r := byTool["echo"]; r["plugin"] != "policy" || r["verdict"] != "replace" || r["outcome"] != "ok" || r["status"] != float64(200) || r["request_id"] != "allowed" {
 		t.Errorf("allowed call: %v", r)
 	}
 }

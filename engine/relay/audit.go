@@ -10,23 +10,16 @@ import (
 // toolAudit is what the relay remembers of one tools/call for its audit
 // record (Options.Audit).
 type toolAudit struct {
-	caller string
-	tool   string
-	w      *statusRecorder
-	// plugin and verdict are the stage whose verdict decided the call and
-	// that verdict (respond, reject, drop, failed); empty when the chain let
-	// it pass.
-	plugin, verdict string
+	caller   string
+	tool     string
+	w        *statusRecorder
+	decision engine.Decision // what the record names
 }
 
-// decided remembers the first chain outcome that was not a plain pass.
+// decided takes one chain outcome into the record.
 func (a *toolAudit) decided(o engine.Outcome) {
-	if a == nil || o.Stage == "" || a.plugin != "" {
-		return
-	}
-	a.plugin, a.verdict = o.Stage, o.Action.String()
-	if o.Failed {
-		a.verdict = "failed"
+	if a != nil {
+		a.decision.Note(o)
 	}
 }
 
@@ -55,7 +48,7 @@ func (r *Relay) finish(e *exchange, outcome string, start time.Time) {
 	}
 	rec := engine.ToolCallAudit{Tunnel: e.t.id, Channel: e.p.cmd.Channel,
 		RequestID: e.p.cmd.RequestID, SessionID: e.sessionID, Caller: a.caller, Tool: a.tool,
-		Verdict: a.verdict, Plugin: a.plugin, Outcome: outcome, Status: a.w.status, Latency: time.Since(start)}
+		Verdict: a.decision.Verdict, Plugin: a.decision.Plugin, Outcome: outcome, Status: a.w.status, Latency: time.Since(start)}
 	rec.Log(r.audit)
 }
 

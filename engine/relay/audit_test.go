@@ -24,6 +24,9 @@ func TestAuditToolCalls(t *testing.T) {
 			return engine.Result{Action: engine.Reject, Status: 403, Error: &engine.RPCError{Code: -32001, Message: "no"}}
 		case "canned":
 			return engine.Result{Action: engine.Respond, Body: json.RawMessage(`{"jsonrpc":"2.0","id":3,"result":{}}`)}
+		case "masked":
+			// Changes the call (its arguments masked) and lets it pass.
+			return engine.Result{Action: engine.Replace, Body: json.RawMessage(`{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"masked","arguments":{"card":"[masked]"}}}`)}
 		}
 		return engine.Result{}
 	}}
@@ -46,6 +49,17 @@ func TestAuditToolCalls(t *testing.T) {
 	if r := wait(t, h.clientPost(tunA, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"canned"}}`, nil)); r.StatusCode != 200 {
 		t.Fatalf("canned: %d", r.StatusCode)
 	}
+	// Changed by the chain, answered by the agent: the record names who
+	// changed it.
+	got = h.clientPost(tunA, `{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"masked","arguments":{"card":"4111 1111 1111 1111"}}}`, nil)
+	cmd = h.next(tunA, runtimeA)
+	if strings.Contains(string(cmd.JSONRPC), "4111") {
+		t.Fatalf("the agent got the unmasked call: %s", cmd.JSONRPC)
+	}
+	h.respond(tunA, runtimeA, cmd.ShardToken, wire.Response{RequestID: cmd.RequestID, RespJSON: json.RawMessage(`{"jsonrpc":"2.0","id":6,"result":{"content":[]}}`), RespCode: 200})
+	if r := wait(t, got); r.StatusCode != 200 {
+		t.Fatalf("masked: %d", r.StatusCode)
+	}
 	// Not tool calls: no record.
 	got = h.clientPost(tunA, `{"jsonrpc":"2.0","id":4,"method":"tools/list"}`, nil)
 	cmd = h.next(tunA, runtimeA)
@@ -57,16 +71,17 @@ func TestAuditToolCalls(t *testing.T) {
 	}
 
 	lines := strings.Split(strings.TrimSpace(trail.String()), "\n")
-	if len(lines) != 3 {
-		t.Fatalf("want 3 audit records, got %d:\n%s", len(lines), trail.String())
+	if len(lines) != 4 {
+		t.Fatalf("want 4 audit records, got %d:\n%s", len(lines), trail.String())
 	}
-	if strings.Contains(trail.String(), "private words") || strings.Contains(trail.String(), "secret result") {
+	if strings.Contains(trail.String(), "private words") || strings.Contains(trail.String(), "secret result") || strings.Contains(trail.String(), "4111") {
 		t.Fatalf("the audit trail holds arguments or results:\n%s", trail.String())
 	}
 	want := []map[string]any{
 		{"tool": "echo", "verdict": "continue", "outcome": "ok", "status": 200.0, "session": "sess-1"},
 		{"tool": "forbidden", "verdict": "reject", "plugin": "guard", "outcome": "plugin", "status": 403.0},
 		{"tool": "canned", "verdict": "respond", "plugin": "guard", "outcome": "plugin", "status": 200.0},
+		{"tool": "masked", "verdict": "replace", "plugin": "guard", "outcome": "ok", "status": 200.0},
 	}
 	for i, line := range lines {
 		var rec map[string]any
