@@ -272,7 +272,7 @@ func TestToolguardEndToEnd(t *testing.T) {
 		checkAudit(t, &relayLogs, "delete_repo", "ci-bot", map[string]any{"side": "relay", "tunnel": tunnelRug, "channel": "main",
 			"verdict": "reject", "plugin": "toolguard", "outcome": "plugin", "status": 200.0})
 		checkAudit(t, &relayLogs, "delete_repo", "alice", map[string]any{"side": "relay", "tunnel": tunnelRug, "channel": "main",
-			"verdict": "continue", "plugin": nil, "outcome": "ok", "status": 200.0})
+			"verdict": "replace", "plugin": "toolguard", "outcome": "ok", "status": 200.0})
 	})
 
 	t.Run("rug pull", func(t *testing.T) {
@@ -379,11 +379,12 @@ func TestToolguardEndToEnd(t *testing.T) {
 			t.Fatalf("fetch_page ran %d times, want 1 (alice's)", n)
 		}
 		// The agent's audit trail names the caller the relay sent and the
-		// agent-side toolguard that decided; alice's masked result passed.
+		// agent-side toolguard that decided; alice's result passed, masked
+		// by toolguard, which the record names.
 		checkAudit(t, &poisonLogs, "fetch_page", "ci-bot", map[string]any{"side": "agent", "tunnel": tunnelPoison, "channel": "main",
 			"verdict": "reject", "plugin": "toolguard", "outcome": "mcp_error", "status": 200.0})
 		checkAudit(t, &poisonLogs, "fetch_page", "alice", map[string]any{"side": "agent", "tunnel": tunnelPoison, "channel": "main",
-			"verdict": "continue", "plugin": nil, "outcome": "ok", "status": 200.0})
+			"verdict": "replace", "plugin": "toolguard", "outcome": "ok", "status": 200.0})
 		checkAudit(t, &poisonLogs, "add", "alice", map[string]any{"side": "agent", "verdict": "reject", "plugin": "toolguard"})
 		if !strings.Contains(poisonLogs.String(), `its definition carries hidden_markers: removed`) || !strings.Contains(poisonLogs.String(), `carries injection_phrases,invisible_unicode: masked`) {
 			t.Errorf("agent log:\n%s", poisonLogs.String())
