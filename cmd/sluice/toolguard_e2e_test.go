@@ -272,7 +272,7 @@ func TestToolguardEndToEnd(t *testing.T) {
 		checkAudit(t, &relayLogs, "delete_repo", "ci-bot", map[string]any{"side": "relay", "tunnel": tunnelRug, "channel": "main",
 			"verdict": "reject", "plugin": "toolguard", "outcome": "plugin", "status": 200.0})
 		checkAudit(t, &relayLogs, "delete_repo", "alice", map[string]any{"side": "relay", "tunnel": tunnelRug, "channel": "main",
-			"verdict": "replace", "plugin": "toolguard", "outcome": "ok", "status": 200.0})
+			"verdict": "continue", "plugin": nil, "outcome": "ok", "status": 200.0})
 	})
 
 	t.Run("rug pull", func(t *testing.T) {
