@@ -63,6 +63,19 @@ func (p *replica) admin(t *testing.T, key, method, path, body string, out any) i
 	return rec.Code
 }
 
+// polls is the replica's count of polls on tunnel (its metrics).
+func (p *replica) polls(t *testing.T, tunnel string) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	p.r.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, l := range strings.Split(rec.Body.String(), "\n") {
+		if v, ok := strings.CutPrefix(l, `sluice_relay_polls_total{tunnel="`+tunnel+`"} `); ok {
+			return v
+		}
+	}
+	return ""
+}
+
 // poll makes one short poll on the replica and returns its status and body.
 func (p *replica) poll(tunnel, key string) (int, string) {
 	req := httptest.NewRequest("GET", "/v1/tunnels/"+tunnel+"/poll?timeout_ms=1", nil)
@@ -74,7 +87,8 @@ func (p *replica) poll(tunnel, key string) (int, string) {
 
 // TestRevocationAcrossReplicas: two relays share one JetStream bucket; a
 // tunnel and key made on one work on the other, and a revocation on one
-// takes effect on the other within a second, telling the agent why.
+// takes effect on the other within a second, through the bucket's watch:
+// a poll held on the other ends at once, and the next one is told why.
 func TestRevocationAcrossReplicas(t *testing.T) {
 	srv := startServer(t)
 	a, b := newReplica(t, srv), newReplica(t, srv)
@@ -109,9 +123,42 @@ func TestRevocationAcrossReplicas(t *testing.T) {
 		t.Fatalf("admin key on replica b: %d", st)
 	}
 
+	// An agent's poll held on replica b when the key is revoked on a.
+	type ended struct {
+		status int
+		body   string
+		at     time.Time
+	}
+	held := make(chan ended, 1)
+	before := b.polls(t, tn.ID)
+	go func() {
+		req := httptest.NewRequest("GET", "/v1/tunnels/"+tn.ID+"/poll?timeout_ms=20000", nil)
+		req.Header.Set("Authorization", "Bearer "+rk.Value)
+		rec := httptest.NewRecorder()
+		b.r.Handler().ServeHTTP(rec, req)
+		held <- ended{rec.Code, rec.Body.String(), time.Now()}
+	}()
+	for deadline := time.Now().Add(5 * time.Second); b.polls(t, tn.ID) == before; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the held poll never reached replica b")
+		}
+	}
+
 	start := time.Now()
 	if st := a.admin(t, key, "DELETE", "/v1/tunnels/"+tn.ID+"/keys/"+rk.ID, "", nil); st != 200 {
 		t.Fatalf("revoke on a: %d", st)
+	}
+	select {
+	case e := <-held:
+		if e.status != http.StatusUnauthorized || !strings.Contains(e.body, "runtime key revoked at") {
+			t.Fatalf("the poll held on replica b ended with %d %s", e.status, e.body)
+		}
+		if d := e.at.Sub(start); d > time.Second {
+			t.Fatalf("the poll held on replica b ended %v after the revocation on a", d)
+		}
+		t.Logf("a poll held on replica b ended %v after the revocation on a", e.at.Sub(start).Round(time.Millisecond))
+	case <-time.After(5 * time.Second):
+		t.Fatal("the poll held on replica b outlived the revocation on a")
 	}
 	for {
 		st, body := b.poll(tn.ID, rk.Value)
