@@ -147,7 +147,10 @@ func TestAdminTunnelLifecycle(t *testing.T) {
 	h.connect(tn.ID, rk.Value)
 	got1 := h.client(context.Background(), "POST", tn.ID, `{"jsonrpc":"2.0","id":1,"method":"ping"}`,
 		map[string]string{"Content-Type": "application/json"}, map[string]string{"Authorization": "Bearer " + ck.Value})
-	cmd := h.next(tn.ID, rk.Value)
+	cmd := h.nextWith(tn.ID, rk.Value, offerCaller)
+	if cmd.Caller != "carol" {
+		t.Fatalf("the client key's name is not the caller on the command: %q", cmd.Caller)
+	}
 	if st, _ := h.respond(tn.ID, rk.Value, cmd.ShardToken, wire.Response{RequestID: cmd.RequestID, RespJSON: json.RawMessage(`{"jsonrpc":"2.0","id":1,"result":{}}`)}); st != 200 {
 		t.Fatalf("respond %d", st)
 	}
