@@ -350,6 +350,40 @@ func TestAdminEndToEnd(t *testing.T) {
 	}
 }
 
+// TestFirstAdminKeyNeedsTheAdminListener: with the admin listener off there
+// is no admin API, so the first start prints no admin key; the first start
+// with the listener on prints it, once.
+func TestFirstAdminKeyNeedsTheAdminListener(t *testing.T) {
+	dir := t.TempDir()
+	relayAddr := freeAddr(t)
+	yaml := "relay:\n  listen-addr: " + relayAddr + "\n  data-dir: " + filepath.Join(dir, "data") + "\n"
+	var stdout, log enginetest.SyncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	c := &cli{stdout: &stdout, stderr: &log, env: envOf(nil)}
+	go func() {
+		done <- c.main(ctx, []string{"relay", "--config", writeFile(t, "off.yaml", yaml+"  admin-listen-addr: \"\"\n"), "--log.format", "json"})
+	}()
+	enginetest.WaitFor(t, "relay listening", func() bool { return strings.Contains(log.String(), `"msg":"relay listening"`) })
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Fatalf("sluice relay exited %d:\n%s", code, log.String())
+	}
+	if strings.Contains(stdout.String(), "sk_adm_") || strings.Contains(log.String(), "admin key") {
+		t.Fatalf("a relay without an admin listener made an admin key:\n%s\n%s", stdout.String(), log.String())
+	}
+	adminAddr := freeAddr(t)
+	cfg := writeFile(t, "on.yaml", yaml+"  admin-listen-addr: "+adminAddr+"\n")
+	rp := startRelayProcess(t, cfg, adminAddr, nil)
+	if !regexp.MustCompile(`sk_adm_[0-9A-Za-z]{40}`).MatchString(rp.stdout.String()) || !strings.Contains(rp.stdout.String(), "--admin-url http://"+adminAddr) {
+		t.Fatalf("the first start with the admin listener printed no admin key:\n%s", rp.stdout.String())
+	}
+	rp.stop()
+	if rp = startRelayProcess(t, cfg, adminAddr, nil); strings.Contains(rp.stdout.String(), "sk_adm_") {
+		t.Fatalf("a second start printed an admin key again:\n%s", rp.stdout.String())
+	}
+}
+
 // TestRelaysShareNATSStore: two `sluice relay` processes on one NATS
 // server share their tunnels and keys, and their work queue, each on one
 // connection to NATS: only the first prints an admin key,
