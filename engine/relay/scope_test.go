@@ -391,6 +391,17 @@ func TestAuthRateLimit(t *testing.T) {
 	if c := mcp("203.0.113.2", ck); c == 401 || c == 429 {
 		t.Fatalf("MCP from a clean address with the right key: %d", c)
 	}
+	// And on the tunnel's budget: two more failing addresses spend it
+	// (3+1+1 = 5); then an address that failed waits even with the right
+	// key, while a clean one is served.
+	mcp("203.0.113.3", "wrong")
+	mcp("203.0.113.4", "wrong")
+	if c := mcp("203.0.113.3", ck); c != 429 {
+		t.Fatalf("MCP from an address that failed, once the tunnel's budget is gone: %d", c)
+	}
+	if c := mcp("203.0.113.5", ck); c == 401 || c == 429 {
+		t.Fatalf("MCP from a clean address while the tunnel is flooded: %d", c)
+	}
 	// The admin API has its own budget per address.
 	for range 3 {
 		a.callAs("wrong", "GET", "/v1/tunnels", "", nil)
