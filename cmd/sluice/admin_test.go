@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -156,6 +157,58 @@ func TestAdminCLI(t *testing.T) {
 	}
 }
 
+// TestAdminCLIConfigTunnels: a tunnel from the relay's configuration is
+// listed and shown as read-only, its keys without any part of their
+// value, and every change to it is refused with an error that names
+// relay.tunnels (exit 1), while it keeps being served.
+func TestAdminCLIConfigTunnels(t *testing.T) {
+	const cfgID, runtime, client = "tunnel_0123456789abcdef0123456789abcdef", "sk-rt-config-file-key-0001", "sk-cl-config-file-key-0002"
+	r, err := relay.New(relay.Config{PublicURL: "http://127.0.0.1:1", Tunnels: []relay.Tunnel{{ID: cfgID, Name: "from-file",
+		RuntimeKey: runtime, ClientKeys: []relay.ClientKey{{Name: "ci", Key: client}}}}}, relay.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	key, err := r.Bootstrap(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(r.AdminHandler())
+	t.Cleanup(srv.Close)
+	env := map[string]string{"SLUICE_ADMIN_URL": srv.URL, "SLUICE_ADMIN_KEY": key}
+	run := func(want int, args ...string) (string, string) {
+		t.Helper()
+		code, out, errb := runCLI(t, env, append([]string{"admin"}, args...)...)
+		if code != want {
+			t.Fatalf("sluice admin %v: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", args, code, want, out, errb)
+		}
+		return out, errb
+	}
+	if out, _ := run(exitOK, "tunnels", "list"); !regexp.MustCompile(cfgID + `\s+from-file\s+client-key\s+-\s+config`).MatchString(out) {
+		t.Fatalf("tunnels list does not mark the configured tunnel:\n%s", out)
+	}
+	if out, _ := run(exitOK, "tunnels", "get", cfgID); !strings.Contains(out, "config file (read-only here)") {
+		t.Fatalf("tunnels get:\n%s", out)
+	}
+	out, _ := run(exitOK, "keys", "list", "--tunnel", cfgID)
+	if strings.Count(out, "config file (read-only)") != 2 || !strings.Contains(out, "ci") || strings.Contains(out, runtime[:10]) || strings.Contains(out, client[:10]) {
+		t.Fatalf("keys list of the configured tunnel:\n%s", out)
+	}
+	for _, args := range [][]string{
+		{"tunnels", "delete", cfgID, "--confirm"},
+		{"tunnels", "update", cfgID, "--name", "renamed"},
+		{"keys", "create", "--tunnel", cfgID, "--scope", "runtime", "--name", "x"},
+		{"keys", "revoke", "cfg_runtime", "--tunnel", cfgID},
+	} {
+		if _, errb := run(exitFailure, args...); !strings.Contains(errb, "409") || !strings.Contains(errb, "read-only") || !strings.Contains(errb, "config file") {
+			t.Errorf("sluice admin %v: %s", args, errb)
+		}
+	}
+	if out, _ := run(exitOK, "tunnels", "get", cfgID); !strings.Contains(out, "from-file") {
+		t.Fatalf("the configured tunnel after the refused changes:\n%s", out)
+	}
+}
+
 // relayProcess runs `sluice relay` in process until stop (or the test's
 // end); its standard output and log are kept.
 type relayProcess struct {
@@ -264,6 +317,18 @@ func TestAdminEndToEnd(t *testing.T) {
 		st, body := readyz()
 		return st == 503 && strings.HasPrefix(body, "runtime key rejected: runtime key revoked at ") && strings.Contains(body, "(tunnel_use_forbidden)")
 	})
+	// And its log says so once, with the relay's reason, as an error an
+	// operator sees (it keeps polling slowly, in case the key is fixed).
+	var rejected []map[string]any
+	for _, l := range strings.Split(agentErr.String(), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(l), &rec) == nil && strings.HasPrefix(fmt.Sprint(rec["msg"]), "relay rejected the runtime key") {
+			rejected = append(rejected, rec)
+		}
+	}
+	if len(rejected) != 1 || rejected[0]["level"] != "ERROR" || !strings.HasPrefix(fmt.Sprint(rejected[0]["reason"]), "runtime key revoked at ") {
+		t.Fatalf("the agent's log of the revocation: %v\n%s", rejected, agentErr.String())
+	}
 
 	rp.stop()
 	rp = startRelayProcess(t, cfg, adminAddr, nil)
@@ -282,6 +347,40 @@ func TestAdminEndToEnd(t *testing.T) {
 				t.Fatal("a key appears in a log")
 			}
 		}
+	}
+}
+
+// TestFirstAdminKeyNeedsTheAdminListener: with the admin listener off there
+// is no admin API, so the first start prints no admin key; the first start
+// with the listener on prints it, once.
+func TestFirstAdminKeyNeedsTheAdminListener(t *testing.T) {
+	dir := t.TempDir()
+	relayAddr := freeAddr(t)
+	yaml := "relay:\n  listen-addr: " + relayAddr + "\n  data-dir: " + filepath.Join(dir, "data") + "\n"
+	var stdout, log enginetest.SyncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	c := &cli{stdout: &stdout, stderr: &log, env: envOf(nil)}
+	go func() {
+		done <- c.main(ctx, []string{"relay", "--config", writeFile(t, "off.yaml", yaml+"  admin-listen-addr: \"\"\n"), "--log.format", "json"})
+	}()
+	enginetest.WaitFor(t, "relay listening", func() bool { return strings.Contains(log.String(), `"msg":"relay listening"`) })
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Fatalf("sluice relay exited %d:\n%s", code, log.String())
+	}
+	if strings.Contains(stdout.String(), "sk_adm_") || strings.Contains(log.String(), "admin key") {
+		t.Fatalf("a relay without an admin listener made an admin key:\n%s\n%s", stdout.String(), log.String())
+	}
+	adminAddr := freeAddr(t)
+	cfg := writeFile(t, "on.yaml", yaml+"  admin-listen-addr: "+adminAddr+"\n")
+	rp := startRelayProcess(t, cfg, adminAddr, nil)
+	if !regexp.MustCompile(`sk_adm_[0-9A-Za-z]{40}`).MatchString(rp.stdout.String()) || !strings.Contains(rp.stdout.String(), "--admin-url http://"+adminAddr) {
+		t.Fatalf("the first start with the admin listener printed no admin key:\n%s", rp.stdout.String())
+	}
+	rp.stop()
+	if rp = startRelayProcess(t, cfg, adminAddr, nil); strings.Contains(rp.stdout.String(), "sk_adm_") {
+		t.Fatalf("a second start printed an admin key again:\n%s", rp.stdout.String())
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -416,6 +417,27 @@ func TestKoanfYAMLLoads(t *testing.T) {
 				t.Errorf("mcp.max-concurrent-requests = %d", cfg.MCP.MaxConcurrentRequests)
 			}
 		})
+	}
+}
+
+// TestRelayAdminListenerLoopbackByDefault: the admin API (and health and
+// metrics) listen on loopback unless an operator says otherwise, in the
+// built-in defaults and in the documented koanf.yaml.
+func TestRelayAdminListenerLoopbackByDefault(t *testing.T) {
+	_, self, _, _ := runtime.Caller(0)
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(self), "..", "..", "koanf.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, file := range map[string]string{"no config": "", "koanf.yaml": string(b)} {
+		cfg, err := loadFor(t, ModeRelay, nil, runEnv(nil), file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, _, err := net.SplitHostPort(cfg.Relay.AdminListenAddr)
+		if err != nil || !isLoopbackHost(h) {
+			t.Errorf("%s: relay.admin-listen-addr = %q, want a loopback address", name, cfg.Relay.AdminListenAddr)
+		}
 	}
 }
 

@@ -53,7 +53,7 @@ func newFlagSet(mode Mode, out io.Writer) *pflag.FlagSet {
 	if mode == ModeRelay || mode == ModeDev {
 		fs.String("relay.listen-addr", d.Relay.ListenAddr, "relay listener for MCP clients and agents (:0 = any free port)")
 		fs.String("relay.public-url", "", "the relay's public origin (default http://<listen-addr>)")
-		fs.String("relay.admin-listen-addr", d.Relay.AdminListenAddr, "relay health, readiness and metrics listener (loopback)")
+		fs.String("relay.admin-listen-addr", d.Relay.AdminListenAddr, "relay admin API, health, readiness and metrics listener (loopback)")
 	}
 	if mode == ModeRelay {
 		fs.String("relay.tls-cert", "", "TLS certificate file (direct TLS)")

@@ -130,7 +130,7 @@ func (s *session) startRelay(ctx context.Context, reg prometheus.Registerer, tun
 	}
 	if adminAddr != "" {
 		if h, _, err := net.SplitHostPort(adminAddr); err == nil && !isLoopbackHost(h) {
-			s.log.Warn("relay.admin-listen-addr is not loopback: health and metrics are reachable from the network", "addr", adminAddr)
+			s.log.Warn("relay.admin-listen-addr is not loopback: the admin API, health and metrics are reachable from the network", "addr", adminAddr)
 		}
 		aln, err := lc.Listen(ctx, "tcp", adminAddr)
 		if err != nil {
@@ -272,8 +272,13 @@ func (s *session) runRelay(ctx context.Context) error {
 
 // bootstrapAdminKey prints the relay's first admin key on standard output,
 // once: on the first start on an empty store without relay.admin-key. The
-// log says that it happened, never the key.
+// log says that it happened, never the key. With the admin listener off
+// there is no admin API to use a key on, so none is made: the first start
+// with the listener on prints it.
 func (s *session) bootstrapAdminKey(ctx context.Context, p *relayParts) error {
+	if p.adminURL == "" {
+		return nil
+	}
 	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	key, err := p.relay.Bootstrap(bctx)
@@ -284,9 +289,6 @@ func (s *session) bootstrapAdminKey(ctx context.Context, p *relayParts) error {
 		return nil
 	}
 	admin := p.adminURL
-	if admin == "" {
-		admin = "http://" + s.cfg.Relay.AdminListenAddr
-	}
 	fmt.Fprintf(s.cli.stdout, `
 First start: the relay's admin key, shown this once and stored only as a hash.
 Keep it now (a password manager, a secret store):

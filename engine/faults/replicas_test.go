@@ -125,6 +125,16 @@ func (tp *topo) startReplicated(responseTimeout time.Duration) *replicated {
 	return rs
 }
 
+// assertSoundReplicated is assertSound, and no phantom: no replica made a
+// command that no client sent.
+func assertSoundReplicated(t *testing.T, res *faultkit.Result) {
+	t.Helper()
+	assertSound(t, res)
+	if n := len(res.Phantom); n > 0 {
+		t.Errorf("%d executions of calls no client sent (first: %s)", n, res.Phantom[0])
+	}
+}
+
 // load is a round-robin load over every replica, failing over from one
 // that refuses connections.
 func (rs *replicated) load(tp *topo) *faultkit.Load {
@@ -141,7 +151,7 @@ func TestReplicasSteadyLoad(t *testing.T) {
 	l := rs.load(tp)
 	l.Concurrency, l.Duration = 16, 4*time.Second
 	res := tp.run(context.Background(), l)
-	assertSound(t, res)
+	assertSoundReplicated(t, res)
 	if n := res.Count(faultkit.ClassError); n > 0 {
 		t.Errorf("%d errors under steady load: %v", n, res.Kinds())
 	}
@@ -166,7 +176,7 @@ func TestReplicaKilled(t *testing.T) {
 	var killedAt time.Time
 	after(2*time.Second, func() { killedAt = time.Now(); victim.Kill() })
 	res := tp.run(context.Background(), l)
-	assertSound(t, res)
+	assertSoundReplicated(t, res)
 	onVictim := func(c *faultkit.Call) bool { return c.URL == tp.mcpURL(victim) }
 	held := res.Where(func(c *faultkit.Call) bool {
 		return onVictim(c) && c.Class == faultkit.ClassError
@@ -179,6 +189,10 @@ func TestReplicaKilled(t *testing.T) {
 			t.Errorf("call %s on the killed replica failed before the kill: %s %s", c.ID, c.Kind, c.Detail)
 		case c.Start.After(killedAt) && (c.Kind != "transport" || c.Executed > 0 || c.Start.After(killedAt.Add(time.Second))):
 			t.Errorf("call %s on the killed replica failed after the kill: %s %s (executed %d)", c.ID, c.Kind, c.Detail, c.Executed)
+		}
+		// Their clients see the connection break, nothing else.
+		if c.Kind != "transport" {
+			t.Errorf("call %s on the killed replica ended with %s, not a connection error: %s", c.ID, c.Kind, c.Detail)
 		}
 		// One an agent took before the kill may still run (its result is
 		// dropped), out of the agent's buffer; nothing runs later than that.
@@ -228,7 +242,7 @@ func TestNATSNodeKilled(t *testing.T) {
 	var killedAt time.Time
 	after(2*time.Second, func() { killedAt = time.Now(); rs.nats[0].Kill() })
 	res := tp.run(context.Background(), l)
-	assertSound(t, res)
+	assertSoundReplicated(t, res)
 	if n := res.Count(faultkit.ClassError); n > 0 {
 		t.Errorf("%d calls failed when a NATS node died: %v", n, res.Kinds())
 	}
@@ -290,7 +304,7 @@ func TestEverythingRestarted(t *testing.T) {
 	const backoff = 10 * time.Second
 	time.Sleep(backoff + 4*time.Second)
 	res := end()
-	assertSound(t, res)
+	assertSoundReplicated(t, res)
 	for _, c := range res.Where(func(c *faultkit.Call) bool { return c.Class == faultkit.ClassError }) {
 		if c.End.Before(downAt) {
 			t.Errorf("call %s failed before the outage: %s %s", c.ID, c.Kind, c.Detail)

@@ -1,10 +1,15 @@
 package relay
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -142,7 +147,10 @@ func TestAdminTunnelLifecycle(t *testing.T) {
 	h.connect(tn.ID, rk.Value)
 	got1 := h.client(context.Background(), "POST", tn.ID, `{"jsonrpc":"2.0","id":1,"method":"ping"}`,
 		map[string]string{"Content-Type": "application/json"}, map[string]string{"Authorization": "Bearer " + ck.Value})
-	cmd := h.next(tn.ID, rk.Value)
+	cmd := h.nextWith(tn.ID, rk.Value, offerCaller)
+	if cmd.Caller != "carol" {
+		t.Fatalf("the client key's name is not the caller on the command: %q", cmd.Caller)
+	}
 	if st, _ := h.respond(tn.ID, rk.Value, cmd.ShardToken, wire.Response{RequestID: cmd.RequestID, RespJSON: json.RawMessage(`{"jsonrpc":"2.0","id":1,"result":{}}`)}); st != 200 {
 		t.Fatalf("respond %d", st)
 	}
@@ -670,4 +678,53 @@ func TestRevocationWithdrawsQueuedCalls(t *testing.T) {
 	if body := readAll(t, resp); resp.StatusCode != 503 {
 		t.Fatalf("call after the revocation: %d %s", resp.StatusCode, body)
 	}
+}
+
+// storedSecrets checks that blob (a store's bytes) holds none of keys, not
+// even the part of a key its redacted form hides, and does hold each key's
+// SHA-256 (so blob is where the keys are kept).
+func storedSecrets(t *testing.T, blob []byte, keys []string) {
+	t.Helper()
+	for _, k := range keys {
+		body := k[strings.LastIndexByte(k, '_')+1:]
+		if bytes.Contains(blob, []byte(k)) || bytes.Contains(blob, []byte(body[4:len(body)-4])) {
+			t.Errorf("the store holds the key %.11s…", k)
+		}
+		sum := sha256.Sum256([]byte(k))
+		if !bytes.Contains(blob, []byte(hex.EncodeToString(sum[:]))) {
+			t.Errorf("the store does not hold the hash of %.11s…: looked at the wrong bytes?", k)
+		}
+	}
+}
+
+// TestStoreHoldsOnlyHashes: after tunnels and keys of every scope were made
+// (and one revoked), no file of the data directory holds a key: only their
+// SHA-256.
+func TestStoreHoldsOnlyHashes(t *testing.T) {
+	dir := t.TempDir()
+	st, err := filestore.Open(dir, filestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	h := newHarness(t, nil, Options{Store: st})
+	a := newAdmin(t, h.r)
+	tn := a.createTunnel(`{"name":"secrets"}`)
+	var second apiKey
+	if code, b := a.call("POST", "/v1/organization/admin_api_keys", `{"name":"ops"}`, &second); code != 200 {
+		t.Fatalf("admin key: %d %s", code, b)
+	}
+	rk, ck := a.createKey(tn.ID, ScopeRuntime, "agent"), a.createKey(tn.ID, ScopeClient, "carol")
+	old := a.createKey(tn.ID, ScopeRuntime, "old")
+	a.call("DELETE", "/v1/tunnels/"+tn.ID+"/keys/"+old.ID, "", nil)
+	var blob []byte
+	files, _ := os.ReadDir(dir)
+	for _, fi := range files {
+		b, err := os.ReadFile(filepath.Join(dir, fi.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		blob = append(blob, b...)
+	}
+	storedSecrets(t, blob, []string{a.key, second.Value, rk.Value, ck.Value, old.Value})
 }

@@ -1,10 +1,16 @@
 package natskv_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +63,19 @@ func (p *replica) admin(t *testing.T, key, method, path, body string, out any) i
 	return rec.Code
 }
 
+// polls is the replica's count of polls on tunnel (its metrics).
+func (p *replica) polls(t *testing.T, tunnel string) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	p.r.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, l := range strings.Split(rec.Body.String(), "\n") {
+		if v, ok := strings.CutPrefix(l, `sluice_relay_polls_total{tunnel="`+tunnel+`"} `); ok {
+			return v
+		}
+	}
+	return ""
+}
+
 // poll makes one short poll on the replica and returns its status and body.
 func (p *replica) poll(tunnel, key string) (int, string) {
 	req := httptest.NewRequest("GET", "/v1/tunnels/"+tunnel+"/poll?timeout_ms=1", nil)
@@ -68,7 +87,8 @@ func (p *replica) poll(tunnel, key string) (int, string) {
 
 // TestRevocationAcrossReplicas: two relays share one JetStream bucket; a
 // tunnel and key made on one work on the other, and a revocation on one
-// takes effect on the other within a second, telling the agent why.
+// takes effect on the other within a second, through the bucket's watch:
+// a poll held on the other ends at once, and the next one is told why.
 func TestRevocationAcrossReplicas(t *testing.T) {
 	srv := startServer(t)
 	a, b := newReplica(t, srv), newReplica(t, srv)
@@ -103,9 +123,42 @@ func TestRevocationAcrossReplicas(t *testing.T) {
 		t.Fatalf("admin key on replica b: %d", st)
 	}
 
+	// An agent's poll held on replica b when the key is revoked on a.
+	type ended struct {
+		status int
+		body   string
+		at     time.Time
+	}
+	held := make(chan ended, 1)
+	before := b.polls(t, tn.ID)
+	go func() {
+		req := httptest.NewRequest("GET", "/v1/tunnels/"+tn.ID+"/poll?timeout_ms=20000", nil)
+		req.Header.Set("Authorization", "Bearer "+rk.Value)
+		rec := httptest.NewRecorder()
+		b.r.Handler().ServeHTTP(rec, req)
+		held <- ended{rec.Code, rec.Body.String(), time.Now()}
+	}()
+	for deadline := time.Now().Add(5 * time.Second); b.polls(t, tn.ID) == before; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the held poll never reached replica b")
+		}
+	}
+
 	start := time.Now()
 	if st := a.admin(t, key, "DELETE", "/v1/tunnels/"+tn.ID+"/keys/"+rk.ID, "", nil); st != 200 {
 		t.Fatalf("revoke on a: %d", st)
+	}
+	select {
+	case e := <-held:
+		if e.status != http.StatusUnauthorized || !strings.Contains(e.body, "runtime key revoked at") {
+			t.Fatalf("the poll held on replica b ended with %d %s", e.status, e.body)
+		}
+		if d := e.at.Sub(start); d > time.Second {
+			t.Fatalf("the poll held on replica b ended %v after the revocation on a", d)
+		}
+		t.Logf("a poll held on replica b ended %v after the revocation on a", e.at.Sub(start).Round(time.Millisecond))
+	case <-time.After(5 * time.Second):
+		t.Fatal("the poll held on replica b outlived the revocation on a")
 	}
 	for {
 		st, body := b.poll(tn.ID, rk.Value)
@@ -132,5 +185,93 @@ func TestRevocationAcrossReplicas(t *testing.T) {
 			t.Fatal("replica a still serves a tunnel deleted on b")
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestBucketHoldsOnlyHashes: after keys of every scope were made through a
+// replica (and one revoked), neither the bucket's messages nor any file of
+// the NATS server's store directory hold a key: only their SHA-256.
+func TestBucketHoldsOnlyHashes(t *testing.T) {
+	srv := startServer(t)
+	a := newReplica(t, srv)
+	adminKey, err := a.r.Bootstrap(context.Background())
+	if err != nil || adminKey == "" {
+		t.Fatalf("bootstrap: %q %v", adminKey, err)
+	}
+	var tn struct{ ID string }
+	if st := a.admin(t, adminKey, "POST", "/v1/tunnels", `{"name":"secrets"}`, &tn); st != 200 {
+		t.Fatalf("create tunnel: %d", st)
+	}
+	keys := []string{adminKey}
+	var revoke string
+	for _, body := range []string{`{"scope":"runtime","name":"a"}`, `{"scope":"client","name":"c"}`, `{"scope":"runtime","name":"old"}`} {
+		var k struct{ ID, Value string }
+		if st := a.admin(t, adminKey, "POST", "/v1/tunnels/"+tn.ID+"/keys", body, &k); st != 200 {
+			t.Fatalf("create key: %d", st)
+		}
+		keys, revoke = append(keys, k.Value), k.ID
+	}
+	if st := a.admin(t, adminKey, "DELETE", "/v1/tunnels/"+tn.ID+"/keys/"+revoke, "", nil); st != 200 {
+		t.Fatalf("revoke: %d", st)
+	}
+	var second struct{ Value string }
+	if st := a.admin(t, adminKey, "POST", "/v1/organization/admin_api_keys", `{"name":"ops"}`, &second); st != 200 {
+		t.Fatalf("admin key: %d", st)
+	}
+	keys = append(keys, second.Value)
+
+	// The bucket's messages, as any NATS client reads them.
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	stream, err := js.Stream(context.Background(), "KV_"+natskv.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := stream.Info(context.Background())
+	var msgs []byte
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		if m, err := stream.GetMsg(context.Background(), seq); err == nil {
+			msgs = append(append(msgs, m.Subject...), m.Data...)
+		}
+	}
+	hashesOnly(t, "bucket", msgs, keys)
+
+	// The server's files (written asynchronously: wait for the last hash).
+	dir := srv.JetStreamConfig().StoreDir
+	var files []byte
+	last := sha256.Sum256([]byte(second.Value))
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		files = files[:0]
+		_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				b, _ := os.ReadFile(p)
+				files = append(files, b...)
+			}
+			return nil
+		})
+		if bytes.Contains(files, []byte(hex.EncodeToString(last[:]))) || time.Now().After(deadline) {
+			break
+		}
+	}
+	hashesOnly(t, "store directory", files, keys)
+}
+
+// hashesOnly checks that blob holds none of keys (not even the part a
+// redacted key hides) and each key's SHA-256.
+func hashesOnly(t *testing.T, where string, blob []byte, keys []string) {
+	t.Helper()
+	for _, k := range keys {
+		body := k[strings.LastIndexByte(k, '_')+1:]
+		if bytes.Contains(blob, []byte(k)) || bytes.Contains(blob, []byte(body[4:len(body)-4])) {
+			t.Errorf("%s: holds the key %.11s…", where, k)
+		}
+		sum := sha256.Sum256([]byte(k))
+		if !bytes.Contains(blob, []byte(hex.EncodeToString(sum[:]))) {
+			t.Errorf("%s: does not hold the hash of %.11s…: the wrong bytes?", where, k)
+		}
 	}
 }
