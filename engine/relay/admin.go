@@ -107,6 +107,11 @@ type tunnelInput struct {
 	Description     *string `json:"description"`
 	AuthMode        *string `json:"auth_mode"`
 	ResponseTimeout *string `json:"response_timeout"`
+	// WorkspaceIDs and OrganizationIDs are what OpenAI's admin client sends
+	// with every tunnel it creates; a self-hosted relay has no workspaces
+	// or organizations, so they are checked (lists of strings) and not kept.
+	WorkspaceIDs    []string `json:"workspace_ids"`
+	OrganizationIDs []string `json:"organization_ids"`
 }
 
 // keyInput is the body of POST …/keys and POST /v1/organization/admin_api_keys.

@@ -257,7 +257,9 @@ func TestAdminInput(t *testing.T) {
 	for _, c := range []struct{ method, path, body, param, code string }{
 		{"POST", "/v1/tunnels", `{"name":"x"`, "", wire.CodeInvalidJSONPayload},
 		{"POST", "/v1/tunnels", ``, "", wire.CodeInvalidJSONPayload},
-		{"POST", "/v1/tunnels", `{"name":"x","workspace_ids":["w"]}`, "", wire.CodeInvalidJSONPayload},
+		{"POST", "/v1/tunnels", `{"name":"x","workspace_ids":"w"}`, "", wire.CodeInvalidJSONPayload},
+		{"POST", "/v1/tunnels", `{"name":"x","organization_ids":[1]}`, "", wire.CodeInvalidJSONPayload},
+		{"POST", "/v1/tunnels", `{"name":"x","owner":"me"}`, "", wire.CodeInvalidJSONPayload},
 		{"POST", "/v1/tunnels", `{"name":"x"} {}`, "", wire.CodeInvalidJSONPayload},
 		{"POST", "/v1/tunnels", `{"description":"no name"}`, "name", ""},
 		{"POST", "/v1/tunnels", `{"name":"  "}`, "name", ""},
@@ -727,4 +729,16 @@ func TestStoreHoldsOnlyHashes(t *testing.T) {
 		blob = append(blob, b...)
 	}
 	storedSecrets(t, blob, []string{a.key, second.Value, rk.Value, ck.Value, old.Value})
+}
+
+// TestAdminAcceptsOpenAIClientFields: OpenAI's admin client sends
+// workspace_ids and organization_ids with every tunnel it creates; the
+// relay accepts them (it has neither) so that client works against it.
+func TestAdminAcceptsOpenAIClientFields(t *testing.T) {
+	h := newHarness(t, nil, Options{})
+	a := newAdmin(t, h.r)
+	tn := a.createTunnel(`{"name":"from-openai-cli","description":"d","workspace_ids":["ws_1"],"organization_ids":["org_1"]}`)
+	if !wire.ValidTunnelID(tn.ID) || tn.Name != "from-openai-cli" {
+		t.Fatalf("created %+v", tn)
+	}
 }
