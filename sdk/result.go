@@ -5,7 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"unicode/utf8"
+
+	"github.com/sluicemcp/sluice/sdk/rawjson"
 )
 
 // Action is what a plugin decides for a message. The values are part of the ABI.
@@ -211,38 +212,6 @@ func DecodeAnswer(b []byte) (Result, error) {
 	return r, nil
 }
 
-// AppendJSONString appends s as a JSON string literal (quotes included) to dst.
-// Invalid UTF-8 becomes U+FFFD.
-func AppendJSONString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c == '\n':
-				dst = append(dst, '\\', 'n')
-			case c == '\r':
-				dst = append(dst, '\\', 'r')
-			case c == '\t':
-				dst = append(dst, '\\', 't')
-			case c < 0x20:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				dst = append(dst, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, "\ufffd"...)
-		} else {
-			dst = append(dst, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(dst, '"')
-}
+// AppendJSONString appends s as a JSON string literal (quotes included) to
+// dst: it is rawjson.AppendString. Invalid UTF-8 becomes U+FFFD.
+func AppendJSONString(dst []byte, s string) []byte { return rawjson.AppendString(dst, s) }
