@@ -3,12 +3,13 @@ package oauthmeta
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
 
-	"github.com/sluicemcp/sluice/plugins/internal/jsonscan"
 	"github.com/sluicemcp/sluice/sdk"
+	"github.com/sluicemcp/sluice/sdk/rawjson"
 )
 
 // Version is the plugin's version.
@@ -66,11 +67,19 @@ func RewriteResource(body []byte, resource string) []byte {
 	if !json.Valid(body) {
 		return nil
 	}
-	s, e, ok := jsonscan.TopLevelMember(body, "resource")
-	if !ok || body[s] != '"' {
+	var s, e int
+	stop := errors.New("found")
+	if _, err := rawjson.Members(body, 0, func(ks, ke, vs int) (int, error) {
+		ve, err := rawjson.Skip(body, vs)
+		if err == nil && string(body[ks:ke]) == "resource" {
+			s, e = vs, ve
+			return 0, stop
+		}
+		return ve, err
+	}); err != stop || body[s] != '"' {
 		return nil
 	}
-	v := sdk.AppendJSONString(nil, resource)
+	v := rawjson.AppendString(nil, resource)
 	if bytes.Equal(body[s:e], v) {
 		return nil
 	}
