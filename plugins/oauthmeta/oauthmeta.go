@@ -3,7 +3,6 @@ package oauthmeta
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -61,24 +60,19 @@ func expand(tmpl, tunnel string) (string, bool) {
 }
 
 // RewriteResource replaces the string value of the top-level "resource" member
-// of a JSON document with resource. It returns nil when body is not a JSON
-// object with a string "resource", or when the value is already resource.
+// of a JSON document with resource (the last one when the name repeats, and
+// names compared unescaped: the member clients read). It returns nil when
+// body is not a JSON object with a string "resource", or when the value is
+// already resource.
 func RewriteResource(body []byte, resource string) []byte {
 	if !json.Valid(body) {
 		return nil
 	}
-	var s, e int
-	stop := errors.New("found")
-	if _, err := rawjson.Members(body, 0, func(ks, ke, vs int) (int, error) {
-		ve, err := rawjson.Skip(body, vs)
-		if err == nil && string(body[ks:ke]) == "resource" {
-			s, e = vs, ve
-			return 0, stop
-		}
-		return ve, err
-	}); err != stop || body[s] != '"' {
+	r, err := rawjson.Member(body, 0, "resource")
+	if err != nil || !r.Found() || body[r.Start] != '"' {
 		return nil
 	}
+	s, e := r.Start, r.End
 	v := rawjson.AppendString(nil, resource)
 	if bytes.Equal(body[s:e], v) {
 		return nil

@@ -16,17 +16,17 @@ import (
 // errStop ends an iteration early.
 var errStop = errors.New("stop")
 
-// eachMember calls f with the raw key (between the quotes, escapes not
-// decoded) and the raw value of each member of the object b, until f
-// returns false. It reports false when b is not an object or is malformed
-// before f stops.
-func eachMember(b []byte, f func(key, val []byte) bool) bool {
+// eachMember calls f with the name (unescaped; valid only during the call)
+// and the raw value of each member of the object b, until f returns false.
+// It reports false when b is not an object or is malformed before f stops.
+func eachMember(b []byte, f func(name, val []byte) bool) bool {
+	var kb [64]byte
 	_, err := rawjson.Members(b, 0, func(ks, ke, vs int) (int, error) {
 		ve, err := rawjson.Skip(b, vs)
 		if err != nil {
 			return 0, err
 		}
-		if !f(b[ks:ke], b[vs:ve]) {
+		if !f(rawjson.AppendUnquoted(kb[:0], b[ks:ke]), b[vs:ve]) {
 			return 0, errStop
 		}
 		return ve, nil
@@ -34,18 +34,15 @@ func eachMember(b []byte, f func(key, val []byte) bool) bool {
 	return err == nil || err == errStop
 }
 
-// member returns the raw value of the first member named key of object b.
-func member(b []byte, key string) ([]byte, bool) {
-	var v []byte
-	found := false
-	eachMember(b, func(k, val []byte) bool {
-		if string(k) == key {
-			v, found = val, true
-			return false
-		}
-		return true
-	})
-	return v, found
+// member returns the raw value of the member name of the object b: the
+// last one when the name repeats, as clients and filters read it
+// (rawjson.Member).
+func member(b []byte, name string) ([]byte, bool) {
+	sp, err := rawjson.Member(b, 0, name)
+	if err != nil || !sp.Found() {
+		return nil, false
+	}
+	return b[sp.Start:sp.End], true
 }
 
 // unquote decodes a raw JSON string literal (quotes included) that
