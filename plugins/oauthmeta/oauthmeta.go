@@ -28,12 +28,8 @@ type Config struct {
 // ParseConfig decodes and validates a JSON config (unknown members refused).
 func ParseConfig(raw []byte) (Config, error) {
 	var c Config
-	if len(bytes.TrimSpace(raw)) > 0 {
-		d := json.NewDecoder(bytes.NewReader(raw))
-		d.DisallowUnknownFields()
-		if err := d.Decode(&c); err != nil {
-			return c, fmt.Errorf("oauthmeta: config: %w", err)
-		}
+	if err := sdk.DecodeConfig(raw, &c); err != nil {
+		return c, fmt.Errorf("oauthmeta: config: %w", err)
 	}
 	for key, v := range map[string]string{"public_resource": c.PublicResource, "public_metadata_url": c.PublicMetadataURL} {
 		if v == "" {
