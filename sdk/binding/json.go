@@ -16,17 +16,19 @@ import (
 // errStop ends an iteration early.
 var errStop = errors.New("stop")
 
-// eachMember calls f with the name (unescaped; valid only during the call)
-// and the raw value of each member of the object b, until f returns false.
-// It reports false when b is not an object or is malformed before f stops.
+// eachMember calls f with the name (unescaped) and the raw value of each
+// member of the object b, until f returns false. It reports false when b is not an object or is malformed before f stops.
 func eachMember(b []byte, f func(name, val []byte) bool) bool {
-	var kb [64]byte
 	_, err := rawjson.Members(b, 0, func(ks, ke, vs int) (int, error) {
 		ve, err := rawjson.Skip(b, vs)
 		if err != nil {
 			return 0, err
 		}
-		if !f(rawjson.AppendUnquoted(kb[:0], b[ks:ke]), b[vs:ve]) {
+		name := b[ks:ke]
+		if bytes.IndexByte(name, '\\') >= 0 { // rare: allocate only then
+			name = rawjson.AppendUnquoted(nil, name)
+		}
+		if !f(name, b[vs:ve]) {
 			return 0, errStop
 		}
 		return ve, nil
