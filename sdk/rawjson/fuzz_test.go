@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -71,8 +72,8 @@ func FuzzSkip(f *testing.F) {
 			return
 		}
 		for name, raw := range obj {
-			if !utf8.ValidString(name) {
-				continue
+			if strings.ContainsRune(name, utf8.RuneError) {
+				continue // encoding/json may have made it of invalid UTF-8; rawjson compares bytes
 			}
 			sp, err := rawjson.Member(b, 0, name)
 			if err != nil || !bytes.Equal(b[sp.Start:sp.End], raw) {
@@ -89,6 +90,7 @@ func FuzzSkip(f *testing.F) {
 // order, member names left out.
 func stringValues(t *testing.T, b []byte) []string {
 	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber() // 1e999 is valid JSON, not a float64
 	var out []string
 	var inObject []bool // per open container
 	key := false        // the next token in the current object is a name

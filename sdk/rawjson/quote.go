@@ -78,6 +78,15 @@ func hex4(b []byte) int {
 	return hexVal(b[0])<<12 | hexVal(b[1])<<8 | hexVal(b[2])<<4 | hexVal(b[3])
 }
 
+// plain marks the bytes AppendString copies as they are: ASCII that is not
+// a control character, '"' or '\\'.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // AppendString appends s as a JSON string literal, quotes included. Only
 // '"', '\\' and control characters are escaped, \b \f \n \r \t in their
 // short forms: the canonical form of RFC 8785, and what encoding/json
@@ -86,6 +95,15 @@ func AppendString(dst []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
 	for i := 0; i < len(s); {
+		if plain[s[i]] { // append a run of bytes that need no care at once
+			j := i + 1
+			for j < len(s) && plain[s[j]] {
+				j++
+			}
+			dst = append(dst, s[i:j]...)
+			i = j
+			continue
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			switch {

@@ -3,6 +3,7 @@ package rawjson
 import (
 	"encoding/binary"
 	"errors"
+	"math/bits"
 )
 
 // MaxDepth bounds the nesting of arrays and objects in what Skip and Walk
@@ -52,7 +53,13 @@ func StringEnd(b []byte, i int) (end int, escaped bool, err error) {
 	}
 	j := i + 1
 	for {
-		for j+8 <= len(b) && special(binary.LittleEndian.Uint64(b[j:])) == 0 {
+		for j+8 <= len(b) {
+			if m := special(binary.LittleEndian.Uint64(b[j:])); m != 0 {
+				// The lowest flagged byte is exact (a borrow only flags
+				// bytes after it): go straight to it.
+				j += bits.TrailingZeros64(m) >> 3
+				break
+			}
 			j += 8
 		}
 		if j >= len(b) {
