@@ -63,6 +63,35 @@ func TestSkip(t *testing.T) {
 	}
 }
 
+// TestStringEndEveryOffset puts each kind of byte that stops the
+// eight-at-a-time skip at every offset of a word, after non-ASCII text
+// (high bytes must not stop it) and before a quote: the end and the
+// verdict must be what a byte-by-byte reading gives.
+func TestStringEndEveryOffset(t *testing.T) {
+	for _, stop := range []struct {
+		s     string
+		valid bool
+	}{{`"`, true}, {`\n`, true}, {`\u00e9`, true}, {`\x`, false}, {"\x01", false}, {"\x1f", false}, {"\x7f", true}} {
+		for pre := 0; pre < 20; pre++ {
+			lit := `"` + strings.Repeat("é", pre/2) + strings.Repeat("a", pre%2) + stop.s + "tail 0123456789" + `"` + "rest"
+			want := strings.LastIndex(lit, `"`) + 1
+			if stop.s == `"` {
+				want = 1 + len(strings.Repeat("é", pre/2)+strings.Repeat("a", pre%2)) + 1
+			}
+			end, esc, err := rawjson.StringEnd([]byte(lit), 0)
+			if !stop.valid {
+				if err == nil {
+					t.Errorf("%q: no error", lit)
+				}
+				continue
+			}
+			if err != nil || end != want || esc != strings.HasPrefix(stop.s, `\`) {
+				t.Errorf("%q: StringEnd = %d, %v, %v; want %d", lit, end, esc, err, want)
+			}
+		}
+	}
+}
+
 // TestOutOfRange: an index outside the document is an error, not a panic.
 func TestOutOfRange(t *testing.T) {
 	b := []byte(`{"a":"b"}`)
