@@ -4,7 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"unsafe"
+
+	"github.com/sluicemcp/sluice/sdk/internal/abi"
 )
 
 // ABIVersion is the native ABI version this package implements.
@@ -42,74 +43,39 @@ func DecodeEnvelope(b []byte, m *Message) error {
 		m.Side = SideRelay
 	}
 	m.Status = int(binary.LittleEndian.Uint32(b[8:]))
-	r := reader{b: b, off: 12}
-	m.Tunnel = r.str()
-	m.Channel = r.str()
-	m.SessionID = r.str()
-	m.RequestID = r.str()
-	m.Method = r.str()
-	m.Tool = r.str()
-	m.Caller = r.str()
-	n := r.u32()
-	if r.err {
+	r := abi.Reader{B: b, Off: 12}
+	m.Tunnel = r.Str()
+	m.Channel = r.Str()
+	m.SessionID = r.Str()
+	m.RequestID = r.Str()
+	m.Method = r.Str()
+	m.Tool = r.Str()
+	m.Caller = r.Str()
+	n := r.U32()
+	if r.Err {
 		return errShortEnvelope
 	}
 	// Each header needs at least 8 bytes: bound n before growing anything.
-	if uint64(n)*8 > uint64(len(b)-r.off) {
+	if uint64(n)*8 > uint64(len(b)-r.Off) {
 		return errShortEnvelope
 	}
 	m.Headers = m.Headers[:0]
 	for range n {
-		name := r.str()
-		value := r.str()
-		if r.err {
+		name := r.Str()
+		value := r.Str()
+		if r.Err {
 			return errShortEnvelope
 		}
 		m.Headers = append(m.Headers, Header{Name: name, Value: value})
 	}
-	m.Body = r.bytes()
-	if r.err {
+	m.Body = r.Bytes()
+	if r.Err {
 		return errShortEnvelope
 	}
-	if r.off != len(b) {
-		return fmt.Errorf("sdk: envelope has %d trailing bytes", len(b)-r.off)
+	if r.Off != len(b) {
+		return fmt.Errorf("sdk: envelope has %d trailing bytes", len(b)-r.Off)
 	}
 	return nil
-}
-
-type reader struct {
-	b   []byte
-	off int
-	err bool
-}
-
-func (r *reader) u32() uint32 {
-	if r.err || len(r.b)-r.off < 4 {
-		r.err = true
-		return 0
-	}
-	v := binary.LittleEndian.Uint32(r.b[r.off:])
-	r.off += 4
-	return v
-}
-
-func (r *reader) bytes() []byte {
-	n := r.u32()
-	if r.err || uint64(n) > uint64(len(r.b)-r.off) {
-		r.err = true
-		return nil
-	}
-	s := r.b[r.off : r.off+int(n) : r.off+int(n)]
-	r.off += int(n)
-	return s
-}
-
-func (r *reader) str() string {
-	s := r.bytes()
-	if len(s) == 0 {
-		return ""
-	}
-	return unsafe.String(&s[0], len(s))
 }
 
 // AppendEnvelope appends m encoded as a host→guest envelope to dst. Hosts and
@@ -126,18 +92,13 @@ func AppendEnvelope(dst []byte, m *Message) []byte {
 	dst = append(dst, byte(m.Hook), flags, 0, 0)
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(m.Status))
 	for _, s := range [...]string{m.Tunnel, m.Channel, m.SessionID, m.RequestID, m.Method, m.Tool, m.Caller} {
-		dst = appendStr(dst, s)
+		dst = abi.AppendString(dst, s)
 	}
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(m.Headers)))
 	for _, h := range m.Headers {
-		dst = appendStr(dst, h.Name)
-		dst = appendStr(dst, h.Value)
+		dst = abi.AppendString(dst, h.Name)
+		dst = abi.AppendString(dst, h.Value)
 	}
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(m.Body)))
 	return append(dst, m.Body...)
-}
-
-func appendStr(dst []byte, s string) []byte {
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(s)))
-	return append(dst, s...)
 }

@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 
@@ -66,6 +67,20 @@ func ConfigInto(v any) error {
 		return fmt.Errorf("sdk: decode plugin config: %w", err)
 	}
 	return nil
+}
+
+// DecodeConfig decodes the config raw (a JSON object, as ConfigValue's Parse
+// receives it) into v (a pointer), refusing members v has no field for at
+// any depth: a typo in an operator's config is then an error, not a setting
+// silently left off. Empty or all-white-space raw (no config) leaves v
+// unchanged. The error is encoding/json's; wrap it with the plugin's name.
+func DecodeConfig(raw []byte, v any) error {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil
+	}
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.DisallowUnknownFields()
+	return d.Decode(v)
 }
 
 // KVGet returns the value of key in the plugin's key/value store, shared by all

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"unicode/utf8"
+
+	"github.com/sluicemcp/sluice/sdk/internal/abi"
+	"github.com/sluicemcp/sluice/sdk/rawjson"
 )
 
 // Action is what a plugin decides for a message. The values are part of the ABI.
@@ -152,8 +154,8 @@ func AppendAnswer(dst []byte, r Result) []byte {
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(r.Edits)))
 	for _, e := range r.Edits {
 		dst = append(dst, byte(e.Op))
-		dst = appendStr(dst, e.Name)
-		dst = appendStr(dst, e.Value)
+		dst = abi.AppendString(dst, e.Name)
+		dst = abi.AppendString(dst, e.Value)
 	}
 	if withBody {
 		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(r.Body)))
@@ -177,19 +179,19 @@ func DecodeAnswer(b []byte) (Result, error) {
 	if r.Action > ActionDrop {
 		return Result{}, fmt.Errorf("sdk: answer action %d unknown", b[0])
 	}
-	rd := reader{b: b, off: 8}
-	n := rd.u32()
-	if uint64(n)*9 > uint64(len(b)-rd.off) {
+	rd := abi.Reader{B: b, Off: 8}
+	n := rd.U32()
+	if uint64(n)*9 > uint64(len(b)-rd.Off) {
 		return Result{}, errors.New("sdk: answer header count too large")
 	}
 	for range n {
-		if rd.off >= len(b) {
+		if rd.Off >= len(b) {
 			return Result{}, errors.New("sdk: answer truncated")
 		}
-		op := HeaderOp(b[rd.off])
-		rd.off++
-		name, value := rd.bytes(), rd.bytes()
-		if rd.err {
+		op := HeaderOp(b[rd.Off])
+		rd.Off++
+		name, value := rd.Bytes(), rd.Bytes()
+		if rd.Err {
 			return Result{}, errors.New("sdk: answer truncated")
 		}
 		if op < HeaderSet || op > HeaderDelete {
@@ -197,12 +199,12 @@ func DecodeAnswer(b []byte) (Result, error) {
 		}
 		r.Edits = append(r.Edits, HeaderEdit{Op: op, Name: string(name), Value: string(value)})
 	}
-	body := rd.bytes()
-	if rd.err {
+	body := rd.Bytes()
+	if rd.Err {
 		return Result{}, errors.New("sdk: answer truncated")
 	}
-	if rd.off != len(b) {
-		return Result{}, fmt.Errorf("sdk: answer has %d trailing bytes", len(b)-rd.off)
+	if rd.Off != len(b) {
+		return Result{}, fmt.Errorf("sdk: answer has %d trailing bytes", len(b)-rd.Off)
 	}
 	if b[1]&1 != 0 || r.Action == ActionReject {
 		r.Body = append([]byte{}, body...)
@@ -211,38 +213,6 @@ func DecodeAnswer(b []byte) (Result, error) {
 	return r, nil
 }
 
-// AppendJSONString appends s as a JSON string literal (quotes included) to dst.
-// Invalid UTF-8 becomes U+FFFD.
-func AppendJSONString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c == '\n':
-				dst = append(dst, '\\', 'n')
-			case c == '\r':
-				dst = append(dst, '\\', 'r')
-			case c == '\t':
-				dst = append(dst, '\\', 't')
-			case c < 0x20:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				dst = append(dst, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, "\ufffd"...)
-		} else {
-			dst = append(dst, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(dst, '"')
-}
+// AppendJSONString appends s as a JSON string literal (quotes included) to
+// dst: it is rawjson.AppendString. Invalid UTF-8 becomes U+FFFD.
+func AppendJSONString(dst []byte, s string) []byte { return rawjson.AppendString(dst, s) }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/sluicemcp/sluice/sdk"
@@ -235,6 +236,43 @@ func TestSDKTestHostFunctions(t *testing.T) {
 			}
 			if logs := env.Logs(); len(logs) != 2 || logs[0].Msg != "tool echo" || logs[0].Level != sdk.LevelInfo {
 				t.Errorf("logs = %+v", logs)
+			}
+		})
+	}
+}
+
+func TestDecodeConfig(t *testing.T) {
+	type rule struct {
+		Name string `json:"name"`
+	}
+	type cfg struct {
+		Mode  string `json:"mode"`
+		Rules []rule `json:"rules"`
+	}
+	tests := []struct {
+		raw, err string
+		want     cfg
+	}{
+		{``, "", cfg{Mode: "keep"}},
+		{" \n\t", "", cfg{Mode: "keep"}},
+		{`{"mode":"strict","rules":[{"name":"a"}]}`, "", cfg{Mode: "strict", Rules: []rule{{Name: "a"}}}},
+		{`{"mdoe":"strict"}`, `unknown field "mdoe"`, cfg{}},
+		{`{"rules":[{"name":"a","nmae":"b"}]}`, `unknown field "nmae"`, cfg{}}, // at any depth
+		{`{"mode":1}`, "cannot unmarshal number", cfg{}},
+		{`{"mode":`, "unexpected EOF", cfg{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.raw, func(t *testing.T) {
+			c := cfg{Mode: "keep"}
+			err := sdk.DecodeConfig([]byte(tt.raw), &c)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err = %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(c, tt.want) {
+				t.Fatalf("got %+v, %v; want %+v", c, err, tt.want)
 			}
 		})
 	}

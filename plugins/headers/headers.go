@@ -1,8 +1,6 @@
 package headers
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/textproto"
 	"strings"
@@ -45,12 +43,8 @@ type Rules struct{ rules []rule }
 // ParseConfig decodes and validates a JSON config (unknown members refused).
 func ParseConfig(raw []byte) (*Rules, error) {
 	var c Config
-	if len(bytes.TrimSpace(raw)) > 0 {
-		d := json.NewDecoder(bytes.NewReader(raw))
-		d.DisallowUnknownFields()
-		if err := d.Decode(&c); err != nil {
-			return nil, fmt.Errorf("headers: config: %w", err)
-		}
+	if err := sdk.DecodeConfig(raw, &c); err != nil {
+		return nil, fmt.Errorf("headers: config: %w", err)
 	}
 	return New(c)
 }

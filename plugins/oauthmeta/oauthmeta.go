@@ -7,8 +7,8 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/sluicemcp/sluice/plugins/internal/jsonscan"
 	"github.com/sluicemcp/sluice/sdk"
+	"github.com/sluicemcp/sluice/sdk/rawjson"
 )
 
 // Version is the plugin's version.
@@ -28,12 +28,8 @@ type Config struct {
 // ParseConfig decodes and validates a JSON config (unknown members refused).
 func ParseConfig(raw []byte) (Config, error) {
 	var c Config
-	if len(bytes.TrimSpace(raw)) > 0 {
-		d := json.NewDecoder(bytes.NewReader(raw))
-		d.DisallowUnknownFields()
-		if err := d.Decode(&c); err != nil {
-			return c, fmt.Errorf("oauthmeta: config: %w", err)
-		}
+	if err := sdk.DecodeConfig(raw, &c); err != nil {
+		return c, fmt.Errorf("oauthmeta: config: %w", err)
 	}
 	for key, v := range map[string]string{"public_resource": c.PublicResource, "public_metadata_url": c.PublicMetadataURL} {
 		if v == "" {
@@ -60,17 +56,20 @@ func expand(tmpl, tunnel string) (string, bool) {
 }
 
 // RewriteResource replaces the string value of the top-level "resource" member
-// of a JSON document with resource. It returns nil when body is not a JSON
-// object with a string "resource", or when the value is already resource.
+// of a JSON document with resource (the last one when the name repeats, and
+// names compared unescaped: the member clients read). It returns nil when
+// body is not a JSON object with a string "resource", or when the value is
+// already resource.
 func RewriteResource(body []byte, resource string) []byte {
 	if !json.Valid(body) {
 		return nil
 	}
-	s, e, ok := jsonscan.TopLevelMember(body, "resource")
-	if !ok || body[s] != '"' {
+	r, err := rawjson.Member(body, 0, "resource")
+	if err != nil || !r.Found() || body[r.Start] != '"' {
 		return nil
 	}
-	v := sdk.AppendJSONString(nil, resource)
+	s, e := r.Start, r.End
+	v := rawjson.AppendString(nil, resource)
 	if bytes.Equal(body[s:e], v) {
 		return nil
 	}

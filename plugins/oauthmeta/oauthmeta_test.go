@@ -28,6 +28,9 @@ func TestRewriteResource(t *testing.T) {
 		{"already public", `{"resource":"https://relay.example.com/v1/mcp/tunnel_x"}`, ""},
 		{"not a string", `{"resource":["a"]}`, ""},
 		{"not json", `<html>`, ""},
+		// Clients read the last of repeated members, and names unescaped.
+		{"repeated resource", `{"resource":"http://in/a","resource":"http://in/b"}`, `{"resource":"http://in/a","resource":"https://relay.example.com/v1/mcp/tunnel_x"}`},
+		{"escaped name", `{"resourc\u0065":"http://in/a"}`, `{"resourc\u0065":"https://relay.example.com/v1/mcp/tunnel_x"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

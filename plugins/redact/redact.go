@@ -2,7 +2,6 @@ package redact
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"slices"
@@ -108,12 +107,7 @@ type Config struct {
 // silently disable redaction). Empty input is the zero Config.
 func ParseConfig(raw []byte) (Config, error) {
 	var c Config
-	if len(bytes.TrimSpace(raw)) == 0 {
-		return c, nil
-	}
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&c); err != nil {
+	if err := sdk.DecodeConfig(raw, &c); err != nil {
 		return c, fmt.Errorf("redact: config: %w", err)
 	}
 	return c, nil

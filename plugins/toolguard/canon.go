@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"unicode/utf16"
+
+	"github.com/sluicemcp/sluice/sdk/rawjson"
 )
 
 // HashedMembers are the members of a tool definition a pin covers, in
@@ -35,16 +37,16 @@ func HashTool(def []byte) (string, error) {
 
 // hashTool hashes the tool object at def[i] into sum, using buf as scratch.
 func hashTool(def []byte, i int, buf []byte, sum *[32]byte) error {
-	var vals [6]span
-	if _, err := lookup(def, i, HashedMembers, vals[:]); err != nil {
+	var vals [6]rawjson.Span
+	if _, err := rawjson.Lookup(def, i, HashedMembers, vals[:]); err != nil {
 		return err
 	}
-	if !vals[3].ok() || def[vals[3].s] != '"' {
+	if !vals[3].Found() || def[vals[3].Start] != '"' {
 		return errors.New("tool definition without a string name")
 	}
 	out := append(buf[:0], '{')
 	for n, name := range HashedMembers {
-		if !vals[n].ok() {
+		if !vals[n].Found() {
 			continue
 		}
 		if len(out) > 1 {
@@ -54,7 +56,7 @@ func hashTool(def []byte, i int, buf []byte, sum *[32]byte) error {
 		out = append(out, name...)
 		out = append(out, '"', ':')
 		var err error
-		if out, _, err = appendCanon(out, def, vals[n].s, 0); err != nil {
+		if out, _, err = appendCanon(out, def, vals[n].Start, 0); err != nil {
 			return err
 		}
 	}
@@ -66,33 +68,33 @@ func hashTool(def []byte, i int, buf []byte, sum *[32]byte) error {
 // appendCanon appends the canonical form of the value at b[i] and returns
 // its end.
 func appendCanon(dst, b []byte, i, depth int) ([]byte, int, error) {
-	i = skipWS(b, i)
+	i = rawjson.SkipSpace(b, i)
 	if i >= len(b) {
-		return dst, 0, errSyntax
+		return dst, 0, rawjson.ErrSyntax
 	}
 	switch b[i] {
 	case '"':
-		e, _, err := stringEnd(b, i)
+		e, _, err := rawjson.StringEnd(b, i)
 		if err != nil {
 			return dst, 0, err
 		}
 		var tmp [128]byte
-		return appendQuoted(dst, unquote(tmp[:0], b[i+1:e-1])), e, nil
+		return rawjson.AppendStringBytes(dst, rawjson.AppendUnquoted(tmp[:0], b[i+1:e-1])), e, nil
 	case '{':
-		if depth >= maxDepth {
-			return dst, 0, errDepth
+		if depth >= rawjson.MaxDepth {
+			return dst, 0, rawjson.ErrDepth
 		}
 		type kv struct {
 			key  []byte
 			s, e int
 		}
 		var ms []kv
-		end, err := members(b, i, func(ks, ke, vs int) (int, error) {
-			ve, err := skipValue(b, vs)
+		end, err := rawjson.Members(b, i, func(ks, ke, vs int) (int, error) {
+			ve, err := rawjson.Skip(b, vs)
 			if err != nil {
 				return 0, err
 			}
-			k := unquote(nil, b[ks:ke])
+			k := rawjson.AppendUnquoted(nil, b[ks:ke])
 			for n := range ms {
 				if string(ms[n].key) == string(k) { // the last one wins
 					ms[n].s, ms[n].e = vs, ve
@@ -111,7 +113,7 @@ func appendCanon(dst, b []byte, i, depth int) ([]byte, int, error) {
 			if n > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendQuoted(dst, m.key)
+			dst = rawjson.AppendStringBytes(dst, m.key)
 			dst = append(dst, ':')
 			if dst, _, err = appendCanon(dst, b, m.s, depth+1); err != nil {
 				return dst, 0, err
@@ -119,12 +121,12 @@ func appendCanon(dst, b []byte, i, depth int) ([]byte, int, error) {
 		}
 		return append(dst, '}'), end, nil
 	case '[':
-		if depth >= maxDepth {
-			return dst, 0, errDepth
+		if depth >= rawjson.MaxDepth {
+			return dst, 0, rawjson.ErrDepth
 		}
 		dst = append(dst, '[')
 		first := true
-		end, err := elements(b, i, func(vs int) (int, error) {
+		end, err := rawjson.Elements(b, i, func(vs int) (int, error) {
 			if !first {
 				dst = append(dst, ',')
 			}
@@ -139,7 +141,7 @@ func appendCanon(dst, b []byte, i, depth int) ([]byte, int, error) {
 		}
 		return append(dst, ']'), end, nil
 	}
-	e, err := literalEnd(b, i)
+	e, err := rawjson.Skip(b, i)
 	if err != nil {
 		return dst, 0, err
 	}

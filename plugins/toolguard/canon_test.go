@@ -132,22 +132,6 @@ func TestGlob(t *testing.T) {
 	}
 }
 
-func TestUnquote(t *testing.T) {
-	tests := []struct{ raw, want string }{
-		{`plain`, "plain"},
-		{`a\"b\\c\/d\n`, "a\"b\\c/d\n"},
-		{`\u003cIMPORTANT\u003e`, "<IMPORTANT>"},
-		{`\udb40\udc41`, "\U000E0041"}, // a tag character as a surrogate pair
-		{`\ud800x`, "\ufffdx"},         // a lone surrogate
-		{`\u200b`, "\u200b"},
-	}
-	for _, tt := range tests {
-		if got := string(unquote(nil, []byte(tt.raw))); got != tt.want {
-			t.Errorf("unquote(%s) = %q, want %q", tt.raw, got, tt.want)
-		}
-	}
-}
-
 func FuzzHashTool(f *testing.F) {
 	f.Add([]byte(`{"name":"a","description":"\u003c","inputSchema":{"x":[1,2.5e3,{"b":null}]}}`))
 	f.Add([]byte(`{"name":"a","a":{"b":{"c":[[[]]]}}}`))

@@ -2,8 +2,9 @@ package toolguard
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
+
+	"github.com/sluicemcp/sluice/sdk"
 )
 
 // Config is the plugin's configuration. The zero value allows every tool,
@@ -120,12 +121,7 @@ var ConfigKeys = []string{"policy", "default", "deny_code", "pins", "signals"}
 // Config.
 func ParseConfig(raw []byte) (Config, error) {
 	var c Config
-	if len(bytes.TrimSpace(raw)) == 0 {
-		return c, nil
-	}
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&c); err != nil {
+	if err := sdk.DecodeConfig(raw, &c); err != nil {
 		return c, fmt.Errorf("toolguard: config: %w", err)
 	}
 	return c, nil

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/sluicemcp/sluice/sdk"
+	"github.com/sluicemcp/sluice/sdk/rawjson"
 )
 
 func sumString(s string) [32]byte { return sha256.Sum256([]byte(s)) }
@@ -30,10 +31,10 @@ type scanned struct {
 // b[i] with sc, and returns what it found and the value's end.
 func (g *Guard) scanValue(sc *scanner, b []byte, i int) (scanned, int, error) {
 	out := scanned{block: numSignals}
-	end, err := walk(b, i, 0, func(s, e int, esc bool) error {
+	end, err := rawjson.Walk(b, i, func(s, e int, esc bool) error {
 		text := b[s:e]
 		if esc {
-			text = unquote(g.text[:0], text)
+			text = rawjson.AppendUnquoted(g.text[:0], text)
 			g.text = text[:0] // keep the grown scratch buffer
 		}
 		g.findings = sc.scan(text, g.findings[:0])
@@ -60,7 +61,7 @@ func (g *Guard) scanValue(sc *scanner, b []byte, i int) (scanned, int, error) {
 		}
 		if masked != nil {
 			masked = append(masked, text[at:]...)
-			out.edits = append(out.edits, edit{s: s - 1, e: e + 1, repl: appendQuoted(nil, masked)})
+			out.edits = append(out.edits, edit{s: s - 1, e: e + 1, repl: rawjson.AppendStringBytes(nil, masked)})
 		}
 		return nil
 	})
@@ -91,15 +92,15 @@ func (g *Guard) malformed(what string) sdk.Result {
 // onToolsList filters a tools/list result.
 func (g *Guard) onToolsList(m *sdk.Message) sdk.Result {
 	b := m.Body
-	res, err := member(b, 0, "result")
+	res, err := rawjson.Member(b, 0, "result")
 	if err != nil {
 		return g.malformed("tools/list")
 	}
-	if !res.ok() || b[res.s] != '{' {
+	if !res.Found() || b[res.Start] != '{' {
 		return sdk.Continue() // an error response
 	}
-	tools, err := member(b, res.s, "tools")
-	if err != nil || !tools.ok() || b[tools.s] != '[' {
+	tools, err := rawjson.Member(b, res.Start, "tools")
+	if err != nil || !tools.Found() || b[tools.Start] != '[' {
 		return g.malformed("tools/list")
 	}
 	arr, changed, err := g.filterTools(m, b, tools)
@@ -109,13 +110,13 @@ func (g *Guard) onToolsList(m *sdk.Message) sdk.Result {
 	if !changed {
 		return sdk.Continue()
 	}
-	return sdk.Replace(applyEdits(b, []edit{{s: tools.s, e: tools.e, repl: arr}}))
+	return sdk.Replace(applyEdits(b, []edit{{s: tools.Start, e: tools.End, repl: arr}}))
 }
 
-// filterTools checks every tool of the array b[arr.s:arr.e], updates the
+// filterTools checks every tool of the array b[arr.Start:arr.End], updates the
 // store, and returns the array as the client may see it and whether it
 // differs.
-func (g *Guard) filterTools(m *sdk.Message, b []byte, arr span) ([]byte, bool, error) {
+func (g *Guard) filterTools(m *sdk.Message, b []byte, arr rawjson.Span) ([]byte, bool, error) {
 	s := scopeOf(m)
 	state := g.needState()
 	var gen uint32
@@ -126,8 +127,8 @@ func (g *Guard) filterTools(m *sdk.Message, b []byte, arr span) ([]byte, bool, e
 	changed := false
 	n := 0
 	seen := map[string]bool{}
-	_, err := elements(b, arr.s, func(vs int) (int, error) {
-		ve, err := skipValue(b, vs)
+	_, err := rawjson.Elements(b, arr.Start, func(vs int) (int, error) {
+		ve, err := rawjson.Skip(b, vs)
 		if err != nil {
 			return 0, err
 		}
@@ -162,15 +163,15 @@ func (g *Guard) checkTool(m *sdk.Message, s scope, gen uint32, state bool, b []b
 		sdk.Warnf("toolguard: tools/list on %s: an entry that is not an object: removed", s)
 		return nil, false, nil
 	}
-	var vals [1]span
-	if _, err := lookup(b, vs, []string{"name"}, vals[:]); err != nil {
+	var vals [1]rawjson.Span
+	if _, err := rawjson.Lookup(b, vs, []string{"name"}, vals[:]); err != nil {
 		return nil, false, err
 	}
-	if !vals[0].ok() || b[vals[0].s] != '"' {
+	if !vals[0].Found() || b[vals[0].Start] != '"' {
 		sdk.Warnf("toolguard: tools/list on %s: a tool without a string name: removed", s)
 		return nil, false, nil
 	}
-	name := string(unquote(nil, b[vals[0].s+1:vals[0].e-1]))
+	name := string(rawjson.AppendUnquoted(nil, b[vals[0].Start+1:vals[0].End-1]))
 	if *n++; *n > maxToolsPerList {
 		if *n == maxToolsPerList+1 {
 			sdk.Warnf("toolguard: tools/list on %s: more than %d tools in one page: the rest removed", s, maxToolsPerList)
@@ -304,20 +305,20 @@ func (g *Guard) onToolsCall(m *sdk.Message) sdk.Result {
 // server includes one, is filtered like a tools/list result.
 func (g *Guard) onServerInfo(m *sdk.Message) sdk.Result {
 	b := m.Body
-	res, err := member(b, 0, "result")
+	res, err := rawjson.Member(b, 0, "result")
 	if err != nil {
 		return g.malformed(m.Method)
 	}
-	if !res.ok() || b[res.s] != '{' {
+	if !res.Found() || b[res.Start] != '{' {
 		return sdk.Continue()
 	}
-	var vals [2]span
-	if _, err := lookup(b, res.s, []string{"instructions", "tools"}, vals[:]); err != nil {
+	var vals [2]rawjson.Span
+	if _, err := rawjson.Lookup(b, res.Start, []string{"instructions", "tools"}, vals[:]); err != nil {
 		return g.malformed(m.Method)
 	}
 	var edits []edit
-	if in := vals[0]; in.ok() && b[in.s] == '"' {
-		sig, _, err := g.scanValue(&g.descScan, b, in.s)
+	if in := vals[0]; in.Found() && b[in.Start] == '"' {
+		sig, _, err := g.scanValue(&g.descScan, b, in.Start)
 		if err != nil {
 			return g.malformed(m.Method)
 		}
@@ -326,7 +327,7 @@ func (g *Guard) onServerInfo(m *sdk.Message) sdk.Result {
 			switch {
 			case sig.block != numSignals:
 				act = "removed"
-				edits = append(edits, edit{s: in.s, e: in.e, repl: []byte(`""`)})
+				edits = append(edits, edit{s: in.Start, e: in.End, repl: []byte(`""`)})
 			case len(sig.edits) > 0:
 				act = "masked"
 				edits = append(edits, sig.edits...)
@@ -334,13 +335,13 @@ func (g *Guard) onServerInfo(m *sdk.Message) sdk.Result {
 			sdk.Warnf("toolguard: %s: the server's instructions carry %s: %s", m.Method, signalList(sig.found), act)
 		}
 	}
-	if t := vals[1]; t.ok() && b[t.s] == '[' {
+	if t := vals[1]; t.Found() && b[t.Start] == '[' {
 		arr, changed, err := g.filterTools(m, b, t)
 		if err != nil {
 			return g.malformed(m.Method)
 		}
 		if changed {
-			edits = append(edits, edit{s: t.s, e: t.e, repl: arr})
+			edits = append(edits, edit{s: t.Start, e: t.End, repl: arr})
 		}
 	}
 	if len(edits) == 0 {
@@ -361,8 +362,8 @@ func (g *Guard) onNotification(m *sdk.Message) {
 	if !bytes.Contains(m.Body, []byte("list_changed")) || g.pinMode == PinsOff {
 		return
 	}
-	meth, err := member(m.Body, 0, "method")
-	if err != nil || !meth.ok() || m.Body[meth.s] != '"' || string(unquote(nil, m.Body[meth.s+1:meth.e-1])) != listChanged {
+	meth, err := rawjson.Member(m.Body, 0, "method")
+	if err != nil || !meth.Found() || m.Body[meth.Start] != '"' || string(rawjson.AppendUnquoted(nil, m.Body[meth.Start+1:meth.End-1])) != listChanged {
 		return
 	}
 	s := scopeOf(m)

@@ -313,6 +313,39 @@ func TestArgs(t *testing.T) {
 	}
 }
 
+// TestRepeatedAndEscapedNames: a binding reads members as clients and
+// filters (sdk/rawjson) do: the last of repeated names wins and names are
+// unescaped, so a filter that checked one value cannot have the tool run
+// with another.
+func TestRepeatedAndEscapedNames(t *testing.T) {
+	a := binding.Args(`{"path":"/safe","path":"/etc/passwd","m\u0073g":"hi","n":1,"n":2}`)
+	if s, ok := a.String("path"); !ok || s != "/etc/passwd" {
+		t.Errorf("String(path) = %q %v, want the last", s, ok)
+	}
+	if s, ok := a.String("msg"); !ok || s != "hi" {
+		t.Errorf("String(msg) = %q %v, want the escaped name matched", s, ok)
+	}
+	if n, ok := a.Number("n"); !ok || n != 2 {
+		t.Errorf("Number(n) = %v %v, want the last", n, ok)
+	}
+	var names []string
+	a.Each(func(name string, _ []byte) bool { names = append(names, name); return true })
+	if strings.Join(names, ",") != "path,path,msg,n,n" {
+		t.Errorf("Each: %v", names)
+	}
+
+	env := &sdktest.BindingEnv{}
+	p := testPlugin()
+	rep := call(t, env, p, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","\u0061rguments":{"message":"escaped"}}}`)
+	if !strings.Contains(string(rep.Body), `"text":"escaped"`) {
+		t.Errorf("escaped arguments name: %s", rep.Body)
+	}
+	rep = call(t, env, p, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","protocolVersion":"2025-03-26"}}`)
+	if !strings.Contains(string(rep.Body), `"protocolVersion":"2025-03-26"`) {
+		t.Errorf("repeated protocolVersion: %s", rep.Body)
+	}
+}
+
 // FuzzCall: whatever JSON object a client sends, the binding answers it
 // without panicking, with a reply the host accepts.
 func FuzzCall(f *testing.F) {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/sluicemcp/sluice/sdk"
 	"github.com/sluicemcp/sluice/sdk/internal/hostapi"
+	"github.com/sluicemcp/sluice/sdk/rawjson"
 )
 
 // Call is one request (or notification) to a binding plugin, as its method
@@ -126,7 +127,7 @@ func (c *Call) decorate(b, result []byte) []byte {
 		}
 		return true
 	})
-	i := skipWS(result, 0)
+	i := rawjson.SkipSpace(result, 0)
 	if i >= len(result) || result[i] != '{' || (hasType && hasMeta) {
 		return append(b, result...)
 	}
@@ -145,7 +146,7 @@ func (c *Call) decorate(b, result []byte) []byte {
 		b = append(b, '}')
 		sep = true
 	}
-	rest := result[skipWS(result, i+1):]
+	rest := result[rawjson.SkipSpace(result, i+1):]
 	if sep && len(rest) > 0 && rest[0] != '}' {
 		b = append(b, ',')
 	}

@@ -128,8 +128,5 @@ func (a Args) Bool(name string) (value, ok bool) {
 // Each calls f with each argument's name and raw JSON value, in order,
 // until f returns false.
 func (a Args) Each(f func(name string, raw []byte) bool) {
-	eachMember(a, func(k, v []byte) bool {
-		name, ok := unquote(append(append([]byte{'"'}, k...), '"'))
-		return !ok || f(name, v)
-	})
+	eachMember(a, func(k, v []byte) bool { return f(string(k), v) })
 }

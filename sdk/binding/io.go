@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/sluicemcp/sluice/sdk"
+	"github.com/sluicemcp/sluice/sdk/internal/abi"
 	"github.com/sluicemcp/sluice/sdk/internal/hostapi"
 )
 
@@ -94,8 +95,8 @@ func AppendHTTPRequest(b []byte, req HTTPRequest) []byte {
 	if m == "" {
 		m = "GET"
 	}
-	b = appendStr(b, m)
-	b = appendStr(b, req.URL)
+	b = abi.AppendString(b, m)
+	b = abi.AppendString(b, req.URL)
 	return appendHeadersBody(b, req.Header, req.Body)
 }
 
@@ -104,8 +105,8 @@ func AppendHTTPRequest(b []byte, req HTTPRequest) []byte {
 func appendHeadersBody(b []byte, h sdk.Headers, body []byte) []byte {
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(h)))
 	for _, x := range h {
-		b = appendStr(b, x.Name)
-		b = appendStr(b, x.Value)
+		b = abi.AppendString(b, x.Name)
+		b = abi.AppendString(b, x.Value)
 	}
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(body)))
 	return append(b, body...)
@@ -121,14 +122,14 @@ func AppendHTTPResponse(b []byte, resp *HTTPResponse) []byte {
 
 // DecodeHTTPRequest decodes AppendHTTPRequest's encoding (copies).
 func DecodeHTTPRequest(b []byte) (HTTPRequest, error) {
-	r := reader{b: b}
-	req := HTTPRequest{Method: string(r.bytes()), URL: string(r.bytes())}
-	n := r.u32()
+	r := abi.Reader{B: b}
+	req := HTTPRequest{Method: string(r.Bytes()), URL: string(r.Bytes())}
+	n := r.U32()
 	if uint64(n)*8 > uint64(len(b)) {
 		return HTTPRequest{}, errors.New("binding: http request header count overruns it")
 	}
-	req.Header, req.Body = r.headersBody(n)
-	if r.err || r.off != len(b) {
+	req.Header, req.Body = headersBody(&r, n)
+	if r.Err || r.Off != len(b) {
 		return HTTPRequest{}, errors.New("binding: malformed http request")
 	}
 	return req, nil
@@ -136,14 +137,14 @@ func DecodeHTTPRequest(b []byte) (HTTPRequest, error) {
 
 // DecodeHTTPResponse decodes the host's http_request answer (copies).
 func DecodeHTTPResponse(b []byte) (*HTTPResponse, error) {
-	r := reader{b: b}
-	resp := &HTTPResponse{Status: int(r.u32())}
-	n := r.u32()
+	r := abi.Reader{B: b}
+	resp := &HTTPResponse{Status: int(r.U32())}
+	n := r.U32()
 	if uint64(n)*8 > uint64(len(b)) {
 		return nil, errors.New("binding: http response header count overruns it")
 	}
-	resp.Header, resp.Body = r.headersBody(n)
-	if r.err || r.off != len(b) {
+	resp.Header, resp.Body = headersBody(&r, n)
+	if r.Err || r.Off != len(b) {
 		return nil, errors.New("binding: malformed http response from the host")
 	}
 	return resp, nil
@@ -167,44 +168,11 @@ func Exchange(command string, input []byte) ([]byte, error) {
 	return append([]byte(nil), out...), nil
 }
 
-func appendStr(b []byte, s string) []byte {
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(s)))
-	return append(b, s...)
-}
-
 // headersBody reads n × (string name, string value), string body (copies).
-func (r *reader) headersBody(n uint32) (sdk.Headers, []byte) {
+func headersBody(r *abi.Reader, n uint32) (sdk.Headers, []byte) {
 	var h sdk.Headers
 	for range n {
-		h = append(h, sdk.Header{Name: string(r.bytes()), Value: string(r.bytes())})
+		h = append(h, sdk.Header{Name: string(r.Bytes()), Value: string(r.Bytes())})
 	}
-	return h, append([]byte(nil), r.bytes()...)
-}
-
-// reader reads the ABI's little-endian encodings; the first error sticks.
-type reader struct {
-	b   []byte
-	off int
-	err bool
-}
-
-func (r *reader) u32() uint32 {
-	if r.err || len(r.b)-r.off < 4 {
-		r.err = true
-		return 0
-	}
-	v := binary.LittleEndian.Uint32(r.b[r.off:])
-	r.off += 4
-	return v
-}
-
-func (r *reader) bytes() []byte {
-	n := r.u32()
-	if r.err || uint64(n) > uint64(len(r.b)-r.off) {
-		r.err = true
-		return nil
-	}
-	s := r.b[r.off : r.off+int(n)]
-	r.off += int(n)
-	return s
+	return h, append([]byte(nil), r.Bytes()...)
 }

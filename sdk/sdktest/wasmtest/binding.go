@@ -16,16 +16,10 @@ import (
 // are closed when the test ends.
 func LoadBinding(t testing.TB, bc host.BindingConfig) *host.Binding {
 	t.Helper()
-	ctx := context.Background()
-	rt, err := host.NewRuntime(ctx, host.RuntimeOptions{CacheDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("wasmtest: new runtime: %v", err)
-	}
-	t.Cleanup(func() { _ = rt.Close(ctx) })
 	if bc.Plugin.Name == "" {
 		bc.Plugin.Name = "binding"
 	}
-	b, err := rt.LoadBinding(ctx, bc)
+	b, err := newRuntime(t).LoadBinding(context.Background(), bc)
 	if err != nil {
 		t.Fatalf("wasmtest: %v", err)
 	}

@@ -35,17 +35,24 @@ func LoadModule(t testing.TB, name string, mod []byte, cfg map[string]any) *host
 func LoadConfig(t testing.TB, pc host.PluginConfig) *host.Stage {
 	t.Helper()
 	ctx := context.Background()
-	rt, err := host.NewRuntime(ctx, host.RuntimeOptions{CacheDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("wasmtest: new runtime: %v", err)
-	}
-	t.Cleanup(func() { _ = rt.Close(ctx) })
-	st, err := rt.Load(ctx, pc)
+	st, err := newRuntime(t).Load(ctx, pc)
 	if err != nil {
 		t.Fatalf("wasmtest: %v", err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	return st
+}
+
+// newRuntime returns a fresh runtime, closed when the test ends.
+func newRuntime(t testing.TB) *host.Runtime {
+	t.Helper()
+	ctx := context.Background()
+	rt, err := host.NewRuntime(ctx, host.RuntimeOptions{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("wasmtest: new runtime: %v", err)
+	}
+	t.Cleanup(func() { _ = rt.Close(ctx) })
+	return rt
 }
 
 // Handle runs msg through an open exchange of st and returns the host's view of
