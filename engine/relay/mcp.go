@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sluicemcp/sluice/engine"
+	"github.com/sluicemcp/sluice/engine/internal/wwwauth"
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
@@ -522,7 +523,7 @@ func copyRespHeaders(dst http.Header, src map[string][]string, e *exchange) {
 				if ck == "Www-Authenticate" {
 					switch e.conf.authMode {
 					case AuthOAuth:
-						v = rewriteResourceMetadata(v, e.metadataURL)
+						v = wwwauth.Replace(v, "resource_metadata", e.metadataURL) // RFC 9728
 					case AuthOAuthGateway:
 						// The relay is the resource server: the MCP server's
 						// own challenge (it trusts the gateway, not tokens)

@@ -19,6 +19,7 @@ import (
 	"github.com/sluicemcp/sluice/engine"
 	"github.com/sluicemcp/sluice/engine/binding"
 	"github.com/sluicemcp/sluice/engine/internal/httpx"
+	"github.com/sluicemcp/sluice/engine/internal/wwwauth"
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
@@ -593,7 +594,7 @@ func (b *Binding) probeResourceMetadata(ctx context.Context, fwd http.Header) st
 		return ""
 	}
 	for _, v := range resp.Header.Values("Www-Authenticate") {
-		raw := authParam(v, "resource_metadata")
+		raw := wwwauth.Value(v, "resource_metadata")
 		if raw == "" {
 			continue
 		}
@@ -652,48 +653,4 @@ func sameOrigin(u, a *url.URL) bool {
 		return "80"
 	}
 	return strings.EqualFold(u.Hostname(), a.Hostname()) && port(u) == port(a)
-}
-
-// authParam returns the value of the auth-param name in one WWW-Authenticate
-// value (quoted or token form), or "".
-func authParam(v, name string) string {
-	lower := strings.ToLower(v)
-	from := 0
-	for {
-		k := strings.Index(lower[from:], name)
-		if k < 0 {
-			return ""
-		}
-		k += from
-		from = k + len(name)
-		if k > 0 && !strings.ContainsRune(" \t,", rune(v[k-1])) {
-			continue
-		}
-		j := from
-		for j < len(v) && (v[j] == ' ' || v[j] == '\t') {
-			j++
-		}
-		if j >= len(v) || v[j] != '=' {
-			continue
-		}
-		j++
-		for j < len(v) && (v[j] == ' ' || v[j] == '\t') {
-			j++
-		}
-		if j < len(v) && v[j] == '"' {
-			var out strings.Builder
-			for j++; j < len(v) && v[j] != '"'; j++ {
-				if v[j] == '\\' && j+1 < len(v) {
-					j++
-				}
-				out.WriteByte(v[j])
-			}
-			return out.String()
-		}
-		end := j
-		for end < len(v) && v[end] != ',' && v[end] != ' ' && v[end] != '\t' {
-			end++
-		}
-		return v[j:end]
-	}
 }
