@@ -71,14 +71,48 @@ type Binding struct {
 // Interface guard.
 var _ binding.Binding = (*Binding)(nil)
 
-// New returns a Binding for cfg.URL.
-func New(cfg Config, opts Options) (*Binding, error) {
-	u, err := url.Parse(cfg.URL)
+// serverURL parses raw, the MCP server URL of a binding (what, in errors):
+// an absolute http or https URL.
+func serverURL(what, raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("http binding: parse url: %w", err)
+		return nil, fmt.Errorf("%s: parse url: %w", what, err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("http binding: url %q: want an absolute http or https URL", u.Redacted())
+		return nil, fmt.Errorf("%s: url %q: want an absolute http or https URL", what, u.Redacted())
+	}
+	return u, nil
+}
+
+// logger is o.Logger, or one that discards.
+func (o Options) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return o.Logger
+}
+
+// client is o.HTTPClient, or else a client of the binding's own on
+// NewTransport, which follows no redirect; own is that transport, for the
+// binding's Close (nil for an injected client).
+func (o Options) client() (c *http.Client, own interface{ CloseIdleConnections() }) {
+	if o.HTTPClient != nil {
+		return o.HTTPClient, nil
+	}
+	t := NewTransport()
+	return &http.Client{
+		Transport: t,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}, t
+}
+
+// New returns a Binding for cfg.URL.
+func New(cfg Config, opts Options) (*Binding, error) {
+	u, err := serverURL("http binding", cfg.URL)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.MaxResponseBytes < 0 {
 		return nil, fmt.Errorf("http binding: max response bytes %d: must not be negative", cfg.MaxResponseBytes)
@@ -95,25 +129,12 @@ func New(cfg Config, opts Options) (*Binding, error) {
 		origin: u,
 		extra:  extra,
 		max:    cfg.MaxResponseBytes,
-		client: opts.HTTPClient,
-		log:    opts.Logger,
+		log:    opts.logger(),
 	}
 	if b.max == 0 {
 		b.max = DefaultMaxResponseBytes
 	}
-	if b.log == nil {
-		b.log = slog.New(slog.DiscardHandler)
-	}
-	if b.client == nil {
-		t := NewTransport()
-		b.transport = t
-		b.client = &http.Client{
-			Transport: t,
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		}
-	}
+	b.client, b.transport = opts.client()
 	return b, nil
 }
 
