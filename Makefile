@@ -27,7 +27,7 @@ TEST_TIMEOUT ?= 25m
 # mid-execution (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 2000x
 
-.PHONY: all build run test test-go faults bench bench-load bench-replicas bench-idle-tunnels plugins examples lint fuzz-smoke clean
+.PHONY: all build run test test-go faults bench bench-load bench-replicas bench-idle-tunnels plugins examples lint generate fuzz-smoke clean
 
 all: build
 
@@ -106,6 +106,12 @@ plugins:
 examples:
 	@if [[ -x .ci/deps.sh ]]; then .ci/deps.sh >/dev/null; fi
 	@bash examples/build.sh || { s=$$?; [[ $$s -eq 3 ]] || exit $$s; }
+
+# Rewrite the committed generated files: the plugin templates' copies of
+# sdk/sluice.h and sdk/sluice.rs (cmd/sluice/plugin.go). The tests fail while
+# one is stale.
+generate:
+	$(GO) generate ./...
 
 lint:
 	$(GO) vet ./...

@@ -2,11 +2,9 @@ package host
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -15,7 +13,6 @@ import (
 	"github.com/sluicemcp/sluice/engine"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
-	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 )
 
@@ -33,15 +30,7 @@ const (
 // the host's own Extism kernel (extism_kernel.go) and user host functions
 // (extism_user.go): compiled once, instantiated per pooled instance.
 type extismBackend struct {
-	s        *Stage
-	rt       wazero.Runtime
-	compiled wazero.CompiledModule
-	modCfg   wazero.ModuleConfig
-	handlers [4]bool
-	eager    instance
-	// interruptible: the module was instrumented by instrumentLoops (see
-	// nativeBackend).
-	interruptible bool
+	guestModule
 	// init lists the initialisation exports to call after instantiation.
 	init []string
 }
@@ -66,7 +55,7 @@ func newExtismBackend(ctx context.Context, s *Stage, rt wazero.Runtime, c wazero
 		return nil, nil, err
 	}
 	exports := c.ExportedFunctions()
-	b := &extismBackend{s: s, rt: rt, compiled: c, interruptible: interruptible}
+	b := &extismBackend{guestModule: guestModule{s: s, rt: rt, compiled: c, interruptible: interruptible}}
 	for h := engine.HookRequest; h <= engine.HookHTTPResponse; h++ {
 		ok, err := checkExtismFunc(exports, extismHandlers[h])
 		if err != nil {
@@ -108,17 +97,11 @@ func newExtismBackend(ctx context.Context, s *Stage, rt wazero.Runtime, c wazero
 	if err := instantiateExtismUser(ctx, rt, s); err != nil {
 		return nil, nil, fmt.Errorf("extism user functions: %w", err)
 	}
-	mc := wazero.NewModuleConfig().WithName("").WithStartFunctions()
-	if wasi {
-		if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
-			return nil, nil, fmt.Errorf("wasi: %w", err)
-		}
-		mc = mc.WithRandSource(rand.Reader).WithSysWalltime().WithSysNanotime().WithSysNanosleep().
-			WithStdout(io.Discard).WithStderr(io.Discard)
+	if err := b.configure(ctx, wasi); err != nil {
+		return nil, nil, err
 	}
-	b.modCfg = mc
 
-	inst, err := b.instantiate(ctx)
+	inst, err := b.newInstance(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -139,25 +122,13 @@ func newExtismBackend(ctx context.Context, s *Stage, rt wazero.Runtime, c wazero
 	return b, desc, nil
 }
 
-func (b *extismBackend) instantiate(ctx context.Context) (instance, error) {
+func (b *extismBackend) newInstance(ctx context.Context) (instance, error) {
 	ctx, cancel := context.WithTimeout(ctx, instantiateTimeout)
 	defer cancel()
 	i := &extismInstance{b: b, k: newKernel(uint64(b.s.cfg.MemoryPages)*65536, b.s.m.memory)}
-	ictx := b.s.alloc.allocatorFor(context.WithValue(ctx, instanceKey{}, i), &i.lm)
-	mod, err := b.rt.InstantiateModule(ictx, b.compiled, b.modCfg)
-	if err != nil {
+	if err := b.instantiate(context.WithValue(ctx, instanceKey{}, i), &i.guestInstance, extismHandlers); err != nil {
 		i.k.dispose()
-		return nil, fmt.Errorf("instantiate: %w", firstLine(err))
-	}
-	i.mod = mod
-	i.mem = mod.ExportedMemory(ExportMemory)
-	i.handlers = handlerFuncs(mod, b.handlers, extismHandlers)
-	if b.interruptible {
-		if i.timer, err = interruptTimer(mod); err != nil {
-			_ = mod.Close(ctx)
-			i.k.dispose()
-			return nil, fmt.Errorf("instantiate: %w", err)
-		}
+		return nil, err
 	}
 	for _, name := range b.init {
 		var st []uint64
@@ -165,26 +136,11 @@ func (b *extismBackend) instantiate(ctx context.Context) (instance, error) {
 			st = []uint64{0, 0}
 		}
 		if _, err := i.callFunc(ctx, name, st, instantiateTimeout); err != nil {
-			_ = mod.Close(ctx)
-			i.k.dispose()
+			i.close(ctx)
 			return nil, fmt.Errorf("instantiate: %w", err)
 		}
 	}
 	return i, nil
-}
-
-func (b *extismBackend) newInstance(ctx context.Context) (instance, error) {
-	i, err := b.instantiate(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("plugin %q: %w", b.s.name, err)
-	}
-	return i, nil
-}
-
-func (b *extismBackend) takeEager() instance {
-	i := b.eager
-	b.eager = nil
-	return i
 }
 
 // instanceLimit is the most memory one instance can hold: its linear
@@ -194,28 +150,15 @@ func (b *extismBackend) instanceLimit() uint64 {
 }
 
 func (b *extismBackend) handlerName(h engine.Hook) string { return extismHandlers[h] }
-func (b *extismBackend) hasHandler(h engine.Hook) bool    { return b.handlers[h] }
-
-func (b *extismBackend) close(ctx context.Context) error {
-	if b.eager != nil {
-		b.eager.close(ctx)
-	}
-	return b.rt.Close(ctx)
-}
 
 // extismInstance is one instantiated Extism-ABI module with its kernel.
 type extismInstance struct {
+	guestInstance
 	b        *extismBackend
-	mod      api.Module
-	mem      api.Memory    // nil if the module exports none
-	lm       *linearMemory // the module's memory's backing (nil without one)
-	handlers [4]api.Function
 	k        *kernel
-	msg      *engine.Message // the message being handled (log tags)
 	stack    [1]uint64
-	env      []byte // the envelope buffer, reused
-	deadline time.Time
-	timer    *time.Timer // sets the interrupt global (nil unless interruptible)
+	env      []byte    // the envelope buffer, reused
+	deadline time.Time // the running call's (bounds host I/O too)
 }
 
 func (i *extismInstance) memSize() uint64 {
@@ -226,13 +169,8 @@ func (i *extismInstance) memSize() uint64 {
 	return n
 }
 
-func (i *extismInstance) linear() *linearMemory { return i.lm }
-
 func (i *extismInstance) close(ctx context.Context) {
-	if i.timer != nil {
-		i.timer.Stop()
-	}
-	_ = i.mod.Close(ctx)
+	i.guestInstance.close(ctx)
 	i.k.dispose()
 }
 
@@ -260,20 +198,12 @@ func (i *extismInstance) callFunc(ctx context.Context, name string, st []uint64,
 	return append([]byte(nil), i.k.output()...), nil
 }
 
-// invoke calls fn bounded by d: through the interrupt timer when the module
-// is instrumented, else through a context deadline (wazero's checks).
+// invoke calls fn bounded by d (callBounded).
 func (i *extismInstance) invoke(ctx context.Context, fn api.Function, st []uint64, d time.Duration) (timedOut bool, err error) {
 	i.deadline = time.Now().Add(d)
-	if i.timer != nil {
-		i.timer.Reset(d)
-		err = fn.CallWithStack(context.WithValue(ctx, instanceKey{}, i), st)
-		timedOut = !i.timer.Stop()
-	} else {
-		cctx, cancel := context.WithDeadline(ctx, i.deadline)
-		err = fn.CallWithStack(context.WithValue(cctx, instanceKey{}, i), st)
-		timedOut = cctx.Err() != nil
-		cancel()
-	}
+	timedOut, err = i.callBounded(context.WithValue(ctx, instanceKey{}, i), i.deadline, func(ctx context.Context) error {
+		return fn.CallWithStack(ctx, st)
+	})
 	var exit *sys.ExitError
 	if errors.As(err, &exit) && exit.ExitCode() == 0 {
 		err = nil // a WASI guest that exits 0 succeeded, as Extism hosts treat it
@@ -336,22 +266,12 @@ func (i *extismInstance) call(ctx context.Context, m *engine.Message) (engine.Re
 }
 
 // classify names the failure kind of a guest call error that was not a
-// timeout.
+// timeout: the kernel's memory ran out, or faultKind.
 func (i *extismInstance) classify(err error) string {
 	if errors.Is(err, errKernelOOM) {
 		return kindOOM
 	}
-	var exit *sys.ExitError
-	if errors.As(err, &exit) {
-		switch exit.ExitCode() {
-		case sys.ExitCodeDeadlineExceeded, sys.ExitCodeContextCanceled:
-			return kindTimeout
-		}
-	}
-	if i.mem != nil && uint64(i.mem.Size()) > uint64(i.b.s.cfg.MemoryPages)*65536/4*3 {
-		return kindOOM
-	}
-	return kindTrap
+	return i.faultKind(err, i.b.s.cfg.MemoryPages)
 }
 
 // appendExtismEnvelope appends the JSON envelope of the Extism ABI

@@ -159,6 +159,24 @@ func TestInterruptGoGuest(t *testing.T) {
 // already exports the interrupt global) still has its loops stopped, by
 // wazero's own checks.
 func TestInterruptFallback(t *testing.T) {
+	r := newTestRuntime(t, prometheus.NewRegistry(), nil)
+	s := load(t, r, PluginConfig{Name: "pre", Path: preInstrumented(t), CallTimeout: 100 * time.Millisecond, PoolSize: 1})
+	if s.backend.(*nativeBackend).interruptible {
+		t.Fatal("a pre-instrumented module was instrumented again")
+	}
+	if _, err := handle(t, s, request("loop")); !errors.Is(err, engine.ErrPluginFailure) {
+		t.Fatalf("err = %v, want a plugin failure", err)
+	}
+	if got := metricValue(r.metrics.failures.WithLabelValues("pre", kindTimeout)); got != 1 {
+		t.Fatalf("timeouts = %v", got)
+	}
+}
+
+// preInstrumented writes bad.wasm already instrumented, a module the
+// instrumenter refuses (it exports the interrupt global), and returns its
+// path.
+func preInstrumented(t *testing.T) string {
+	t.Helper()
 	bin, err := os.ReadFile(fixture("bad.wasm"))
 	if err != nil {
 		t.Fatal(err)
@@ -171,17 +189,7 @@ func TestInterruptFallback(t *testing.T) {
 	if err := os.WriteFile(path, pre, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := newTestRuntime(t, prometheus.NewRegistry(), nil)
-	s := load(t, r, PluginConfig{Name: "pre", Path: path, CallTimeout: 100 * time.Millisecond, PoolSize: 1})
-	if s.backend.(*nativeBackend).interruptible {
-		t.Fatal("a pre-instrumented module was instrumented again")
-	}
-	if _, err := handle(t, s, request("loop")); !errors.Is(err, engine.ErrPluginFailure) {
-		t.Fatalf("err = %v, want a plugin failure", err)
-	}
-	if got := metricValue(r.metrics.failures.WithLabelValues("pre", kindTimeout)); got != 1 {
-		t.Fatalf("timeouts = %v", got)
-	}
+	return path
 }
 
 // FuzzInstrumentLoops: any input either is refused or yields a module that

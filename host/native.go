@@ -2,33 +2,20 @@ package host
 
 import (
 	"context"
-	"crypto/rand"
-	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
 	"github.com/sluicemcp/sluice/engine"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
-	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
-	"github.com/tetratelabs/wazero/sys"
 )
 
 // nativeBackend runs native-ABI modules on one wazero runtime per stage.
 type nativeBackend struct {
-	s        *Stage
-	rt       wazero.Runtime
-	compiled wazero.CompiledModule
-	modCfg   wazero.ModuleConfig
-	handlers [4]bool
-	eager    instance
-	// interruptible: the module was instrumented by instrumentLoops, so calls
-	// are bounded by setting its interrupt global, not by wazero's checks.
-	interruptible bool
-	hasInit       bool
-	hasOnCall     bool // exports sluice_on_call (a binding plugin)
+	guestModule
+	hasInit   bool
+	hasOnCall bool // exports sluice_on_call (a binding plugin)
 }
 
 type sig struct{ params, results []api.ValueType }
@@ -110,7 +97,7 @@ func newNativeBackend(ctx context.Context, s *Stage, rt wazero.Runtime, c wazero
 	if _, ok := c.ExportedMemories()[ExportMemory]; !ok {
 		return nil, nil, fmt.Errorf("missing export %s", ExportMemory)
 	}
-	b := &nativeBackend{s: s, rt: rt, compiled: c, interruptible: interruptible}
+	b := &nativeBackend{guestModule: guestModule{s: s, rt: rt, compiled: c, interruptible: interruptible}}
 	for _, e := range []struct {
 		name string
 		sig  sig
@@ -141,22 +128,16 @@ func newNativeBackend(ctx context.Context, s *Stage, rt wazero.Runtime, c wazero
 	if err := instantiateHostModule(ctx, rt, s); err != nil {
 		return nil, nil, fmt.Errorf("host module: %w", err)
 	}
-	mc := wazero.NewModuleConfig().WithName("").WithStartFunctions()
 	b.hasInit = hasInit
-	if hasInit && !interruptible { // else instantiate calls it, under a deadline
-		mc = mc.WithStartFunctions(ExportInitialize)
+	var start []string
+	if hasInit && !interruptible { // else newInstance calls it, under a deadline
+		start = []string{ExportInitialize}
 	}
-	if wasi {
-		if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
-			return nil, nil, fmt.Errorf("wasi: %w", err)
-		}
-		// No filesystem, no environment, no arguments; random and clocks only.
-		mc = mc.WithRandSource(rand.Reader).WithSysWalltime().WithSysNanotime().WithSysNanosleep().
-			WithStdout(io.Discard).WithStderr(io.Discard)
+	if err := b.configure(ctx, wasi, start...); err != nil {
+		return nil, nil, err
 	}
-	b.modCfg = mc
 
-	inst, err := b.instantiate(ctx)
+	inst, err := b.newInstance(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -191,82 +172,40 @@ func newNativeBackend(ctx context.Context, s *Stage, rt wazero.Runtime, c wazero
 	return b, desc, nil
 }
 
-func (b *nativeBackend) instantiate(ctx context.Context) (instance, error) {
+func (b *nativeBackend) newInstance(ctx context.Context) (instance, error) {
 	ctx, cancel := context.WithTimeout(ctx, instantiateTimeout)
 	defer cancel()
-	var lm *linearMemory
-	mod, err := b.rt.InstantiateModule(b.s.alloc.allocatorFor(ctx, &lm), b.compiled, b.modCfg)
-	if err != nil {
-		return nil, fmt.Errorf("instantiate: %w", firstLine(err))
+	i := &nativeInstance{b: b}
+	if err := b.instantiate(ctx, &i.guestInstance, nativeHandlers); err != nil {
+		return nil, err
 	}
-	i := &nativeInstance{
-		b:     b,
-		mod:   mod,
-		mem:   mod.ExportedMemory(ExportMemory),
-		lm:    lm,
-		alloc: mod.ExportedFunction(ExportAlloc),
-	}
-	i.handlers = handlerFuncs(mod, b.handlers, nativeHandlers)
+	i.alloc = i.mod.ExportedFunction(ExportAlloc)
 	if b.hasOnCall {
-		i.onCall = mod.ExportedFunction(ExportOnCall)
+		i.onCall = i.mod.ExportedFunction(ExportOnCall)
 	}
-	if b.interruptible {
-		if i.timer, err = interruptTimer(mod); err != nil {
-			_ = mod.Close(ctx)
+	if b.interruptible && b.hasInit {
+		if err := i.callExport(ctx, ExportInitialize, instantiateTimeout, nil); err != nil {
+			i.close(ctx)
 			return nil, fmt.Errorf("instantiate: %w", err)
-		}
-		if b.hasInit {
-			if err := i.callExport(ctx, ExportInitialize, instantiateTimeout, nil); err != nil {
-				_ = mod.Close(ctx)
-				return nil, fmt.Errorf("instantiate: %w", err)
-			}
 		}
 	}
 	return i, nil
 }
 
-// handlerFuncs looks up the handler export of every hook present has.
-func handlerFuncs(mod api.Module, present [4]bool, names [4]string) (fns [4]api.Function) {
-	for h := engine.HookRequest; h <= engine.HookHTTPResponse; h++ {
-		if present[h] {
-			fns[h] = mod.ExportedFunction(names[h])
-		}
-	}
-	return fns
-}
-
-// callExport calls the export name with stack st, bounded by d.
+// callExport calls the export name with stack st, bounded by d
+// (callBounded).
 func (i *nativeInstance) callExport(ctx context.Context, name string, d time.Duration, st []uint64) error {
-	var err error
-	if i.timer != nil {
-		i.timer.Reset(d)
-		err = i.mod.ExportedFunction(name).CallWithStack(ctx, st)
-		if !i.timer.Stop() {
-			return fmt.Errorf("%s: did not return within %s", name, d)
-		}
-	} else {
-		cctx, cancel := context.WithTimeout(ctx, d)
-		err = i.mod.ExportedFunction(name).CallWithStack(cctx, st)
-		cancel()
+	fn := i.mod.ExportedFunction(name)
+	timedOut, err := i.callBounded(ctx, time.Now().Add(d), func(ctx context.Context) error {
+		return fn.CallWithStack(ctx, st)
+	})
+	if timedOut {
+		return fmt.Errorf("%s: did not return within %s", name, d)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, firstLine(err))
 	}
 	return nil
-}
-
-func (b *nativeBackend) newInstance(ctx context.Context) (instance, error) {
-	i, err := b.instantiate(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("plugin %q: %w", b.s.name, err)
-	}
-	return i, nil
-}
-
-func (b *nativeBackend) takeEager() instance {
-	i := b.eager
-	b.eager = nil
-	return i
 }
 
 // instanceLimit is the most memory one instance can hold: the page limit,
@@ -287,46 +226,20 @@ func memoryLimit(c wazero.CompiledModule, pages uint32) uint64 {
 }
 
 func (b *nativeBackend) handlerName(h engine.Hook) string { return nativeHandlers[h] }
-func (b *nativeBackend) hasHandler(h engine.Hook) bool    { return b.handlers[h] }
-
-func (b *nativeBackend) close(ctx context.Context) error {
-	if b.eager != nil {
-		b.eager.close(ctx)
-	}
-	// Closing the runtime closes every instance, the host modules and the
-	// compiled module.
-	return b.rt.Close(ctx)
-}
 
 // nativeInstance is one instantiated native-ABI module.
 type nativeInstance struct {
-	b        *nativeBackend
-	mod      api.Module
-	mem      api.Memory
-	lm       *linearMemory // mem's backing
-	alloc    api.Function
-	handlers [4]api.Function
-	onCall   api.Function // sluice_on_call (binding plugins)
-	bc       *bindingCall // the binding call running, with its host-call state
-	stack    [2]uint64
-	msg      *engine.Message // the message being handled (for log tags)
-	// timer sets the module's interrupt global when a call overruns (nil
-	// unless the backend is interruptible).
-	timer *time.Timer
+	guestInstance
+	b      *nativeBackend
+	alloc  api.Function
+	onCall api.Function // sluice_on_call (binding plugins)
+	bc     *bindingCall // the binding call running, with its host-call state
+	stack  [2]uint64
 }
 
 type instanceKey struct{}
 
 func (i *nativeInstance) memSize() uint64 { return uint64(i.mem.Size()) }
-
-func (i *nativeInstance) linear() *linearMemory { return i.lm }
-
-func (i *nativeInstance) close(ctx context.Context) {
-	if i.timer != nil {
-		i.timer.Stop()
-	}
-	_ = i.mod.Close(ctx)
-}
 
 func (i *nativeInstance) call(ctx context.Context, m *engine.Message) (engine.Result, string, error) {
 	s := i.b.s
@@ -338,19 +251,18 @@ func (i *nativeInstance) call(ctx context.Context, m *engine.Message) (engine.Re
 	if size > uint64(s.cfg.MaxMessageSize)+envelopeSlack {
 		return engine.Result{}, kindTooLarge, fmt.Errorf("envelope of %d bytes exceeds max-message-size", size)
 	}
-	if i.timer != nil {
-		i.timer.Reset(s.cfg.CallTimeout)
-		r, kind, err := i.callGuest(context.WithValue(ctx, instanceKey{}, i), m, size)
-		if !i.timer.Stop() {
-			// The interrupt fired: the guest trapped on it, or finished just as
-			// it was set. Either way the instance is spent.
-			return engine.Result{}, kindTimeout, fmt.Errorf("%s: did not return within call-timeout %s", nativeHandlers[m.Hook], s.cfg.CallTimeout)
-		}
-		return r, kind, err
+	var (
+		r    engine.Result
+		kind string
+	)
+	timedOut, err := i.callBounded(context.WithValue(ctx, instanceKey{}, i), time.Now().Add(s.cfg.CallTimeout), func(ctx context.Context) (err error) {
+		r, kind, err = i.callGuest(ctx, m, size)
+		return err
+	})
+	if timedOut {
+		return engine.Result{}, kindTimeout, fmt.Errorf("%s: did not return within call-timeout %s", nativeHandlers[m.Hook], s.cfg.CallTimeout)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
-	defer cancel()
-	return i.callGuest(context.WithValue(ctx, instanceKey{}, i), m, size)
+	return r, kind, err
 }
 
 // callGuest hands m to the guest: alloc, envelope, handler, answer.
@@ -419,27 +331,13 @@ func (i *nativeInstance) answer(ret uint64) ([]byte, error) {
 	return ans, nil
 }
 
-// classify names the failure kind of a guest call error.
+// classify names the failure kind of a guest call error: a timeout when
+// the call's context has ended, else faultKind.
 func (i *nativeInstance) classify(ctx context.Context, err error) string {
-	var exit *sys.ExitError
-	if errors.As(err, &exit) {
-		switch exit.ExitCode() {
-		case sys.ExitCodeDeadlineExceeded, sys.ExitCodeContextCanceled:
-			return kindTimeout
-		}
-	}
 	if ctx.Err() != nil {
 		return kindTimeout
 	}
-	// A guest that hits the page limit either gets -1 from memory.grow and
-	// traps, or (Go) exits: call it out-of-memory when memory is at the limit.
-	if !i.mod.IsClosed() || exit != nil {
-		limit := uint64(i.b.s.cfg.MemoryPages) * 65536
-		if uint64(i.mem.Size()) > limit/4*3 {
-			return kindOOM
-		}
-	}
-	return kindTrap
+	return i.faultKind(err, i.b.s.cfg.MemoryPages)
 }
 
 // lineError keeps the first line of a wazero error (which appends a

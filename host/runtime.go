@@ -277,7 +277,7 @@ func (r *Runtime) load(ctx context.Context, c PluginConfig, io *bindingIO) (_ *S
 	s.cfg.MaxMemory = budget
 	s.m.memLimit.Set(float64(budget))
 	s.brk = newBreaker(cfg.Breaker, cfg.Name, r.log, s.m)
-	s.pool = newPool(size, s.backend.newInstance, s.m.instances)
+	s.pool = newPool(size, s.newInstance, s.m.instances)
 	// The eager instance becomes the pool's first idle instance.
 	s.pool.seed(s.backend.takeEager())
 

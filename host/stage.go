@@ -26,6 +26,8 @@ type instance interface {
 
 // backend creates instances of one compiled module.
 type backend interface {
+	// newInstance instantiates the module (its errors do not name the
+	// plugin: the caller does).
 	newInstance(ctx context.Context) (instance, error)
 	// takeEager hands over the instance created at load.
 	takeEager() instance
@@ -75,6 +77,16 @@ var (
 	_ engine.CircuitBreaker = (*Stage)(nil)
 	_ engine.Filter         = (*filter)(nil)
 )
+
+// newInstance is the pool's constructor: a new instance of the backend's
+// module, its failure naming the plugin.
+func (s *Stage) newInstance(ctx context.Context) (instance, error) {
+	i, err := s.backend.newInstance(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %q: %w", s.name, err)
+	}
+	return i, nil
+}
 
 // Name returns the stage name.
 func (s *Stage) Name() string { return s.name }

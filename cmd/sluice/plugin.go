@@ -23,6 +23,15 @@ import (
 // pluginLangs are the languages `sluice plugin new` scaffolds.
 var pluginLangs = []string{"go", "rust", "assemblyscript", "c"}
 
+// pluginTemplates are the project skeletons of `sluice plugin new`. The C
+// and Rust ones carry the SDK's sluice.h and sluice.rs, which go:embed
+// cannot reach outside this directory: plugintemplates/c/sluice.h and
+// plugintemplates/rust/sluice.rs are generated copies of sdk/sluice.h and
+// sdk/sluice.rs. Edit the SDK's, then run `go generate ./cmd/sluice` (or
+// `make generate`); TestPluginTemplatesCarrySDKFiles fails while a copy
+// differs from its source.
+//
+//go:generate go test -count=1 -run ^TestPluginTemplatesCarrySDKFiles$ -update-sdk-copies .
 //go:embed all:plugintemplates
 var pluginTemplates embed.FS
 

@@ -22,19 +22,9 @@ const outcomeStreamLost = "stream_lost"
 
 // handleMCPGet serves GET /v1/mcp/{id}: a standalone GET stream when a
 // connected agent carries them, 405 otherwise (as before the extension).
-func (r *Relay) handleMCPGet(w http.ResponseWriter, req *http.Request) {
-	if req.Method != http.MethodGet { // the GET pattern also routes HEAD
-		r.handleMCPOther(w, req)
-		return
-	}
-	start := time.Now()
-	id := req.PathValue("id")
-	d, ok := r.mcpFrontDoor(w, req, id)
-	if !ok {
-		return
-	}
-	defer d.slot.release()
-	t, conf, caller := d.t, d.conf, d.caller
+// HEAD, which the GET pattern would also route, has its own (handleMCPOther).
+func (r *Relay) handleMCPGet(w http.ResponseWriter, req *http.Request, d door) {
+	id, start, t := d.id, d.start, d.t
 	now := time.Now()
 	if !t.connected(now, r.set.agentTimeout) {
 		w.Header().Set("Retry-After", retryAfterNotConnected)
@@ -46,10 +36,8 @@ func (r *Relay) handleMCPGet(w http.ResponseWriter, req *http.Request) {
 		r.handleMCPOther(w, req)
 		return
 	}
-	headers := forwardHeaders(req.Header, conf.authMode == AuthOAuth)
-	p := newPending(r.replica, wire.CommandGetStream, wire.DefaultChannel, headers, nil, conf.responseTimeout, now)
-	p.carryIdentity(conf, caller)
-	e := &exchange{t: t, conf: conf, p: p, caller: caller, sessionID: req.Header.Get("Mcp-Session-Id"), sse: true, metadataURL: r.metadataURL(id)}
+	e := r.newExchange(req, &d, wire.CommandGetStream, nil, now)
+	e.sse = true
 	if r.pipeline != nil && r.pipeline.Chain().Len() > 0 {
 		e.x = r.pipeline.Begin()
 		defer e.x.Close()

@@ -128,6 +128,27 @@ func TestGETWithoutOffer(t *testing.T) {
 	}
 }
 
+// TestHEADIsNotAStream: HEAD on the MCP endpoint answers 405 with Allow:
+// POST, DELETE whoever asks (the GET pattern would otherwise route it
+// through the front door to the GET stream).
+func TestHEADIsNotAStream(t *testing.T) {
+	h := newHarness(t, nil, Options{})
+	h.connectOffering(tunA, runtimeA)
+	for name, hdr := range map[string]map[string]string{
+		"with a client key": {"Authorization": "Bearer " + clientKeyA},
+		"without":           nil,
+	} {
+		resp := h.do("HEAD", "/v1/mcp/"+tunA, nil, hdr)
+		readAll(t, resp)
+		if resp.StatusCode != 405 || resp.Header.Get("Allow") != "POST, DELETE" {
+			t.Fatalf("HEAD %s: %d Allow %q", name, resp.StatusCode, resp.Header.Get("Allow"))
+		}
+	}
+	if st, cmds := h.poll(tunA, runtimeA, 5, 50*time.Millisecond, offer); st != 204 {
+		t.Fatalf("a command was queued: %d %+v", st, cmds)
+	}
+}
+
 // TestGETStreamGoesToOfferingPollsOnly: a get_stream command is handed to a
 // poll that offered the extension, never to one that did not (OpenAI's
 // agent would log and skip it, and the client would wait for nothing).

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sluicemcp/sluice/engine"
+	"github.com/sluicemcp/sluice/engine/internal/wwwauth"
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
@@ -64,15 +65,8 @@ type exchange struct {
 }
 
 // handleMCPPost serves POST /v1/mcp/{id}: one JSON-RPC message per request.
-func (r *Relay) handleMCPPost(w http.ResponseWriter, req *http.Request) {
-	start := time.Now()
-	id := req.PathValue("id")
-	d, ok := r.mcpFrontDoor(w, req, id)
-	if !ok {
-		return
-	}
-	defer d.slot.release()
-	t, conf, caller := d.t, d.conf, d.caller
+func (r *Relay) handleMCPPost(w http.ResponseWriter, req *http.Request, d door) {
+	id, start := d.id, d.start
 	if !engine.IsJSON(req.Header.Get("Content-Type")) {
 		// Streamable HTTP: the body of a POST is one JSON-RPC message.
 		writeRPC(w, http.StatusUnsupportedMediaType, engine.ErrorResponse(nil, &engine.RPCError{
@@ -91,18 +85,11 @@ func (r *Relay) handleMCPPost(w http.ResponseWriter, req *http.Request) {
 		r.met.request(id, outcomeBadRequest, start)
 		return
 	}
-	headers := forwardHeaders(req.Header, conf.authMode == AuthOAuth)
-	now := time.Now()
-	p := newPending(r.replica, wire.CommandJSONRPC, wire.DefaultChannel, headers, body, conf.responseTimeout, now)
-	p.carryIdentity(conf, caller)
-	e := &exchange{
-		t: t, conf: conf, p: p, caller: caller,
-		rpcID: peek.ID, method: peek.Method, tool: peek.Tool,
-		sessionID:   req.Header.Get("Mcp-Session-Id"),
-		sse:         engine.AcceptsEventStream(req.Header),
-		metadataURL: r.metadataURL(id),
-	}
-	w = r.auditToolCall(w, e, kind, caller, peek.Tool)
+	e := r.newExchange(req, &d, wire.CommandJSONRPC, body, time.Now())
+	p := e.p
+	e.rpcID, e.method, e.tool = peek.ID, peek.Method, peek.Tool
+	e.sse = engine.AcceptsEventStream(req.Header)
+	w = r.auditToolCall(w, e, kind, d.caller, peek.Tool)
 	if r.pipeline != nil && r.pipeline.Chain().Len() > 0 {
 		e.x = r.pipeline.Begin()
 		defer e.x.Close()
@@ -110,7 +97,7 @@ func (r *Relay) handleMCPPost(w http.ResponseWriter, req *http.Request) {
 			Hook: engine.HookRequest, Side: engine.SideRelay,
 			Tunnel: id, Channel: wire.DefaultChannel, SessionID: e.sessionID,
 			RequestID: p.cmd.RequestID, Method: peek.Method, Tool: peek.Tool,
-			Caller: caller, Header: http.Header(headers), Body: body,
+			Caller: d.caller, Header: http.Header(p.cmd.Headers), Body: body,
 			Notification: kind == kindNotification,
 		}
 		out := e.x.Request(req.Context(), m)
@@ -146,30 +133,32 @@ func (r *Relay) handleMCPPost(w http.ResponseWriter, req *http.Request) {
 }
 
 // handleMCPDelete serves DELETE /v1/mcp/{id}: a session_termination command.
-func (r *Relay) handleMCPDelete(w http.ResponseWriter, req *http.Request) {
-	start := time.Now()
-	id := req.PathValue("id")
-	d, ok := r.mcpFrontDoor(w, req, id)
-	if !ok {
-		return
-	}
-	defer d.slot.release()
-	t, conf, caller := d.t, d.conf, d.caller
-	sid := req.Header.Get("Mcp-Session-Id")
-	if sid == "" {
+func (r *Relay) handleMCPDelete(w http.ResponseWriter, req *http.Request, d door) {
+	if req.Header.Get("Mcp-Session-Id") == "" {
 		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeMissingMCPSessionID, "DELETE needs an Mcp-Session-Id header")
-		r.met.request(id, outcomeBadRequest, start)
+		r.met.request(d.id, outcomeBadRequest, d.start)
 		return
 	}
-	headers := forwardHeaders(req.Header, conf.authMode == AuthOAuth)
-	p := newPending(r.replica, wire.CommandSessionTermination, wire.DefaultChannel, headers, nil, conf.responseTimeout, time.Now())
-	p.carryIdentity(conf, caller)
-	e := &exchange{t: t, conf: conf, p: p, caller: caller, sessionID: sid, metadataURL: r.metadataURL(id)}
-	r.met.request(id, r.run(w, req, e), start)
+	e := r.newExchange(req, &d, wire.CommandSessionTermination, nil, time.Now())
+	r.met.request(d.id, r.run(w, req, e), d.start)
 }
 
-// handleMCPOther answers every other method on the MCP endpoint, and GET
-// when no agent carries standalone GET streams (getstream.go).
+// newExchange begins the exchange of a request that passed the front door d:
+// its command of type cmdType (with body, for jsonrpc) on the default
+// channel, carrying the forwarded headers and the caller's identity.
+func (r *Relay) newExchange(req *http.Request, d *door, cmdType string, body []byte, now time.Time) *exchange {
+	headers := forwardHeaders(req.Header, d.conf.authMode == AuthOAuth)
+	p := newPending(r.replica, cmdType, wire.DefaultChannel, headers, body, d.conf.responseTimeout, now)
+	p.carryIdentity(d.conf, d.caller)
+	return &exchange{
+		t: d.t, conf: d.conf, p: p, caller: d.caller,
+		sessionID:   req.Header.Get("Mcp-Session-Id"),
+		metadataURL: r.metadataURL(d.id),
+	}
+}
+
+// handleMCPOther answers every other method on the MCP endpoint, HEAD, and
+// GET when no agent carries standalone GET streams (getstream.go).
 func (r *Relay) handleMCPOther(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Allow", "POST, DELETE")
 	writeAPIError(w, http.StatusMethodNotAllowed, "invalid_request_error", "", "method not allowed: use POST (or DELETE to end a session)")
@@ -177,6 +166,8 @@ func (r *Relay) handleMCPOther(w http.ResponseWriter, _ *http.Request) {
 
 // door is a request that passed the MCP front door.
 type door struct {
+	id     string    // the tunnel's
+	start  time.Time // when the request came in (the request metric's latency)
 	t      *tunnelState
 	conf   *tunnelConf
 	caller string // who is calling ("" when unknown), for plugins, audit and the agent
@@ -184,12 +175,27 @@ type door struct {
 	slot   slot   // its place in the concurrency limits: release it when done
 }
 
+// behindFrontDoor makes h, a handler of the MCP endpoint, run behind the
+// front door (mcpFrontDoor): only for a request that passed it, and holding
+// the request's slot in the concurrency limits until h returns.
+func (r *Relay) behindFrontDoor(h func(http.ResponseWriter, *http.Request, door)) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		d, ok := r.mcpFrontDoor(w, req)
+		if !ok {
+			return
+		}
+		defer d.slot.release()
+		h(w, req, d)
+	}
+}
+
 // mcpFrontDoor checks the tunnel id, Host/Origin and the caller, and takes
 // the request's slot in the per-address and per-key concurrency limits
 // (limits.go). It writes the error response itself and returns ok=false on
 // failure; on success the caller must release d.slot when it is done.
-func (r *Relay) mcpFrontDoor(w http.ResponseWriter, req *http.Request, id string) (d door, ok bool) {
+func (r *Relay) mcpFrontDoor(w http.ResponseWriter, req *http.Request) (d door, ok bool) {
 	start := time.Now()
+	id := req.PathValue("id")
 	if !wire.ValidTunnelID(id) {
 		writeAPIError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeInvalidTunnelIDFormat, "tunnel id must match ^tunnel_[a-z0-9]{32}$")
 		return door{}, false
@@ -226,7 +232,7 @@ func (r *Relay) mcpFrontDoor(w http.ResponseWriter, req *http.Request, id string
 		r.met.request(id, v.outcome, start)
 		return door{}, false
 	}
-	d = door{t: t, conf: t.conf.Load(), caller: v.caller, key: v.key}
+	d = door{id: id, start: start, t: t, conf: t.conf.Load(), caller: v.caller, key: v.key}
 	if r.closed() || r.isDraining() {
 		w.Header().Set("Retry-After", retryAfterDraining)
 		writeAPIError(w, http.StatusServiceUnavailable, "server_error", "", "relay is shutting down: retry")
@@ -517,7 +523,7 @@ func copyRespHeaders(dst http.Header, src map[string][]string, e *exchange) {
 				if ck == "Www-Authenticate" {
 					switch e.conf.authMode {
 					case AuthOAuth:
-						v = rewriteResourceMetadata(v, e.metadataURL)
+						v = wwwauth.Replace(v, "resource_metadata", e.metadataURL) // RFC 9728
 					case AuthOAuthGateway:
 						// The relay is the resource server: the MCP server's
 						// own challenge (it trusts the gateway, not tokens)

@@ -238,58 +238,6 @@ func skipWS(b []byte, i int) int {
 	return i
 }
 
-// rewriteResourceMetadata replaces the value of the resource_metadata
-// parameter of a WWW-Authenticate value with url, keeping every other byte
-// (realm, scope, error, error_description) as it was.
-func rewriteResourceMetadata(v, url string) string {
-	const param = "resource_metadata"
-	lower := strings.ToLower(v)
-	from := 0
-	for {
-		k := strings.Index(lower[from:], param)
-		if k < 0 {
-			return v
-		}
-		k += from
-		from = k + len(param)
-		if k > 0 && !strings.ContainsRune(" \t,", rune(v[k-1])) {
-			continue
-		}
-		j := from
-		for j < len(v) && (v[j] == ' ' || v[j] == '\t') {
-			j++
-		}
-		if j >= len(v) || v[j] != '=' {
-			continue
-		}
-		j++
-		for j < len(v) && (v[j] == ' ' || v[j] == '\t') {
-			j++
-		}
-		start, end := j, j
-		if end < len(v) && v[end] == '"' {
-			end++
-			for end < len(v) && v[end] != '"' {
-				if v[end] == '\\' {
-					end++
-				}
-				end++
-			}
-			if end < len(v) {
-				end++
-			}
-		} else {
-			for end < len(v) && v[end] != ',' && v[end] != ' ' && v[end] != '\t' {
-				end++
-			}
-		}
-		if end > len(v) {
-			end = len(v)
-		}
-		return v[:start] + `"` + url + `"` + v[end:]
-	}
-}
-
 // hostAllowed checks Host and Origin against the public URL (DNS-rebinding
 // protection). When the public URL names a loopback host, every loopback name
 // with the same port is accepted. A missing Origin is fine (non-browser

@@ -156,22 +156,6 @@ func TestSetResource(t *testing.T) {
 	}
 }
 
-func TestRewriteResourceMetadata(t *testing.T) {
-	const u = "https://relay/m"
-	cases := []struct{ in, want string }{
-		{`Bearer resource_metadata="http://a/b"`, `Bearer resource_metadata="https://relay/m"`},
-		{`Bearer realm="x", resource_metadata=http://a/b, scope="s"`, `Bearer realm="x", resource_metadata="https://relay/m", scope="s"`},
-		{`Bearer realm="resource_metadata=x"`, `Bearer realm="resource_metadata=x"`},
-		{`Bearer error="invalid_token"`, `Bearer error="invalid_token"`},
-		{`Bearer Resource_Metadata = "q\"x"`, `Bearer Resource_Metadata = "https://relay/m"`},
-	}
-	for _, c := range cases {
-		if got := rewriteResourceMetadata(c.in, u); got != c.want {
-			t.Errorf("rewrite(%s) = %s, want %s", c.in, got, c.want)
-		}
-	}
-}
-
 func FuzzSetResource(f *testing.F) {
 	for _, s := range []string{`{"resource":"a"}`, `{"a":{"resource":1},"b":[]}`, `{}`, `[]`, `{"a":"\u0022"}`} {
 		f.Add([]byte(s))

@@ -350,9 +350,10 @@ func (r *Relay) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/tunnels/{id}/poll", r.handlePoll)
 	mux.HandleFunc("POST /v1/tunnels/{id}/response", r.handleResponse)
 	mux.HandleFunc("POST /v1/tunnels/{id}"+wire.BatchPath, r.handleResponses)
-	mux.HandleFunc("POST /v1/mcp/{id}", r.handleMCPPost)
-	mux.HandleFunc("DELETE /v1/mcp/{id}", r.handleMCPDelete)
-	mux.HandleFunc("GET /v1/mcp/{id}", r.handleMCPGet)
+	mux.HandleFunc("POST /v1/mcp/{id}", r.behindFrontDoor(r.handleMCPPost))
+	mux.HandleFunc("DELETE /v1/mcp/{id}", r.behindFrontDoor(r.handleMCPDelete))
+	mux.HandleFunc("GET /v1/mcp/{id}", r.behindFrontDoor(r.handleMCPGet))
+	mux.HandleFunc("HEAD /v1/mcp/{id}", r.handleMCPOther) // else the GET pattern takes it
 	mux.HandleFunc("/v1/mcp/{id}", r.handleMCPOther)
 	mux.HandleFunc("GET /.well-known/oauth-protected-resource/v1/mcp/{id}", r.handleOAuthMetadata)
 	// A private authorization server through the tunnel (oauthas.go).

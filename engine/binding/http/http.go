@@ -19,6 +19,7 @@ import (
 	"github.com/sluicemcp/sluice/engine"
 	"github.com/sluicemcp/sluice/engine/binding"
 	"github.com/sluicemcp/sluice/engine/internal/httpx"
+	"github.com/sluicemcp/sluice/engine/internal/wwwauth"
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
@@ -70,14 +71,48 @@ type Binding struct {
 // Interface guard.
 var _ binding.Binding = (*Binding)(nil)
 
-// New returns a Binding for cfg.URL.
-func New(cfg Config, opts Options) (*Binding, error) {
-	u, err := url.Parse(cfg.URL)
+// serverURL parses raw, the MCP server URL of a binding (what, in errors):
+// an absolute http or https URL.
+func serverURL(what, raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("http binding: parse url: %w", err)
+		return nil, fmt.Errorf("%s: parse url: %w", what, err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("http binding: url %q: want an absolute http or https URL", u.Redacted())
+		return nil, fmt.Errorf("%s: url %q: want an absolute http or https URL", what, u.Redacted())
+	}
+	return u, nil
+}
+
+// logger is o.Logger, or one that discards.
+func (o Options) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return o.Logger
+}
+
+// client is o.HTTPClient, or else a client of the binding's own on
+// NewTransport, which follows no redirect; own is that transport, for the
+// binding's Close (nil for an injected client).
+func (o Options) client() (c *http.Client, own interface{ CloseIdleConnections() }) {
+	if o.HTTPClient != nil {
+		return o.HTTPClient, nil
+	}
+	t := NewTransport()
+	return &http.Client{
+		Transport: t,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}, t
+}
+
+// New returns a Binding for cfg.URL.
+func New(cfg Config, opts Options) (*Binding, error) {
+	u, err := serverURL("http binding", cfg.URL)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.MaxResponseBytes < 0 {
 		return nil, fmt.Errorf("http binding: max response bytes %d: must not be negative", cfg.MaxResponseBytes)
@@ -94,25 +129,12 @@ func New(cfg Config, opts Options) (*Binding, error) {
 		origin: u,
 		extra:  extra,
 		max:    cfg.MaxResponseBytes,
-		client: opts.HTTPClient,
-		log:    opts.Logger,
+		log:    opts.logger(),
 	}
 	if b.max == 0 {
 		b.max = DefaultMaxResponseBytes
 	}
-	if b.log == nil {
-		b.log = slog.New(slog.DiscardHandler)
-	}
-	if b.client == nil {
-		t := NewTransport()
-		b.transport = t
-		b.client = &http.Client{
-			Transport: t,
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		}
-	}
+	b.client, b.transport = opts.client()
 	return b, nil
 }
 
@@ -593,7 +615,7 @@ func (b *Binding) probeResourceMetadata(ctx context.Context, fwd http.Header) st
 		return ""
 	}
 	for _, v := range resp.Header.Values("Www-Authenticate") {
-		raw := authParam(v, "resource_metadata")
+		raw := wwwauth.Value(v, "resource_metadata")
 		if raw == "" {
 			continue
 		}
@@ -652,48 +674,4 @@ func sameOrigin(u, a *url.URL) bool {
 		return "80"
 	}
 	return strings.EqualFold(u.Hostname(), a.Hostname()) && port(u) == port(a)
-}
-
-// authParam returns the value of the auth-param name in one WWW-Authenticate
-// value (quoted or token form), or "".
-func authParam(v, name string) string {
-	lower := strings.ToLower(v)
-	from := 0
-	for {
-		k := strings.Index(lower[from:], name)
-		if k < 0 {
-			return ""
-		}
-		k += from
-		from = k + len(name)
-		if k > 0 && !strings.ContainsRune(" \t,", rune(v[k-1])) {
-			continue
-		}
-		j := from
-		for j < len(v) && (v[j] == ' ' || v[j] == '\t') {
-			j++
-		}
-		if j >= len(v) || v[j] != '=' {
-			continue
-		}
-		j++
-		for j < len(v) && (v[j] == ' ' || v[j] == '\t') {
-			j++
-		}
-		if j < len(v) && v[j] == '"' {
-			var out strings.Builder
-			for j++; j < len(v) && v[j] != '"'; j++ {
-				if v[j] == '\\' && j+1 < len(v) {
-					j++
-				}
-				out.WriteByte(v[j])
-			}
-			return out.String()
-		}
-		end := j
-		for end < len(v) && v[end] != ',' && v[end] != ' ' && v[end] != '\t' {
-			end++
-		}
-		return v[j:end]
-	}
 }

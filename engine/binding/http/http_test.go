@@ -764,20 +764,6 @@ func TestOAuthDiscovery(t *testing.T) {
 	})
 }
 
-func TestAuthParam(t *testing.T) {
-	for _, c := range []struct{ in, want string }{
-		{`Bearer resource_metadata="http://a/b"`, "http://a/b"},
-		{`Bearer realm="x",resource_metadata=http://a/b, scope="s"`, "http://a/b"},
-		{`Bearer realm="resource_metadata=no", resource_metadata="http://a/\"q"`, `http://a/"q`},
-		{`Bearer x_resource_metadata="http://a"`, ""},
-		{`Bearer realm="x"`, ""},
-	} {
-		if got := authParam(c.in, "resource_metadata"); got != c.want {
-			t.Errorf("authParam(%s) = %q, want %q", c.in, got, c.want)
-		}
-	}
-}
-
 func TestNewValidates(t *testing.T) {
 	for _, u := range []string{"", "ftp://x", "/relative", "http://"} {
 		if _, err := New(Config{URL: u}, Options{}); err == nil {

@@ -99,17 +99,14 @@ var _ binding.Binding = (*LegacySSE)(nil)
 
 // NewLegacySSE returns a binding for the HTTP+SSE server at cfg.URL.
 func NewLegacySSE(cfg LegacyConfig, opts Options) (*LegacySSE, error) {
-	u, err := url.Parse(cfg.URL)
+	u, err := serverURL("legacy sse binding", cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("legacy sse binding: parse url: %w", err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("legacy sse binding: url %q: want an absolute http or https URL", u.Redacted())
+		return nil, err
 	}
 	b := &LegacySSE{
 		url: u, extra: cfg.ExtraHeaders.Clone(), max: cfg.MaxResponseBytes, idle: cfg.SessionIdleTimeout,
 		maxSessions: cfg.MaxSessions, clientName: cfg.ClientName, clientVer: cfg.ClientVersion,
-		client: opts.HTTPClient, log: opts.Logger, sessions: map[string]*legacySession{},
+		log: opts.logger(), sessions: map[string]*legacySession{},
 	}
 	if b.max <= 0 {
 		b.max = DefaultMaxResponseBytes
@@ -123,14 +120,7 @@ func NewLegacySSE(cfg LegacyConfig, opts Options) (*LegacySSE, error) {
 	if b.clientName == "" {
 		b.clientName, b.clientVer = "sluice", "0"
 	}
-	if b.log == nil {
-		b.log = slog.New(slog.DiscardHandler)
-	}
-	if b.client == nil {
-		t := NewTransport()
-		b.transport = t
-		b.client = &http.Client{Transport: t, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	}
+	b.client, b.transport = opts.client()
 	return b, nil
 }
 
