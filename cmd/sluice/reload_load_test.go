@@ -64,7 +64,11 @@ func TestPipelineReloadUnderLoad(t *testing.T) {
 				req := mcp.CallToolRequest{}
 				req.Params.Name = "echo"
 				req.Params.Arguments = map[string]any{"message": msg}
-				r, err := c.CallTool(ctx, req)
+				// Each call its own bound: eight reloads under -race on a
+				// busy machine can take longer than any one call may.
+				cctx, ccancel := context.WithTimeout(context.Background(), 60*time.Second)
+				r, err := c.CallTool(cctx, req)
+				ccancel()
 				calls.Add(1)
 				text := ""
 				if err == nil && !r.IsError && len(r.Content) == 1 {
