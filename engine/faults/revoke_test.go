@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -62,24 +61,18 @@ func TestRuntimeKeyRevokedUnderLoad(t *testing.T) {
 	agent := tp.startAgent(r, agentOptions{})
 	tp.waitServing(r, 20*time.Second)
 
-	l := tp.load(r)
-	l.Concurrency, l.Duration, l.SleepMS = 16, 6*time.Second, 300
 	var revokedAt time.Time
 	after(2*time.Second, func() {
 		revokedAt = time.Now()
 		adminCall(t, r, adminKey, "DELETE", "/v1/tunnels/"+tn.ID+"/keys/"+rk.ID, "", nil)
 	})
-	res := tp.run(context.Background(), l)
-	assertSound(t, res)
+	res := tp.runSound(faultkit.Load{Concurrency: 16, Duration: 6 * time.Second, SleepMS: 300}, r)
 
 	held := res.Where(func(c *faultkit.Call) bool { return strings.Contains(c.Detail, revokedMessage) })
 	if len(held) == 0 {
 		t.Fatal("no call was held by the agent at the revocation: the fault did not happen")
 	}
-	latest := time.Duration(0)
-	for _, c := range held {
-		latest = max(latest, c.End.Sub(revokedAt))
-	}
+	latest := latestEnd(held, revokedAt)
 	refused := res.Where(func(c *faultkit.Call) bool {
 		return c.Kind == "http_503" && strings.Contains(c.Detail, "tunnel_client_not_connected")
 	})
@@ -98,7 +91,7 @@ func TestRuntimeKeyRevokedUnderLoad(t *testing.T) {
 	if slowest > 5*time.Second {
 		t.Errorf("a call after the revocation took %s to be refused (bar: 5 s, against a 60 s response timeout)", slowest)
 	}
-	for _, c := range res.Where(func(c *faultkit.Call) bool { return c.Class == faultkit.ClassError }) {
+	for _, c := range res.Of(faultkit.ClassError) {
 		if !strings.Contains(c.Detail, revokedMessage) && c.Kind != "http_503" {
 			t.Errorf("call %s failed otherwise: %s %s", c.ID, c.Kind, c.Detail)
 		}

@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"strings"
@@ -38,10 +37,7 @@ func TestManagedTunnelsSurviveSIGKILL(t *testing.T) {
 		runtimeKeyFile: writeFile(t, tp.dir, "managed-runtime.key", rk.Value), clientKeyFile: writeFile(t, tp.dir, "managed-client.key", ck.Value)}
 	tp.startAgent(r, agentOptions{})
 	tp.waitServing(r, 20*time.Second)
-	l := tp.load(r)
-	l.Concurrency, l.Duration = 8, 2*time.Second
-	res := tp.run(context.Background(), l)
-	assertSound(t, res)
+	res := tp.runSound(faultkit.Load{Concurrency: 8, Duration: 2 * time.Second}, r)
 	if n := res.Count(faultkit.ClassError); n > 0 || res.Count(faultkit.ClassOK) == 0 {
 		t.Errorf("after the restart: %d errors %v, %d ok", n, res.Kinds(), res.Count(faultkit.ClassOK))
 	}
