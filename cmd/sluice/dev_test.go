@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,10 +29,18 @@ const devStartTimeout = 3 * time.Minute
 // startCLI runs `sluice args…` in process until the test ends.
 func startCLI(t *testing.T, c *cli, args ...string) {
 	t.Helper()
+	startStoppable(t, c, args...)
+}
+
+// startStoppable runs `sluice args…` in process until stop is called (or
+// the test ends); stop fails the test unless the command exits 0 within
+// 30 s.
+func startStoppable(t *testing.T, c *cli, args ...string) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() { done <- c.main(ctx, args) }()
-	t.Cleanup(func() {
+	stop = sync.OnceFunc(func() {
 		cancel()
 		select {
 		case code := <-done:
@@ -42,6 +51,8 @@ func startCLI(t *testing.T, c *cli, args ...string) {
 			t.Errorf("sluice %s did not stop", args[0])
 		}
 	})
+	t.Cleanup(stop)
+	return stop
 }
 
 func mcpClient(t *testing.T, url, key string) *client.Client {
