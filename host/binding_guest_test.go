@@ -17,15 +17,11 @@ import (
 	"github.com/sluicemcp/sluice/engine/enginetest"
 )
 
-// builds holds the guests built for the tests; TestMain removes them.
+// builds holds the guests built for the tests.
 var builds = enginetest.Builds{Prefix: "sluice-host-"}
 
 // TestMain removes the guests built for the tests.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	_ = builds.Remove()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(builds.Run(m)) }
 
 // goBindingPath builds testdata/gobinding (a binding written with the Go
 // SDK) once per test binary. Skipped in -short mode.

@@ -22,8 +22,7 @@ import (
 	"github.com/sluicemcp/sluice/engine/enginetest"
 )
 
-// builtExamples are the example plugins built by this test binary;
-// TestMain removes them.
+// builtExamples are the example plugins built by this test binary.
 var builtExamples = enginetest.Builds{Prefix: "sluice-examples-"}
 
 // TestMain removes the example plugins the tests built. With
@@ -34,9 +33,7 @@ func TestMain(m *testing.M) {
 		serveStdioTools()
 		os.Exit(0)
 	}
-	code := m.Run()
-	_ = builtExamples.Remove()
-	os.Exit(code)
+	os.Exit(builtExamples.Run(m))
 }
 
 // buildExample builds the binding plugin examples/<name> (its own module)

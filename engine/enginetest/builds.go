@@ -12,7 +12,8 @@ import (
 
 // Builds holds what a test binary builds once for all of its tests (a Wasm
 // guest, an example plugin), by name, in one temporary directory. The zero
-// value is ready to use; TestMain calls Remove after m.Run.
+// value is ready to use; TestMain runs the tests with Run, which removes
+// the builds afterwards.
 type Builds struct {
 	// Prefix names the temporary directory (os.MkdirTemp's pattern;
 	// "" = "sluice-test-builds-").
@@ -78,6 +79,14 @@ func (b *Builds) run(name string, command func(out string) *exec.Cmd) build {
 		return build{err: fmt.Errorf("build %s: %s wrote nothing: %w", name, strings.Join(cmd.Args, " "), err)}
 	}
 	return build{path: out}
+}
+
+// Run runs m's tests and then removes everything built: TestMain's
+// os.Exit(builds.Run(m)).
+func (b *Builds) Run(m *testing.M) int {
+	code := m.Run()
+	_ = b.Remove()
+	return code
 }
 
 // Remove deletes everything built; a later Build starts afresh.
