@@ -34,7 +34,7 @@ func startCLI(t *testing.T, c *cli, args ...string) {
 
 // startStoppable runs `sluice args…` in process until stop is called (or
 // the test ends); stop fails the test unless the command exits 0 within
-// 30 s.
+// 30 s, with the command's log when c.stderr keeps it (a SyncBuffer).
 func startStoppable(t *testing.T, c *cli, args ...string) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -45,7 +45,11 @@ func startStoppable(t *testing.T, c *cli, args ...string) (stop func()) {
 		select {
 		case code := <-done:
 			if code != exitOK {
-				t.Errorf("sluice %s exited %d", args[0], code)
+				log := ""
+				if b, ok := c.stderr.(*enginetest.SyncBuffer); ok {
+					log = ":\n" + b.String()
+				}
+				t.Errorf("sluice %s exited %d%s", args[0], code, log)
 			}
 		case <-time.After(30 * time.Second):
 			t.Errorf("sluice %s did not stop", args[0])
