@@ -129,6 +129,10 @@ func TestQueueOverflowAnswersFast(t *testing.T) {
 // lostMessage is the relay's message for the calls of a lost agent.
 const lostMessage = "the agent handling this call was lost"
 
+// inFlightGrace is how long after a kill the MCP server may still start a
+// call the killed process had already sent it.
+const inFlightGrace = 500 * time.Millisecond
+
 // TestAgentKilled: SIGKILL an agent under load. Every call it held is
 // answered within 5 s of the kill (the relay notices the agent's
 // connections close and it stops polling), with a tunnel failure saying the
@@ -167,8 +171,13 @@ func TestAgentKilled(t *testing.T) {
 				if !strings.Contains(c.Detail, lostMessage) {
 					t.Errorf("call %s failed otherwise: %s %s", c.ID, c.Kind, c.Detail)
 				}
-				if c.Executed > 0 && c.LastExecuted.After(killedAt) {
-					t.Errorf("call %s was failed as lost but executed after the kill", c.ID)
+				// A request the agent wrote just before it died may still be
+				// read by the MCP server a few ms after the kill (measured:
+				// 2–3 ms, calls started 25 ms before it); running it again
+				// elsewhere could only follow the relay's notice of the loss,
+				// which takes seconds.
+				if c.Executed > 0 && c.LastExecuted.After(killedAt.Add(inFlightGrace)) {
+					t.Errorf("call %s was failed as lost but executed %s after the kill", c.ID, c.LastExecuted.Sub(killedAt))
 				}
 			}
 		})
