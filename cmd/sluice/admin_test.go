@@ -338,17 +338,10 @@ func TestFirstAdminKeyNeedsTheAdminListener(t *testing.T) {
 	relayAddr := freeAddr(t)
 	yaml := "relay:\n  listen-addr: " + relayAddr + "\n  data-dir: " + filepath.Join(dir, "data") + "\n"
 	var stdout, log enginetest.SyncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	c := &cli{stdout: &stdout, stderr: &log, env: envOf(nil)}
-	go func() {
-		done <- c.main(ctx, []string{"relay", "--config", writeFile(t, "off.yaml", yaml+"  admin-listen-addr: \"\"\n"), "--log.format", "json"})
-	}()
+	stop := startStoppable(t, &cli{stdout: &stdout, stderr: &log, env: envOf(nil)},
+		"relay", "--config", writeFile(t, "off.yaml", yaml+"  admin-listen-addr: \"\"\n"), "--log.format", "json")
 	enginetest.WaitFor(t, "relay listening", func() bool { return strings.Contains(log.String(), `"msg":"relay listening"`) })
-	cancel()
-	if code := <-done; code != exitOK {
-		t.Fatalf("sluice relay exited %d:\n%s", code, log.String())
-	}
+	stop()
 	if strings.Contains(stdout.String(), "sk_adm_") || strings.Contains(log.String(), "admin key") {
 		t.Fatalf("a relay without an admin listener made an admin key:\n%s\n%s", stdout.String(), log.String())
 	}
