@@ -1,7 +1,6 @@
 package host
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,59 +8,36 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sluicemcp/sluice/engine/binding"
+	"github.com/sluicemcp/sluice/engine/enginetest"
 )
 
-var goBinding struct {
-	once sync.Once
-	path string
-	err  error
-}
+// builds holds the guests built for the tests.
+var builds = enginetest.Builds{Prefix: "sluice-host-"}
 
-// TestMain removes the Go guest built for the tests.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if goBinding.path != "" {
-		_ = os.RemoveAll(filepath.Dir(goBinding.path))
-	}
-	os.Exit(code)
-}
+// TestMain removes the guests built for the tests.
+func TestMain(m *testing.M) { os.Exit(builds.Run(m)) }
 
 // goBindingPath builds testdata/gobinding (a binding written with the Go
-// SDK) once per test binary, into a directory TestMain removes at exit.
-// Skipped in -short mode.
+// SDK) once per test binary. Skipped in -short mode.
 func goBindingPath(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds a Go guest")
 	}
-	goBinding.once.Do(func() {
-		dir, err := os.MkdirTemp("", "sluice-host-gobinding-")
-		if err != nil {
-			goBinding.err = err
-			return
-		}
-		out := filepath.Join(dir, "gobinding.wasm")
+	return builds.Path(t, "gobinding.wasm", func(out string) *exec.Cmd {
 		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, "./testdata/gobinding")
 		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			goBinding.err = fmt.Errorf("build gobinding: %v\n%s", err, msg)
-			return
-		}
-		goBinding.path = out
+		return cmd
 	})
-	if goBinding.err != nil {
-		t.Fatal(goBinding.err)
-	}
-	return goBinding.path
 }
 
+// loadGoBinding loads testdata/gobinding as the binding plugin "gobinding".
 func loadGoBinding(t *testing.T, r *Runtime, cfg BindingConfig) *Binding {
 	t.Helper()
 	cfg.Plugin.Name = "gobinding"
@@ -69,12 +45,7 @@ func loadGoBinding(t *testing.T, r *Runtime, cfg BindingConfig) *Binding {
 	if cfg.Plugin.CallTimeout == 0 {
 		cfg.Plugin.CallTimeout = 5 * time.Second // a standard-Go guest under a loaded test machine
 	}
-	b, err := r.LoadBinding(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	return b
+	return loadBindingFixture(t, r, cfg)
 }
 
 // toolCall is a tools/call request for a binding.

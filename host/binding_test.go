@@ -19,7 +19,8 @@ import (
 	"github.com/sluicemcp/sluice/engine/enginetest"
 )
 
-// loadBindingFixture loads testdata/binding.wasm as a binding plugin.
+// loadBindingFixture loads a binding plugin (by default testdata/binding.wasm
+// as "wat") until the test ends.
 func loadBindingFixture(t testing.TB, r *Runtime, cfg BindingConfig) *Binding {
 	t.Helper()
 	if cfg.Plugin.Name == "" {
@@ -29,11 +30,7 @@ func loadBindingFixture(t testing.TB, r *Runtime, cfg BindingConfig) *Binding {
 		cfg.Plugin.Path = fixture("binding.wasm")
 	}
 	b, err := r.LoadBinding(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	return b
+	return closedAtEnd(t, b, err)
 }
 
 // rpcRequest is a JSON-RPC request with id 1 for a binding.

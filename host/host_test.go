@@ -36,14 +36,22 @@ func newTestRuntime(t testing.TB, reg prometheus.Registerer, log *slog.Logger) *
 
 func fixture(name string) string { return filepath.Join("testdata", name) }
 
+// load loads a plugin until the test ends.
 func load(t testing.TB, r *Runtime, cfg PluginConfig) *Stage {
 	t.Helper()
 	s, err := r.Load(context.Background(), cfg)
+	return closedAtEnd(t, s, err)
+}
+
+// closedAtEnd returns what a Load returned, failing t on its error, and
+// closes it when the test ends.
+func closedAtEnd[C interface{ Close() error }](t testing.TB, c C, err error) C {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }
 
 func request(method string) *engine.Message {

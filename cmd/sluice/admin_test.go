@@ -219,27 +219,7 @@ type relayProcess struct {
 func startRelayProcess(t *testing.T, cfg, adminAddr string, env map[string]string) *relayProcess {
 	t.Helper()
 	p := &relayProcess{stdout: &enginetest.SyncBuffer{}, log: &enginetest.SyncBuffer{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	c := &cli{stdout: p.stdout, stderr: p.log, env: envOf(env)}
-	go func() { done <- c.main(ctx, []string{"relay", "--config", cfg, "--log.format", "json"}) }()
-	stopped := false
-	p.stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case code := <-done:
-			if code != exitOK {
-				t.Errorf("sluice relay exited %d:\n%s", code, p.log.String())
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("sluice relay did not stop")
-		}
-	}
-	t.Cleanup(p.stop)
+	p.stop = startStoppable(t, &cli{stdout: p.stdout, stderr: p.log, env: envOf(env)}, "relay", "--config", cfg, "--log.format", "json")
 	// Ready once it serves, which is after the first admin key (if any) was
 	// printed.
 	enginetest.WaitFor(t, "relay ready", func() bool {
@@ -358,17 +338,10 @@ func TestFirstAdminKeyNeedsTheAdminListener(t *testing.T) {
 	relayAddr := freeAddr(t)
 	yaml := "relay:\n  listen-addr: " + relayAddr + "\n  data-dir: " + filepath.Join(dir, "data") + "\n"
 	var stdout, log enginetest.SyncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	c := &cli{stdout: &stdout, stderr: &log, env: envOf(nil)}
-	go func() {
-		done <- c.main(ctx, []string{"relay", "--config", writeFile(t, "off.yaml", yaml+"  admin-listen-addr: \"\"\n"), "--log.format", "json"})
-	}()
+	stop := startStoppable(t, &cli{stdout: &stdout, stderr: &log, env: envOf(nil)},
+		"relay", "--config", writeFile(t, "off.yaml", yaml+"  admin-listen-addr: \"\"\n"), "--log.format", "json")
 	enginetest.WaitFor(t, "relay listening", func() bool { return strings.Contains(log.String(), `"msg":"relay listening"`) })
-	cancel()
-	if code := <-done; code != exitOK {
-		t.Fatalf("sluice relay exited %d:\n%s", code, log.String())
-	}
+	stop()
 	if strings.Contains(stdout.String(), "sk_adm_") || strings.Contains(log.String(), "admin key") {
 		t.Fatalf("a relay without an admin listener made an admin key:\n%s\n%s", stdout.String(), log.String())
 	}

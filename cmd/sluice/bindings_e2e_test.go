@@ -22,13 +22,8 @@ import (
 	"github.com/sluicemcp/sluice/engine/enginetest"
 )
 
-// builtExamples are the example plugins built by this test binary, in a
-// directory TestMain removes.
-var builtExamples struct {
-	mu   sync.Mutex
-	dir  string
-	path map[string]string
-}
+// builtExamples are the example plugins built by this test binary.
+var builtExamples = enginetest.Builds{Prefix: "sluice-examples-"}
 
 // TestMain removes the example plugins the tests built. With
 // SLUICE_TEST_STDIO_TOOLS set, the test binary is a stdio MCP server
@@ -38,11 +33,7 @@ func TestMain(m *testing.M) {
 		serveStdioTools()
 		os.Exit(0)
 	}
-	code := m.Run()
-	if builtExamples.dir != "" {
-		_ = os.RemoveAll(builtExamples.dir)
-	}
-	os.Exit(code)
+	os.Exit(builtExamples.Run(m))
 }
 
 // buildExample builds the binding plugin examples/<name> (its own module)
@@ -54,25 +45,9 @@ func buildExample(t *testing.T, name string) string {
 	if testing.Short() {
 		t.Skip("builds a Wasm example")
 	}
-	builtExamples.mu.Lock()
-	defer builtExamples.mu.Unlock()
-	if p, ok := builtExamples.path[name]; ok {
-		return p
-	}
-	if builtExamples.dir == "" {
-		dir, err := os.MkdirTemp("", "sluice-examples-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		builtExamples.dir, builtExamples.path = dir, map[string]string{}
-	}
-	out := filepath.Join(builtExamples.dir, name+".wasm")
-	cmd := exec.Command("sh", filepath.Join("..", "..", "examples", name, "build.sh"), out)
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("examples/%s/build.sh: %v\n%s", name, err, msg)
-	}
-	builtExamples.path[name] = out
-	return out
+	return builtExamples.Path(t, name+".wasm", func(out string) *exec.Cmd {
+		return exec.Command("sh", filepath.Join("..", "..", "examples", name, "build.sh"), out)
+	})
 }
 
 // startDevConfig runs `sluice dev` with the YAML config file and the

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,20 +29,34 @@ const devStartTimeout = 3 * time.Minute
 // startCLI runs `sluice args…` in process until the test ends.
 func startCLI(t *testing.T, c *cli, args ...string) {
 	t.Helper()
+	startStoppable(t, c, args...)
+}
+
+// startStoppable runs `sluice args…` in process until stop is called (or
+// the test ends); stop fails the test unless the command exits 0 within
+// 30 s, with the command's log when c.stderr keeps it (a SyncBuffer).
+func startStoppable(t *testing.T, c *cli, args ...string) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() { done <- c.main(ctx, args) }()
-	t.Cleanup(func() {
+	stop = sync.OnceFunc(func() {
 		cancel()
 		select {
 		case code := <-done:
 			if code != exitOK {
-				t.Errorf("sluice %s exited %d", args[0], code)
+				log := ""
+				if b, ok := c.stderr.(*enginetest.SyncBuffer); ok {
+					log = ":\n" + b.String()
+				}
+				t.Errorf("sluice %s exited %d%s", args[0], code, log)
 			}
 		case <-time.After(30 * time.Second):
 			t.Errorf("sluice %s did not stop", args[0])
 		}
 	})
+	t.Cleanup(stop)
+	return stop
 }
 
 func mcpClient(t *testing.T, url, key string) *client.Client {

@@ -168,31 +168,6 @@ func names(m map[string]string) []string {
 	return out
 }
 
-// startStoppable runs `sluice args…` in process until stop is called (or
-// the test ends).
-func startStoppable(t *testing.T, c *cli, args ...string) (stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() { done <- c.main(ctx, args) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case code := <-done:
-				if code != exitOK {
-					t.Errorf("sluice %s exited %d", args[0], code)
-				}
-			case <-time.After(30 * time.Second):
-				t.Errorf("sluice %s did not stop", args[0])
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
 // TestToolguardEndToEnd runs toolguard in a real `sluice relay` (per
 // caller: client keys alice and ci-bot; pins learned into a state
 // directory) and in a real `sluice run`, against an mcp-go server that

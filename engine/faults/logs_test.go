@@ -2,7 +2,6 @@ package faults
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -44,19 +43,15 @@ const repeatWindow = 10 * time.Second
 // SIGHUP, as logrotate does: each call has one record, in the old file or
 // the new one (or counted as dropped), and none holds the arguments.
 func TestFailingPluginLogs(t *testing.T) {
-	tp := newTopo(t)
-	tp.startCountServer()
-	r := tp.startRelay(relayOptions{})
-	audit := filepath.Join(tp.dir, "audit.jsonl")
+	audit := filepath.Join(t.TempDir(), "audit.jsonl")
 	// The circuit breaker is off: every call runs the plugin and fails, so
 	// every call has a failure to log (with it on, the circuit opens after
 	// five and the calls after that are not logged one by one at all).
-	cfg := writeFile(t, tp.dir, "agent.yaml", fmt.Sprintf("log:\n  audit: %s\npipeline:\n  - plugin: %s\n    name: trap\n    methods: [tools/call]\n    breaker: {disabled: true}\n",
-		audit, trapModule(t)))
-	a := tp.startAgent(r, agentOptions{args: []string{"--config", cfg}})
+	s := startStandard(t, standardOptions{noWait: true,
+		agentConfig: fmt.Sprintf("log:\n  audit: %s\npipeline:\n  - plugin: %s\n    name: trap\n    methods: [tools/call]\n    breaker: {disabled: true}\n",
+			audit, trapModule(t))})
+	a := s.agents[0]
 	const load = 12 * time.Second
-	l := tp.load(r)
-	l.Concurrency, l.Duration, l.PadBytes = 16, load, 64
 	after(load/2, func() {
 		if err := os.Rename(audit, audit+".1"); err != nil {
 			t.Error(err)
@@ -65,14 +60,9 @@ func TestFailingPluginLogs(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	res := tp.run(context.Background(), l)
-	assertSound(t, res)
+	res := s.sound(faultkit.Load{Concurrency: 16, Duration: load, PadBytes: 64})
 	failed := res.Count(faultkit.ClassError)
-	for k, n := range res.Kinds() {
-		if k != "http_500/rpc_-32603" && k != "rpc_-32603" {
-			t.Errorf("%d calls failed with %s, want the plugin's -32603", n, k)
-		}
-	}
+	assertKinds(t, res, "the plugin's -32603", func(k string) bool { return k == "http_500/rpc_-32603" || k == "rpc_-32603" })
 	if failed == 0 || failed != len(res.Calls) {
 		t.Fatalf("%d of %d calls failed: the plugin did not fail every call", failed, len(res.Calls))
 	}

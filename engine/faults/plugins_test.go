@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -55,19 +54,15 @@ func metricLine(body, series string) string {
 // discarded instance's memory is returned at once.
 func TestHostilePluginMemory(t *testing.T) {
 	const maxMemory = 256 << 20
-	tp := newTopo(t)
-	tp.startCountServer()
-	r := tp.startRelay(relayOptions{responseTimeout: 60 * time.Second})
-	cfg := writeFile(t, tp.dir, "agent.yaml", fmt.Sprintf(`pipeline:
+	s := startStandard(t, standardOptions{noWait: true, relay: relayOptions{responseTimeout: 60 * time.Second},
+		agentConfig: fmt.Sprintf(`pipeline:
   - plugin: %s
     hooks: [request]
     limits: {memory-pages: 1024, max-memory: %d, call-timeout: 10s}
     breaker: {disabled: true}
-`, hostileModule(t, "grow.wasm"), maxMemory))
-	a := tp.startAgent(r, agentOptions{args: []string{"--config", cfg}})
+`, hostileModule(t, "grow.wasm"), maxMemory)})
+	a := s.agents[0]
 	before := a.RSS()
-	l := tp.load(r)
-	l.Concurrency, l.Duration = 16, 20*time.Second
 	var sampled atomic.Int64
 	stop := make(chan struct{})
 	go func() {
@@ -80,9 +75,8 @@ func TestHostilePluginMemory(t *testing.T) {
 			}
 		}
 	}()
-	res := tp.run(context.Background(), l)
+	res := s.sound(faultkit.Load{Concurrency: 16, Duration: 20 * time.Second})
 	close(stop)
-	assertSound(t, res)
 	peak := a.PeakRSS()
 	metrics := get(a.healthURL + "/metrics")
 	ooms := metricLine(metrics, `sluice_plugin_failures_total{kind="oom",plugin="grow"}`)
@@ -95,11 +89,7 @@ func TestHostilePluginMemory(t *testing.T) {
 	if peak > maxMemory+100<<20 {
 		t.Errorf("agent peak RSS %d MiB, over max-memory %d MiB + 100 MiB", peak>>20, maxMemory>>20)
 	}
-	for k, n := range res.Kinds() {
-		if !strings.Contains(k, "rpc_-32603") {
-			t.Errorf("%d calls failed with %s, want the plugin failure -32603", n, k)
-		}
-	}
+	assertKinds(t, res, "the plugin failure -32603", func(k string) bool { return strings.Contains(k, "rpc_-32603") })
 	if res.Count(faultkit.ClassOK) > 0 {
 		t.Errorf("%d calls passed a fail_closed plugin that always fails", res.Count(faultkit.ClassOK))
 	}
@@ -115,23 +105,17 @@ func TestHostilePluginMemory(t *testing.T) {
 func TestLoopingPlugin(t *testing.T) {
 	for _, policy := range []string{"fail_open", "fail_closed"} {
 		t.Run(policy, func(t *testing.T) {
-			tp := newTopo(t)
-			tp.startCountServer()
-			r := tp.startRelay(relayOptions{})
-			cfg := writeFile(t, tp.dir, "agent.yaml", fmt.Sprintf(`pipeline:
+			s := startStandard(t, standardOptions{noWait: true, agentConfig: fmt.Sprintf(`pipeline:
   - plugin: %s
     name: loop
     hooks: [request]
     on-error: %s
-`, hostileModule(t, "loop.wasm"), policy))
-			a := tp.startAgent(r, agentOptions{args: []string{"--config", cfg}})
-			l := tp.load(r)
-			l.Concurrency, l.Duration = 16, 9*time.Second
+`, hostileModule(t, "loop.wasm"), policy)})
+			a := s.agents[0]
 			var readyz atomic.Value
 			readyz.Store("")
 			after(4*time.Second, func() { readyz.Store(get(a.healthURL + "/readyz")) })
-			res := tp.run(context.Background(), l)
-			assertSound(t, res)
+			res := s.sound(faultkit.Load{Concurrency: 16, Duration: 9 * time.Second})
 			all := func(*faultkit.Call) bool { return true }
 			p50 := res.Percentile(50, all)
 			t.Logf("%d calls answered in 9 s at c=16 (before the breaker: 36), p50 %s, p99 %s",
@@ -157,18 +141,12 @@ func TestLoopingPlugin(t *testing.T) {
 			}
 			switch policy {
 			case "fail_open":
-				if n := res.Count(faultkit.ClassError); n > 0 {
-					t.Errorf("%d calls failed through a fail_open stage: %v", n, res.Kinds())
-				}
+				assertNoErrors(t, res, "through a fail_open stage")
 			case "fail_closed":
 				if res.Count(faultkit.ClassOK) > 0 {
 					t.Errorf("%d calls passed a fail_closed stage that always fails", res.Count(faultkit.ClassOK))
 				}
-				for k, n := range res.Kinds() {
-					if !strings.Contains(k, "rpc_-32603") {
-						t.Errorf("%d calls failed with %s, want -32603", n, k)
-					}
-				}
+				assertKinds(t, res, "-32603", func(k string) bool { return strings.Contains(k, "rpc_-32603") })
 			}
 		})
 	}

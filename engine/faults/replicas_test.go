@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -125,22 +124,18 @@ func (tp *topo) startReplicated(responseTimeout time.Duration) *replicated {
 	return rs
 }
 
-// assertSoundReplicated is assertSound, and no phantom: no replica made a
-// command that no client sent.
-func assertSoundReplicated(t *testing.T, res *faultkit.Result) {
-	t.Helper()
-	assertSound(t, res)
+// sound runs a load of the given shape round-robin over every replica,
+// failing over from one that refuses connections (topo.runSound), and
+// fails the test on any phantom: a command no client sent, made by a
+// replica.
+func (rs *replicated) sound(tp *topo, shape faultkit.Load) *faultkit.Result {
+	tp.t.Helper()
+	shape.Failover = true
+	res := tp.runSound(shape, rs.replicas...)
 	if n := len(res.Phantom); n > 0 {
-		t.Errorf("%d executions of calls no client sent (first: %s)", n, res.Phantom[0])
+		tp.t.Errorf("%d executions of calls no client sent (first: %s)", n, res.Phantom[0])
 	}
-}
-
-// load is a round-robin load over every replica, failing over from one
-// that refuses connections.
-func (rs *replicated) load(tp *topo) *faultkit.Load {
-	l := tp.load(rs.replicas...)
-	l.Failover = true
-	return l
+	return res
 }
 
 // TestReplicasSteadyLoad: three replicas on a 3-node NATS cluster, two
@@ -148,13 +143,8 @@ func (rs *replicated) load(tp *topo) *faultkit.Load {
 func TestReplicasSteadyLoad(t *testing.T) {
 	tp := newTopo(t)
 	rs := tp.startReplicated(0)
-	l := rs.load(tp)
-	l.Concurrency, l.Duration = 16, 4*time.Second
-	res := tp.run(context.Background(), l)
-	assertSoundReplicated(t, res)
-	if n := res.Count(faultkit.ClassError); n > 0 {
-		t.Errorf("%d errors under steady load: %v", n, res.Kinds())
-	}
+	res := rs.sound(tp, faultkit.Load{Concurrency: 16, Duration: 4 * time.Second})
+	assertNoErrors(t, res, "under steady load")
 	for _, r := range rs.replicas {
 		n := len(res.Where(func(c *faultkit.Call) bool { return c.URL == tp.mcpURL(r) && c.Class == faultkit.ClassOK }))
 		if n < 20 {
@@ -171,12 +161,9 @@ func TestReplicaKilled(t *testing.T) {
 	tp := newTopo(t)
 	rs := tp.startReplicated(0)
 	victim := rs.replicas[1]
-	l := rs.load(tp)
-	l.Concurrency, l.Duration, l.SleepMS = 64, 7*time.Second, 20
 	var killedAt time.Time
 	after(2*time.Second, func() { killedAt = time.Now(); victim.Kill() })
-	res := tp.run(context.Background(), l)
-	assertSoundReplicated(t, res)
+	res := rs.sound(tp, faultkit.Load{Concurrency: 64, Duration: 7 * time.Second, SleepMS: 20})
 	onVictim := func(c *faultkit.Call) bool { return c.URL == tp.mcpURL(victim) }
 	held := res.Where(func(c *faultkit.Call) bool {
 		return onVictim(c) && c.Class == faultkit.ClassError
@@ -223,12 +210,7 @@ func TestReplicaKilled(t *testing.T) {
 	if p99 > 2*time.Second {
 		t.Errorf("p99 on the surviving replicas around the failover: %s (bar: 2 s)", p99)
 	}
-	recovered := res.Where(func(c *faultkit.Call) bool {
-		return c.Class == faultkit.ClassOK && c.Start.After(killedAt.Add(time.Second))
-	})
-	if len(recovered) == 0 {
-		t.Error("no call succeeded after the kill")
-	}
+	assertOKAfter(t, res, killedAt.Add(time.Second), "the kill")
 }
 
 // TestNATSNodeKilled: SIGKILL one of the three NATS nodes under load. The
@@ -237,24 +219,15 @@ func TestReplicaKilled(t *testing.T) {
 func TestNATSNodeKilled(t *testing.T) {
 	tp := newTopo(t)
 	rs := tp.startReplicated(0)
-	l := rs.load(tp)
-	l.Concurrency, l.Duration, l.SleepMS = 16, 8*time.Second, 20
 	var killedAt time.Time
 	after(2*time.Second, func() { killedAt = time.Now(); rs.nats[0].Kill() })
-	res := tp.run(context.Background(), l)
-	assertSoundReplicated(t, res)
-	if n := res.Count(faultkit.ClassError); n > 0 {
-		t.Errorf("%d calls failed when a NATS node died: %v", n, res.Kinds())
-	}
+	res := rs.sound(tp, faultkit.Load{Concurrency: 16, Duration: 8 * time.Second, SleepMS: 20})
+	assertNoErrors(t, res, "when a NATS node died")
 	around := func(c *faultkit.Call) bool {
 		return c.Class == faultkit.ClassOK && c.End.After(killedAt) && c.Start.Before(killedAt.Add(5*time.Second))
 	}
 	t.Logf("around the node's death: %d calls, p99 %s", len(res.Where(around)), res.Percentile(99, around).Round(time.Millisecond))
-	if len(res.Where(func(c *faultkit.Call) bool {
-		return c.Class == faultkit.ClassOK && c.Start.After(killedAt.Add(time.Second))
-	})) == 0 {
-		t.Error("no call succeeded after the node died")
-	}
+	assertOKAfter(t, res, killedAt.Add(time.Second), "the node died")
 }
 
 // TestEverythingRestarted: kill every NATS node and every replica, start
@@ -264,11 +237,11 @@ func TestNATSNodeKilled(t *testing.T) {
 func TestEverythingRestarted(t *testing.T) {
 	tp := newTopo(t)
 	rs := tp.startReplicated(0)
-	l := rs.load(tp)
 	stop := make(chan struct{})
-	l.Concurrency, l.Duration, l.SleepMS, l.Stop = 8, 3*time.Minute, 20, stop
 	results := make(chan *faultkit.Result, 1)
-	go func() { results <- tp.run(context.Background(), l) }()
+	go func() {
+		results <- rs.sound(tp, faultkit.Load{Concurrency: 8, Duration: 3 * time.Minute, SleepMS: 20, Stop: stop})
+	}()
 	var once sync.Once
 	end := func() *faultkit.Result {
 		once.Do(func() { close(stop) })
@@ -304,8 +277,7 @@ func TestEverythingRestarted(t *testing.T) {
 	const backoff = 10 * time.Second
 	time.Sleep(backoff + 4*time.Second)
 	res := end()
-	assertSoundReplicated(t, res)
-	for _, c := range res.Where(func(c *faultkit.Call) bool { return c.Class == faultkit.ClassError }) {
+	for _, c := range res.Of(faultkit.ClassError) {
 		if c.End.Before(downAt) {
 			t.Errorf("call %s failed before the outage: %s %s", c.ID, c.Kind, c.Detail)
 		}
@@ -314,9 +286,7 @@ func TestEverythingRestarted(t *testing.T) {
 		}
 	}
 	t.Logf("outage %s (restart of 3 NATS nodes and 3 replicas); first call ok %s after", upAt.Sub(downAt).Round(time.Millisecond), firstOKAfter(res, upAt))
-	if len(res.Where(func(c *faultkit.Call) bool { return c.Class == faultkit.ClassOK && c.Start.After(upAt) })) == 0 {
-		t.Error("no call succeeded after everything came back")
-	}
+	assertOKAfter(t, res, upAt, "everything came back")
 }
 
 // firstOKAfter is how long after t the first call that started then

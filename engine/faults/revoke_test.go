@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -17,11 +16,59 @@ import (
 // whose runtime key was revoked.
 const revokedMessage = "the runtime key of the agent handling this call was revoked"
 
-// adminCall makes one admin API request on relay r and decodes its answer.
-func adminCall(t *testing.T, r *relayProc, key, method, path, body string, out any) {
+// managed is a relay with an admin key and a tunnel made through its
+// admin API.
+type managed struct {
+	relay        *relayProc
+	adminKey     string
+	tunnelID     string
+	runtimeKeyID string // the agent's runtime key
+}
+
+// startManaged starts a relay with an admin key (and o) and makes a
+// tunnel named name through its admin API, with a runtime key "agent" and
+// a client key "load": the scenario's tunnel from then on.
+func (tp *topo) startManaged(o relayOptions, name string) *managed {
+	t := tp.t
 	t.Helper()
-	req, _ := http.NewRequest(method, r.adminURL+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+key)
+	m := &managed{adminKey: relay.NewKey("sk_adm_")}
+	if o.extraYAML != "" && !strings.HasSuffix(o.extraYAML, "\n") {
+		o.extraYAML += "\n"
+	}
+	o.extraYAML += "admin-key: file:" + writeFile(t, tp.dir, "admin.key", m.adminKey) + "\n"
+	m.relay = tp.startRelay(o)
+	var tn struct{ ID string }
+	m.call(t, "POST", "/v1/tunnels", `{"name":"`+name+`"}`, &tn)
+	m.tunnelID = tn.ID
+	var runtimeKey, clientKey string
+	m.runtimeKeyID, runtimeKey = m.newKey(t, "runtime", "agent")
+	_, clientKey = m.newKey(t, "client", "load")
+	tp.tun = tunnel{id: tn.ID, runtimeKey: runtimeKey, clientKey: clientKey,
+		runtimeKeyFile: writeFile(t, tp.dir, "managed-runtime.key", runtimeKey), clientKeyFile: writeFile(t, tp.dir, "managed-client.key", clientKey)}
+	return m
+}
+
+// newKey makes a key of scope ("runtime" or "client") named name on the
+// tunnel and returns its id and value.
+func (m *managed) newKey(t *testing.T, scope, name string) (id, value string) {
+	t.Helper()
+	var k struct{ ID, Value string }
+	m.call(t, "POST", "/v1/tunnels/"+m.tunnelID+"/keys", `{"scope":"`+scope+`","name":"`+name+`"}`, &k)
+	return k.ID, k.Value
+}
+
+// revoke revokes the tunnel's key id.
+func (m *managed) revoke(t *testing.T, id string) {
+	t.Helper()
+	m.call(t, "DELETE", "/v1/tunnels/"+m.tunnelID+"/keys/"+id, "", nil)
+}
+
+// call makes one admin API request with the admin key and decodes its
+// answer into out (unless nil); any status but 200 fails the test.
+func (m *managed) call(t *testing.T, method, path, body string, out any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, m.relay.adminURL+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+m.adminKey)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -48,38 +95,23 @@ func adminCall(t *testing.T, r *relayProc, key, method, path, body string, out a
 func TestRuntimeKeyRevokedUnderLoad(t *testing.T) {
 	tp := newTopo(t)
 	tp.startCountServer()
-	adminKey := relay.NewKey("sk_adm_")
-	adminFile := writeFile(t, tp.dir, "admin.key", adminKey)
-	r := tp.startRelay(relayOptions{responseTimeout: 60 * time.Second, extraYAML: "admin-key: file:" + adminFile})
-
-	var tn struct{ ID string }
-	adminCall(t, r, adminKey, "POST", "/v1/tunnels", `{"name":"revoke-under-load"}`, &tn)
-	var rk, ck struct{ ID, Value string }
-	adminCall(t, r, adminKey, "POST", "/v1/tunnels/"+tn.ID+"/keys", `{"scope":"runtime","name":"agent"}`, &rk)
-	adminCall(t, r, adminKey, "POST", "/v1/tunnels/"+tn.ID+"/keys", `{"scope":"client","name":"load"}`, &ck)
-	tp.tun = tunnel{id: tn.ID, runtimeKey: rk.Value, clientKey: ck.Value,
-		runtimeKeyFile: writeFile(t, tp.dir, "managed-runtime.key", rk.Value), clientKeyFile: writeFile(t, tp.dir, "managed-client.key", ck.Value)}
+	m := tp.startManaged(relayOptions{responseTimeout: 60 * time.Second}, "revoke-under-load")
+	r := m.relay
 	agent := tp.startAgent(r, agentOptions{})
 	tp.waitServing(r, 20*time.Second)
 
-	l := tp.load(r)
-	l.Concurrency, l.Duration, l.SleepMS = 16, 6*time.Second, 300
 	var revokedAt time.Time
 	after(2*time.Second, func() {
 		revokedAt = time.Now()
-		adminCall(t, r, adminKey, "DELETE", "/v1/tunnels/"+tn.ID+"/keys/"+rk.ID, "", nil)
+		m.revoke(t, m.runtimeKeyID)
 	})
-	res := tp.run(context.Background(), l)
-	assertSound(t, res)
+	res := tp.runSound(faultkit.Load{Concurrency: 16, Duration: 6 * time.Second, SleepMS: 300}, r)
 
 	held := res.Where(func(c *faultkit.Call) bool { return strings.Contains(c.Detail, revokedMessage) })
 	if len(held) == 0 {
 		t.Fatal("no call was held by the agent at the revocation: the fault did not happen")
 	}
-	latest := time.Duration(0)
-	for _, c := range held {
-		latest = max(latest, c.End.Sub(revokedAt))
-	}
+	latest := latestEnd(held, revokedAt)
 	refused := res.Where(func(c *faultkit.Call) bool {
 		return c.Kind == "http_503" && strings.Contains(c.Detail, "tunnel_client_not_connected")
 	})
@@ -98,7 +130,7 @@ func TestRuntimeKeyRevokedUnderLoad(t *testing.T) {
 	if slowest > 5*time.Second {
 		t.Errorf("a call after the revocation took %s to be refused (bar: 5 s, against a 60 s response timeout)", slowest)
 	}
-	for _, c := range res.Where(func(c *faultkit.Call) bool { return c.Class == faultkit.ClassError }) {
+	for _, c := range res.Of(faultkit.ClassError) {
 		if !strings.Contains(c.Detail, revokedMessage) && c.Kind != "http_503" {
 			t.Errorf("call %s failed otherwise: %s %s", c.ID, c.Kind, c.Detail)
 		}
@@ -125,9 +157,8 @@ func TestRuntimeKeyRevokedUnderLoad(t *testing.T) {
 	t.Logf("agent /readyz: %s", strings.TrimSpace(body))
 
 	// A new runtime key: the agent, restarted with it, serves again.
-	var rk2 struct{ Value string }
-	adminCall(t, r, adminKey, "POST", "/v1/tunnels/"+tn.ID+"/keys", `{"scope":"runtime","name":"agent-2"}`, &rk2)
-	writeFile(t, tp.dir, "managed-runtime.key", rk2.Value)
+	_, rk2 := m.newKey(t, "runtime", "agent-2")
+	writeFile(t, tp.dir, "managed-runtime.key", rk2)
 	agent.Kill()
 	tp.startAgent(r, agentOptions{})
 	tp.waitServing(r, 20*time.Second)

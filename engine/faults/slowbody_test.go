@@ -41,20 +41,12 @@ const (
 // connection-rate limit in front of the relay can shed.
 func TestSlowBodiesDoNotStarveOtherKeys(t *testing.T) {
 	conns := raiseFileLimit(t, slowBodyConns)
-	tp := newTopo(t)
-	tp.startCountServer()
-	r := tp.startRelay(relayOptions{})
-	tp.startAgent(r, agentOptions{})
-	tp.waitServing(r, 20*time.Second)
+	s := startStandard(t, standardOptions{})
+	r := s.relay
 
 	steady := func(prefix string, d time.Duration) *faultkit.Result {
-		l := tp.load(r)
-		l.Concurrency, l.Duration, l.Prefix = 8, d, prefix
-		res := tp.run(context.Background(), l)
-		assertSound(t, res)
-		if n := res.Count(faultkit.ClassError); n > 0 {
-			t.Errorf("%s: %d of the steady key's calls failed: %v", prefix, n, res.Kinds())
-		}
+		res := s.sound(faultkit.Load{Concurrency: 8, Duration: d, Prefix: prefix})
+		assertNoErrors(t, res, prefix+": the steady key's calls")
 		return res
 	}
 	steady("warm", 2*time.Second)
@@ -87,7 +79,7 @@ func TestSlowBodiesDoNotStarveOtherKeys(t *testing.T) {
 	const rounds = 5
 	quiet := []*faultkit.Result{steady("quiet0", 4*time.Second)}
 	var loud []*faultkit.Result
-	attacker := tp.startSlowBodies(r, slowBodies{conns: conns, declared: 100_000, trickle: time.Second, redial: time.Second, rate: slowBodyRate})
+	attacker := s.startSlowBodies(r, slowBodies{conns: conns, declared: 100_000, trickle: time.Second, redial: time.Second, rate: slowBodyRate})
 	time.Sleep(2 * time.Second) // the 3,000 dialled, the first refused ones dialled again
 	for i := range rounds {
 		if i > 0 {

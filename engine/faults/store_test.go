@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"strings"
@@ -9,7 +8,6 @@ import (
 	"time"
 
 	"github.com/sluicemcp/sluice/engine/faults/faultkit"
-	"github.com/sluicemcp/sluice/engine/relay"
 )
 
 // TestManagedTunnelsSurviveSIGKILL: what the admin API answered is on disk
@@ -20,34 +18,22 @@ import (
 func TestManagedTunnelsSurviveSIGKILL(t *testing.T) {
 	tp := newTopo(t)
 	tp.startCountServer()
-	adminKey := relay.NewKey("sk_adm_")
-	adminFile := writeFile(t, tp.dir, "admin.key", adminKey)
-	r := tp.startRelay(relayOptions{extraYAML: "admin-key: file:" + adminFile})
-
-	var tn struct{ ID string }
-	adminCall(t, r, adminKey, "POST", "/v1/tunnels", `{"name":"durable"}`, &tn)
-	var rk, ck, old struct{ ID, Value string }
-	adminCall(t, r, adminKey, "POST", "/v1/tunnels/"+tn.ID+"/keys", `{"scope":"runtime","name":"agent"}`, &rk)
-	adminCall(t, r, adminKey, "POST", "/v1/tunnels/"+tn.ID+"/keys", `{"scope":"client","name":"load"}`, &ck)
-	adminCall(t, r, adminKey, "POST", "/v1/tunnels/"+tn.ID+"/keys", `{"scope":"runtime","name":"old"}`, &old)
-	adminCall(t, r, adminKey, "DELETE", "/v1/tunnels/"+tn.ID+"/keys/"+old.ID, "", nil)
+	m := tp.startManaged(relayOptions{}, "durable")
+	r := m.relay
+	oldID, oldKey := m.newKey(t, "runtime", "old")
+	m.revoke(t, oldID)
 	r.Kill()
 	r.restart(t)
 
-	tp.tun = tunnel{id: tn.ID, runtimeKey: rk.Value, clientKey: ck.Value,
-		runtimeKeyFile: writeFile(t, tp.dir, "managed-runtime.key", rk.Value), clientKeyFile: writeFile(t, tp.dir, "managed-client.key", ck.Value)}
 	tp.startAgent(r, agentOptions{})
 	tp.waitServing(r, 20*time.Second)
-	l := tp.load(r)
-	l.Concurrency, l.Duration = 8, 2*time.Second
-	res := tp.run(context.Background(), l)
-	assertSound(t, res)
+	res := tp.runSound(faultkit.Load{Concurrency: 8, Duration: 2 * time.Second}, r)
 	if n := res.Count(faultkit.ClassError); n > 0 || res.Count(faultkit.ClassOK) == 0 {
 		t.Errorf("after the restart: %d errors %v, %d ok", n, res.Kinds(), res.Count(faultkit.ClassOK))
 	}
 
-	req, _ := http.NewRequest("GET", r.URL+"/v1/tunnels/"+tn.ID+"/poll?timeout_ms=1", nil)
-	req.Header.Set("Authorization", "Bearer "+old.Value)
+	req, _ := http.NewRequest("GET", r.URL+"/v1/tunnels/"+m.tunnelID+"/poll?timeout_ms=1", nil)
+	req.Header.Set("Authorization", "Bearer "+oldKey)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -215,17 +215,78 @@ func (tp *topo) load(relays ...*relayProc) *faultkit.Load {
 	return &faultkit.Load{URLs: urls, Header: http.Header{"Authorization": {"Bearer " + tp.tun.clientKey}}, Hung: 30 * time.Second}
 }
 
-// run runs l, joins it with the count server's executions and logs the
-// summary.
-func (tp *topo) run(ctx context.Context, l *faultkit.Load) *faultkit.Result {
-	res := l.Run(ctx)
+// runSound runs a load of the given shape (its concurrency, duration or
+// calls, tool sleep, padding, prefix, failover and stop; a zero Hung is
+// 30 s) against the tunnel on relays, joins it with the count server's
+// executions, logs the summary, and fails the test on any hung,
+// duplicated or mismatched call (assertSound).
+func (tp *topo) runSound(shape faultkit.Load, relays ...*relayProc) *faultkit.Result {
+	tp.t.Helper()
+	l := tp.load(relays...)
+	shape.URLs, shape.Header = l.URLs, l.Header
+	if shape.Hung == 0 {
+		shape.Hung = l.Hung
+	}
+	res := shape.Run(context.Background())
 	res.Join(tp.count.executions(tp.t))
 	tp.t.Logf("%s", res.Summary())
+	assertSound(tp.t, res)
 	return res
 }
 
+// standardOptions are what a scenario on the standard topology changes.
+type standardOptions struct {
+	relay relayOptions
+	// agents is how many agents serve the tunnel (0 = one).
+	agents int
+	// agent is every agent's flags.
+	agent agentOptions
+	// agentConfig, when set, is the agents' config file (YAML: its
+	// pipeline, audit log, …), passed with --config; standard.agentConfig
+	// is its path, for a scenario that rewrites it.
+	agentConfig string
+	// noWait starts the load as soon as the agents are ready, without
+	// first waiting for a call to succeed (for a chain that fails every
+	// call).
+	noWait bool
+}
+
+// standard is the standard topology: the counting MCP server, one relay,
+// and its agents, serving (unless noWait) when startStandard returns.
+type standard struct {
+	*topo
+	relay       *relayProc
+	agents      []*agentProc
+	agentConfig string // path of the agents' config file ("" without one)
+}
+
+// startStandard starts the standard topology of a new scenario.
+func startStandard(t *testing.T, o standardOptions) *standard {
+	t.Helper()
+	s := &standard{topo: newTopo(t)}
+	s.startCountServer()
+	s.relay = s.startRelay(o.relay)
+	if o.agentConfig != "" {
+		s.agentConfig = writeFile(t, s.dir, "agent.yaml", o.agentConfig)
+		o.agent.args = append([]string{"--config", s.agentConfig}, o.agent.args...)
+	}
+	for range max(o.agents, 1) {
+		s.agents = append(s.agents, s.startAgent(s.relay, o.agent))
+	}
+	if !o.noWait {
+		s.waitServing(s.relay, 20*time.Second)
+	}
+	return s
+}
+
+// sound runs a load of the given shape through the relay (runSound).
+func (s *standard) sound(shape faultkit.Load) *faultkit.Result {
+	s.t.Helper()
+	return s.runSound(shape, s.relay)
+}
+
 // assertSound fails the test on any hung, duplicated or mismatched call.
-func assertSound(t *testing.T, res *faultkit.Result) {
+func assertSound(t testing.TB, res *faultkit.Result) {
 	t.Helper()
 	if n := res.Count(faultkit.ClassHung); n > 0 {
 		t.Errorf("%d calls hung (first: %s)", n, firstOf(res, faultkit.ClassHung))
@@ -236,6 +297,44 @@ func assertSound(t *testing.T, res *faultkit.Result) {
 	if n := len(res.Duplicated); n > 0 {
 		t.Errorf("%d calls executed more than once (first: %s ×%d)", n, res.Duplicated[0].ID, res.Duplicated[0].Executed)
 	}
+}
+
+// assertNoErrors fails the test on any call answered with an error;
+// during says when ("under steady load").
+func assertNoErrors(t testing.TB, res *faultkit.Result, during string) {
+	t.Helper()
+	if n := res.Count(faultkit.ClassError); n > 0 {
+		t.Errorf("%d calls failed %s: %v (first: %s)", n, during, res.Kinds(), firstOf(res, faultkit.ClassError))
+	}
+}
+
+// assertKinds fails the test for each error kind that ok refuses; want
+// says which kinds the scenario allows.
+func assertKinds(t testing.TB, res *faultkit.Result, want string, ok func(kind string) bool) {
+	t.Helper()
+	for k, n := range res.Kinds() {
+		if !ok(k) {
+			t.Errorf("%d calls failed with %s, want %s", n, k, want)
+		}
+	}
+}
+
+// assertOKAfter fails the test unless a call that started after since
+// succeeded; what names the moment ("the relay came back").
+func assertOKAfter(t testing.TB, res *faultkit.Result, since time.Time, what string) {
+	t.Helper()
+	if len(res.Where(func(c *faultkit.Call) bool { return c.Class == faultkit.ClassOK && c.Start.After(since) })) == 0 {
+		t.Errorf("no call succeeded after %s", what)
+	}
+}
+
+// latestEnd is how long after t0 the last of calls ended.
+func latestEnd(calls []*faultkit.Call, t0 time.Time) time.Duration {
+	latest := time.Duration(0)
+	for _, c := range calls {
+		latest = max(latest, c.End.Sub(t0))
+	}
+	return latest
 }
 
 func firstOf(res *faultkit.Result, class string) string {

@@ -19,12 +19,7 @@ import (
 func TestDrain(t *testing.T) {
 	h := newHarness(t, nil, Options{})
 	a := newAgentClient(h, "agent-1")
-	a.poll(time.Millisecond)
-	delivered := h.clientPost(tunA, `{"jsonrpc":"2.0","id":1,"method":"tools/call"}`, nil)
-	cmds := a.poll(5 * time.Second)
-	if len(cmds) != 1 {
-		t.Fatalf("%d commands", len(cmds))
-	}
+	delivered, cmd := a.take(`{"jsonrpc":"2.0","id":1,"method":"tools/call"}`)
 	queued := h.clientPost(tunA, `{"jsonrpc":"2.0","id":2,"method":"tools/call"}`, nil)
 	for h.r.tunnel(tunA).inflight() < 2 {
 		time.Sleep(5 * time.Millisecond)
@@ -59,7 +54,7 @@ func TestDrain(t *testing.T) {
 	case <-time.After(agentLostAfter + 500*time.Millisecond):
 	}
 	// The delivered call's result is still taken, and reaches its client.
-	if st := a.respond(cmds[0], `{"jsonrpc":"2.0","id":1,"result":{"done":true}}`); st != 200 {
+	if st := a.respond(cmd, `{"jsonrpc":"2.0","id":1,"result":{"done":true}}`); st != 200 {
 		t.Fatalf("result during the drain: %d", st)
 	}
 	resp = wait(t, delivered)
@@ -81,12 +76,7 @@ func TestDrain(t *testing.T) {
 func TestDrainTimeout(t *testing.T) {
 	h := newHarness(t, nil, Options{})
 	a := newAgentClient(h, "agent-1")
-	a.poll(time.Millisecond)
-	got := h.clientPost(tunA, `{"jsonrpc":"2.0","id":1,"method":"tools/call"}`, nil)
-	cmds := a.poll(5 * time.Second)
-	if len(cmds) != 1 {
-		t.Fatal("no command")
-	}
+	got, cmd := a.take(`{"jsonrpc":"2.0","id":1,"method":"tools/call"}`)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	h.r.Drain(ctx)
@@ -95,8 +85,8 @@ func TestDrainTimeout(t *testing.T) {
 	if b := readAll(t, resp); resp.StatusCode != 503 || !strings.Contains(b, `"id":1`) {
 		t.Fatalf("got %d %s", resp.StatusCode, b)
 	}
-	b, _ := json.Marshal(wire.Response{RequestID: cmds[0].RequestID, RespCode: 200, RespJSON: json.RawMessage(`{"jsonrpc":"2.0","id":1,"result":{}}`)})
-	late := a.do("POST", "/v1/tunnels/"+tunA+"/response", b, map[string]string{wire.HeaderShardToken: cmds[0].ShardToken})
+	b, _ := json.Marshal(wire.Response{RequestID: cmd.RequestID, RespCode: 200, RespJSON: json.RawMessage(`{"jsonrpc":"2.0","id":1,"result":{}}`)})
+	late := a.do("POST", "/v1/tunnels/"+tunA+"/response", b, map[string]string{wire.HeaderShardToken: cmd.ShardToken})
 	late.Body.Close()
 	if late.StatusCode != 404 {
 		t.Errorf("late result: %d", late.StatusCode)

@@ -63,6 +63,22 @@ func (a *agentClient) respond(cmd wire.Command, body string) int {
 	return resp.StatusCode
 }
 
+// take has the agent take one client call: it polls once, so that the
+// tunnel has an agent and the call is queued rather than refused, posts
+// body as a client, and polls again for the call's command. It returns the
+// client's answer to come and the command, and fails the test unless the
+// second poll took exactly that one command.
+func (a *agentClient) take(body string) (<-chan *http.Response, wire.Command) {
+	a.h.t.Helper()
+	a.poll(time.Millisecond)
+	got := a.h.clientPost(tunA, body, nil)
+	cmds := a.poll(5 * time.Second)
+	if len(cmds) != 1 {
+		a.h.t.Fatalf("agent %q took %d commands, want the call's one", a.instance, len(cmds))
+	}
+	return got, cmds[0]
+}
+
 // die closes every connection of the agent, as the kernel does for a
 // killed process.
 func (a *agentClient) die() { a.tr.CloseIdleConnections() }
@@ -74,12 +90,7 @@ func (a *agentClient) die() { a.tr.CloseIdleConnections() }
 func TestLostAgentFailsItsCalls(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Tunnels[0].ResponseTimeout = time.Minute }, Options{})
 	dying, other := newAgentClient(h, "dying"), newAgentClient(h, "other")
-	dying.poll(time.Millisecond)
-	got := h.clientPost(tunA, `{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":"slow"}}`, nil)
-	cmds := dying.poll(5 * time.Second)
-	if len(cmds) != 1 {
-		t.Fatalf("dying agent got %d commands", len(cmds))
-	}
+	got, cmd := dying.take(`{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":"slow"}}`)
 	// The other agent keeps polling: it must never see that command.
 	stop := make(chan struct{})
 	otherGot := make(chan int, 1)
@@ -112,7 +123,7 @@ func TestLostAgentFailsItsCalls(t *testing.T) {
 		t.Errorf("the lost agent's command was handed to another agent %d times", n)
 	}
 	// A result that arrives after all is refused: the call is over.
-	if st := other.respond(cmds[0], `{"jsonrpc":"2.0","id":41,"result":{}}`); st != 404 {
+	if st := other.respond(cmd, `{"jsonrpc":"2.0","id":41,"result":{}}`); st != 404 {
 		t.Errorf("late result: %d, want 404", st)
 	}
 }
@@ -123,14 +134,9 @@ func TestLostAgentFailsItsCalls(t *testing.T) {
 func TestQuietConnectedAgentIsNotLost(t *testing.T) {
 	h := newHarness(t, nil, Options{})
 	a := newAgentClient(h, "busy")
-	a.poll(time.Millisecond)
-	got := h.clientPost(tunA, `{"jsonrpc":"2.0","id":1,"method":"tools/call"}`, nil)
-	cmds := a.poll(5 * time.Second)
-	if len(cmds) != 1 {
-		t.Fatalf("%d commands", len(cmds))
-	}
+	got, cmd := a.take(`{"jsonrpc":"2.0","id":1,"method":"tools/call"}`)
 	time.Sleep(agentLostAfter + time.Second) // its keep-alive connection stays open
-	if st := a.respond(cmds[0], `{"jsonrpc":"2.0","id":1,"result":{"ok":true}}`); st != 200 {
+	if st := a.respond(cmd, `{"jsonrpc":"2.0","id":1,"result":{"ok":true}}`); st != 200 {
 		t.Fatalf("respond: %d", st)
 	}
 	resp := wait(t, got)
@@ -148,11 +154,7 @@ func TestQuietConnectedAgentIsNotLost(t *testing.T) {
 func TestAgentWithoutInstanceIDIsNeverLost(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Tunnels[0].ResponseTimeout = 4 * time.Second }, Options{})
 	a := newAgentClient(h, "")
-	a.poll(time.Millisecond) // the tunnel has an agent: the call is queued, not refused
-	got := h.clientPost(tunA, `{"jsonrpc":"2.0","id":1,"method":"x"}`, nil)
-	if len(a.poll(5*time.Second)) != 1 {
-		t.Fatal("no command")
-	}
+	got, _ := a.take(`{"jsonrpc":"2.0","id":1,"method":"x"}`)
 	a.die()
 	resp := wait(t, got)
 	if resp.StatusCode != http.StatusGatewayTimeout {

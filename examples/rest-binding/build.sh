@@ -1,16 +1,5 @@
 #!/bin/sh
 # Vets and unit-tests the rest-binding example natively, then builds the
 # plugin into rest-binding.wasm (or into the path given as the first
-# argument). Standard Go only: GOOS=wasip1 GOARCH=wasm, -buildmode=c-shared.
-set -eu
-out=${1:-}
-case $out in
-"") out=$(cd "$(dirname "$0")" && pwd)/rest-binding.wasm ;;
-/*) ;;
-*) out=$(pwd)/$out ;;
-esac
-cd "$(dirname "$0")"
-go vet ./...
-go test ./...
-GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 go build -buildmode=c-shared -trimpath -buildvcs=false -ldflags='-s -w -buildid=' -o "$out" .
-echo "built $out"
+# argument), with ../build-binding.sh.
+exec sh "$(dirname "$0")/../build-binding.sh" "$(dirname "$0")" "$@"

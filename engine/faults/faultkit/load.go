@@ -412,6 +412,11 @@ func (r *Result) Kinds() map[string]int {
 	return out
 }
 
+// Of returns the calls of class.
+func (r *Result) Of(class string) []*Call {
+	return r.Where(func(c *Call) bool { return c.Class == class })
+}
+
 // Where returns the calls for which f holds.
 func (r *Result) Where(f func(*Call) bool) []*Call {
 	var out []*Call
