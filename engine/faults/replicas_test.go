@@ -43,10 +43,40 @@ func natsServerBin(t *testing.T) string {
 	return bin
 }
 
-// startNATS starts a 3-node JetStream cluster on loopback.
+// startNATS starts a 3-node JetStream cluster on loopback. Its nine ports
+// are picked free and then bound by the nodes, so another process on the
+// machine can take one in between: a node that exits saying so makes the
+// cluster start again on fresh ports (up to three times).
 func (tp *topo) startNATS() []*natsNode {
 	t := tp.t
 	t.Helper()
+	for attempt := 1; ; attempt++ {
+		nodes := tp.tryStartNATS(attempt)
+		stolen := false
+		deadline := time.Now().Add(3 * time.Second)
+		for time.Now().Before(deadline) && !stolen {
+			for _, nd := range nodes {
+				stolen = stolen || strings.Contains(nd.Tail(50), "address already in use")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if !stolen || attempt == 3 {
+			for _, nd := range nodes {
+				nd.waitReady(t)
+			}
+			return nodes
+		}
+		t.Logf("NATS cluster attempt %d: a port was taken by another process; starting again on fresh ports", attempt)
+		for _, nd := range nodes {
+			nd.Kill()
+		}
+	}
+}
+
+// tryStartNATS starts the three nodes on fresh ports, in a data directory
+// of their own.
+func (tp *topo) tryStartNATS(attempt int) []*natsNode {
+	t := tp.t
 	bin := natsServerBin(t)
 	const n = 3
 	client, cluster, monitor := make([]string, n), make([]string, n), make([]string, n)
@@ -64,13 +94,10 @@ func (tp *topo) startNATS() []*natsNode {
 		port := func(a string) string { return a[strings.LastIndex(a, ":")+1:] }
 		p := faultkit.Start(t, fmt.Sprintf("nats-%d", i+1), nil, bin,
 			"-a", "127.0.0.1", "-p", port(client[i]), "-m", port(monitor[i]),
-			"-n", fmt.Sprintf("n%d", i+1), "-js", "-sd", filepath.Join(tp.dir, fmt.Sprintf("nats-%d", i+1)),
+			"-n", fmt.Sprintf("n%d", i+1), "-js", "-sd", filepath.Join(tp.dir, fmt.Sprintf("nats-%d-%d", attempt, i+1)),
 			"--cluster_name", "sluice-faults", "--cluster", "nats://"+cluster[i],
 			"--routes", strings.Join(routes, ","))
 		nodes[i] = &natsNode{Proc: p, client: "nats://" + client[i], monitor: "http://" + monitor[i]}
-	}
-	for _, nd := range nodes {
-		nd.waitReady(t)
 	}
 	return nodes
 }
