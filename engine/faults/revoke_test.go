@@ -163,3 +163,73 @@ func TestRuntimeKeyRevokedUnderLoad(t *testing.T) {
 	tp.startAgent(r, agentOptions{})
 	tp.waitServing(r, 20*time.Second)
 }
+
+// TestRuntimeKeyRevokedOnReplicas: the same revocation on three replicas
+// sharing a 3-node NATS cluster, the tunnel and its keys kept in NATS, two
+// agents behind a load balancer, calls on every replica. Every call the
+// agents held is answered within 1 s with the revocation's failure, on its
+// own replica whichever replica's poll handed it out; calls after it are
+// refused at once on every replica (no replica counts the agents connected
+// on another's word); nothing hangs, nothing runs twice.
+func TestRuntimeKeyRevokedOnReplicas(t *testing.T) {
+	tp := newTopo(t)
+	adminKey := relay.NewKey("sk_adm_")
+	adminFile := writeFile(t, tp.dir, "admin.key", adminKey)
+	rs := tp.startReplicas(60*time.Second, "admin-key: file:"+adminFile+"\n")
+	r0 := rs.replicas[0]
+	var tn struct{ ID string }
+	adminCall(t, r0, adminKey, "POST", "/v1/tunnels", `{"name":"revoke-on-replicas"}`, &tn)
+	var rk, ck struct{ ID, Value string }
+	adminCall(t, r0, adminKey, "POST", "/v1/tunnels/"+tn.ID+"/keys", `{"scope":"runtime","name":"agent"}`, &rk)
+	adminCall(t, r0, adminKey, "POST", "/v1/tunnels/"+tn.ID+"/keys", `{"scope":"client","name":"load"}`, &ck)
+	tp.tun = tunnel{id: tn.ID, runtimeKey: rk.Value, clientKey: ck.Value,
+		runtimeKeyFile: writeFile(t, tp.dir, "managed-runtime.key", rk.Value), clientKeyFile: writeFile(t, tp.dir, "managed-client.key", ck.Value)}
+	rs.startAgents(tp)
+
+	l := rs.load(tp)
+	l.Concurrency, l.Duration, l.SleepMS = 24, 6*time.Second, 300
+	var revokedAt time.Time
+	after(2*time.Second, func() {
+		revokedAt = time.Now()
+		adminCall(t, rs.replicas[1], adminKey, "DELETE", "/v1/tunnels/"+tn.ID+"/keys/"+rk.ID, "", nil)
+	})
+	res := tp.run(context.Background(), l)
+	assertSound(t, res)
+
+	held := res.Where(func(c *faultkit.Call) bool { return strings.Contains(c.Detail, revokedMessage) })
+	if len(held) == 0 {
+		t.Fatal("no call was held by the agents at the revocation: the fault did not happen")
+	}
+	latest := time.Duration(0)
+	perReplica := map[string]int{}
+	for _, c := range held {
+		latest = max(latest, c.End.Sub(revokedAt))
+		perReplica[c.URL]++
+	}
+	refused := res.Where(func(c *faultkit.Call) bool {
+		return c.Kind == "http_503" && strings.Contains(c.Detail, "tunnel_client_not_connected")
+	})
+	slowest := time.Duration(0)
+	for _, c := range refused {
+		slowest = max(slowest, c.Duration())
+	}
+	t.Logf("%d calls held at the revocation (on %d replicas), the last answered %s after it; %d later calls refused with 503, the slowest in %s",
+		len(held), len(perReplica), latest.Round(time.Millisecond), len(refused), slowest.Round(time.Millisecond))
+	if latest > time.Second {
+		t.Errorf("a call held at the revocation was answered %s after it (bar: 1 s)", latest)
+	}
+	if len(perReplica) < 2 {
+		t.Errorf("calls held on %d replica(s) only: the revocation did not span replicas", len(perReplica))
+	}
+	if slowest > 5*time.Second {
+		t.Errorf("a call after the revocation took %s to be refused (bar: 5 s, against a 60 s response timeout)", slowest)
+	}
+	for _, c := range res.Where(func(c *faultkit.Call) bool { return c.Class == faultkit.ClassError }) {
+		if !strings.Contains(c.Detail, revokedMessage) && c.Kind != "http_503" {
+			t.Errorf("call %s failed otherwise: %s %s", c.ID, c.Kind, c.Detail)
+		}
+		if c.Start.After(revokedAt.Add(100*time.Millisecond)) && c.Executed > 0 {
+			t.Errorf("call %s, made after the revocation, was executed", c.ID)
+		}
+	}
+}

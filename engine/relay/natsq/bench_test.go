@@ -45,26 +45,66 @@ func BenchmarkQueue(b *testing.B) {
 				defer q.Close()
 				cl = q
 			}
+			if cl == nil {
+				benchRelay(b)
+				return
+			}
 			benchRelay(b, cl)
 		})
 	}
 }
 
-func benchRelay(b *testing.B, cl relay.Cluster) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// BenchmarkReplicas is BenchmarkQueue's NATS case with three relays on the
+// embedded server, the clients' calls spread over the three and the agent
+// polling the first: what serving one tunnel from three replicas costs
+// against one.
+func BenchmarkReplicas(b *testing.B) {
+	s, err := natsconn.StartServer(natsconn.ServerOptions{StoreDir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	r, srv := serve(b, ln, relay.Config{Tunnels: []relay.Tunnel{{ID: tun, RuntimeKey: rtKey, AuthMode: relay.AuthPublic}}}, cl)
-	defer func() { r.Close(); srv.Close() }()
+	defer s.Shutdown()
+	var cls []relay.Cluster
+	for range 3 {
+		nc, err := s.Connect(context.Background(), "bench", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer nc.Close()
+		q, err := New(context.Background(), nc, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer q.Close()
+		cls = append(cls, q)
+	}
+	benchRelay(b, cls...)
+}
+
+// benchRelay serves the tunnel from one relay per cluster (one relay alone
+// for none), runs the agent against the first and spreads the calls.
+func benchRelay(b *testing.B, cls ...relay.Cluster) {
+	if len(cls) == 0 {
+		cls = []relay.Cluster{nil}
+	}
+	var urls []string
+	for _, cl := range cls {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		r, srv := serve(b, ln, relay.Config{Tunnels: []relay.Tunnel{{ID: tun, RuntimeKey: rtKey, AuthMode: relay.AuthPublic}}}, cl)
+		defer func() { r.Close(); srv.Close() }()
+		urls = append(urls, srv.URL)
+	}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for range 4 {
-		go benchAgent(ctx, hc, srv.URL)
+		go benchAgent(ctx, hc, urls[0])
 	}
 	call := func(id int) bool {
-		req, _ := http.NewRequest("POST", srv.URL+"/v1/mcp/"+tun, bytes.NewReader([]byte(`{"jsonrpc":"2.0","id":`+strconv.Itoa(id)+`,"method":"ping"}`)))
+		req, _ := http.NewRequest("POST", urls[id%len(urls)]+"/v1/mcp/"+tun, bytes.NewReader([]byte(`{"jsonrpc":"2.0","id":`+strconv.Itoa(id)+`,"method":"ping"}`)))
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := hc.Do(req)
 		if err != nil {
@@ -74,11 +114,13 @@ func benchRelay(b *testing.B, cl relay.Cluster) {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	}
-	for deadline := time.Now().Add(5 * time.Second); !call(0); {
-		if time.Now().After(deadline) {
-			b.Fatal("relay not serving")
+	for i := range urls {
+		for deadline := time.Now().Add(5 * time.Second); !call(i); {
+			if time.Now().After(deadline) {
+				b.Fatal("relay not serving")
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	var ids, failed atomic.Int64
 	b.SetParallelism(32) // 64 clients on 2 CPUs

@@ -272,8 +272,9 @@ func (q *Queue) forget(tunnel string, lane relay.Lane, err error) {
 }
 
 // Pull implements relay.Cluster: the first item of any lane within wait
-// (from the lane's puller: at once when the lane holds one), then, when
-// its lane holds more, what is ready there.
+// (from the lane's puller: at once when the lane holds one; with a wait of
+// 0, only one a puller offers now), then, when its lane holds more, what
+// is ready there.
 func (q *Queue) Pull(ctx context.Context, tunnel string, lanes []relay.Lane, limit int, wait time.Duration) ([]relay.Pulled, error) {
 	for _, l := range lanes {
 		if _, err := q.consumer(ctx, tunnel, l); err != nil {
@@ -286,7 +287,7 @@ func (q *Queue) Pull(ctx context.Context, tunnel string, lanes []relay.Lane, lim
 	}
 	msgs := []jetstream.Msg{first}
 	var err error
-	if meta, merr := first.Metadata(); limit > 1 && (merr != nil || meta.NumPending > 0) {
+	if meta, merr := first.Metadata(); limit > 1 && ctx.Err() == nil && (merr != nil || meta.NumPending > 0) {
 		var more []jetstream.Msg
 		more, err = q.ready(tunnel, lane, limit-1)
 		msgs = append(msgs, more...)
@@ -439,9 +440,22 @@ func (q *Queue) waitFirst(ctx context.Context, tunnel string, lanes []relay.Lane
 		}
 	}
 	defer leave()
+	var m jetstream.Msg
+	if wait <= 0 {
+		select {
+		case m = <-chans[0]:
+			served = 0
+		case m = <-chans[1]:
+			served = 1
+		case m = <-chans[2]:
+			served = 2
+		default:
+			return nil, ""
+		}
+		return m, lanes[served]
+	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	var m jetstream.Msg
 	select {
 	case m = <-chans[0]:
 		served = 0
@@ -455,6 +469,14 @@ func (q *Queue) waitFirst(ctx context.Context, tunnel string, lanes []relay.Lane
 		return nil, ""
 	}
 	return m, lanes[served]
+}
+
+// Send implements relay.Cluster.
+func (q *Queue) Send(replica string, msg []byte) error {
+	if err := q.nc.Publish(q.prefix+".r."+replica, msg); err != nil {
+		return fmt.Errorf("natsq: send to replica %s: %w", replica, err)
+	}
+	return nil
 }
 
 // Call implements relay.Cluster.
@@ -513,7 +535,15 @@ func (q *Queue) Handle(h relay.ClusterHandler) {
 		q.mu.Unlock()
 	}
 	subscribe(q.prefix+".r."+q.id, func(m *nats.Msg) {
-		_ = m.Respond(h.HandleCall(m.Data))
+		// Each in its own goroutine: an offer is answered only once a poll
+		// took it, and the other replicas' calls do not queue behind one
+		// another.
+		go func() {
+			ans := h.HandleCall(m.Data)
+			if m.Reply != "" { // a Send has none
+				_ = m.Respond(ans)
+			}
+		}()
 	})
 	subscribe(q.prefix+".b", func(m *nats.Msg) {
 		if m.Header.Get(fromHeader) != q.id {
