@@ -37,6 +37,16 @@ func (tp *topo) startManaged(o relayOptions, name string) *managed {
 	}
 	o.extraYAML += "admin-key: file:" + writeFile(t, tp.dir, "admin.key", m.adminKey) + "\n"
 	m.relay = tp.startRelay(o)
+	tp.manage(m, name)
+	return m
+}
+
+// manage makes a tunnel named name through m's relay's admin API, with a
+// runtime key "agent" and a client key "load": the scenario's tunnel from
+// then on.
+func (tp *topo) manage(m *managed, name string) {
+	t := tp.t
+	t.Helper()
 	var tn struct{ ID string }
 	m.call(t, "POST", "/v1/tunnels", `{"name":"`+name+`"}`, &tn)
 	m.tunnelID = tn.ID
@@ -45,7 +55,6 @@ func (tp *topo) startManaged(o relayOptions, name string) *managed {
 	_, clientKey = m.newKey(t, "client", "load")
 	tp.tun = tunnel{id: tn.ID, runtimeKey: runtimeKey, clientKey: clientKey,
 		runtimeKeyFile: writeFile(t, tp.dir, "managed-runtime.key", runtimeKey), clientKeyFile: writeFile(t, tp.dir, "managed-client.key", clientKey)}
-	return m
 }
 
 // newKey makes a key of scope ("runtime" or "client") named name on the
@@ -173,39 +182,30 @@ func TestRuntimeKeyRevokedUnderLoad(t *testing.T) {
 // on another's word); nothing hangs, nothing runs twice.
 func TestRuntimeKeyRevokedOnReplicas(t *testing.T) {
 	tp := newTopo(t)
-	adminKey := relay.NewKey("sk_adm_")
-	adminFile := writeFile(t, tp.dir, "admin.key", adminKey)
-	rs := tp.startReplicas(60*time.Second, "admin-key: file:"+adminFile+"\n")
-	r0 := rs.replicas[0]
-	var tn struct{ ID string }
-	adminCall(t, r0, adminKey, "POST", "/v1/tunnels", `{"name":"revoke-on-replicas"}`, &tn)
-	var rk, ck struct{ ID, Value string }
-	adminCall(t, r0, adminKey, "POST", "/v1/tunnels/"+tn.ID+"/keys", `{"scope":"runtime","name":"agent"}`, &rk)
-	adminCall(t, r0, adminKey, "POST", "/v1/tunnels/"+tn.ID+"/keys", `{"scope":"client","name":"load"}`, &ck)
-	tp.tun = tunnel{id: tn.ID, runtimeKey: rk.Value, clientKey: ck.Value,
-		runtimeKeyFile: writeFile(t, tp.dir, "managed-runtime.key", rk.Value), clientKeyFile: writeFile(t, tp.dir, "managed-client.key", ck.Value)}
+	m := &managed{adminKey: relay.NewKey("sk_adm_")}
+	rs := tp.startReplicas(60*time.Second, "admin-key: file:"+writeFile(t, tp.dir, "admin.key", m.adminKey)+"\n")
+	m.relay = rs.replicas[0]
+	tp.manage(m, "revoke-on-replicas")
 	rs.startAgents(tp)
 
-	l := rs.load(tp)
-	l.Concurrency, l.Duration, l.SleepMS = 24, 6*time.Second, 300
 	var revokedAt time.Time
 	after(2*time.Second, func() {
 		revokedAt = time.Now()
-		adminCall(t, rs.replicas[1], adminKey, "DELETE", "/v1/tunnels/"+tn.ID+"/keys/"+rk.ID, "", nil)
+		on1 := *m // through another replica than the tunnel's maker
+		on1.relay = rs.replicas[1]
+		on1.revoke(t, m.runtimeKeyID)
 	})
-	res := tp.run(context.Background(), l)
-	assertSound(t, res)
+	res := rs.sound(tp, faultkit.Load{Concurrency: 24, Duration: 6 * time.Second, SleepMS: 300})
 
 	held := res.Where(func(c *faultkit.Call) bool { return strings.Contains(c.Detail, revokedMessage) })
 	if len(held) == 0 {
 		t.Fatal("no call was held by the agents at the revocation: the fault did not happen")
 	}
-	latest := time.Duration(0)
 	perReplica := map[string]int{}
 	for _, c := range held {
-		latest = max(latest, c.End.Sub(revokedAt))
 		perReplica[c.URL]++
 	}
+	latest := latestEnd(held, revokedAt)
 	refused := res.Where(func(c *faultkit.Call) bool {
 		return c.Kind == "http_503" && strings.Contains(c.Detail, "tunnel_client_not_connected")
 	})
@@ -221,10 +221,13 @@ func TestRuntimeKeyRevokedOnReplicas(t *testing.T) {
 	if len(perReplica) < 2 {
 		t.Errorf("calls held on %d replica(s) only: the revocation did not span replicas", len(perReplica))
 	}
+	if len(refused) == 0 {
+		t.Error("no call after the revocation was refused: they waited instead")
+	}
 	if slowest > 5*time.Second {
 		t.Errorf("a call after the revocation took %s to be refused (bar: 5 s, against a 60 s response timeout)", slowest)
 	}
-	for _, c := range res.Where(func(c *faultkit.Call) bool { return c.Class == faultkit.ClassError }) {
+	for _, c := range res.Of(faultkit.ClassError) {
 		if !strings.Contains(c.Detail, revokedMessage) && c.Kind != "http_503" {
 			t.Errorf("call %s failed otherwise: %s %s", c.ID, c.Kind, c.Detail)
 		}
