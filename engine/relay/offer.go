@@ -104,13 +104,20 @@ func (r *Relay) offer(t *tunnelState, p *pending, item []byte) bool {
 	t.mu.Unlock()
 	r.sendOffer(t, replica, item)
 	timer := time.NewTimer(offerWait)
+	answered := true
 	select {
 	case <-settled:
 	case <-timer.C:
+		answered = false
 	}
 	timer.Stop()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if !answered && p.offer != nil {
+		// Neither a claim nor a decline: that replica may be gone. Offer
+		// it nothing more until it says again that it has polls.
+		delete(t.pollReplicas, replica)
+	}
 	p.offer = nil
 	return t.pending[p.cmd.RequestID] != p || p.holder != ""
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -260,5 +261,63 @@ func TestRevocationFailsCallsOwnedElsewhere(t *testing.T) {
 	}
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("a call after the revocation was refused after %s", d)
+	}
+}
+
+// offerCounter is a ClusterHandler that counts the offers it receives and
+// answers nothing: a replica that went silent.
+type offerCounter struct{ n atomic.Int32 }
+
+func (o *offerCounter) HandleCall(msg []byte) []byte {
+	if strings.Contains(string(msg), `"op":"offers"`) {
+		o.n.Add(1)
+	}
+	return nil
+}
+func (o *offerCounter) HandleBroadcast([]byte) {}
+func (o *offerCounter) HandleAsk([]byte) bool  { return false }
+
+// A replica that said it has polls and then neither claims nor declines an
+// offer gets no more offers until it speaks again: the commands go to the
+// shared queue at once.
+func TestSilentReplicaGetsNoMoreOffers(t *testing.T) {
+	conn := embedded(t)
+	a := startReplica(t, conn(), 0)
+	g := newQueue(t, conn(), Options{})
+	counter := &offerCounter{}
+	g.Handle(counter)
+	live, _ := json.Marshal(map[string]any{"op": "live", "f": g.ID(), "l": []map[string]any{{"t": tun}}})
+	if err := g.Broadcast(live); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // A hears it
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	send := func(id int) {
+		body := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"ping"}`, id)
+		req, _ := http.NewRequestWithContext(ctx, "POST", a.url+"/v1/mcp/"+tun, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+ckKey)
+		req.Header.Set("Content-Type", "application/json")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}
+	go send(91)
+	for deadline := time.Now().Add(5 * time.Second); published(t, a.q) < 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first command never reached the shared queue")
+		}
+	}
+	if n := counter.n.Load(); n != 1 {
+		t.Fatalf("the silent replica got %d offers for the first command, want 1", n)
+	}
+	go send(92)
+	for deadline := time.Now().Add(5 * time.Second); published(t, a.q) < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second command never reached the shared queue")
+		}
+	}
+	if n := counter.n.Load(); n != 1 {
+		t.Errorf("the silent replica got %d offers, want no more after the unanswered one", n)
 	}
 }
