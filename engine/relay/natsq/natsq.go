@@ -40,9 +40,11 @@ const fetchChunk = 2 * time.Second
 // ackWait is how long JetStream waits for the acknowledgement of a
 // delivered command before delivering it again. Commands are acknowledged
 // as soon as they arrive, so it only matters when a replica dies between
-// the two; a redelivered command is still handed out at most once (the
+// the two (then it is the wait of the commands its puller held: 1 s rather
+// than 2 took the fault suite's failover p99 from 1.7 to 1.6 s, median of
+// three); a redelivered command is still handed out at most once (the
 // owner's claim decides).
-const ackWait = 2 * time.Second
+const ackWait = time.Second
 
 // Options configure a Queue. The zero value of each field is its default.
 type Options struct {
