@@ -368,36 +368,40 @@ func (r *Relay) callPeerAnswer(replica string, m peerMsg) (peerAnswer, error) {
 	return a, err
 }
 
-// liveLoop tells the other replicas, every liveEvery, which tunnels have
-// polls here.
-func (r *Relay) liveLoop() {
-	tick := time.NewTicker(liveEvery)
+// every calls f every d until the relay closes.
+func (r *Relay) every(d time.Duration, f func(now time.Time)) {
+	tick := time.NewTicker(d)
 	defer tick.Stop()
 	for {
 		select {
 		case <-r.closing:
 			return
-		case <-tick.C:
+		case now := <-tick.C:
+			f(now)
 		}
-		var live []liveTunnel
-		now := time.Now()
-		r.dropOutboxes(now)
-		for _, t := range r.snapshot() {
-			if polls, offer, keys := t.pollsHere(); polls {
-				live = append(live, liveTunnel{ID: t.id, Offer: offer, AS: r.asOfferedIn(&r.asOffers, t.id, now), Keys: keys})
-			}
+	}
+}
+
+// sayLive tells the other replicas which tunnels have polls here (every
+// liveEvery).
+func (r *Relay) sayLive(now time.Time) {
+	var live []liveTunnel
+	r.dropOutboxes(now)
+	for _, t := range r.snapshot() {
+		if polls, offer, keys := t.pollsHere(); polls {
+			live = append(live, liveTunnel{ID: t.id, Offer: offer, AS: r.asOfferedIn(&r.asOffers, t.id, now), Keys: keys})
 		}
-		for len(live) > 0 {
-			n := min(len(live), 500) // keep each message far below NATS's payload cap
-			r.broadcast(peerMsg{Op: opLive, From: r.replica, Live: live[:n]})
-			live = live[n:]
-		}
+	}
+	for len(live) > 0 {
+		n := min(len(live), 500) // keep each message far below NATS's payload cap
+		r.broadcast(peerMsg{Op: opLive, From: r.replica, Live: live[:n]})
+		live = live[n:]
 	}
 }
 
 // liveNow tells the other replicas at once that t has a poll here (its
 // first after a silence), so a call on another replica does not get 503
-// until the next liveLoop tick.
+// until the next sayLive.
 func (r *Relay) liveNow(t *tunnelState, offer bool, key [32]byte) {
 	now := time.Now()
 	if r.cl == nil || !t.liveDue(now) {

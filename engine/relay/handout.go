@@ -149,22 +149,9 @@ func (r *Relay) confirmHanded(t *tunnelState, taken []handout, instance string) 
 	}
 }
 
-// handOutLoop checks, every handOutCheckEvery, the hand-outs other
-// replicas have not confirmed within handOutGrace, and fails those whose
-// taker is gone.
-func (r *Relay) handOutLoop() {
-	tick := time.NewTicker(handOutCheckEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-r.closing:
-			return
-		case <-tick.C:
-		}
-		r.checkHandOuts(time.Now())
-	}
-}
-
+// checkHandOuts looks at the hand-outs other replicas have not confirmed
+// within handOutGrace, and fails those whose taker is gone (every
+// handOutCheckEvery).
 func (r *Relay) checkHandOuts(now time.Time) {
 	r.handOuts.mu.Lock()
 	ts := slices.Collect(maps.Keys(r.handOuts.tunnels))

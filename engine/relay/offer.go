@@ -171,7 +171,7 @@ func (r *Relay) sendOffer(t *tunnelState, replica string, item []byte) {
 	}()
 }
 
-// dropOutboxes forgets the outboxes to replicas gone quiet (liveLoop).
+// dropOutboxes forgets the outboxes to replicas gone quiet (sayLive).
 func (r *Relay) dropOutboxes(now time.Time) {
 	r.outboxes.mu.Lock()
 	defer r.outboxes.mu.Unlock()

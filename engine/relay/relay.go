@@ -183,8 +183,8 @@ func New(cfg Config, opts Options) (*Relay, error) {
 	}
 	if r.cl != nil {
 		r.cl.Handle(peerHandler{r})
-		go r.liveLoop()
-		go r.handOutLoop()
+		go r.every(liveEvery, r.sayLive)
+		go r.every(handOutCheckEvery, r.checkHandOuts)
 	}
 	return r, nil
 }

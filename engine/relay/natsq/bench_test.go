@@ -26,30 +26,11 @@ import (
 func BenchmarkQueue(b *testing.B) {
 	for _, name := range []string{"in-process", "embedded-nats"} {
 		b.Run(name, func(b *testing.B) {
-			var cl relay.Cluster
-			if name == "embedded-nats" {
-				s, err := natsconn.StartServer(natsconn.ServerOptions{StoreDir: b.TempDir()})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer s.Shutdown()
-				nc, err := s.Connect(context.Background(), "bench", nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer nc.Close()
-				q, err := New(context.Background(), nc, Options{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer q.Close()
-				cl = q
-			}
-			if cl == nil {
+			if name == "in-process" {
 				benchRelay(b)
 				return
 			}
-			benchRelay(b, cl)
+			benchRelay(b, embeddedQueues(b, 1)...)
 		})
 	}
 }
@@ -59,26 +40,32 @@ func BenchmarkQueue(b *testing.B) {
 // polling the first: what serving one tunnel from three replicas costs
 // against one.
 func BenchmarkReplicas(b *testing.B) {
+	benchRelay(b, embeddedQueues(b, 3)...)
+}
+
+// embeddedQueues starts a NATS server in the process and returns n queues
+// on it, each on a connection of its own.
+func embeddedQueues(b *testing.B, n int) []relay.Cluster {
 	s, err := natsconn.StartServer(natsconn.ServerOptions{StoreDir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer s.Shutdown()
+	b.Cleanup(s.Shutdown)
 	var cls []relay.Cluster
-	for range 3 {
+	for range n {
 		nc, err := s.Connect(context.Background(), "bench", nil)
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer nc.Close()
+		b.Cleanup(nc.Close)
 		q, err := New(context.Background(), nc, Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer q.Close()
+		b.Cleanup(func() { _ = q.Close() })
 		cls = append(cls, q)
 	}
-	benchRelay(b, cls...)
+	return cls
 }
 
 // benchRelay serves the tunnel from one relay per cluster (one relay alone

@@ -28,6 +28,16 @@ func published(t *testing.T, q *Queue) uint64 {
 	return info.State.LastSeq
 }
 
+// waitPublished waits until the stream took n commands.
+func waitPublished(t *testing.T, q *Queue, n uint64) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); published(t, q) < n; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the shared queue took %d commands, want %d", published(t, q), n)
+		}
+	}
+}
+
 // A replica hands its own commands to its own polls without the shared
 // queue: to a poll waiting there, and to the next poll of an agent between
 // two polls.
@@ -303,20 +313,12 @@ func TestSilentReplicaGetsNoMoreOffers(t *testing.T) {
 		}
 	}
 	go send(91)
-	for deadline := time.Now().Add(5 * time.Second); published(t, a.q) < 1; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the first command never reached the shared queue")
-		}
-	}
+	waitPublished(t, a.q, 1)
 	if n := counter.n.Load(); n != 1 {
 		t.Fatalf("the silent replica got %d offers for the first command, want 1", n)
 	}
 	go send(92)
-	for deadline := time.Now().Add(5 * time.Second); published(t, a.q) < 2; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the second command never reached the shared queue")
-		}
-	}
+	waitPublished(t, a.q, 2)
 	if n := counter.n.Load(); n != 1 {
 		t.Errorf("the silent replica got %d offers, want no more after the unanswered one", n)
 	}
