@@ -99,7 +99,7 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	instance := agentInstance(req)
-	req, endPoll := t.beginPoll(req, instance, req.Header.Get(wire.HeaderServerInfo))
+	req, key, endPoll := t.beginPoll(req, instance, req.Header.Get(wire.HeaderServerInfo))
 	defer endPoll()
 	r.bindAgentConn(req, t, instance)
 	r.noteASOffer(req, t)
@@ -111,16 +111,17 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 		defer func() { t.offerEnd(time.Now()) }()
 	}
 
-	r.liveNow(t, offer)
+	r.liveNow(t, offer, key)
 	var (
 		cmds  []wire.Command
 		taken []handout
 	)
 	aff := pollAffinity(req)
+	tk := taker{instance: instance, key: key, keyed: true}
 	if r.cl == nil {
-		cmds, taken = r.collect(req, t, limit, wait, instance, offer, aff)
+		cmds, taken = r.collect(req, t, limit, wait, tk, offer, aff)
 	} else {
-		cmds, taken = r.collectShared(req, t, limit, wait, instance, offer, aff)
+		cmds, taken = r.collectShared(req, t, limit, wait, tk, offer, aff)
 	}
 	if keyRevoked(req) {
 		// Revoked while the poll was held: say so now, not on the next poll
@@ -148,13 +149,19 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(buf))) // no chunking for batches over 2 KiB
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(buf)
+	_, err := w.Write(buf)
+	if r.cl != nil && err == nil && http.NewResponseController(w).Flush() == nil {
+		// The answer is on its way: the owners of the commands may now wait
+		// for their results however long this replica lives (handout.go).
+		r.confirmHanded(t, taken, instance)
+	}
 }
 
 // collect waits up to wait for the first live command, then takes whatever
 // else is queued, up to limit. Only a poll that offered GET streams takes
 // get_stream commands.
-func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.Duration, instance string, offer bool, aff map[string]bool) ([]wire.Command, []handout) {
+func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.Duration, tk taker, offer bool, aff map[string]bool) ([]wire.Command, []handout) {
+	instance := tk.instance
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	var (
@@ -183,15 +190,15 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.
 			}
 			made = nil
 		case p := <-q:
-			if c, ok := r.hand(t, p, instance, aff); ok {
+			if c, ok := r.hand(t, p, tk, aff); ok {
 				cmds, taken = append(cmds, c), append(taken, handout{local: p})
 			}
 		case p := <-sq:
-			if c, ok := r.hand(t, p, instance, aff); ok {
+			if c, ok := r.hand(t, p, tk, aff); ok {
 				cmds, taken = append(cmds, c), append(taken, handout{local: p})
 			}
 		case p := <-iq:
-			if c, ok := r.hand(t, p, instance, aff); ok {
+			if c, ok := r.hand(t, p, tk, aff); ok {
 				cmds, taken = append(cmds, c), append(taken, handout{local: p})
 			}
 		case <-timer.C:
@@ -209,15 +216,15 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.
 	for len(cmds) < limit {
 		select {
 		case p := <-q:
-			if c, ok := r.hand(t, p, instance, aff); ok {
+			if c, ok := r.hand(t, p, tk, aff); ok {
 				cmds, taken = append(cmds, c), append(taken, handout{local: p})
 			}
 		case p := <-sq:
-			if c, ok := r.hand(t, p, instance, aff); ok {
+			if c, ok := r.hand(t, p, tk, aff); ok {
 				cmds, taken = append(cmds, c), append(taken, handout{local: p})
 			}
 		case p := <-iq:
-			if c, ok := r.hand(t, p, instance, aff); ok {
+			if c, ok := r.hand(t, p, tk, aff); ok {
 				cmds, taken = append(cmds, c), append(taken, handout{local: p})
 			}
 		default:
@@ -228,9 +235,9 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.
 }
 
 // hand turns a queued command into its wire form, with response_timeout set
-// to the time the relay will still wait, and records instance as its holder.
+// to the time the relay will still wait, and records tk as its taker.
 // Commands whose caller is gone or whose deadline passed are skipped.
-func (r *Relay) hand(t *tunnelState, p *pending, instance string, aff map[string]bool) (wire.Command, bool) {
+func (r *Relay) hand(t *tunnelState, p *pending, tk taker, aff map[string]bool) (wire.Command, bool) {
 	if p.isGone() {
 		return wire.Command{}, false
 	}
@@ -238,7 +245,8 @@ func (r *Relay) hand(t *tunnelState, p *pending, instance string, aff map[string
 	if left <= 0 {
 		return wire.Command{}, false
 	}
-	if t.claim(p.cmd.RequestID, instance, "", aff[commandChannel(&p.cmd)]) != p {
+	tk.affinity = aff[commandChannel(&p.cmd)]
+	if t.claim(p.cmd.RequestID, tk) != p {
 		// Withdrawn (drain) or forgotten since it was queued: never hand it out.
 		return wire.Command{}, false
 	}

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,11 +19,13 @@ import (
 // without one (Options.Cluster nil) is alone: its queue is in process.
 //
 // Any replica takes any call. The replica that holds the MCP client's
-// connection (the owner) keeps the call's pending state; the command
-// travels through the queue to an agent poll on any replica, which claims
-// it from the owner before handing it out (so a command reaches at most one
-// agent, even if the queue delivered it twice); the agent's messages reach
-// the owner through Call, from whichever replica the agent posts them to.
+// connection (the owner) keeps the call's pending state; the command goes
+// to a poll of the owner's when one is there, else to one of a replica
+// with polls (an offer) or through the queue to an agent poll on any
+// replica, which claims it from the owner before handing it out (so a
+// command reaches at most one agent, even if it was offered and queued or
+// the queue delivered it twice); the agent's messages reach the owner
+// through Call, from whichever replica the agent posts them to.
 // engine/relay/natsq implements it on NATS JetStream.
 type Cluster interface {
 	// ID is this replica's id: unique among the replicas and new for each
@@ -32,7 +35,8 @@ type Cluster interface {
 	// the lane holds its bound.
 	Push(ctx context.Context, tunnel string, lane Lane, item []byte) error
 	// Pull waits up to wait for the first item of any of lanes, then takes
-	// whatever else is ready, up to limit in all. Each item it returns is
+	// whatever else is ready, up to limit in all (a wait of 0 takes only
+	// what is ready at once). Each item it returns is
 	// held for this puller until it is acknowledged (then it is off the
 	// queue) or its holder dies (then it is delivered again). An item that
 	// arrives after ctx ends goes back to the queue for another puller.
@@ -40,6 +44,9 @@ type Cluster interface {
 	// Call sends msg to replica and returns its handler's answer; it returns
 	// ErrNoReplica when no replica of that id answers.
 	Call(ctx context.Context, replica string, msg []byte) ([]byte, error)
+	// Send sends msg to replica's HandleCall without waiting for an answer
+	// (its answer is dropped, and nothing says whether it arrived).
+	Send(replica string, msg []byte) error
 	// Broadcast sends msg to the handlers of every other replica.
 	Broadcast(msg []byte) error
 	// Ask sends msg to every other replica and reports whether any answered
@@ -61,6 +68,8 @@ type Pulled interface {
 	Data() []byte
 	// Ack takes the item off the queue.
 	Ack() error
+	// Nak puts the item back for another puller at once.
+	Nak() error
 }
 
 // ClusterHandler receives the other replicas' messages. Its methods are
@@ -126,12 +135,19 @@ type peerMsg struct {
 	Instance string `json:"i,omitempty"`
 	// Claim is a claim's id: a retried claim gets the same answer.
 	Claim string `json:"c,omitempty"`
+	// From is the sending replica (of a claim and its confirmation).
+	From string `json:"f,omitempty"`
+	// Key is the hash (hex) of the runtime key of the poll that claims, so
+	// that the owner fails the calls when that key is revoked.
+	Key string `json:"k,omitempty"`
 	// Requests are the request ids of a claim, in order; Items the agent
 	// messages of a delivery.
 	Requests []string      `json:"rs,omitempty"`
 	Affinity []bool        `json:"af,omitempty"` // per request: the taker keeps its sessions in process
 	Items    []deliverItem `json:"is,omitempty"`
 	Live     []liveTunnel  `json:"l,omitempty"`
+	// Offers are offered commands, as the shared queue carries them.
+	Offers []json.RawMessage `json:"os,omitempty"`
 }
 
 // liveTunnel is one tunnel with polls on the sending replica.
@@ -139,12 +155,19 @@ type liveTunnel struct {
 	ID    string `json:"t"`
 	Offer bool   `json:"s,omitempty"` // a poll offered GET streams
 	AS    bool   `json:"a,omitempty"` // an agent offering the OAuth AS extension polls here
+	// Keys are the fingerprints of the keys of the polls here (keyFingerprint),
+	// so a replica forgets them when the key is revoked.
+	Keys []string `json:"k,omitempty"`
 }
 
 // Operations between replicas.
 const (
-	opClaim   = "claim"   // Call: hand requests rs of tunnel t to instance i
+	opClaim   = "claim"   // Call: hand requests rs of tunnel t to instance i, by replica f
 	opUnclaim = "unclaim" // Call: i never received r: queue it again
+	opHanded  = "handed"  // Send: the poll's answer carrying rs of claim c is written
+	opPing    = "ping"    // Call: are you there?
+	opOffers  = "offers"  // Send: give commands os of replica f to polls of yours (offer.go)
+	opDecline = "decline" // Send: no poll here took the offered commands rs
 	opDeliver = "deliver" // Call: agent messages is, each with its shard token
 	opLive    = "live"    // Broadcast: tunnels with polls here
 	opLost    = "lost"    // Broadcast: instance i of tunnel t is lost
@@ -162,6 +185,11 @@ type deliverItem struct {
 type peerAnswer struct {
 	Status   int   `json:"s"`
 	Statuses []int `json:"ss,omitempty"`
+}
+
+func encodePeer(m *peerMsg) []byte {
+	b, _ := json.Marshal(m)
+	return b
 }
 
 func encodeAnswer(st int) []byte {
@@ -205,14 +233,37 @@ func (h peerHandler) HandleCall(msg []byte) []byte {
 		// The commands of one poll that this replica owns; a command's
 		// claim id is the poll's with its index.
 		sts := make([]int, len(m.Requests))
+		tk := taker{instance: m.Instance, replica: m.From}
+		if k, err := hex.DecodeString(m.Key); err == nil && len(k) == len(tk.key) {
+			tk.key, tk.keyed = [32]byte(k), true
+		}
+		claimed := false
 		for i, rid := range m.Requests {
 			sts[i] = http.StatusNotFound
-			aff := i < len(m.Affinity) && m.Affinity[i]
-			if t != nil && t.claim(rid, m.Instance, m.Claim+"."+strconv.Itoa(i), aff) != nil {
-				sts[i] = http.StatusOK
+			tk.claimID, tk.affinity = m.Claim+"."+strconv.Itoa(i), i < len(m.Affinity) && m.Affinity[i]
+			if t != nil && t.claim(rid, tk) != nil {
+				sts[i], claimed = http.StatusOK, true
 			}
 		}
+		if claimed && m.From != "" {
+			r.awaitTunnel(t)
+		}
 		return encodeStatuses(sts)
+	case opHanded:
+		if t != nil {
+			t.handed(m.From, m.Claim, m.Requests)
+		}
+		return nil
+	case opPing:
+		return pingAnswer
+	case opOffers:
+		r.takeOffers(t, m.Tunnel, m.From, m.Offers)
+		return nil
+	case opDecline:
+		if t != nil {
+			t.declined(m.Requests)
+		}
+		return nil
 	case opUnclaim:
 		if t == nil || !t.unclaim(m.Request, m.Instance) {
 			return encodeAnswer(404)
@@ -243,7 +294,7 @@ func (h peerHandler) HandleBroadcast(msg []byte) {
 		now := time.Now()
 		for _, lt := range m.Live {
 			if t := r.tunnel(lt.ID); t != nil {
-				t.remoteLive(now, lt.Offer)
+				t.remoteLive(now, lt.Offer, m.From, lt.Keys)
 				if lt.AS {
 					r.remoteASOffer(lt.ID, now)
 				}
@@ -290,7 +341,7 @@ func (r *Relay) callPeer(replica string, m peerMsg) (int, error) {
 // within clusterCallTimeout: every call is safe to repeat (a claim carries
 // its id, a delivery's second copy is refused, a put-back is idempotent).
 func (r *Relay) callPeerAnswer(replica string, m peerMsg) (peerAnswer, error) {
-	b, _ := json.Marshal(m)
+	b := encodePeer(&m)
 	ctx, cancel := context.WithTimeout(context.Background(), clusterCallTimeout)
 	defer cancel()
 	var (
@@ -317,46 +368,51 @@ func (r *Relay) callPeerAnswer(replica string, m peerMsg) (peerAnswer, error) {
 	return a, err
 }
 
-// liveLoop tells the other replicas, every liveEvery, which tunnels have
-// polls here.
-func (r *Relay) liveLoop() {
-	tick := time.NewTicker(liveEvery)
+// every calls f every d until the relay closes.
+func (r *Relay) every(d time.Duration, f func(now time.Time)) {
+	tick := time.NewTicker(d)
 	defer tick.Stop()
 	for {
 		select {
 		case <-r.closing:
 			return
-		case <-tick.C:
+		case now := <-tick.C:
+			f(now)
 		}
-		var live []liveTunnel
-		now := time.Now()
-		for _, t := range r.snapshot() {
-			if polls, offer := t.pollsHere(); polls {
-				live = append(live, liveTunnel{ID: t.id, Offer: offer, AS: r.asOfferedIn(&r.asOffers, t.id, now)})
-			}
+	}
+}
+
+// sayLive tells the other replicas which tunnels have polls here (every
+// liveEvery).
+func (r *Relay) sayLive(now time.Time) {
+	var live []liveTunnel
+	r.dropOutboxes(now)
+	for _, t := range r.snapshot() {
+		if polls, offer, keys := t.pollsHere(); polls {
+			live = append(live, liveTunnel{ID: t.id, Offer: offer, AS: r.asOfferedIn(&r.asOffers, t.id, now), Keys: keys})
 		}
-		for len(live) > 0 {
-			n := min(len(live), 500) // keep each message far below NATS's payload cap
-			r.broadcast(peerMsg{Op: opLive, Live: live[:n]})
-			live = live[n:]
-		}
+	}
+	for len(live) > 0 {
+		n := min(len(live), 500) // keep each message far below NATS's payload cap
+		r.broadcast(peerMsg{Op: opLive, From: r.replica, Live: live[:n]})
+		live = live[n:]
 	}
 }
 
 // liveNow tells the other replicas at once that t has a poll here (its
 // first after a silence), so a call on another replica does not get 503
-// until the next liveLoop tick.
-func (r *Relay) liveNow(t *tunnelState, offer bool) {
+// until the next sayLive.
+func (r *Relay) liveNow(t *tunnelState, offer bool, key [32]byte) {
 	now := time.Now()
 	if r.cl == nil || !t.liveDue(now) {
 		return
 	}
-	go r.broadcast(peerMsg{Op: opLive, Live: []liveTunnel{{ID: t.id, Offer: offer, AS: r.asOfferedIn(&r.asOffers, t.id, now)}}})
+	go r.broadcast(peerMsg{Op: opLive, From: r.replica, Live: []liveTunnel{{ID: t.id, Offer: offer,
+		AS: r.asOfferedIn(&r.asOffers, t.id, now), Keys: []string{keyFingerprint(key)}}}})
 }
 
 func (r *Relay) broadcast(m peerMsg) {
-	b, _ := json.Marshal(m)
-	if err := r.cl.Broadcast(b); err != nil {
+	if err := r.cl.Broadcast(encodePeer(&m)); err != nil {
 		r.log.Warn("cluster broadcast failed", "op", m.Op, "err", err)
 	}
 }

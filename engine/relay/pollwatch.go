@@ -25,11 +25,12 @@ type pollWatch struct {
 // When the tunnel's keys change and its key is no longer among them, its
 // context ends with errKeyRevoked, no command is handed to it from then on,
 // and it stops counting as a connected agent at once (not when its handler
-// gets round to ending it). It also remembers the instance's key, so a
-// revocation fails the calls the instance holds. Call end when the poll
+// gets round to ending it). It returns the hash of its key, which the
+// commands it takes carry (so a revocation fails them wherever they are
+// owned), and remembers it as the instance's. Call end when the poll
 // ends: a poll that ends normally makes the tunnel look alive until then, a
 // revoked one does not.
-func (t *tunnelState) beginPoll(req *http.Request, instance, serverInfo string) (_ *http.Request, end func()) {
+func (t *tunnelState) beginPoll(req *http.Request, instance, serverInfo string) (_ *http.Request, key [32]byte, end func()) {
 	tok, _ := bearer(req)
 	ctx, cancel := context.WithCancelCause(req.Context())
 	w := &pollWatch{sum: sha256.Sum256([]byte(tok)), cancel: cancel}
@@ -55,7 +56,7 @@ func (t *tunnelState) beginPoll(req *http.Request, instance, serverInfo string) 
 	if counted {
 		t.agentRequest(instance, 1, now)
 	}
-	return req.WithContext(ctx), func() {
+	return req.WithContext(ctx), w.sum, func() {
 		now := time.Now()
 		t.mu.Lock()
 		delete(t.held, w)
@@ -98,10 +99,11 @@ func (t *tunnelState) revocations() <-chan struct{} {
 }
 
 // setConf replaces the tunnel's configuration. Held polls whose key it no
-// longer holds end; the calls held by agents whose key it no longer holds
-// fail at once (their results could not be posted anyway); and an agent
-// whose key was revoked no longer counts as connected, so new calls get
-// 503 instead of waiting for a poll that will not come.
+// longer holds end; the calls taken by polls whose key it no longer holds
+// fail at once (their results could not be posted anyway), on the replica
+// that owns them whichever replica's poll took them; and an agent whose
+// key was revoked no longer counts as connected, so new calls get 503
+// instead of waiting for a poll that will not come.
 func (t *tunnelState) setConf(c *tunnelConf) {
 	t.conf.Store(c)
 	t.mu.Lock()
@@ -110,8 +112,8 @@ func (t *tunnelState) setConf(c *tunnelConf) {
 			t.revokeHeldLocked(w)
 		}
 	}
-	var failed []*pending
 	revoked := false
+	revokedInst := map[string]bool{}
 	for inst, a := range t.agents {
 		if !a.keyed {
 			continue
@@ -120,11 +122,21 @@ func (t *tunnelState) setConf(c *tunnelConf) {
 			continue
 		}
 		a.keyed, revoked = false, true
-		for id, p := range t.pending {
-			if p.holder == inst {
-				failed = append(failed, p)
-				delete(t.pending, id)
-			}
+		revokedInst[inst] = true
+	}
+	var failed []*pending
+	for id, p := range t.pending {
+		if p.holder == "" || p.holder == anonymousHolder {
+			continue // an agent without an instance id may post with any key
+		}
+		gone := revokedInst[p.holder] && !p.keyed // taken by a replica that did not say with which key
+		if p.keyed {
+			_, ok := matchKey(p.key, c.runtimeKeys)
+			gone = !ok
+		}
+		if gone {
+			failed = append(failed, p)
+			delete(t.pending, id)
 		}
 	}
 	if revoked {
@@ -135,12 +147,17 @@ func (t *tunnelState) setConf(c *tunnelConf) {
 				t.lastPoll = a.lastSeen
 			}
 		}
+	}
+	// Other replicas' words about polls made with a revoked key no longer
+	// count either.
+	if t.forgetRemoteKeysLocked(c.runtimeKeys) {
+		revoked = true
+	}
+	if revoked && t.revokeC != nil {
 		// Calls waiting in the queue learn it too: with no agent left they
 		// are withdrawn (mcp.go), not left to their response timeout.
-		if t.revokeC != nil {
-			close(t.revokeC)
-			t.revokeC = nil
-		}
+		close(t.revokeC)
+		t.revokeC = nil
 	}
 	t.mu.Unlock()
 	for _, p := range failed {
@@ -149,6 +166,32 @@ func (t *tunnelState) setConf(c *tunnelConf) {
 	if len(failed) > 0 && t.revokedCalls != nil {
 		t.revokedCalls(len(failed))
 	}
+}
+
+// forgetRemoteKeysLocked drops the other replicas' words about polls made
+// with keys no longer among keys, so that an agent whose key was revoked
+// on another replica no longer counts as connected here (t.mu held). It
+// reports whether it dropped any.
+func (t *tunnelState) forgetRemoteKeysLocked(keys []hashedKey) (dropped bool) {
+	if len(t.remoteKeys) == 0 {
+		return false
+	}
+	valid := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		valid[keyFingerprint(k.sum)] = true
+	}
+	t.remotePoll = time.Time{}
+	for fp, at := range t.remoteKeys {
+		if fp != "" && !valid[fp] {
+			delete(t.remoteKeys, fp)
+			dropped = true
+			continue
+		}
+		if at.After(t.remotePoll) {
+			t.remotePoll = at
+		}
+	}
+	return dropped
 }
 
 // revokedData is error.data of the calls failed by a key's revocation.

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -39,9 +40,10 @@ func laneOf(cmdType string) Lane {
 }
 
 // enqueue registers p as pending and queues it for the agents: in the
-// tunnel's own channels for a relay alone, in the Cluster's queue
-// otherwise. On error p is forgotten; the error is ErrQueueFull when the
-// queue holds its bound.
+// tunnel's own channels for a relay alone; in a Cluster, on the doorstep
+// for a poll of this replica when one is waiting or expected (local.go),
+// else in the Cluster's queue. On error p is forgotten; the error is
+// ErrQueueFull when the queue holds its bound.
 func (r *Relay) enqueue(t *tunnelState, p *pending) error {
 	p.pinnedTo = r.pinTarget(t, p)
 	t.register(p)
@@ -51,19 +53,37 @@ func (r *Relay) enqueue(t *tunnelState, p *pending) error {
 			err = ErrQueueFull
 		}
 	} else {
-		lane := laneFor(p)
-		b, _ := json.Marshal(queued{Owner: r.replica, Deadline: p.deadline.UnixNano(), Lane: lane, Cmd: p.cmd})
+		p.lane = laneFor(p)
+		d := &localItem{p: p, lane: p.lane, pinnedTo: p.pinnedTo}
+		switch t.offerLocal(d, time.Now()) {
+		case toPoll:
+			return nil
+		case toDoorstep:
+			if t.linger(d) {
+				return nil // a poll of this replica took it
+			}
+		}
+		item := r.queuedItem(p)
+		if p.pinnedTo == "" && r.offer(t, p, item) {
+			return nil // a poll of another replica took it
+		}
 		// Keep trying through a NATS failover (a stream leader election takes
 		// seconds) while the caller waits anyway: until its deadline, at
 		// most pushPatience.
 		ctx, cancel := context.WithDeadline(context.Background(), minTime(p.deadline, time.Now().Add(pushPatience)))
-		err = r.cl.Push(ctx, t.id, lane, b)
+		err = r.cl.Push(ctx, t.id, p.lane, item)
 		cancel()
 	}
 	if err != nil {
 		t.forget(p)
 	}
 	return err
+}
+
+// queuedItem is p as the Cluster's queue carries it.
+func (r *Relay) queuedItem(p *pending) []byte {
+	b, _ := json.Marshal(queued{Owner: r.replica, Deadline: p.deadline.UnixNano(), Lane: p.lane, Cmd: p.cmd})
+	return b
 }
 
 // refuseEnqueue answers a call that could not be queued: 429 when the
@@ -82,35 +102,56 @@ func (r *Relay) refuseEnqueue(w http.ResponseWriter, t *tunnelState, err error) 
 
 // handout is a command handed to a poll: a local pending command, or one
 // another replica owns (its queue item, to put back if the poll's answer is
-// never written).
+// never written, and the claim that took it).
 type handout struct {
 	local *pending
 	owner string
-	item  []byte
+	item  []byte // nil for a command taken off the doorstep
 	rid   string
-	lane  Lane // the lane it came from
+	lane  Lane   // the lane it came from
+	claim string // the claim's id, for a command another replica owns
 }
 
-// collectShared is collect for a relay in a Cluster: it pulls items from
-// the shared queue and claims each from its owner; an item whose owner is
-// gone, or whose call ended, is dropped (never run).
-func (r *Relay) collectShared(req *http.Request, t *tunnelState, limit int, wait time.Duration, instance string, offer bool, aff map[string]bool) ([]wire.Command, []handout) {
+// collectShared is collect for a relay in a Cluster: it takes this
+// replica's own commands off the doorstep and pulls items from the shared
+// queue, claiming each from its owner; an item whose owner is gone, or
+// whose call ended, is dropped (never run).
+func (r *Relay) collectShared(req *http.Request, t *tunnelState, limit int, wait time.Duration, tk taker, offer bool, aff map[string]bool) ([]wire.Command, []handout) {
 	ctx, cancel := untilAny(req.Context(), t.done, r.closing, r.draining)
 	defer cancel()
+	w := &localWaiter{instance: tk.instance, offer: offer, pinned: tk.instance != "" && len(aff) > 0}
 	lanes := []Lane{LaneCommands}
 	if offer {
 		lanes = append(lanes, LaneStreams)
 	}
-	if instance != "" && len(aff) > 0 {
-		lanes = append(lanes, InstanceLane(instance))
+	if w.pinned {
+		lanes = append(lanes, InstanceLane(tk.instance))
 	}
-	items, err := r.cl.Pull(ctx, t.id, lanes, limit, wait)
-	if err != nil && ctx.Err() == nil {
-		r.log.Warn("queue unavailable: poll answered empty", "tunnel", t.id, "err", err)
-		// Do not let the agent spin on a queue that is down.
-		select {
-		case <-ctx.Done():
-		case <-time.After(min(wait, time.Second)):
+	local, items := r.gather(ctx, t, w, lanes, limit, wait)
+	var (
+		cmds  []wire.Command
+		taken []handout
+	)
+	qs := make([]queued, 0, len(items)+len(local))
+	hs := make([]handout, 0, len(items)+len(local))
+	add := func(q queued, b []byte) {
+		if !time.Now().Before(time.Unix(0, q.Deadline)) {
+			return
+		}
+		lane := q.Lane
+		if lane == "" {
+			lane = laneOf(q.Cmd.CommandType)
+		}
+		qs = append(qs, q)
+		hs = append(hs, handout{owner: q.Owner, item: b, rid: q.Cmd.RequestID, lane: lane})
+	}
+	for _, d := range local {
+		if d.o != nil {
+			add(d.o.q, d.o.raw)
+			continue
+		}
+		if c, ok := r.hand(t, d.p, tk, aff); ok {
+			cmds, taken = append(cmds, c), append(taken, handout{local: d.p, owner: r.replica, rid: d.p.cmd.RequestID, lane: d.p.lane})
 		}
 	}
 	// Items are acknowledged once claimed (or refused): a replica that dies
@@ -120,9 +161,6 @@ func (r *Relay) collectShared(req *http.Request, t *tunnelState, limit int, wait
 			_ = it.Ack()
 		}
 	}()
-	qs := make([]queued, 0, len(items))
-	hs := make([]handout, 0, len(items))
-	byOwner := map[string][]int{} // remote owner → indexes in qs
 	for _, it := range items {
 		b := it.Data()
 		var q queued
@@ -130,36 +168,41 @@ func (r *Relay) collectShared(req *http.Request, t *tunnelState, limit int, wait
 			r.log.Warn("queue: undecodable item dropped", "tunnel", t.id, "err", err)
 			continue
 		}
-		if !time.Now().Before(time.Unix(0, q.Deadline)) {
-			continue
-		}
+		add(q, b)
+	}
+	if len(qs) == 0 {
+		return cmds, taken
+	}
+	byOwner := map[string][]int{} // remote owner → indexes in qs
+	for i, q := range qs {
 		if q.Owner != r.replica {
-			byOwner[q.Owner] = append(byOwner[q.Owner], len(qs))
+			byOwner[q.Owner] = append(byOwner[q.Owner], i)
 		}
-		qs = append(qs, q)
-		lane := q.Lane
-		if lane == "" {
-			lane = laneOf(q.Cmd.CommandType)
-		}
-		hs = append(hs, handout{owner: q.Owner, item: b, rid: q.Cmd.RequestID, lane: lane})
 	}
 	claimed := make([]bool, len(qs))
 	for i, q := range qs {
 		if q.Owner == r.replica {
-			hs[i].local = t.claim(q.Cmd.RequestID, instance, "", aff[commandChannel(&q.Cmd)])
+			own := tk
+			own.affinity = aff[commandChannel(&q.Cmd)]
+			hs[i].local = t.claim(q.Cmd.RequestID, own)
 			claimed[i] = hs[i].local != nil
 		}
 	}
 	// One claim per owner for all its commands in this poll, the owners at
 	// once: the time between a claim and the poll's answer is the window in
-	// which this replica's death loses a command (it might have reached the
-	// agent, so it is never sent again).
+	// which this replica's death leaves the owner unsure whether the agent
+	// has the command (handout.go).
+	var key string
+	if tk.keyed {
+		key = hex.EncodeToString(tk.key[:])
+	}
 	var wg sync.WaitGroup
 	for owner, idx := range byOwner {
-		m := peerMsg{Op: opClaim, Tunnel: t.id, Instance: instance, Claim: randHex(8)}
+		m := peerMsg{Op: opClaim, Tunnel: t.id, Instance: tk.instance, Claim: randHex(8), From: r.replica, Key: key}
 		for _, i := range idx {
 			m.Requests = append(m.Requests, qs[i].Cmd.RequestID)
 			m.Affinity = append(m.Affinity, aff[commandChannel(&qs[i].Cmd)])
+			hs[i].claim = m.Claim
 		}
 		wg.Go(func() {
 			sts, err := r.callPeerBatch(owner, m, len(idx))
@@ -175,10 +218,6 @@ func (r *Relay) collectShared(req *http.Request, t *tunnelState, limit int, wait
 		})
 	}
 	wg.Wait()
-	var (
-		cmds  []wire.Command
-		taken []handout
-	)
 	for i, q := range qs {
 		left := time.Until(time.Unix(0, q.Deadline))
 		if !claimed[i] || left <= 0 {
@@ -213,8 +252,12 @@ func (r *Relay) putBack(t *tunnelState, taken []handout, instance string) {
 		if !ok {
 			continue // its call ended meanwhile
 		}
+		item := h.item
+		if item == nil {
+			item = r.queuedItem(h.local)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), clusterCallTimeout)
-		if err := r.cl.Push(ctx, t.id, h.lane, h.item); err != nil {
+		if err := r.cl.Push(ctx, t.id, h.lane, item); err != nil {
 			r.log.Warn("command dropped after a poller left", "tunnel", t.id, "request_id", h.rid, "err", err)
 		}
 		cancel()

@@ -71,6 +71,10 @@ type Relay struct {
 	// replica's id in it ("" when alone).
 	cl      Cluster
 	replica string
+	// handOuts watches the commands other replicas' polls took (handout.go);
+	// outboxes hold the commands being offered to them (offer.go).
+	handOuts handOuts
+	outboxes outboxes
 
 	mu      sync.RWMutex
 	tunnels map[string]*tunnelState // what is served: configuration tunnels, then stored ones
@@ -179,7 +183,8 @@ func New(cfg Config, opts Options) (*Relay, error) {
 	}
 	if r.cl != nil {
 		r.cl.Handle(peerHandler{r})
-		go r.liveLoop()
+		go r.every(liveEvery, r.sayLive)
+		go r.every(handOutCheckEvery, r.checkHandOuts)
 	}
 	return r, nil
 }

@@ -737,7 +737,7 @@ func TestAgentConnectedWindow(t *testing.T) {
 	}
 	req := httptest.NewRequest("GET", "/v1/tunnels/"+tunA+"/poll", nil)
 	req.Header.Set("Authorization", "Bearer "+runtimeA)
-	_, end := ts.beginPoll(req, "inst-1", "")
+	_, _, end := ts.beginPoll(req, "inst-1", "")
 	if !ts.connected(now.Add(2*time.Hour), time.Hour) {
 		t.Fatal("an outstanding poll must count as connected")
 	}

@@ -58,6 +58,18 @@ type tunnelState struct {
 	// revocation ends them at once (pollwatch.go; t.mu).
 	held map[*pollWatch]struct{}
 
+	// With a Cluster (local.go): the commands waiting for a poll here
+	// (oldest first), the polls here waiting for a command, and the other
+	// replicas that said they have polls of the tunnel, with when
+	// (offer.go).
+	doorstep     []*localItem
+	waiters      []*localWaiter
+	pollReplicas map[string]time.Time
+	offerNext    int
+	// handOuts are the commands another replica's poll took whose answer
+	// that replica has not yet said it wrote, by request id (handout.go).
+	handOuts map[string]handOut
+
 	// The get-stream extension (getstream.go): get_stream commands queue
 	// apart, for the polls that offered it only.
 	streams     chan *pending
@@ -66,8 +78,11 @@ type tunnelState struct {
 	openStreams atomic.Int64 // client GET streams open
 
 	// With a Cluster: when another replica last said it has polls on this
-	// tunnel (one that offered GET streams), and when this one last said so.
+	// tunnel (one that offered GET streams), and when this one last said so;
+	// remoteKeys: when the other replicas last said they have polls made
+	// with a key, by its fingerprint ("": a word without keys).
 	remotePoll, remoteOffer, lastLive time.Time
+	remoteKeys                        map[string]time.Time
 
 	// Process affinity (affinity.go): sessions pinned to an agent instance
 	// (a cache when shared, in a Cluster), instances lost, and the queues of
@@ -128,23 +143,47 @@ func (t *tunnelState) connected(now time.Time, timeout time.Duration) bool {
 		(!t.remotePoll.IsZero() && now.Sub(t.remotePoll) < timeout)
 }
 
-// remoteLive notes another replica's word that it has polls on t.
-func (t *tunnelState) remoteLive(now time.Time, offer bool) {
+// remoteLive notes replica's word that it has polls on t, made with the
+// runtime keys whose fingerprints are keys (none: not said).
+func (t *tunnelState) remoteLive(now time.Time, offer bool, replica string, keys []string) {
 	t.mu.Lock()
 	t.remotePoll = now
+	t.notePollReplicaLocked(replica, now)
+	if t.remoteKeys == nil {
+		t.remoteKeys = make(map[string]time.Time)
+	}
+	if len(keys) == 0 {
+		keys = []string{""}
+	}
+	for _, k := range keys {
+		if len(t.remoteKeys) < maxInstances || !t.remoteKeys[k].IsZero() {
+			t.remoteKeys[k] = now
+		}
+	}
 	if offer {
 		t.remoteOffer = now
 	}
 	t.mu.Unlock()
 }
 
-// pollsHere reports whether polls are being held here, and whether one of
-// them offered GET streams.
-func (t *tunnelState) pollsHere() (polls, offer bool) {
+// pollsHere reports whether polls are being held here, whether one of
+// them offered GET streams, and the fingerprints of their keys.
+func (t *tunnelState) pollsHere() (polls, offer bool, keys []string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.livePollsLocked() > 0, t.offering > 0
+	seen := map[[32]byte]bool{}
+	for w := range t.held {
+		if !w.revoked && !seen[w.sum] {
+			seen[w.sum] = true
+			keys = append(keys, keyFingerprint(w.sum))
+		}
+	}
+	return t.livePollsLocked() > 0, t.offering > 0, keys
 }
+
+// keyFingerprint is what replicas say of a poll's key: the start of its
+// hash, enough to tell a tunnel's keys apart.
+func keyFingerprint(sum [32]byte) string { return hex.EncodeToString(sum[:8]) }
 
 // liveDue reports whether this replica should say now that it has polls on
 // t (it has not said so for half a liveEvery), and notes that it does.
@@ -177,31 +216,55 @@ func (t *tunnelState) register(p *pending) {
 	t.mu.Unlock()
 }
 
-// claim hands the pending command requestID to instance: it returns nil
+// taker is who takes a pending command: the agent instance its poll
+// named, and what the relay keeps of that poll.
+type taker struct {
+	instance string
+	// claimID identifies the hand-out: a retried claim with the same
+	// non-empty id gets the same answer.
+	claimID  string
+	affinity bool // the agent keeps the command's channel's sessions in process
+	// key is the hash of the runtime key the poll authenticated with (keyed:
+	// known), so that revoking it fails the command wherever it is owned.
+	key   [32]byte
+	keyed bool
+	// replica, in a Cluster, is the other replica whose poll hands the
+	// command out ("" for this one).
+	replica string
+}
+
+// claim hands the pending command requestID to tk.instance: it returns nil
 // when the command is unknown, withdrawn, forgotten, expired or already
 // handed to an agent (a command reaches one agent at most, and never
-// again). A claim repeated with the same non-empty claimID (its answer was
+// again). A claim repeated with the same non-empty claim id (its answer was
 // lost on the way) gets the same answer.
-func (t *tunnelState) claim(requestID, instance, claimID string, affinity bool) *pending {
+func (t *tunnelState) claim(requestID string, tk taker) *pending {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	p := t.pending[requestID]
-	if p != nil && p.holder != "" && claimID != "" && p.claimID == claimID {
-		t.mu.Unlock()
+	if p != nil && p.holder != "" && tk.claimID != "" && p.claimID == tk.claimID {
 		return p
 	}
 	if p == nil || p.holder != "" {
-		t.mu.Unlock()
 		return nil
 	}
 	if p.isGone() || !time.Now().Before(p.deadline) {
-		t.mu.Unlock()
 		return nil
 	}
-	p.holder, p.claimID, p.affinity = instance, claimID, affinity
-	if instance == "" {
+	if tk.keyed {
+		if _, ok := matchKey(tk.key, t.conf.Load().runtimeKeys); !ok {
+			return nil // revoked since the poll began: it could not post the result
+		}
+	}
+	p.holder, p.claimID, p.affinity = tk.instance, tk.claimID, tk.affinity
+	if tk.instance == "" {
 		p.holder = anonymousHolder
 	}
-	t.mu.Unlock()
+	p.key, p.keyed, p.taker = tk.key, tk.keyed, tk.replica
+	settleOfferLocked(p)
+	if tk.replica != "" {
+		t.awaitHandOutLocked(p)
+	}
 	return p
 }
 
@@ -220,7 +283,8 @@ func (t *tunnelState) unclaim(requestID, instance string) bool {
 	if p == nil || p.holder != instance {
 		return false
 	}
-	p.holder, p.claimID = "", ""
+	p.holder, p.claimID, p.taker = "", "", ""
+	delete(t.handOuts, requestID)
 	return true
 }
 
@@ -299,6 +363,18 @@ type pending struct {
 	// it ("" for any).
 	affinity bool
 	pinnedTo string
+	// key is the hash of the runtime key of the poll that took it (keyed:
+	// known), t.mu.
+	key   [32]byte
+	keyed bool
+	// taker, in a Cluster, is the other replica whose poll took it ("" for
+	// this one; t.mu).
+	taker string
+	// lane is the lane it travels in, in a Cluster; offer, while it is
+	// offered to another replica, is closed when that replica's poll claims
+	// it or that replica declines it (offer.go; t.mu).
+	lane  Lane
+	offer chan struct{}
 
 	mu   sync.Mutex
 	msgs []*wire.Response

@@ -48,11 +48,20 @@ func Setup(ctx context.Context, log *slog.Logger, what string, patience time.Dur
 	}
 }
 
+// errNoSuitablePeers is JetStream's answer to a replicated stream's or
+// bucket's creation while its cluster is still forming (not every server
+// has joined the meta group yet).
+const errNoSuitablePeers jetstream.ErrorCode = 10005
+
 // Unavailable reports whether err is JetStream saying "not now" (no
-// leader, no responders, a time-out) rather than "no".
+// leader, no responders, a time-out, a cluster still forming) rather than
+// "no".
 func Unavailable(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
+		if apiErr.ErrorCode == errNoSuitablePeers {
+			return true
+		}
 		// "JetStream not enabled" is a 503 too, but waiting will not
 		// enable it.
 		return apiErr.Code == 503 && apiErr.ErrorCode != jetstream.JSErrCodeJetStreamNotEnabled &&

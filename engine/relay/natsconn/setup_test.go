@@ -24,11 +24,14 @@ func TestSetupWaitsOutAStartingCluster(t *testing.T) {
 			return &jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}
 		case 3:
 			return context.DeadlineExceeded
+		case 4:
+			// A replicated stream on a cluster whose servers have not all joined.
+			return &jetstream.APIError{Code: 400, ErrorCode: 10005, Description: "no suitable peers for placement"}
 		}
 		return nil
 	})
-	if err != nil || calls != 4 {
-		t.Fatalf("Setup: %v after %d calls, want success after 4", err, calls)
+	if err != nil || calls != 5 {
+		t.Fatalf("Setup: %v after %d calls, want success after 5", err, calls)
 	}
 }
 

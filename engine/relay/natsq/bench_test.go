@@ -26,45 +26,72 @@ import (
 func BenchmarkQueue(b *testing.B) {
 	for _, name := range []string{"in-process", "embedded-nats"} {
 		b.Run(name, func(b *testing.B) {
-			var cl relay.Cluster
-			if name == "embedded-nats" {
-				s, err := natsconn.StartServer(natsconn.ServerOptions{StoreDir: b.TempDir()})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer s.Shutdown()
-				nc, err := s.Connect(context.Background(), "bench", nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer nc.Close()
-				q, err := New(context.Background(), nc, Options{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer q.Close()
-				cl = q
+			if name == "in-process" {
+				benchRelay(b)
+				return
 			}
-			benchRelay(b, cl)
+			benchRelay(b, embeddedQueues(b, 1)...)
 		})
 	}
 }
 
-func benchRelay(b *testing.B, cl relay.Cluster) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// BenchmarkReplicas is BenchmarkQueue's NATS case with three relays on the
+// embedded server, the clients' calls spread over the three and the agent
+// polling the first: what serving one tunnel from three replicas costs
+// against one.
+func BenchmarkReplicas(b *testing.B) {
+	benchRelay(b, embeddedQueues(b, 3)...)
+}
+
+// embeddedQueues starts a NATS server in the process and returns n queues
+// on it, each on a connection of its own.
+func embeddedQueues(b *testing.B, n int) []relay.Cluster {
+	s, err := natsconn.StartServer(natsconn.ServerOptions{StoreDir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	r, srv := serve(b, ln, relay.Config{Tunnels: []relay.Tunnel{{ID: tun, RuntimeKey: rtKey, AuthMode: relay.AuthPublic}}}, cl)
-	defer func() { r.Close(); srv.Close() }()
+	b.Cleanup(s.Shutdown)
+	var cls []relay.Cluster
+	for range n {
+		nc, err := s.Connect(context.Background(), "bench", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(nc.Close)
+		q, err := New(context.Background(), nc, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = q.Close() })
+		cls = append(cls, q)
+	}
+	return cls
+}
+
+// benchRelay serves the tunnel from one relay per cluster (one relay alone
+// for none), runs the agent against the first and spreads the calls.
+func benchRelay(b *testing.B, cls ...relay.Cluster) {
+	if len(cls) == 0 {
+		cls = []relay.Cluster{nil}
+	}
+	var urls []string
+	for _, cl := range cls {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		r, srv := serve(b, ln, relay.Config{Tunnels: []relay.Tunnel{{ID: tun, RuntimeKey: rtKey, AuthMode: relay.AuthPublic}}}, cl)
+		defer func() { r.Close(); srv.Close() }()
+		urls = append(urls, srv.URL)
+	}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for range 4 {
-		go benchAgent(ctx, hc, srv.URL)
+		go benchAgent(ctx, hc, urls[0])
 	}
 	call := func(id int) bool {
-		req, _ := http.NewRequest("POST", srv.URL+"/v1/mcp/"+tun, bytes.NewReader([]byte(`{"jsonrpc":"2.0","id":`+strconv.Itoa(id)+`,"method":"ping"}`)))
+		req, _ := http.NewRequest("POST", urls[id%len(urls)]+"/v1/mcp/"+tun, bytes.NewReader([]byte(`{"jsonrpc":"2.0","id":`+strconv.Itoa(id)+`,"method":"ping"}`)))
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := hc.Do(req)
 		if err != nil {
@@ -74,11 +101,13 @@ func benchRelay(b *testing.B, cl relay.Cluster) {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	}
-	for deadline := time.Now().Add(5 * time.Second); !call(0); {
-		if time.Now().After(deadline) {
-			b.Fatal("relay not serving")
+	for i := range urls {
+		for deadline := time.Now().Add(5 * time.Second); !call(i); {
+			if time.Now().After(deadline) {
+				b.Fatal("relay not serving")
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	var ids, failed atomic.Int64
 	b.SetParallelism(32) // 64 clients on 2 CPUs

@@ -40,9 +40,11 @@ const fetchChunk = 2 * time.Second
 // ackWait is how long JetStream waits for the acknowledgement of a
 // delivered command before delivering it again. Commands are acknowledged
 // as soon as they arrive, so it only matters when a replica dies between
-// the two; a redelivered command is still handed out at most once (the
+// the two (then it is the wait of the commands its puller held: 1 s rather
+// than 2 took the fault suite's failover p99 from 1.7 to 1.6 s, median of
+// three); a redelivered command is still handed out at most once (the
 // owner's claim decides).
-const ackWait = 2 * time.Second
+const ackWait = time.Second
 
 // Options configure a Queue. The zero value of each field is its default.
 type Options struct {
@@ -272,8 +274,9 @@ func (q *Queue) forget(tunnel string, lane relay.Lane, err error) {
 }
 
 // Pull implements relay.Cluster: the first item of any lane within wait
-// (from the lane's puller: at once when the lane holds one), then, when
-// its lane holds more, what is ready there.
+// (from the lane's puller: at once when the lane holds one; with a wait of
+// 0, only one a puller offers now), then, when its lane holds more, what
+// is ready there.
 func (q *Queue) Pull(ctx context.Context, tunnel string, lanes []relay.Lane, limit int, wait time.Duration) ([]relay.Pulled, error) {
 	for _, l := range lanes {
 		if _, err := q.consumer(ctx, tunnel, l); err != nil {
@@ -286,7 +289,7 @@ func (q *Queue) Pull(ctx context.Context, tunnel string, lanes []relay.Lane, lim
 	}
 	msgs := []jetstream.Msg{first}
 	var err error
-	if meta, merr := first.Metadata(); limit > 1 && (merr != nil || meta.NumPending > 0) {
+	if meta, merr := first.Metadata(); limit > 1 && ctx.Err() == nil && (merr != nil || meta.NumPending > 0) {
 		var more []jetstream.Msg
 		more, err = q.ready(tunnel, lane, limit-1)
 		msgs = append(msgs, more...)
@@ -439,9 +442,22 @@ func (q *Queue) waitFirst(ctx context.Context, tunnel string, lanes []relay.Lane
 		}
 	}
 	defer leave()
+	var m jetstream.Msg
+	if wait <= 0 {
+		select {
+		case m = <-chans[0]:
+			served = 0
+		case m = <-chans[1]:
+			served = 1
+		case m = <-chans[2]:
+			served = 2
+		default:
+			return nil, ""
+		}
+		return m, lanes[served]
+	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	var m jetstream.Msg
 	select {
 	case m = <-chans[0]:
 		served = 0
@@ -455,6 +471,14 @@ func (q *Queue) waitFirst(ctx context.Context, tunnel string, lanes []relay.Lane
 		return nil, ""
 	}
 	return m, lanes[served]
+}
+
+// Send implements relay.Cluster.
+func (q *Queue) Send(replica string, msg []byte) error {
+	if err := q.nc.Publish(q.prefix+".r."+replica, msg); err != nil {
+		return fmt.Errorf("natsq: send to replica %s: %w", replica, err)
+	}
+	return nil
 }
 
 // Call implements relay.Cluster.
@@ -513,7 +537,15 @@ func (q *Queue) Handle(h relay.ClusterHandler) {
 		q.mu.Unlock()
 	}
 	subscribe(q.prefix+".r."+q.id, func(m *nats.Msg) {
-		_ = m.Respond(h.HandleCall(m.Data))
+		// Each in its own goroutine: an offer is answered only once a poll
+		// took it, and the other replicas' calls do not queue behind one
+		// another.
+		go func() {
+			ans := h.HandleCall(m.Data)
+			if m.Reply != "" { // a Send has none
+				_ = m.Respond(ans)
+			}
+		}()
 	})
 	subscribe(q.prefix+".b", func(m *nats.Msg) {
 		if m.Header.Get(fromHeader) != q.id {
