@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sluicemcp/sluice/engine/wire"
@@ -77,9 +79,8 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 		refuseDraining(w, "poll again (another replica, or this relay once restarted, will answer)")
 		return
 	}
-	q := req.URL.Query()
 	limit := 1
-	if s := q.Get("limit"); s != "" {
+	if s := queryValue(req.URL.RawQuery, "limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > wire.MaxPollLimit {
 			writeAPIErrorParam(w, http.StatusBadRequest, "limit", "limit must be an integer from 1 to 25")
@@ -88,7 +89,7 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 		limit = n
 	}
 	wait := r.set.maxPollWait
-	if s := q.Get("timeout_ms"); s != "" {
+	if s := queryValue(req.URL.RawQuery, "timeout_ms"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 1 {
 			writeAPIErrorParam(w, http.StatusBadRequest, "timeout_ms", "timeout_ms must be a positive integer")
@@ -99,8 +100,8 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	instance := agentInstance(req)
-	req, endPoll := t.beginPoll(req, instance, req.Header.Get(wire.HeaderServerInfo))
-	defer endPoll()
+	watch := t.beginPoll(req, instance, req.Header.Get(wire.HeaderServerInfo))
+	defer t.endPoll(watch, instance)
 	r.bindAgentConn(req, t, instance)
 	r.noteASOffer(req, t)
 	t.polls.Add(1)
@@ -118,23 +119,22 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 	)
 	aff := pollAffinity(req)
 	if r.cl == nil {
-		cmds, taken = r.collect(req, t, limit, wait, instance, offer, aff)
+		cmds, taken = r.collect(req, t, watch, limit, wait, instance, offer, aff)
 	} else {
-		cmds, taken = r.collectShared(req, t, limit, wait, instance, offer, aff)
+		cmds, taken = r.collectShared(req, t, watch, limit, wait, instance, offer, aff)
 	}
-	if keyRevoked(req) {
-		// Revoked while the poll was held: say so now, not on the next poll
-		// (the commands taken, if any, go back below).
+	if t.isRevoked(watch) {
+		// Revoked while the poll was held: say so now, not on the next poll,
+		// and put back the commands taken, if any.
 		r.refuseRevoked(w, t, req)
+		r.putBack(t, taken, instance)
+		return
 	}
 	if req.Context().Err() != nil && len(taken) > 0 {
 		// The agent left before its answer was written: it never saw these
 		// commands. Put them back for the next poller (they keep their
 		// deadline).
 		r.putBack(t, taken, instance)
-		return
-	}
-	if keyRevoked(req) {
 		return
 	}
 	if len(cmds) == 0 {
@@ -151,10 +151,37 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 	_, _ = w.Write(buf)
 }
 
+// queryValue is url.Values.Get of the query string raw for one key,
+// without building the whole map: idle agents poll every few seconds
+// (url.ParseQuery's rules: pairs split at '&', a pair holding ';' or
+// failing to unescape is skipped, the first match wins).
+func queryValue(raw, key string) string {
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if pair == "" || strings.Contains(pair, ";") {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		k, err := url.QueryUnescape(k)
+		if err != nil || k != key {
+			continue
+		}
+		if v, err = url.QueryUnescape(v); err != nil {
+			continue
+		}
+		return v
+	}
+	return ""
+}
+
 // collect waits up to wait for the first live command, then takes whatever
 // else is queued, up to limit. Only a poll that offered GET streams takes
 // get_stream commands.
-func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.Duration, instance string, offer bool, aff map[string]bool) ([]wire.Command, []handout) {
+func (r *Relay) collect(req *http.Request, t *tunnelState, watch *pollWatch, limit int, wait time.Duration, instance string, offer bool, aff map[string]bool) ([]wire.Command, []handout) {
+	if t.isRevoked(watch) {
+		return nil, nil
+	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	var (
@@ -193,6 +220,10 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, limit int, wait time.
 		case p := <-iq:
 			if c, ok := r.hand(t, p, instance, aff); ok {
 				cmds, taken = append(cmds, c), append(taken, handout{local: p})
+			}
+		case <-watch.wake:
+			if t.wasRevoked(watch) {
+				return nil, nil
 			}
 		case <-timer.C:
 			return nil, nil

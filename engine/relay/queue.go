@@ -94,8 +94,11 @@ type handout struct {
 // collectShared is collect for a relay in a Cluster: it pulls items from
 // the shared queue and claims each from its owner; an item whose owner is
 // gone, or whose call ended, is dropped (never run).
-func (r *Relay) collectShared(req *http.Request, t *tunnelState, limit int, wait time.Duration, instance string, offer bool, aff map[string]bool) ([]wire.Command, []handout) {
-	ctx, cancel := untilAny(req.Context(), t.done, r.closing, r.draining)
+func (r *Relay) collectShared(req *http.Request, t *tunnelState, watch *pollWatch, limit int, wait time.Duration, instance string, offer bool, aff map[string]bool) ([]wire.Command, []handout) {
+	if t.isRevoked(watch) {
+		return nil, nil
+	}
+	ctx, cancel := pollContext(req.Context(), t, watch, r.closing, r.draining)
 	defer cancel()
 	lanes := []Lane{LaneCommands}
 	if offer {
