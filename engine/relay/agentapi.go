@@ -151,6 +151,24 @@ func (r *Relay) handlePoll(w http.ResponseWriter, req *http.Request) {
 	_, _ = w.Write(buf)
 }
 
+// pollSlack is how much earlier than asked the relay may end an empty
+// poll of a second or more: such a poll ends at the last multiple of
+// pollSlack (wall clock) before its wait ends. Polls whose waits end within
+// the same pollSlack end together, on one wake-up of the relay (and of
+// agents that share a machine), instead of one wake-up each: with 10,000
+// idle agents re-polling every 30 s, 20 batches a second instead of 333
+// wake-ups (RATIONALE.md).
+const pollSlack = 50 * time.Millisecond
+
+// slackWait is how long a poll that starts at now and may wait up to wait
+// is held when no command comes (pollSlack).
+func slackWait(now time.Time, wait time.Duration) time.Duration {
+	if wait < time.Second {
+		return wait
+	}
+	return now.Add(wait).Truncate(pollSlack).Sub(now)
+}
+
 // queryValue is url.Values.Get of the query string raw for one key,
 // without building the whole map: idle agents poll every few seconds
 // (url.ParseQuery's rules: pairs split at '&', a pair holding ';' or
@@ -182,7 +200,7 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, watch *pollWatch, lim
 	if t.isRevoked(watch) {
 		return nil, nil
 	}
-	timer := time.NewTimer(wait)
+	timer := time.NewTimer(slackWait(time.Now(), wait))
 	defer timer.Stop()
 	var (
 		cmds  []wire.Command
