@@ -203,10 +203,9 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, watch *pollWatch, lim
 	timer := time.NewTimer(slackWait(time.Now(), wait))
 	defer timer.Stop()
 	var (
-		cmds  []wire.Command
-		taken []handout
-		sq    chan *pending // nil (never ready) without the offer
-		iq    chan *pending // commands pinned to this instance (nil: none)
+		got pollTake
+		sq  chan *pending // nil (never ready) without the offer
+		iq  chan *pending // commands pinned to this instance (nil: none)
 	)
 	q, s := t.queues()
 	made := t.qmade // until the queues exist
@@ -219,7 +218,7 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, watch *pollWatch, lim
 	if instance != "" && len(aff) > 0 {
 		iq = t.instanceQueue(instance)
 	}
-	for len(cmds) == 0 {
+	for len(got.cmds) == 0 {
 		select {
 		case <-made:
 			q, s = t.queues()
@@ -228,17 +227,11 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, watch *pollWatch, lim
 			}
 			made = nil
 		case p := <-q:
-			if c, ok := r.hand(t, p, instance, aff); ok {
-				cmds, taken = append(cmds, c), append(taken, handout{local: p})
-			}
+			r.take(&got, t, p, instance, aff)
 		case p := <-sq:
-			if c, ok := r.hand(t, p, instance, aff); ok {
-				cmds, taken = append(cmds, c), append(taken, handout{local: p})
-			}
+			r.take(&got, t, p, instance, aff)
 		case p := <-iq:
-			if c, ok := r.hand(t, p, instance, aff); ok {
-				cmds, taken = append(cmds, c), append(taken, handout{local: p})
-			}
+			r.take(&got, t, p, instance, aff)
 		case <-watch.wake:
 			if t.wasRevoked(watch) {
 				return nil, nil
@@ -255,25 +248,45 @@ func (r *Relay) collect(req *http.Request, t *tunnelState, watch *pollWatch, lim
 			return nil, nil
 		}
 	}
-	for len(cmds) < limit {
+	r.takeQueued(&got, t, q, sq, iq, limit, instance, aff)
+	return got.cmds, got.taken
+}
+
+// pollTake is what a poll took: the commands to write and their hand-outs.
+type pollTake struct {
+	cmds  []wire.Command
+	taken []handout
+}
+
+// take adds p to got when it may still be handed out (hand). It is kept
+// out of collect (go:noinline), and so is takeQueued: their frames hold
+// copies of a command, and collect's frame stays on the stack of every
+// poll held, where the GC scans it and counts it towards the heap goal
+// (2 KiB more per held poll when they were inlined, RATIONALE.md).
+//
+//go:noinline
+func (r *Relay) take(got *pollTake, t *tunnelState, p *pending, instance string, aff map[string]bool) {
+	if c, ok := r.hand(t, p, instance, aff); ok {
+		got.cmds, got.taken = append(got.cmds, c), append(got.taken, handout{local: p})
+	}
+}
+
+// takeQueued takes what else is queued, without waiting, up to limit.
+//
+//go:noinline
+func (r *Relay) takeQueued(got *pollTake, t *tunnelState, q, sq, iq chan *pending, limit int, instance string, aff map[string]bool) {
+	for len(got.cmds) < limit {
 		select {
 		case p := <-q:
-			if c, ok := r.hand(t, p, instance, aff); ok {
-				cmds, taken = append(cmds, c), append(taken, handout{local: p})
-			}
+			r.take(got, t, p, instance, aff)
 		case p := <-sq:
-			if c, ok := r.hand(t, p, instance, aff); ok {
-				cmds, taken = append(cmds, c), append(taken, handout{local: p})
-			}
+			r.take(got, t, p, instance, aff)
 		case p := <-iq:
-			if c, ok := r.hand(t, p, instance, aff); ok {
-				cmds, taken = append(cmds, c), append(taken, handout{local: p})
-			}
+			r.take(got, t, p, instance, aff)
 		default:
-			return cmds, taken
+			return
 		}
 	}
-	return cmds, taken
 }
 
 // hand turns a queued command into its wire form, with response_timeout set

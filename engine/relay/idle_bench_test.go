@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	rtmetrics "runtime/metrics"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -84,8 +85,16 @@ func cpuTime(tb testing.TB) time.Duration {
 }
 
 // heldCost is what one held poll costs the process: live heap, goroutine
-// stacks and goroutines.
-type heldCost struct{ heap, stack, goroutines float64 }
+// stacks (allocated, and the part the GC scans, which also counts towards
+// the heap goal) and goroutines.
+type heldCost struct{ heap, stack, scannedStack, goroutines float64 }
+
+// scannedStack is the stack the last GC cycle scanned.
+func scannedStack() int64 {
+	s := []rtmetrics.Sample{{Name: "/gc/scan/stack:bytes"}}
+	rtmetrics.Read(s)
+	return int64(s[0].Value.Uint64())
+}
 
 // holdPolls holds n polls on the relay behind addr (each on its own
 // connection, from its own agent instance), waits until held reports them
@@ -96,7 +105,7 @@ func holdPolls(b *testing.B, addr string, n int, held func() int) heldCost {
 	var m0, m1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
-	g0 := runtime.NumGoroutine()
+	g0, ss0 := runtime.NumGoroutine(), scannedStack()
 	for i := range n {
 		p := dialPoller(b, addr, tunB, runtimeB, fmt.Sprintf("held-%d", i), time.Minute)
 		if err := p.send(); err != nil {
@@ -113,9 +122,10 @@ func holdPolls(b *testing.B, addr string, n int, held func() int) heldCost {
 	runtime.GC()
 	runtime.ReadMemStats(&m1)
 	return heldCost{
-		heap:       float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc)) / float64(n),
-		stack:      float64(int64(m1.StackInuse)-int64(m0.StackInuse)) / float64(n),
-		goroutines: float64(runtime.NumGoroutine()-g0) / float64(n),
+		heap:         float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc)) / float64(n),
+		stack:        float64(int64(m1.StackInuse)-int64(m0.StackInuse)) / float64(n),
+		scannedStack: float64(scannedStack()-ss0) / float64(n),
+		goroutines:   float64(runtime.NumGoroutine()-g0) / float64(n),
 	}
 }
 
@@ -140,6 +150,7 @@ func idlePolls(b *testing.B, addr string, hc heldCost) {
 	b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/float64(b.N)/1e3, "cpu-µs/op")
 	b.ReportMetric(hc.heap, "heap-B/held")
 	b.ReportMetric(hc.stack, "stack-B/held")
+	b.ReportMetric(hc.scannedStack, "scanned-stack-B/held")
 	b.ReportMetric(hc.goroutines, "goroutines/held")
 }
 
