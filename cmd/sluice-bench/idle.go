@@ -109,7 +109,7 @@ func (b *bench) runIdleTunnels(n int) error {
 	// What the idle agents cost the relay on their own (re-polls every
 	// 25-30 s), and what they cost their own process.
 	cpu0, agentCPU0, st0, t0 := cpuTime(many), cpuTime(agents.Process.Pid), status(), time.Now()
-	time.Sleep(5 * time.Second)
+	time.Sleep(10 * time.Second)
 	idleSpan := time.Since(t0)
 	idleCPU := float64(cpuTime(many)-cpu0) / float64(idleSpan)
 	agentCPU := float64(cpuTime(agents.Process.Pid)-agentCPU0) / float64(idleSpan)
@@ -123,15 +123,17 @@ func (b *bench) runIdleTunnels(n int) error {
 	// GC cycles since then, so the rounds compare relays that recycle their
 	// heaps, as a relay does minutes after its agents connected.
 	connected := time.Now()
+	warm := map[string][]result{}
 	for _, x := range []struct {
 		name, url string
 		cmd       *exec.Cmd
 	}{{"many", manyURL, manyRelay}, {"single", singleURL, singleRelay}} {
-		windows, err := b.warmUntilGC(x.name, x.url, x.cmd, connected, 30)
+		rs, err := b.warmUntilGC(x.name, x.url, x.cmd, connected, 30)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("         relay-%s: warmed up in %d windows\n", x.name, windows)
+		warm[x.name] = rs
+		fmt.Printf("         relay-%s: warmed up in %d windows\n", x.name, len(rs))
 	}
 
 	paused := false
@@ -178,7 +180,7 @@ func (b *bench) runIdleTunnels(n int) error {
 			span := [2]time.Time{t0, time.Now()}
 			spans[which] = append(spans[which], span)
 			g := gcDuring(filepath.Join(b.tmp, "logs", "relay-"+which+".log"), procStart(relay.Process.Pid), [][2]time.Time{span})
-			fmt.Printf("         relay-%s: %.1f page faults per call, RSS %.1f MiB, %d GC cycles (%.0f ms of CPU)\n", which,
+			fmt.Printf("         relay-%s: %.1f page faults per call, RSS %.1f MiB, %d GC cycles (%.0f ms of marking)\n", which,
 				float64(minorFaults(relay.Process.Pid)-flt0)/float64(max(r.Calls, 1)), float64(rssKiB(relay.Process.Pid))/1024, g.cycles, g.cpuMs)
 			res[which] = append(res[which], r)
 			byName[which] = r
@@ -209,6 +211,9 @@ func (b *bench) runIdleTunnels(n int) error {
 	fmt.Printf("  %-30s p50 %.3f / %.3f / %.3f ms, %.0f calls/s (median)\n", "relay with one tunnel:", sP.min, sP.med, sP.max, spread(cps(res["single"])).med)
 	fmt.Printf("  %-30s p50 %.3f / %.3f / %.3f ms, %.0f calls/s (median)\n", fmt.Sprintf("relay with %d idle tunnels:", n), mP.min, mP.med, mP.max, spread(cps(res["many"])).med)
 	fmt.Printf("  p50 ratio per round: %.2f× / %.2f× / %.2f×; ratio of the medians %.2f×\n", rs.min, rs.med, rs.max, mP.med/sP.med)
+	wP := spread(p50(warm["many"]))
+	fmt.Printf("  while the heap of the relay with %d idle tunnels grew to its GC goal (%d warm-up windows right after the agents connected): p50 %.3f / %.3f / %.3f ms\n",
+		n, len(warm["many"]), wP.min, wP.med, wP.max)
 	fmt.Printf("relay with %d idle tunnels: RSS %.1f MiB with one tunnel, %.1f MiB idle, %.1f MiB after the rounds (peak %.1f MiB)\n",
 		n, float64(rssOne)/1024, float64(rssIdle)/1024, float64(rssAfter)/1024, float64(hwm)/1024)
 	fmt.Printf("idle, no calls: that relay %.1f%% of one core, the idle agents' process %.1f%% (%.0f polls/s answered); %d polls answered, %d failed\n",
@@ -218,25 +223,28 @@ func (b *bench) runIdleTunnels(n int) error {
 		cmd  *exec.Cmd
 	}{{"single", singleRelay}, {"many", manyRelay}} {
 		g := gcDuring(filepath.Join(b.tmp, "logs", "relay-"+x.name+".log"), procStart(x.cmd.Process.Pid), spans[x.name])
-		fmt.Printf("GC in the %s relay's windows (warm-ups included): %d cycles, %.0f ms of CPU, %.0f ms in assists; live heap after the last %d MB\n",
+		fmt.Printf("GC cycles started in the %s relay's round windows: %d, %.0f ms of marking (%.0f ms of it in assists); live heap after the last %d MB\n",
 			x.name, g.cycles, g.cpuMs, g.assistMs, g.liveMB)
 	}
 	return nil
 }
 
 // warmUntilGC loads url at c=1, one -duration window at a time (printed,
-// not counted in the summary), until relay finished two GC cycles since
-// since, and returns the number of windows (at most limit).
-func (b *bench) warmUntilGC(name, url string, relay *exec.Cmd, since time.Time, limit int) (int, error) {
+// not counted in the rounds), until relay finished two GC cycles since
+// since, and returns the windows' results (at most limit).
+func (b *bench) warmUntilGC(name, url string, relay *exec.Cmd, since time.Time, limit int) ([]result, error) {
 	logPath := filepath.Join(b.tmp, "logs", "relay-"+name+".log")
 	started := procStart(relay.Process.Pid)
-	for i := 1; ; i++ {
-		if _, err := b.load(name, "warm-up", url, "", 1); err != nil {
-			return i, err
+	var rs []result
+	for {
+		r, err := b.load(name, "warm-up", url, "", 1)
+		if err != nil {
+			return rs, err
 		}
+		rs = append(rs, r)
 		g := gcDuring(logPath, started, [][2]time.Time{{since, time.Now()}})
-		if g.cycles >= 2 || i == limit {
-			return i, nil
+		if g.cycles >= 2 || len(rs) == limit {
+			return rs, nil
 		}
 	}
 }
@@ -286,7 +294,7 @@ type gcStats struct {
 //	gc 45 @65.481s 0%: 1.4+788+0.006 ms clock, 2.8+0/415/622+0.012 ms cpu, 271->272->198 MB, 505 MB goal, ...
 //
 // where the CPU part is sweep termination + assist/background/idle marking
-// + mark termination.
+// + mark termination; the sum leaves the idle marking out.
 func gcDuring(logPath string, started time.Time, spans [][2]time.Time) gcStats {
 	var g gcStats
 	raw, err := os.ReadFile(logPath)
@@ -314,8 +322,13 @@ func gcDuring(logPath string, started time.Time, spans [][2]time.Time) gcStats {
 		cpu, rest, _ := strings.Cut(rest, " ms cpu, ")
 		parts := strings.FieldsFunc(cpu, func(r rune) bool { return r == '+' || r == '/' })
 		for i, p := range parts {
+			// The idle-worker figure (i == 3) is left out: it is the wall
+			// time of workers on otherwise idle threads, and counts the
+			// time the process was stopped (-idle-pause) as well.
 			v, _ := strconv.ParseFloat(p, 64)
-			g.cpuMs += v
+			if i != 3 {
+				g.cpuMs += v
+			}
 			if i == 1 {
 				g.assistMs += v
 			}
