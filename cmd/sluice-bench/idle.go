@@ -103,6 +103,7 @@ func (b *bench) runIdleTunnels(n int) error {
 	if err := b.waitConnected(n+1, 2*time.Minute); err != nil {
 		return err
 	}
+	connected := time.Now()
 	fmt.Printf("%d idle agents connected in %v\n", n, time.Since(start).Round(time.Millisecond))
 	time.Sleep(3 * time.Second) // let the relay settle
 	rssIdle := rssKiB(many)
@@ -122,7 +123,6 @@ func (b *bench) runIdleTunnels(n int) error {
 	// loaded (the windows are printed, not counted) until each finished two
 	// GC cycles since then, so the rounds compare relays that recycle their
 	// heaps, as a relay does minutes after its agents connected.
-	connected := time.Now()
 	warm := map[string][]result{}
 	for _, x := range []struct {
 		name, url string
