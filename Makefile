@@ -85,14 +85,17 @@ bench-replicas: build
 	$(GO) build -o bin/sluice-bench ./cmd/sluice-bench
 	bin/sluice-bench -sluice $(BIN) $(BENCH_REPLICAS_FLAGS) -nats $(SLUICE_TOOLS_DIR)/bin/nats-server
 
-# Many idle tunnels on one relay: c=1 on one tunnel alone, then with 10,000
-# more tunnels made through the admin API, each with an idle agent holding a
-# long-poll (needs about 10,000 open files per process); prints the relay's
-# RSS and the p50 ratio.
+# Many idle tunnels on one relay: c=1 on a relay serving one tunnel and on
+# one serving 10,000 more (made through the admin API, each with an idle
+# agent holding a long-poll, simulated by a process of its own; needs about
+# 10,000 open files per process), in interleaved rounds after both relays
+# reached a steady heap; prints the p50 of each, their ratio, the relay's
+# RSS and what the idle agents cost. About four minutes.
 IDLE_TUNNELS ?= 10000
+BENCH_IDLE_FLAGS ?= -duration 5s -rounds 6
 bench-idle-tunnels: build
 	$(GO) build -o bin/sluice-bench ./cmd/sluice-bench
-	bin/sluice-bench -sluice $(BIN) -idle-tunnels $(IDLE_TUNNELS) -duration 15s
+	bin/sluice-bench -sluice $(BIN) -idle-tunnels $(IDLE_TUNNELS) $(BENCH_IDLE_FLAGS)
 
 # Rebuild the first-party plugins' committed .wasm modules.
 plugins:

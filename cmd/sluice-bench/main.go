@@ -69,7 +69,10 @@ func main() {
 		bindingOn   = flag.Bool("binding", false, "also load the echo tool served by a Wasm binding plugin in the agent, and report it against the HTTP echo server through the tunnel")
 		bindingWasm = flag.String("binding-wasm", "", "with -binding: the echo binding plugin (default: build "+echoBindingPkg+")")
 		natsBin     = flag.String("nats", "", "also measure the relay's queue on NATS JetStream with this nats-server binary: one relay in-process, one on NATS, three on NATS")
-		idleTunnels = flag.Int("idle-tunnels", 0, "instead of the usual scenarios: c=1 on one tunnel, then again with this many more tunnels on the relay, each with an idle agent holding a long-poll; reports the relay's RSS")
+		idleTunnels = flag.Int("idle-tunnels", 0, "instead of the usual scenarios: c=1 on a relay serving one tunnel and on a relay serving this many more, each with an idle agent holding a long-poll, measured in interleaved rounds; reports the p50 ratio and the relay's RSS")
+		rounds      = flag.Int("rounds", 6, "with -idle-tunnels: interleaved rounds, each one -duration window per relay")
+		idlePause   = flag.Bool("idle-pause", true, "with -idle-tunnels: stop (SIGSTOP) the many-tunnel relay and the idle agents while the single-tunnel relay is measured, so that figure is a relay alone on the machine")
+		idleAgents  = flag.String("serve-idle-agents", "", "internal: run the idle agents of -idle-tunnels: STATUS_ADDR,RELAY_HOST,KEYS_FILE")
 	)
 	flag.Parse()
 	skipInitialized = *skipInit
@@ -79,6 +82,9 @@ func main() {
 	if *naiveAgent != "" {
 		relayURL, mcpURL, _ := strings.Cut(*naiveAgent, ",")
 		fatalf("%v", runNaiveAgent(relayURL, mcpURL))
+	}
+	if *idleAgents != "" {
+		fatalf("idle agents: %v", runIdleAgents(*idleAgents))
 	}
 	if *serveEcho != "" {
 		if err := runEcho(*serveEcho); err != nil {
@@ -117,6 +123,10 @@ func main() {
 	b.naive = *naive
 	b.binding, b.bindingWasmFlag = *bindingOn, *bindingWasm
 	b.natsBin = *natsBin
+	b.rounds, b.idlePause = *rounds, *idlePause
+	if b.rounds < 1 {
+		fatalf("-rounds must be at least 1")
+	}
 	if *timelineOn {
 		b.tl = &timeline{}
 	}
@@ -213,6 +223,16 @@ type bench struct {
 	bindingWasmFlag, bindingWasm string
 	// natsBin, when set, adds the queue comparison on NATS (-nats).
 	natsBin string
+	// tunnelName, when set, names the next startTunnel's files and
+	// processes (otherwise its pipeline does); relayEnv is extra
+	// environment for its relay alone.
+	tunnelName string
+	relayEnv   []string
+	// rounds is the number of interleaved measurement rounds of
+	// -idle-tunnels; idlePause stops the many-tunnel relay and the idle
+	// agents while the single-tunnel relay is measured.
+	rounds    int
+	idlePause bool
 }
 
 func freeAddr() string {
@@ -465,6 +485,9 @@ func (b *bench) startTunnel(echoURL, pipeline string) (mcpURL string, relay, age
 	if b.bindingWasm != "" {
 		name = "binding-" + name
 	}
+	if b.tunnelName != "" {
+		name = b.tunnelName
+	}
 	cfg := filepath.Join(b.tmp, "sluice-"+name+".yaml")
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "relay:\n  listen-addr: %s\n  admin-listen-addr: %s\n  data-dir: %s\n  admin-key: env:BENCH_ADMIN_KEY\n  tunnels:\n",
@@ -508,7 +531,7 @@ func (b *bench) startTunnel(echoURL, pipeline string) (mcpURL string, relay, age
 		}
 		return args
 	}
-	relay, err = b.start("relay-"+name, env, b.bin, "relay", "--config", cfg)
+	relay, err = b.start("relay-"+name, append(slices.Clone(env), b.relayEnv...), b.bin, "relay", "--config", cfg)
 	if err != nil {
 		return "", nil, nil, err
 	}

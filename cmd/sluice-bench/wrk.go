@@ -45,7 +45,8 @@ end
 		secs = 1
 	}
 	// Warm-up, then the measured run.
-	_ = exec.Command("wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conc), "-d", "1s", "-s", script, url).Run()
+	warm := max(int(b.warmup.Seconds()), 1)
+	_ = exec.Command("wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conc), "-d", strconv.Itoa(warm)+"s", "-s", script, url).Run()
 	cpu0 := b.cpuSnapshot()
 	wrk := exec.Command("wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conc), "-d", strconv.Itoa(secs)+"s",
 		"--latency", "-s", script, url)

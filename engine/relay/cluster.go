@@ -417,18 +417,31 @@ func (r *Relay) broadcast(m peerMsg) {
 	}
 }
 
-// untilAny returns a context that ends with parent or when any of a, b, c
-// is closed.
-func untilAny(parent context.Context, a, b, c <-chan struct{}) (context.Context, context.CancelFunc) {
+// pollContext returns a context that ends with parent, when t is removed,
+// when a or b is closed, or when watch's key is revoked. Until its cancel
+// function returns, watch.wake belongs to the context's goroutine.
+func pollContext(parent context.Context, t *tunnelState, watch *pollWatch, a, b <-chan struct{}) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(parent)
+	done := make(chan struct{})
 	go func() {
-		select {
-		case <-ctx.Done():
-		case <-a:
-		case <-b:
-		case <-c:
+		defer close(done)
+		defer cancel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.done:
+				return
+			case <-a:
+				return
+			case <-b:
+				return
+			case <-watch.wake:
+				if t.wasRevoked(watch) {
+					return
+				}
+			}
 		}
-		cancel()
 	}()
-	return ctx, cancel
+	return ctx, func() { cancel(); <-done }
 }

@@ -1,41 +1,40 @@
 package relay
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"time"
 
 	"github.com/sluicemcp/sluice/engine/wire"
 )
 
-// errKeyRevoked ends a held poll whose runtime key stopped being valid.
-var errKeyRevoked = errors.New("runtime key revoked")
-
-// pollWatch is one held poll and the hash of the key it authenticated with.
+// pollWatch is one held poll and the hash of the key it authenticated
+// with. A revocation marks it (setConf, under t.mu) and wakes it through
+// the tunnel's heldWake channel; the poll then sees revoked and ends. It
+// costs a poll no context of its own (RATIONALE.md, idle polls).
 type pollWatch struct {
 	sum     [32]byte
-	cancel  context.CancelCauseFunc
 	revoked bool // its key was revoked while it was held (t.mu)
+	// wake is the tunnel's heldWake of the moment, closed at the next
+	// revocation of a held poll's key (owned by the poll's goroutine).
+	wake <-chan struct{}
 }
 
 // beginPoll registers a held poll of instance and counts it as outstanding.
-// When the tunnel's keys change and its key is no longer among them, its
-// context ends with errKeyRevoked, no command is handed to it from then on,
-// and it stops counting as a connected agent at once (not when its handler
-// gets round to ending it). It returns the hash of its key, which the
-// commands it takes carry (so a revocation fails them wherever they are
-// owned), and remembers it as the instance's. Call end when the poll
+// When the tunnel's keys change and its key is no longer among them, it is
+// marked revoked and woken, no command is handed to it from then on, and it
+// stops counting as a connected agent at once (not when its handler gets
+// round to ending it). It also remembers the instance's key, so a
+// revocation fails the calls the instance holds; the commands the poll
+// takes carry its key hash (w.sum), so a revocation fails them wherever
+// they are owned. Call endPoll when the poll
 // ends: a poll that ends normally makes the tunnel look alive until then, a
 // revoked one does not.
-func (t *tunnelState) beginPoll(req *http.Request, instance, serverInfo string) (_ *http.Request, key [32]byte, end func()) {
+func (t *tunnelState) beginPoll(req *http.Request, instance, serverInfo string) *pollWatch {
 	tok, _ := bearer(req)
-	ctx, cancel := context.WithCancelCause(req.Context())
-	w := &pollWatch{sum: sha256.Sum256([]byte(tok)), cancel: cancel}
+	w := &pollWatch{sum: sha256.Sum256([]byte(tok))}
 	now := time.Now()
-	counted := instance != "" && len(instance) <= 128
 	t.mu.Lock()
 	if t.held == nil {
 		t.held = make(map[*pollWatch]struct{})
@@ -48,30 +47,61 @@ func (t *tunnelState) beginPoll(req *http.Request, instance, serverInfo string) 
 	if _, ok := matchKey(w.sum, t.conf.Load().runtimeKeys); !ok {
 		// Revoked between the poll's authentication and now.
 		t.revokeHeldLocked(w)
-	} else if counted {
+	} else if counted(instance) {
 		a := t.agentLocked(instance, now)
 		a.key, a.keyed = w.sum, true
 	}
+	w.wake = t.heldWakeLocked()
 	t.mu.Unlock()
-	if counted {
+	if counted(instance) {
 		t.agentRequest(instance, 1, now)
 	}
-	return req.WithContext(ctx), w.sum, func() {
-		now := time.Now()
-		t.mu.Lock()
-		delete(t.held, w)
-		t.outstanding--
-		if w.revoked {
-			t.revokedHeld--
-		} else {
-			t.lastPoll = now
-		}
-		t.mu.Unlock()
-		if counted {
-			t.agentRequest(instance, -1, now)
-		}
-		cancel(nil)
+	return w
+}
+
+// endPoll is the end of a poll beginPoll registered.
+func (t *tunnelState) endPoll(w *pollWatch, instance string) {
+	now := time.Now()
+	t.mu.Lock()
+	delete(t.held, w)
+	t.outstanding--
+	if w.revoked {
+		t.revokedHeld--
+	} else {
+		t.lastPoll = now
 	}
+	t.mu.Unlock()
+	if counted(instance) {
+		t.agentRequest(instance, -1, now)
+	}
+}
+
+// counted reports whether an instance id is tracked for liveness.
+func counted(instance string) bool { return instance != "" && len(instance) <= 128 }
+
+// heldWakeLocked returns the channel closed at the next revocation of a
+// held poll's key (t.mu held).
+func (t *tunnelState) heldWakeLocked() chan struct{} {
+	if t.heldWake == nil {
+		t.heldWake = make(chan struct{})
+	}
+	return t.heldWake
+}
+
+// wasRevoked is called by w's poll when w.wake is closed: it reports
+// whether w's key was revoked and otherwise waits on the next wake-up.
+func (t *tunnelState) wasRevoked(w *pollWatch) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w.wake = t.heldWakeLocked()
+	return w.revoked
+}
+
+// isRevoked reports whether w's key was revoked.
+func (t *tunnelState) isRevoked(w *pollWatch) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return w.revoked
 }
 
 // revokeHeldLocked ends held poll w because its key was revoked.
@@ -81,7 +111,10 @@ func (t *tunnelState) revokeHeldLocked(w *pollWatch) {
 	}
 	w.revoked = true
 	t.revokedHeld++
-	w.cancel(errKeyRevoked)
+	if t.heldWake != nil {
+		close(t.heldWake)
+		t.heldWake = nil
+	}
 }
 
 // livePollsLocked is the number of held polls whose key still works.
@@ -200,11 +233,6 @@ var revokedData = func() json.RawMessage {
 		Version: 1, Source: wire.SourceTransportClosed, TransportErrorKind: "agent_key_revoked"}})
 	return b
 }()
-
-// keyRevoked reports whether a poll ended because its key was revoked.
-func keyRevoked(req *http.Request) bool {
-	return errors.Is(context.Cause(req.Context()), errKeyRevoked)
-}
 
 // heldPolls is the number of polls being held (tests).
 func (t *tunnelState) heldPolls() int {

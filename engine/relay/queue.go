@@ -112,12 +112,15 @@ type handout struct {
 	claim string // the claim's id, for a command another replica owns
 }
 
-// collectShared is collect for a relay in a Cluster: it takes this
-// replica's own commands off the doorstep and pulls items from the shared
-// queue, claiming each from its owner; an item whose owner is gone, or
-// whose call ended, is dropped (never run).
-func (r *Relay) collectShared(req *http.Request, t *tunnelState, limit int, wait time.Duration, tk taker, offer bool, aff map[string]bool) ([]wire.Command, []handout) {
-	ctx, cancel := untilAny(req.Context(), t.done, r.closing, r.draining)
+// collectShared is collect for a relay in a Cluster: it pulls items from
+// the shared queue and claims each from its owner (after this replica's
+// own commands off the doorstep); an item whose owner is
+// gone, or whose call ended, is dropped (never run).
+func (r *Relay) collectShared(req *http.Request, t *tunnelState, watch *pollWatch, limit int, wait time.Duration, tk taker, offer bool, aff map[string]bool) ([]wire.Command, []handout) {
+	if t.isRevoked(watch) {
+		return nil, nil
+	}
+	ctx, cancel := pollContext(req.Context(), t, watch, r.closing, r.draining)
 	defer cancel()
 	w := &localWaiter{instance: tk.instance, offer: offer, pinned: tk.instance != "" && len(aff) > 0}
 	lanes := []Lane{LaneCommands}

@@ -737,11 +737,11 @@ func TestAgentConnectedWindow(t *testing.T) {
 	}
 	req := httptest.NewRequest("GET", "/v1/tunnels/"+tunA+"/poll", nil)
 	req.Header.Set("Authorization", "Bearer "+runtimeA)
-	_, _, end := ts.beginPoll(req, "inst-1", "")
+	w := ts.beginPoll(req, "inst-1", "")
 	if !ts.connected(now.Add(2*time.Hour), time.Hour) {
 		t.Fatal("an outstanding poll must count as connected")
 	}
-	end()
+	ts.endPoll(w, "inst-1")
 	if !ts.connected(now.Add(time.Minute), time.Hour) || ts.connected(now.Add(2*time.Hour), time.Hour) {
 		t.Fatal("agent timeout window wrong")
 	}

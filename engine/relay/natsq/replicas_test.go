@@ -686,3 +686,54 @@ func TestGetStreamAcrossReplicas(t *testing.T) {
 		t.Fatal("GET stream did not end")
 	}
 }
+
+// TestRevocationEndsHeldPollInCluster: a poll held by a replica (waiting on
+// the shared queue) ends with 401 as soon as its runtime key is replaced,
+// not at the end of its wait; a change that keeps its key does not end it.
+func TestRevocationEndsHeldPollInCluster(t *testing.T) {
+	conn := embedded(t)
+	a := startReplica(t, conn(), 0)
+	type result struct {
+		status int
+		took   time.Duration
+	}
+	held := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		req, _ := http.NewRequest("GET", a.url+"/v1/tunnels/"+tun+"/poll?timeout_ms=20000", nil)
+		req.Header.Set("Authorization", rtAuth)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			held <- result{}
+			return
+		}
+		resp.Body.Close()
+		held <- result{resp.StatusCode, time.Since(start)}
+	}()
+	tunnel := func(key, name string) []relay.Tunnel {
+		return []relay.Tunnel{{ID: tun, Name: name, RuntimeKey: key,
+			ClientKeys: []relay.ClientKey{{Name: "c", Key: ckKey}}, ResponseTimeout: 10 * time.Second}}
+	}
+	time.Sleep(300 * time.Millisecond) // the poll is held
+	// A change that keeps the key: the poll stays.
+	if err := a.r.SetTunnels(tunnel(rtKey, "renamed")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-held:
+		t.Fatalf("a change that kept the key ended the poll: %d after %v", r.status, r.took)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if err := a.r.SetTunnels(tunnel("rk-replaced", "renamed")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-held:
+		if r.status != http.StatusUnauthorized {
+			t.Fatalf("held poll after its key was replaced: %d", r.status)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the held poll outlived its key")
+	}
+}
