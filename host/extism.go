@@ -8,9 +8,9 @@ import (
 	"net/http"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/sluicemcp/sluice/engine"
+	"github.com/sluicemcp/sluice/sdk/rawjson"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
@@ -284,7 +284,7 @@ func appendExtismEnvelope(b []byte, m *engine.Message) []byte {
 		side = "relay"
 	}
 	b = append(b, `{"hook":`...)
-	b = appendJSONString(b, m.Hook.String())
+	b = rawjson.AppendString(b, m.Hook.String())
 	b = append(b, `,"side":"`...)
 	b = append(b, side...)
 	b = append(b, `","notification":`...)
@@ -298,7 +298,7 @@ func appendExtismEnvelope(b []byte, m *engine.Message) []byte {
 		b = append(b, `,"`...)
 		b = append(b, f.k...)
 		b = append(b, `":`...)
-		b = appendJSONString(b, f.v)
+		b = rawjson.AppendString(b, f.v)
 	}
 	b = append(b, `,"headers":{`...)
 	first := true
@@ -307,13 +307,13 @@ func appendExtismEnvelope(b []byte, m *engine.Message) []byte {
 			b = append(b, ',')
 		}
 		first = false
-		b = appendJSONString(b, k)
+		b = rawjson.AppendString(b, k)
 		b = append(b, `:[`...)
 		for j, v := range vs {
 			if j > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, v)
+			b = rawjson.AppendString(b, v)
 		}
 		b = append(b, ']')
 	}
@@ -321,52 +321,9 @@ func appendExtismEnvelope(b []byte, m *engine.Message) []byte {
 	if m.Hook != engine.HookHTTPResponse && engine.ValidObject(m.Body) {
 		b = append(b, m.Body...)
 	} else {
-		b = appendJSONString(b, string(m.Body))
+		b = rawjson.AppendStringBytes(b, m.Body)
 	}
 	return append(b, '}')
-}
-
-// appendJSONString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for j := 0; j < len(s); {
-		c := s[j]
-		if c >= 0x20 && c != '"' && c != '\\' && c < 0x80 {
-			j++
-			continue
-		}
-		if c < 0x80 {
-			b = append(b, s[start:j]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			j++
-			start = j
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[j:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:j]...)
-			b = append(b, "\ufffd"...)
-			j++
-			start = j
-			continue
-		}
-		j += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // extismHeaderEdit is one header edit of an Extism answer.

@@ -12,9 +12,9 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/sluicemcp/sluice/engine/wire"
+	"github.com/sluicemcp/sluice/sdk/rawjson"
 )
 
 // Response POST retry policy (WIRE.md "Retries").
@@ -210,9 +210,9 @@ func encodeResponse(requestID, channel, typ string, status int, header http.Head
 	}
 	b := make([]byte, 0, n)
 	b = append(b, `{"request_id":`...)
-	b = appendJSONString(b, requestID)
+	b = rawjson.AppendString(b, requestID)
 	b = append(b, `,"channel":`...)
-	b = appendJSONString(b, channel)
+	b = rawjson.AppendString(b, channel)
 	if !ack {
 		b = append(b, `,"resp_json":`...)
 		if len(bytes.TrimSpace(body)) == 0 {
@@ -232,36 +232,6 @@ func encodeResponse(requestID, channel, typ string, status int, header http.Head
 	b = append(b, `,"resp_code":`...)
 	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, `,"resp_type":`...)
-	b = appendJSONString(b, typ)
+	b = rawjson.AppendString(b, typ)
 	return append(b, '}')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c < 0x20:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, `\ufffd`...)
-		} else {
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(b, '"')
 }

@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/sluicemcp/sluice/engine/internal/jsonscan"
+	"github.com/sluicemcp/sluice/sdk/rawjson"
 )
 
 type scanner struct{ jsonscan.Scanner }
@@ -336,22 +337,22 @@ func AppendPollResponse(dst []byte, cmds []Command) []byte {
 
 func appendCommand(dst []byte, c *Command) []byte {
 	dst = append(dst, `{"request_id":`...)
-	dst = appendJSONString(dst, c.RequestID)
+	dst = rawjson.AppendString(dst, c.RequestID)
 	dst = append(dst, `,"shard_token":`...)
-	dst = appendJSONString(dst, c.ShardToken)
+	dst = rawjson.AppendString(dst, c.ShardToken)
 	dst = append(dst, `,"command_type":`...)
-	dst = appendJSONString(dst, c.CommandType)
+	dst = rawjson.AppendString(dst, c.CommandType)
 	if c.Channel != "" {
 		dst = append(dst, `,"channel":`...)
-		dst = appendJSONString(dst, c.Channel)
+		dst = rawjson.AppendString(dst, c.Channel)
 	}
 	dst = append(dst, `,"created_at":`...)
-	dst = appendJSONString(dst, c.CreatedAt)
+	dst = rawjson.AppendString(dst, c.CreatedAt)
 	dst = append(dst, `,"headers":`...)
 	dst = AppendHeaders(dst, c.Headers)
 	if c.ResponseTimeout != nil {
 		dst = append(dst, `,"response_timeout":`...)
-		dst = appendJSONString(dst, *c.ResponseTimeout)
+		dst = rawjson.AppendString(dst, *c.ResponseTimeout)
 	}
 	if len(c.JSONRPC) > 0 {
 		dst = append(dst, `,"jsonrpc":`...)
@@ -359,7 +360,7 @@ func appendCommand(dst []byte, c *Command) []byte {
 	}
 	if c.Caller != "" {
 		dst = append(dst, `,"caller":`...)
-		dst = appendJSONString(dst, c.Caller)
+		dst = rawjson.AppendString(dst, c.Caller)
 	}
 	if c.OAuthAS != nil {
 		b, _ := json.Marshal(c.OAuthAS)
@@ -378,31 +379,15 @@ func AppendHeaders(dst []byte, h map[string][]string) []byte {
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = appendJSONString(dst, k)
+		dst = rawjson.AppendString(dst, k)
 		dst = append(dst, ":["...)
 		for i, v := range vs {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendJSONString(dst, v)
+			dst = rawjson.AppendString(dst, v)
 		}
 		dst = append(dst, ']')
 	}
 	return append(dst, '}')
-}
-
-// appendJSONString appends s as a JSON string. strconv.AppendQuote is not
-// JSON (it emits \x escapes), so anything but plain printable ASCII goes
-// through encoding/json.
-func appendJSONString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			b, _ := json.Marshal(s)
-			return append(dst, b...)
-		}
-	}
-	dst = append(dst, '"')
-	dst = append(dst, s...)
-	return append(dst, '"')
 }
