@@ -11,13 +11,14 @@ import (
 
 // pollWatch is one held poll and the hash of the key it authenticated
 // with. A revocation marks it (setConf, under t.mu) and wakes it through
-// the tunnel's heldWake channel; the poll then sees revoked and ends. It
-// costs a poll no context of its own (RATIONALE.md, idle polls).
+// the tunnel's revocation channel (revocationsLocked); the poll then sees
+// revoked and ends. It costs a poll no context of its own (RATIONALE.md,
+// idle polls).
 type pollWatch struct {
 	sum     [32]byte
 	revoked bool // its key was revoked while it was held (t.mu)
-	// wake is the tunnel's heldWake of the moment, closed at the next
-	// revocation of a held poll's key (owned by the poll's goroutine).
+	// wake is the tunnel's revocation channel of the moment, closed at the
+	// next revocation (owned by the poll's goroutine).
 	wake <-chan struct{}
 }
 
@@ -51,7 +52,7 @@ func (t *tunnelState) beginPoll(req *http.Request, instance, serverInfo string) 
 		a := t.agentLocked(instance, now)
 		a.key, a.keyed = w.sum, true
 	}
-	w.wake = t.heldWakeLocked()
+	w.wake = t.revocationsLocked()
 	t.mu.Unlock()
 	if counted(instance) {
 		t.agentRequest(instance, 1, now)
@@ -79,21 +80,12 @@ func (t *tunnelState) endPoll(w *pollWatch, instance string) {
 // counted reports whether an instance id is tracked for liveness.
 func counted(instance string) bool { return instance != "" && len(instance) <= 128 }
 
-// heldWakeLocked returns the channel closed at the next revocation of a
-// held poll's key (t.mu held).
-func (t *tunnelState) heldWakeLocked() chan struct{} {
-	if t.heldWake == nil {
-		t.heldWake = make(chan struct{})
-	}
-	return t.heldWake
-}
-
 // wasRevoked is called by w's poll when w.wake is closed: it reports
 // whether w's key was revoked and otherwise waits on the next wake-up.
 func (t *tunnelState) wasRevoked(w *pollWatch) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	w.wake = t.heldWakeLocked()
+	w.wake = t.revocationsLocked()
 	return w.revoked
 }
 
@@ -111,20 +103,23 @@ func (t *tunnelState) revokeHeldLocked(w *pollWatch) {
 	}
 	w.revoked = true
 	t.revokedHeld++
-	if t.heldWake != nil {
-		close(t.heldWake)
-		t.heldWake = nil
-	}
 }
 
 // livePollsLocked is the number of held polls whose key still works.
 func (t *tunnelState) livePollsLocked() int { return t.outstanding - t.revokedHeld }
 
-// revocations returns a channel closed at the next revocation that leaves
-// some agent of the tunnel without a valid key.
+// revocations returns a channel closed at the next revocation of a key of
+// the tunnel that held polls or agents use. Held polls wait on it to learn
+// their own key was revoked, queued calls to learn no agent may be left
+// (mcp.go); each checks what concerns it when woken.
 func (t *tunnelState) revocations() <-chan struct{} {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.revocationsLocked()
+}
+
+// revocationsLocked is revocations with t.mu held.
+func (t *tunnelState) revocationsLocked() chan struct{} {
 	if t.revokeC == nil {
 		t.revokeC = make(chan struct{})
 	}
@@ -140,12 +135,13 @@ func (t *tunnelState) revocations() <-chan struct{} {
 func (t *tunnelState) setConf(c *tunnelConf) {
 	t.conf.Store(c)
 	t.mu.Lock()
+	revoked := false
 	for w := range t.held {
-		if _, ok := matchKey(w.sum, c.runtimeKeys); !ok {
+		if _, ok := matchKey(w.sum, c.runtimeKeys); !ok && !w.revoked {
 			t.revokeHeldLocked(w)
+			revoked = true
 		}
 	}
-	revoked := false
 	revokedInst := map[string]bool{}
 	for inst, a := range t.agents {
 		if !a.keyed {
@@ -187,8 +183,9 @@ func (t *tunnelState) setConf(c *tunnelConf) {
 		revoked = true
 	}
 	if revoked && t.revokeC != nil {
-		// Calls waiting in the queue learn it too: with no agent left they
-		// are withdrawn (mcp.go), not left to their response timeout.
+		// Wake the held polls whose key it was, and the calls waiting in
+		// the queue: with no agent left they are withdrawn (mcp.go), not
+		// left to their response timeout.
 		close(t.revokeC)
 		t.revokeC = nil
 	}

@@ -55,10 +55,9 @@ type tunnelState struct {
 	revokedCalls func(n int)
 
 	// held are the polls being held, each with its key's hash, so a
-	// revocation ends them at once (pollwatch.go; t.mu); heldWake is
-	// closed (and dropped) when one of their keys is revoked, to wake them.
-	held     map[*pollWatch]struct{}
-	heldWake chan struct{}
+	// revocation ends them at once (pollwatch.go; t.mu; woken through
+	// revokeC).
+	held map[*pollWatch]struct{}
 
 	// With a Cluster (local.go): the commands waiting for a poll here
 	// (oldest first), the polls here waiting for a command, and the other
