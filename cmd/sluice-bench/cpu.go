@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -148,4 +149,38 @@ func scrape(url string) map[string]float64 {
 		out[name] = v
 	}
 	return out
+}
+
+// natsCounts are the nats-server's message and byte totals, in and out.
+type natsCounts struct{ inMsgs, outMsgs, inBytes float64 }
+
+func (b *bench) natsCounts() natsCounts {
+	if b.natsVarz == "" {
+		return natsCounts{}
+	}
+	resp, err := http.Get(b.natsVarz)
+	if err != nil {
+		return natsCounts{}
+	}
+	defer resp.Body.Close()
+	var v struct {
+		InMsgs  float64 `json:"in_msgs"`
+		OutMsgs float64 `json:"out_msgs"`
+		InBytes float64 `json:"in_bytes"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&v) != nil {
+		return natsCounts{}
+	}
+	return natsCounts{v.InMsgs, v.OutMsgs, v.InBytes}
+}
+
+// natsPerCall prints the NATS messages the scenario cost per call: how much
+// coordination between replicas each call needed.
+func (b *bench) natsPerCall(c0, c1 natsCounts, calls int) {
+	if b.natsVarz == "" || calls == 0 {
+		return
+	}
+	n := float64(calls)
+	fmt.Printf("         nats per call: %.2f messages in, %.2f out, %.0f bytes in\n",
+		(c1.inMsgs-c0.inMsgs)/n, (c1.outMsgs-c0.outMsgs)/n, (c1.inBytes-c0.inBytes)/n)
 }

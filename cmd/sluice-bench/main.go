@@ -72,6 +72,7 @@ func main() {
 		idleTunnels = flag.Int("idle-tunnels", 0, "instead of the usual scenarios: c=1 on a relay serving one tunnel and on a relay serving this many more, each with an idle agent holding a long-poll, measured in interleaved rounds; reports the p50 ratio and the relay's RSS")
 		rounds      = flag.Int("rounds", 6, "with -idle-tunnels: interleaved rounds, each one -duration window per relay")
 		idlePause   = flag.Bool("idle-pause", true, "with -idle-tunnels: stop (SIGSTOP) the many-tunnel relay and the idle agents while the single-tunnel relay is measured, so that figure is a relay alone on the machine")
+		balancer    = flag.String("serve-balancer", "", "internal: serve a round-robin HTTP balancer: LISTEN=URL,URL,...")
 		idleAgents  = flag.String("serve-idle-agents", "", "internal: run the idle agents of -idle-tunnels: STATUS_ADDR,RELAY_HOST,KEYS_FILE")
 	)
 	flag.Parse()
@@ -82,6 +83,9 @@ func main() {
 	if *naiveAgent != "" {
 		relayURL, mcpURL, _ := strings.Cut(*naiveAgent, ",")
 		fatalf("%v", runNaiveAgent(relayURL, mcpURL))
+	}
+	if *balancer != "" {
+		fatalf("balancer: %v", runBalancer(*balancer))
 	}
 	if *idleAgents != "" {
 		fatalf("idle agents: %v", runIdleAgents(*idleAgents))
@@ -213,10 +217,12 @@ type bench struct {
 	// agentMetrics and relayMetrics are the running tunnel's /metrics URLs;
 	// relayAdmin and relayPublic its relay's base URLs.
 	agentMetrics, relayMetrics string
-	relayAdmin, relayPublic    string
-	naive                      bool
-	results                    []result
-	tmp                        string
+	// natsVarz is the nats-server's /varz URL while one runs ("" if none).
+	natsVarz                string
+	relayAdmin, relayPublic string
+	naive                   bool
+	results                 []result
+	tmp                     string
 	// binding loads the echo binding plugin too (-binding); bindingWasm is
 	// set while its tunnel starts.
 	binding                      bool
@@ -679,13 +685,13 @@ func (b *bench) load(target, pipeline, url, _ string, conc int) (result, error) 
 		}(w)
 	}
 	time.Sleep(b.warmup)
-	cpu0 := b.cpuSnapshot()
+	cpu0, nats0 := b.cpuSnapshot(), b.natsCounts()
 	measuring.Store(true)
 	start := time.Now()
 	time.Sleep(b.duration)
 	measuring.Store(false)
 	elapsed := time.Since(start)
-	cpu1 := b.cpuSnapshot()
+	cpu1, nats1 := b.cpuSnapshot(), b.natsCounts()
 	close(stop)
 	wg.Wait()
 	var all []time.Duration
@@ -702,6 +708,7 @@ func (b *bench) load(target, pipeline, url, _ string, conc int) (result, error) 
 	b.results = append(b.results, r)
 	fmt.Printf("%-8s %-10s %5d %10.0f %9.3f %9.3f %7d\n", target, pipeline, conc, r.CallsPerSec, r.P50ms, r.P99ms, r.Errors)
 	b.cpuPerCall(cpu0, cpu1, r.Calls, "")
+	b.natsPerCall(nats0, nats1, r.Calls)
 	if e := firstErr.Load(); e != nil {
 		fmt.Printf("         first error: %s\n", e)
 	}
