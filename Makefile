@@ -27,7 +27,7 @@ TEST_TIMEOUT ?= 25m
 # mid-execution (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 2000x
 
-.PHONY: all build run test test-go faults bench bench-load bench-replicas bench-idle-tunnels plugins examples lint generate fuzz-smoke clean
+.PHONY: all build run test test-go faults bench bench-load bench-replicas bench-failover bench-idle-tunnels plugins examples lint generate fuzz-smoke clean
 
 all: build
 
@@ -84,6 +84,14 @@ bench-replicas: build
 	@if [[ -x .ci/deps.sh ]]; then .ci/deps.sh >/dev/null; fi
 	$(GO) build -o bin/sluice-bench ./cmd/sluice-bench
 	bin/sluice-bench -sluice $(BIN) $(BENCH_REPLICAS_FLAGS) -nats $(SLUICE_TOOLS_DIR)/bin/nats-server
+
+# A replica killed under c=64 load (three relays on a 3-node NATS cluster,
+# two agents, a round-robin client): the fault scenario three times, its
+# figures (calls lost, errors on the other replicas, p99 around the
+# failover).
+bench-failover:
+	SLUICE_FAULTS=1 $(GO) test -count=3 -v -timeout $(TEST_TIMEOUT) -run '^TestReplicaKilled$$' ./engine/faults/ 2>&1 | \
+		grep -E 'calls in|killed replica held|^(--- |ok|FAIL)'
 
 # Many idle tunnels on one relay: c=1 on a relay serving one tunnel and on
 # one serving 10,000 more (made through the admin API, each with an idle
