@@ -264,3 +264,28 @@ func TestConfigCheck(t *testing.T) {
 		}
 	})
 }
+
+// TestRelayConfigErrorsBeforeBinding: what the relay's config names (its
+// admin key, its TLS certificate) is resolved before it binds, so a config
+// error is reported as one even when the port is taken.
+func TestRelayConfigErrorsBeforeBinding(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dir := t.TempDir()
+	base := "relay:\n  listen-addr: " + busy.Addr().String() + "\n"
+	for _, tc := range []struct{ name, yaml, key string }{
+		{"admin key not set", base + "  admin-key: env:NOPE\n", "relay.admin-key"},
+		{"certificate missing", base + "  tls-cert: " + filepath.Join(dir, "nope.pem") + "\n  tls-key: " + filepath.Join(dir, "nope.key") + "\n", "relay.tls-cert"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := writeFile(t, "c.yaml", tc.yaml)
+			code, _, stderr := runCLI(t, map[string]string{"RELAY_DATA_DIR": dir}, "relay", "--config", cfg)
+			if code != exitConfig || !strings.Contains(stderr, tc.key) || strings.Contains(stderr, "address already in use") {
+				t.Fatalf("sluice relay: exit %d (want %d, a config error naming %s); stderr:\n%s", code, exitConfig, tc.key, stderr)
+			}
+		})
+	}
+}

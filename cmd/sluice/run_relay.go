@@ -92,6 +92,18 @@ func (s *session) relayAdminKeys(cfg *Config) ([]string, error) {
 // relay to its replicas (nil: alone).
 func (s *session) startRelay(ctx context.Context, reg prometheus.Registerer, tunnels []relay.Tunnel, chain *engine.Chain, adminAddr string, st store.Store, cluster relay.Cluster) (*relayParts, error) {
 	cfg := s.cfg
+	// What the config names is resolved before anything binds: a config
+	// error is reported as one whether or not the ports are free.
+	admins, err := s.relayAdminKeys(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var cert tls.Certificate
+	if cfg.Relay.TLSCert != "" {
+		if cert, err = relayCert(cfg); err != nil {
+			return nil, err
+		}
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", cfg.Relay.ListenAddr)
 	if err != nil {
@@ -100,11 +112,6 @@ func (s *session) startRelay(ctx context.Context, reg prometheus.Registerer, tun
 	scheme := "http"
 	if cfg.Relay.TLSCert != "" {
 		scheme = "https"
-		cert, err := relayCert(cfg)
-		if err != nil {
-			_ = ln.Close()
-			return nil, err
-		}
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
 			NextProtos: []string{"h2", "http/1.1"}})
 	}
@@ -115,11 +122,6 @@ func (s *session) startRelay(ctx context.Context, reg prometheus.Registerer, tun
 		return nil, err
 	}
 	p := &relayParts{ln: ln, url: public, pipeline: engine.NewPipeline(chain)}
-	admins, err := s.relayAdminKeys(cfg)
-	if err != nil {
-		_ = ln.Close()
-		return nil, err
-	}
 	rc := relayConfig(cfg, bound, public, tunnels)
 	rc.AdminKeys = admins
 	p.relay, err = relay.New(rc,
