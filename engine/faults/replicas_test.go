@@ -266,13 +266,16 @@ func TestReplicaKilled(t *testing.T) {
 
 // TestNATSNodeKilled: SIGKILL one of the three NATS nodes under load. The
 // replicas' connections and the stream move to the other two; no call is
-// lost, none runs twice.
+// lost, none runs twice. When the node led the stream or its consumers,
+// calls wait for the others to elect a new leader: a leader killed without
+// stepping down is noticed after NATS's raft election timeout (4 to 9 s),
+// so the load runs long enough for calls to start after that.
 func TestNATSNodeKilled(t *testing.T) {
 	tp := newTopo(t)
 	rs := tp.startReplicated(0)
 	var killedAt time.Time
 	after(2*time.Second, func() { killedAt = time.Now(); rs.nats[0].Kill() })
-	res := rs.sound(tp, faultkit.Load{Concurrency: 16, Duration: 8 * time.Second, SleepMS: 20})
+	res := rs.sound(tp, faultkit.Load{Concurrency: 16, Duration: 14 * time.Second, SleepMS: 20})
 	assertNoErrors(t, res, "when a NATS node died")
 	around := func(c *faultkit.Call) bool {
 		return c.Class == faultkit.ClassOK && c.End.After(killedAt) && c.Start.Before(killedAt.Add(5*time.Second))

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sluicemcp/sluice/engine/wire"
@@ -444,17 +445,23 @@ func (r *Relay) acceptBatch(t *tunnelState, tokens []string, items [][]byte, sta
 		}
 		byOwner[owner] = append(byOwner[owner], i)
 	}
+	// The owners at once: one that is gone (its results have nobody to go
+	// to) costs the Cluster's grace, which the others need not wait for.
+	var wg sync.WaitGroup
 	for owner, idx := range byOwner {
-		batch := make([]deliverItem, len(idx))
-		for k, i := range idx {
-			batch[k] = deliverItem{Token: tokens[i], Body: items[i]}
-		}
-		sts := make([]int, len(idx))
-		r.deliverRemote(t, owner, batch, sts)
-		for k, i := range idx {
-			statuses[i] = sts[k]
-		}
+		wg.Go(func() {
+			batch := make([]deliverItem, len(idx))
+			for k, i := range idx {
+				batch[k] = deliverItem{Token: tokens[i], Body: items[i]}
+			}
+			sts := make([]int, len(idx))
+			r.deliverRemote(t, owner, batch, sts)
+			for k, i := range idx {
+				statuses[i] = sts[k] // distinct indexes per owner
+			}
+		})
 	}
+	wg.Wait()
 }
 
 // deliverRemote delivers items to the replica that owns their calls and

@@ -42,7 +42,9 @@ type Cluster interface {
 	// arrives after ctx ends goes back to the queue for another puller.
 	Pull(ctx context.Context, tunnel string, lanes []Lane, limit int, wait time.Duration) ([]Pulled, error)
 	// Call sends msg to replica and returns its handler's answer; it returns
-	// ErrNoReplica when no replica of that id answers.
+	// ErrNoReplica when no replica of that id has been there for a while
+	// (one reconnecting to another NATS node is not gone; one counted gone
+	// once may be answered at once after that).
 	Call(ctx context.Context, replica string, msg []byte) ([]byte, error)
 	// Send sends msg to replica's HandleCall without waiting for an answer
 	// (its answer is dropped, and nothing says whether it arrived).

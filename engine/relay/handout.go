@@ -19,8 +19,8 @@ import (
 // fails the call at once with the lost-agent answer instead of letting its
 // caller wait for the response timeout. A claim not confirmed within
 // handOutGrace makes the owner ask whether its taker is still there; one
-// that has not answered for takerGoneAfter (no replica listens on its
-// subject) is gone.
+// the Cluster counts gone (no replica has listened on its subject for a
+// while) is gone.
 
 // handOutGrace is how long an owner waits for a taker's word before it
 // asks whether the taker is alive.
@@ -30,11 +30,6 @@ const handOutGrace = time.Second
 // word.
 const handOutCheckEvery = 500 * time.Millisecond
 
-// takerGoneAfter is how long a taker must stay unreachable before the
-// owner counts it gone: a replica reconnecting to another NATS node is
-// unreachable for a moment, and a false "gone" would fail calls that run.
-const takerGoneAfter = time.Second
-
 // handOut is a command claimed by another replica's poll, not yet
 // confirmed written.
 type handOut struct {
@@ -42,12 +37,10 @@ type handOut struct {
 	at time.Time // claimed then
 }
 
-// handOuts are the tunnels with hand-outs to watch, and the replicas seen
-// unreachable (since when).
+// handOuts are the tunnels with hand-outs to watch.
 type handOuts struct {
 	mu      sync.Mutex
 	tunnels map[*tunnelState]struct{}
-	silent  map[string]time.Time
 }
 
 // awaitHandOutLocked records that another replica's poll claimed p (t.mu
@@ -167,7 +160,7 @@ func (r *Relay) checkHandOuts(now time.Time) {
 		}
 	}
 	for taker, ts := range stale {
-		if !r.takerGone(taker, now) {
+		if !r.takerGone(taker) {
 			continue
 		}
 		for _, t := range ts {
@@ -191,37 +184,15 @@ func (r *Relay) forgetAwaiting(t *tunnelState) {
 	r.handOuts.mu.Unlock()
 }
 
-// takerGone asks replica whether it is there. It reports true once no
-// replica of that id has answered for takerGoneAfter; a call that fails
-// otherwise (NATS is unreachable from here) proves nothing.
-func (r *Relay) takerGone(replica string, now time.Time) bool {
+// takerGone asks replica whether it is there: gone when no replica of
+// that id answers (the Cluster gives one reconnecting to another NATS node
+// time first); a call that fails otherwise (NATS is unreachable from here)
+// proves nothing.
+func (r *Relay) takerGone(replica string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), clusterAttemptTimeout)
+	defer cancel()
 	_, err := r.cl.Call(ctx, replica, encodePeer(&peerMsg{Op: opPing}))
-	cancel()
-	r.handOuts.mu.Lock()
-	defer r.handOuts.mu.Unlock()
-	if !errors.Is(err, ErrNoReplica) {
-		delete(r.handOuts.silent, replica)
-		return false
-	}
-	if r.handOuts.silent == nil {
-		r.handOuts.silent = make(map[string]time.Time)
-	}
-	first, seen := r.handOuts.silent[replica]
-	if !seen {
-		r.handOuts.silent[replica] = now
-		return false
-	}
-	if now.Sub(first) < takerGoneAfter {
-		return false
-	}
-	// Gone for good (replica ids are never reused); forget it after a while.
-	for id, at := range r.handOuts.silent {
-		if now.Sub(at) > time.Hour {
-			delete(r.handOuts.silent, id)
-		}
-	}
-	return true
+	return errors.Is(err, ErrNoReplica)
 }
 
 // pingAnswer is the answer to opPing.

@@ -79,7 +79,22 @@ type Queue struct {
 	consumers map[string]jetstream.Consumer
 	pullers   map[string]*puller
 	subs      []*nats.Subscription
+	// gone are the replicas that had no responder for noRespondersGrace
+	// (since when): a Call to one fails at once until goneFor passes or a
+	// broadcast of it arrives.
+	gone map[string]time.Time
 }
+
+// noRespondersGrace is how long a replica may have no responder before a
+// Call counts it gone. A replica whose NATS node died has none while it
+// reconnects to another node and its subscription reaches the others'
+// nodes; a claim or a delivery counted "gone" then would be dropped.
+const noRespondersGrace = 500 * time.Millisecond
+
+// goneFor is how long a replica counted gone stays so without new proof
+// (replica ids are never reused; this bounds the cost of a replica that
+// was only cut off).
+const goneFor = time.Minute
 
 // Interface guards
 var _ relay.Cluster = (*Queue)(nil)
@@ -481,16 +496,64 @@ func (q *Queue) Send(replica string, msg []byte) error {
 	return nil
 }
 
-// Call implements relay.Cluster.
+// Call implements relay.Cluster. A replica without a responder is asked
+// again for up to noRespondersGrace before it counts as gone.
 func (q *Queue) Call(ctx context.Context, replica string, msg []byte) ([]byte, error) {
-	m, err := q.nc.RequestWithContext(ctx, q.prefix+".r."+replica, msg)
-	if errors.Is(err, nats.ErrNoResponders) {
-		return nil, relay.ErrNoReplica
+	var first time.Time
+	for {
+		m, err := q.nc.RequestWithContext(ctx, q.prefix+".r."+replica, msg)
+		if err == nil {
+			return m.Data, nil
+		}
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return nil, fmt.Errorf("natsq: call replica %s: %w", replica, err)
+		}
+		now := time.Now()
+		if first.IsZero() {
+			first = now
+		}
+		if q.isGone(replica, now) || now.Sub(first) >= noRespondersGrace {
+			q.markGone(replica, now)
+			return nil, relay.ErrNoReplica
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("natsq: call replica %s: no responder yet: %w", replica, ctx.Err())
+		case <-time.After(25 * time.Millisecond):
+		}
 	}
-	if err != nil {
-		return nil, fmt.Errorf("natsq: call replica %s: %w", replica, err)
+}
+
+// isGone reports whether replica counts as gone at now.
+func (q *Queue) isGone(replica string, now time.Time) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	at, ok := q.gone[replica]
+	return ok && now.Sub(at) < goneFor
+}
+
+// markGone counts replica gone from now (and forgets old marks).
+func (q *Queue) markGone(replica string, now time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.gone == nil {
+		q.gone = make(map[string]time.Time)
 	}
-	return m.Data, nil
+	if at, ok := q.gone[replica]; !ok || now.Sub(at) >= goneFor {
+		q.gone[replica] = now
+	}
+	for id, at := range q.gone {
+		if now.Sub(at) >= goneFor {
+			delete(q.gone, id)
+		}
+	}
+}
+
+// heard forgets that replica counted as gone: a broadcast of it arrived.
+func (q *Queue) heard(replica string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.gone, replica)
 }
 
 // fromHeader names the sending replica of broadcasts and questions, which
@@ -548,7 +611,8 @@ func (q *Queue) Handle(h relay.ClusterHandler) {
 		}()
 	})
 	subscribe(q.prefix+".b", func(m *nats.Msg) {
-		if m.Header.Get(fromHeader) != q.id {
+		if from := m.Header.Get(fromHeader); from != q.id {
+			q.heard(from)
 			h.HandleBroadcast(m.Data)
 		}
 	})

@@ -308,3 +308,44 @@ func TestUnacknowledgedItemComesBack(t *testing.T) {
 		t.Fatalf("after the ack wait: %q, %v", got, err)
 	}
 }
+
+// TestCallWaitsOutAReconnect: a replica whose NATS node died has no
+// responder while it reconnects elsewhere; a call to it in that window
+// waits for it instead of counting it gone (a claim or a delivery counted
+// gone is dropped, and its caller waits for the response timeout). A
+// replica that stays away is gone after the grace, and at once after that
+// until a broadcast of it arrives.
+func TestCallWaitsOutAReconnect(t *testing.T) {
+	conn := embedded(t)
+	a, b := newQueue(t, conn(), Options{}), newQueue(t, conn(), Options{})
+	a.Handle(&echoHandler{name: "a"})
+	time.AfterFunc(noRespondersGrace/3, func() { b.Handle(&echoHandler{name: "b"}) })
+	ctx := context.Background()
+	ans, err := a.Call(ctx, b.ID(), []byte("hi"))
+	if err != nil || string(ans) != "b:hi" {
+		t.Fatalf("call while the replica was not subscribed yet = %q, %v; want its answer", ans, err)
+	}
+
+	const absent = "0123456789ab"
+	start := time.Now()
+	if _, err := a.Call(ctx, absent, nil); !errors.Is(err, relay.ErrNoReplica) {
+		t.Fatalf("call to an absent replica: %v, want ErrNoReplica", err)
+	}
+	if d := time.Since(start); d < noRespondersGrace {
+		t.Errorf("absent replica counted gone after %s, before the grace (%s)", d, noRespondersGrace)
+	}
+	start = time.Now()
+	if _, err := a.Call(ctx, absent, nil); !errors.Is(err, relay.ErrNoReplica) || time.Since(start) >= noRespondersGrace {
+		t.Errorf("second call to a gone replica: %v after %s, want ErrNoReplica at once", err, time.Since(start))
+	}
+	// A broadcast from it: it is back, and a call waits for it again.
+	a.heard(absent)
+	if a.isGone(absent, time.Now()) {
+		t.Error("a replica heard from still counts as gone")
+	}
+	ctx, cancel := context.WithTimeout(ctx, noRespondersGrace/4)
+	defer cancel()
+	if _, err := a.Call(ctx, absent, nil); errors.Is(err, relay.ErrNoReplica) || err == nil {
+		t.Errorf("call to a replica heard from, ended by its context: %v, want the context's error", err)
+	}
+}
