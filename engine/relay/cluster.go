@@ -112,6 +112,10 @@ const clusterCallTimeout = 5 * time.Second
 // NATS node failing over is tried again rather than waited for.
 const clusterAttemptTimeout = 1500 * time.Millisecond
 
+// firstAttemptTimeout bounds the first try of a claim or a delivery; each
+// next one doubles, up to clusterAttemptTimeout.
+const firstAttemptTimeout = 250 * time.Millisecond
+
 // askWait is how long a replica waits for another to say an agent it lost
 // sight of is alive elsewhere.
 const askWait = 300 * time.Millisecond
@@ -351,13 +355,23 @@ func (r *Relay) callPeerAnswer(replica string, m peerMsg) (peerAnswer, error) {
 		ans []byte
 		err error
 	)
+	// A claim holds up a whole poll's answer, and a delivery its agent's
+	// POST of results (the agent polls again only once those are taken):
+	// their first try is short, so one sent to a replica the moment it died
+	// is sent again, and finds it gone, soon. A retry is safe: a claim
+	// carries its id, and a delivery's second copy is refused.
+	attempt := clusterAttemptTimeout
+	if m.Op == opClaim || m.Op == opDeliver {
+		attempt = firstAttemptTimeout
+	}
 	for {
-		actx, acancel := context.WithTimeout(ctx, clusterAttemptTimeout)
+		actx, acancel := context.WithTimeout(ctx, attempt)
 		ans, err = r.cl.Call(actx, replica, b)
 		acancel()
 		if err == nil || errors.Is(err, ErrNoReplica) || ctx.Err() != nil {
 			break
 		}
+		attempt = min(2*attempt, clusterAttemptTimeout)
 		select {
 		case <-ctx.Done():
 		case <-time.After(100 * time.Millisecond):

@@ -79,10 +79,13 @@ type Queue struct {
 	consumers map[string]jetstream.Consumer
 	pullers   map[string]*puller
 	subs      []*nats.Subscription
-	// gone are the replicas that had no responder for noRespondersGrace
-	// (since when): a Call to one fails at once until goneFor passes or a
-	// broadcast of it arrives.
-	gone map[string]time.Time
+
+	// silent are the replicas a Call found without a responder, since when
+	// (the first such answer since it last answered). One silent for
+	// noRespondersGrace is gone: a Call to it fails at once until it
+	// answers again, a broadcast of it arrives, or goneFor passes.
+	silentMu sync.Mutex
+	silent   map[string]time.Time
 }
 
 // noRespondersGrace is how long a replica may have no responder before a
@@ -91,9 +94,9 @@ type Queue struct {
 // nodes; a claim or a delivery counted "gone" then would be dropped.
 const noRespondersGrace = 500 * time.Millisecond
 
-// goneFor is how long a replica counted gone stays so without new proof
-// (replica ids are never reused; this bounds the cost of a replica that
-// was only cut off).
+// goneFor is how long a replica stays silent without new proof (replica
+// ids are never reused; this bounds the table, and the cost of a replica
+// that was only cut off).
 const goneFor = time.Minute
 
 // Interface guards
@@ -497,23 +500,19 @@ func (q *Queue) Send(replica string, msg []byte) error {
 }
 
 // Call implements relay.Cluster. A replica without a responder is asked
-// again for up to noRespondersGrace before it counts as gone.
+// again until it has been silent for noRespondersGrace (counted across
+// calls), then it is gone.
 func (q *Queue) Call(ctx context.Context, replica string, msg []byte) ([]byte, error) {
-	var first time.Time
 	for {
 		m, err := q.nc.RequestWithContext(ctx, q.prefix+".r."+replica, msg)
 		if err == nil {
+			q.heard(replica)
 			return m.Data, nil
 		}
 		if !errors.Is(err, nats.ErrNoResponders) {
 			return nil, fmt.Errorf("natsq: call replica %s: %w", replica, err)
 		}
-		now := time.Now()
-		if first.IsZero() {
-			first = now
-		}
-		if q.isGone(replica, now) || now.Sub(first) >= noRespondersGrace {
-			q.markGone(replica, now)
+		if now := time.Now(); now.Sub(q.silentSince(replica, now)) >= noRespondersGrace {
 			return nil, relay.ErrNoReplica
 		}
 		select {
@@ -524,36 +523,42 @@ func (q *Queue) Call(ctx context.Context, replica string, msg []byte) ([]byte, e
 	}
 }
 
-// isGone reports whether replica counts as gone at now.
-func (q *Queue) isGone(replica string, now time.Time) bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	at, ok := q.gone[replica]
-	return ok && now.Sub(at) < goneFor
-}
-
-// markGone counts replica gone from now (and forgets old marks).
-func (q *Queue) markGone(replica string, now time.Time) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.gone == nil {
-		q.gone = make(map[string]time.Time)
+// silentSince notes that replica had no responder at now and returns since
+// when it has been silent (and forgets silences older than goneFor).
+func (q *Queue) silentSince(replica string, now time.Time) time.Time {
+	q.silentMu.Lock()
+	defer q.silentMu.Unlock()
+	if q.silent == nil {
+		q.silent = make(map[string]time.Time)
 	}
-	if at, ok := q.gone[replica]; !ok || now.Sub(at) >= goneFor {
-		q.gone[replica] = now
-	}
-	for id, at := range q.gone {
+	for id, at := range q.silent {
 		if now.Sub(at) >= goneFor {
-			delete(q.gone, id)
+			delete(q.silent, id)
 		}
 	}
+	at, ok := q.silent[replica]
+	if !ok {
+		at = now
+		q.silent[replica] = at
+	}
+	return at
 }
 
-// heard forgets that replica counted as gone: a broadcast of it arrived.
+// isGone reports whether replica has been silent for noRespondersGrace.
+func (q *Queue) isGone(replica string, now time.Time) bool {
+	q.silentMu.Lock()
+	defer q.silentMu.Unlock()
+	at, ok := q.silent[replica]
+	return ok && now.Sub(at) >= noRespondersGrace && now.Sub(at) < goneFor
+}
+
+// heard ends replica's silence: it answered, or a broadcast of it arrived.
 func (q *Queue) heard(replica string) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	delete(q.gone, replica)
+	q.silentMu.Lock()
+	if len(q.silent) > 0 {
+		delete(q.silent, replica)
+	}
+	q.silentMu.Unlock()
 }
 
 // fromHeader names the sending replica of broadcasts and questions, which
