@@ -27,7 +27,7 @@ TEST_TIMEOUT ?= 25m
 # mid-execution (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 2000x
 
-.PHONY: all build run test test-go faults bench bench-load bench-replicas bench-failover bench-idle-tunnels plugins examples lint generate fuzz-smoke clean
+.PHONY: all build run test test-go faults bench bench-load bench-replicas bench-failover bench-slow-bodies bench-idle-tunnels plugins examples lint generate fuzz-smoke clean
 
 all: build
 
@@ -92,6 +92,13 @@ bench-replicas: build
 bench-failover:
 	SLUICE_FAULTS=1 $(GO) test -count=3 -v -timeout $(TEST_TIMEOUT) -run '^TestReplicaKilled$$' ./engine/faults/ 2>&1 | \
 		grep -E 'calls in|killed replica held|^(--- |ok|FAIL)'
+
+# The slow-body attack (3,000 trickling connections on one key) against a
+# steady key, five attacked and quiet windows interleaved: the steady key's
+# calls/s and p50 under attack against without, and the relay's RSS.
+bench-slow-bodies:
+	SLUICE_FAULTS=1 $(GO) test -count=1 -v -timeout $(TEST_TIMEOUT) -run '^TestSlowBodiesDoNotStarveOtherKeys$$' ./engine/faults/ 2>&1 | \
+		grep -E 'attack:|relay RSS|round [0-9]|median over|^(--- |ok|FAIL)'
 
 # Many idle tunnels on one relay: c=1 on a relay serving one tunnel and on
 # one serving 10,000 more (made through the admin API, each with an idle
