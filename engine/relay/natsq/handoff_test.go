@@ -235,14 +235,7 @@ func TestTakerDiesBeforeHandingOut(t *testing.T) {
 func TestRevocationFailsCallsOwnedElsewhere(t *testing.T) {
 	conn := embedded(t)
 	a, b := startReplica(t, conn(), 0), startReplica(t, conn(), 0)
-	pollOnce(t, b.url, "agent-r")
-	time.Sleep(100 * time.Millisecond)
-	res := make(chan string, 1)
-	go func() { st, body := call(t, a.url, 61); res <- fmt.Sprint(st, " ", body) }()
-	var cmds []wire.Command
-	for deadline := time.Now().Add(5 * time.Second); len(cmds) == 0 && time.Now().Before(deadline); {
-		cmds = pollOnce(t, b.url, "agent-r")
-	}
+	cmds, res := callTakenVia(t, http.DefaultClient, a.url, b.url, "agent-r", 61)
 	if len(cmds) != 1 || !strings.Contains(cmds[0].ShardToken, a.q.ID()) {
 		t.Fatalf("the agent on B took %v, want A's call", cmds)
 	}

@@ -544,14 +544,6 @@ func (q *Queue) silentSince(replica string, now time.Time) time.Time {
 	return at
 }
 
-// isGone reports whether replica has been silent for noRespondersGrace.
-func (q *Queue) isGone(replica string, now time.Time) bool {
-	q.silentMu.Lock()
-	defer q.silentMu.Unlock()
-	at, ok := q.silent[replica]
-	return ok && now.Sub(at) >= noRespondersGrace && now.Sub(at) < goneFor
-}
-
 // heard ends replica's silence: it answered, or a broadcast of it arrived.
 func (q *Queue) heard(replica string) {
 	q.silentMu.Lock()

@@ -265,6 +265,23 @@ func pollOnce(t *testing.T, url, instance string) []wire.Command {
 	return pollWith(t, http.DefaultClient, url, instance)
 }
 
+// callTakenVia makes call id on replica url a while an agent (instance,
+// through client) polls replica url b, once before the call so that a
+// knows of it, then until the command arrives (5 s at most); it returns
+// what the agent got and the channel the call's "status body" comes on.
+func callTakenVia(t *testing.T, client *http.Client, a, b, instance string, id int) ([]wire.Command, <-chan string) {
+	t.Helper()
+	pollWith(t, client, b, instance)
+	time.Sleep(100 * time.Millisecond)
+	res := make(chan string, 2)
+	go func() { st, body := call(t, a, id); res <- fmt.Sprint(st, " ", body) }()
+	var cmds []wire.Command
+	for deadline := time.Now().Add(5 * time.Second); len(cmds) == 0 && time.Now().Before(deadline); {
+		cmds = pollWith(t, client, b, instance)
+	}
+	return cmds, res
+}
+
 func pollWith(t *testing.T, client *http.Client, url, instance string) []wire.Command {
 	t.Helper()
 	return pollHeaders(t, client, url, 3*time.Second, map[string]string{wire.HeaderClientInstanceID: instance})
@@ -412,17 +429,10 @@ func TestLostAgentAcrossReplicas(t *testing.T) {
 	a, b, c := startReplica(t, conn(), 0), startReplica(t, conn(), 0), startReplica(t, conn(), 0)
 	tr := &http.Transport{}
 	client := &http.Client{Transport: tr}
-	pollWith(t, client, b.url, "agent-moves")
-	time.Sleep(100 * time.Millisecond)
 
 	// The agent moves from B to C (its connection to B closes) and keeps
 	// polling there: its call on A is not failed.
-	res := make(chan string, 2)
-	go func() { st, body := call(t, a.url, 21); res <- fmt.Sprint(st, " ", body) }()
-	var cmds []wire.Command
-	for deadline := time.Now().Add(5 * time.Second); len(cmds) == 0 && time.Now().Before(deadline); {
-		cmds = pollWith(t, client, b.url, "agent-moves")
-	}
+	cmds, res := callTakenVia(t, client, a.url, b.url, "agent-moves", 21)
 	if len(cmds) != 1 {
 		t.Fatal("no command")
 	}
@@ -455,13 +465,8 @@ func TestLostAgentAcrossReplicas(t *testing.T) {
 	// A second agent takes a call on A from B and dies.
 	tr2 := &http.Transport{}
 	client2 := &http.Client{Transport: tr2}
-	pollWith(t, client2, b.url, "agent-dies")
 	start := time.Now()
-	go func() { st, body := call(t, a.url, 22); res <- fmt.Sprint(st, " ", body) }()
-	cmds = nil
-	for deadline := time.Now().Add(5 * time.Second); len(cmds) == 0 && time.Now().Before(deadline); {
-		cmds = pollWith(t, client2, b.url, "agent-dies")
-	}
+	cmds, res = callTakenVia(t, client2, a.url, b.url, "agent-dies", 22)
 	if len(cmds) != 1 {
 		t.Fatal("no command for the second agent")
 	}
@@ -567,14 +572,7 @@ func TestProcAffinityAcrossReplicas(t *testing.T) {
 func TestDrainAcrossReplicas(t *testing.T) {
 	conn := embedded(t)
 	a, b := startReplica(t, conn(), 0), startReplica(t, conn(), 0)
-	pollOnce(t, b.url, "agent-d")
-	time.Sleep(100 * time.Millisecond)
-	taken := make(chan string, 1)
-	go func() { st, body := call(t, a.url, 31); taken <- fmt.Sprint(st, " ", body) }()
-	var cmds []wire.Command
-	for deadline := time.Now().Add(5 * time.Second); len(cmds) == 0 && time.Now().Before(deadline); {
-		cmds = pollOnce(t, b.url, "agent-d")
-	}
+	cmds, taken := callTakenVia(t, http.DefaultClient, a.url, b.url, "agent-d", 31)
 	if len(cmds) != 1 {
 		t.Fatal("no command")
 	}
