@@ -233,18 +233,26 @@ func members(b []byte, i int, fn func(ks, ke, vs int) (int, error)) (int, error)
 		if ve <= vs { // no progress: a broken fn must not loop forever
 			return 0, ErrSyntax
 		}
-		i = SkipSpace(b, ve)
-		if i >= len(b) {
-			return 0, ErrSyntax
+		var done bool
+		if i, done, err = afterValue(b, ve, '}'); err != nil || done {
+			return i, err
 		}
-		if b[i] == '}' {
-			return i + 1, nil
-		}
-		if b[i] != ',' {
-			return 0, ErrSyntax
-		}
-		i = SkipSpace(b, i+1)
 	}
+}
+
+// afterValue reads what follows a value of an object or array that ends at
+// ve: past the closing byte end (done), or to the next value after ','.
+func afterValue(b []byte, ve int, end byte) (i int, done bool, err error) {
+	i = SkipSpace(b, ve)
+	switch {
+	case i >= len(b):
+		return 0, false, ErrSyntax
+	case b[i] == end:
+		return i + 1, true, nil
+	case b[i] != ',':
+		return 0, false, ErrSyntax
+	}
+	return SkipSpace(b, i+1), false, nil
 }
 
 // Elements iterates the array at b[i], calling fn with the start of each
@@ -276,16 +284,9 @@ func elements(b []byte, i int, fn func(vs int) (int, error)) (int, error) {
 		if ve <= i {
 			return 0, ErrSyntax
 		}
-		i = SkipSpace(b, ve)
-		if i >= len(b) {
-			return 0, ErrSyntax
+		var done bool
+		if i, done, err = afterValue(b, ve, ']'); err != nil || done {
+			return i, err
 		}
-		if b[i] == ']' {
-			return i + 1, nil
-		}
-		if b[i] != ',' {
-			return 0, ErrSyntax
-		}
-		i = SkipSpace(b, i+1)
 	}
 }
