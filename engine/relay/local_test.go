@@ -134,3 +134,28 @@ func TestClaimRefusesARevokedKey(t *testing.T) {
 		t.Fatal("a claim with a valid key was refused")
 	}
 }
+
+// TestRemoteWordAboutARevokedKeyIsNotBelieved: another replica's word that
+// it has polls made with a key, heard after that key's revocation reached
+// this replica (the word was said before it reached that one), must not
+// count an agent connected: calls would wait for it instead of getting 503.
+// (The fault suite's TestRuntimeKeyRevokedOnReplicas hung 12 calls for 30 s
+// on such a word once.)
+func TestRemoteWordAboutARevokedKeyIsNotBelieved(t *testing.T) {
+	kept, revoked := sha256.Sum256([]byte("kept")), sha256.Sum256([]byte("revoked"))
+	ts := newTunnelState(&tunnelConf{id: tunA, runtimeKeys: []hashedKey{{sum: kept}}}, 8)
+	now := time.Now()
+	for _, words := range [][]string{{keyFingerprint(revoked)}, {"not-hex-at-all!!"}, {"00112233445566778899"}} {
+		ts.remoteLive(now, false, "replica-b", words)
+		if ts.connected(now, time.Minute) {
+			t.Fatalf("word %q: agent counted connected", words)
+		}
+		if ts.pollReplica(now) != "" {
+			t.Fatalf("word %q: replica-b counted as having polls", words)
+		}
+	}
+	ts.remoteLive(now, false, "replica-b", []string{keyFingerprint(revoked), keyFingerprint(kept)})
+	if !ts.connected(now, time.Minute) || ts.pollReplica(now) != "replica-b" {
+		t.Fatal("a word about a valid key was not believed")
+	}
+}

@@ -145,16 +145,23 @@ func (t *tunnelState) connected(now time.Time, timeout time.Duration) bool {
 }
 
 // remoteLive notes replica's word that it has polls on t, made with the
-// runtime keys whose fingerprints are keys (none: not said).
+// runtime keys whose fingerprints are keys (none: not said). A word about
+// keys revoked here meanwhile (said before the revocation reached that
+// replica, heard after it reached this one) is not believed: it would
+// count an agent connected that can no longer poll, and calls would wait
+// for it instead of getting 503.
 func (t *tunnelState) remoteLive(now time.Time, offer bool, replica string, keys []string) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(keys) == 0 {
+		keys = []string{""}
+	} else if keys = t.validFingerprintsLocked(keys); len(keys) == 0 {
+		return
+	}
 	t.remotePoll = now
 	t.notePollReplicaLocked(replica, now)
 	if t.remoteKeys == nil {
 		t.remoteKeys = make(map[string]time.Time)
-	}
-	if len(keys) == 0 {
-		keys = []string{""}
 	}
 	for _, k := range keys {
 		if len(t.remoteKeys) < maxInstances || !t.remoteKeys[k].IsZero() {
@@ -164,7 +171,31 @@ func (t *tunnelState) remoteLive(now time.Time, offer bool, replica string, keys
 	if offer {
 		t.remoteOffer = now
 	}
-	t.mu.Unlock()
+}
+
+// validFingerprintsLocked keeps the fingerprints among fps of the runtime
+// keys t holds now (t.mu held: setConf stores the configuration before it
+// takes t.mu to forget revoked keys, so a word heard after that sees the
+// revocation).
+func (t *tunnelState) validFingerprintsLocked(fps []string) []string {
+	keys := t.conf.Load().runtimeKeys
+	valid := fps[:0:0]
+	for _, fp := range fps {
+		var prefix [8]byte // keyFingerprint is the hex of a hash's first 8 bytes
+		if len(fp) != 2*len(prefix) {
+			continue
+		}
+		if _, err := hex.Decode(prefix[:], []byte(fp)); err != nil {
+			continue
+		}
+		for _, k := range keys {
+			if [8]byte(k.sum[:8]) == prefix {
+				valid = append(valid, fp)
+				break
+			}
+		}
+	}
+	return valid
 }
 
 // pollsHere reports whether polls are being held here, whether one of
