@@ -106,6 +106,14 @@ func hexVal(c byte) int {
 	return -1 << 8
 }
 
+// digitsEnd returns the end of the run of decimal digits at b[j].
+func digitsEnd(b []byte, j int) int {
+	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+		j++
+	}
+	return j
+}
+
 // literalEnd returns the end of a number, true, false or null at b[i].
 func literalEnd(b []byte, i int) (int, error) {
 	for _, lit := range [...]string{"true", "false", "null"} {
@@ -118,19 +126,13 @@ func literalEnd(b []byte, i int) (int, error) {
 		j++
 	}
 	d := j
-	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-		j++
-	}
+	j = digitsEnd(b, j)
 	if j == d || (b[d] == '0' && j-d > 1) {
 		return 0, ErrSyntax
 	}
 	if j < len(b) && b[j] == '.' {
-		j++
-		f := j
-		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-			j++
-		}
-		if j == f {
+		f := j + 1
+		if j = digitsEnd(b, f); j == f {
 			return 0, ErrSyntax
 		}
 	}
@@ -140,10 +142,7 @@ func literalEnd(b []byte, i int) (int, error) {
 			j++
 		}
 		x := j
-		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-			j++
-		}
-		if j == x {
+		if j = digitsEnd(b, x); j == x {
 			return 0, ErrSyntax
 		}
 	}
